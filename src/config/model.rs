@@ -1,0 +1,441 @@
+//! The typed configuration model: what the operator (or Neutron) asked the
+//! fabric to do. One etcd key holds one of these values as JSON; the key
+//! layout lives in `docs/etcd-api.md`.
+//!
+//! This module only describes; whole-config checks live in `validate`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::net::MacAddr;
+
+/// A switch's P4Runtime port number (bmv2: the `-i N@veth` number).
+pub type PortNum = u32;
+/// A VLAN id, 1..=4094.
+pub type VlanId = u16;
+/// A virtual routing and forwarding instance; 0 is the default VRF.
+pub type VrfId = u16;
+
+/// The whole desired configuration of the fabric.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fabric {
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default)]
+    pub switches: BTreeMap<String, Switch>,
+    /// Configured fabric links by name (optional: discovery finds links).
+    #[serde(default)]
+    pub links: BTreeMap<String, Link>,
+    /// Edge ports by `PortRef` ("leaf1/3").
+    #[serde(default)]
+    pub ports: BTreeMap<PortRef, EdgePort>,
+    #[serde(default)]
+    pub lags: BTreeMap<String, Lag>,
+    #[serde(default)]
+    pub vlans: BTreeMap<VlanId, Vlan>,
+    /// Static routes by name.
+    #[serde(default)]
+    pub routes: BTreeMap<String, Route>,
+    /// Static hosts / port bindings by name (a Neutron port id, say).
+    #[serde(default)]
+    pub hosts: BTreeMap<String, Host>,
+}
+
+/// Fabric-wide controller settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The anycast gateway MAC every leaf answers for (unless a VLAN names
+    /// its own).
+    pub gateway_mac: MacAddr,
+    /// The LACP actor system id the whole fabric presents to servers, so a
+    /// bond over two leaves sees one partner.
+    pub lacp_system_id: MacAddr,
+    pub lacp_system_priority: u16,
+    /// Learned MAC entries age out after this many seconds without traffic.
+    pub mac_aging_secs: u32,
+    /// Interval between topology discovery probes on fabric ports.
+    pub discovery_interval_ms: u32,
+    /// A link unseen for this many intervals is declared down.
+    pub discovery_miss_limit: u32,
+    /// Punted packets per second the switch lets through to the controller.
+    pub punt_rate_pps: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            gateway_mac: MacAddr([0x02, 0x00, 0x00, 0xfa, 0xb0, 0x01]),
+            lacp_system_id: MacAddr([0x02, 0x00, 0x00, 0xfa, 0xb0, 0x02]),
+            lacp_system_priority: 32768,
+            mac_aging_secs: 300,
+            discovery_interval_ms: 1000,
+            discovery_miss_limit: 3,
+            punt_rate_pps: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Leaf,
+    Spine,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    #[default]
+    Bmv2,
+    Tofino,
+}
+
+/// One P4 switch of the fabric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switch {
+    /// P4Runtime gRPC address, `host:port`.
+    pub address: String,
+    /// P4Runtime device id.
+    pub device_id: u64,
+    pub role: Role,
+    /// The fabric (MPLS) label naming this switch, unique in the fabric,
+    /// 16..=1048575 (0..15 are reserved by MPLS).
+    pub label: u32,
+    #[serde(default)]
+    pub target: Target,
+    /// Pipeline name (`fabric`): which compiled program under `p4/build/`.
+    #[serde(default = "default_pipeline")]
+    pub pipeline: String,
+    /// Ports that connect to other switches (fabric ports). Discovery runs
+    /// on these; every other port is an edge port if configured.
+    #[serde(default)]
+    pub fabric_ports: Vec<PortNum>,
+    /// The router MAC of this switch on fabric links (source MAC of
+    /// fabric-encapsulated frames). Derived from the label when absent.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+}
+
+fn default_pipeline() -> String {
+    "fabric".to_string()
+}
+
+/// A port of a switch, written `switch/port` ("leaf1/3").
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRef {
+    pub switch: String,
+    pub port: PortNum,
+}
+
+impl PortRef {
+    pub fn new(switch: impl Into<String>, port: PortNum) -> Self {
+        PortRef {
+            switch: switch.into(),
+            port,
+        }
+    }
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.switch, self.port)
+    }
+}
+
+/// Why a string is not a `switch/port` reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid port reference {0:?}: expected SWITCH/PORT, e.g. leaf1/3")]
+pub struct PortRefParseError(pub String);
+
+impl FromStr for PortRef {
+    type Err = PortRefParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || PortRefParseError(s.to_string());
+        let (switch, port) = s.rsplit_once('/').ok_or_else(err)?;
+        if switch.is_empty() || switch.contains('/') {
+            return Err(err());
+        }
+        let port = port.parse().map_err(|_| err())?;
+        Ok(PortRef::new(switch, port))
+    }
+}
+
+impl Serialize for PortRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configured switch-to-switch link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub a: PortRef,
+    pub b: PortRef,
+}
+
+/// How an edge port (or a LAG) carries VLANs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum VlanMode {
+    /// Untagged frames belong to `vlan`; tagged frames are dropped.
+    Access { vlan: VlanId },
+    /// Frames tagged with one of `vlans` are accepted; untagged frames
+    /// belong to `native` if set, else are dropped.
+    Trunk {
+        vlans: Vec<VlanId>,
+        #[serde(default)]
+        native: Option<VlanId>,
+    },
+}
+
+impl VlanMode {
+    /// Every VLAN this attachment is a member of.
+    pub fn member_vlans(&self) -> Vec<VlanId> {
+        match self {
+            VlanMode::Access { vlan } => vec![*vlan],
+            VlanMode::Trunk { vlans, native } => {
+                let mut v = vlans.clone();
+                if let Some(n) = native {
+                    v.push(*n);
+                }
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+        }
+    }
+
+    /// Is `vlan` sent untagged on this attachment?
+    pub fn is_untagged(&self, vlan: VlanId) -> bool {
+        match self {
+            VlanMode::Access { vlan: v } => *v == vlan,
+            VlanMode::Trunk { native, .. } => *native == Some(vlan),
+        }
+    }
+}
+
+/// An edge port facing a server (not a LAG member: LAG members take their
+/// VLAN settings from the LAG).
+///
+/// (`deny_unknown_fields` does not combine with `flatten`; the validator
+/// reports unknown fields of ports and LAGs instead.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgePort {
+    #[serde(flatten)]
+    pub vlans: VlanMode,
+    #[serde(default = "yes")]
+    pub admin_up: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LagMode {
+    #[default]
+    Lacp,
+    Static,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LacpRate {
+    /// LACPDUs every second, timeout after 3 s.
+    Fast,
+    /// LACPDUs every 30 s, timeout after 90 s.
+    #[default]
+    Slow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LacpSettings {
+    pub rate: LacpRate,
+    /// Actor key presented on this LAG's members.
+    pub key: Option<u16>,
+}
+
+impl Default for LacpSettings {
+    fn default() -> Self {
+        LacpSettings {
+            rate: LacpRate::Slow,
+            key: None,
+        }
+    }
+}
+
+/// A link aggregation towards a server, on one leaf or split across two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lag {
+    /// Fabric-wide LAG id, 1..=65535, the same on both leaves.
+    pub id: u16,
+    pub members: Vec<PortRef>,
+    #[serde(default)]
+    pub protocol: LagMode,
+    #[serde(default)]
+    pub lacp: LacpSettings,
+    #[serde(flatten)]
+    pub vlans: VlanMode,
+    #[serde(default = "yes")]
+    pub admin_up: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A VLAN network (a Neutron network + its subnets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vlan {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub tenant: String,
+    #[serde(default)]
+    pub vrf: VrfId,
+    /// Gateway address with the subnet's prefix length, e.g. 10.0.1.1/24.
+    #[serde(default)]
+    pub ipv4_gateway: Option<Ipv4Net>,
+    /// Gateway address with prefix length, e.g. 2001:db8:1::1/64.
+    #[serde(default)]
+    pub ipv6_gateway: Option<Ipv6Net>,
+    /// Gateway MAC for this VLAN; `settings.gateway_mac` when absent.
+    #[serde(default)]
+    pub gateway_mac: Option<MacAddr>,
+}
+
+/// A static route: `prefix` via one or more next hops (ECMP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(default)]
+    pub vrf: VrfId,
+    pub prefix: IpNet,
+    pub next_hops: Vec<IpAddr>,
+}
+
+/// Where a host is attached: `{port: leaf1/3}` or `{lag: bond1}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "AttachmentRepr", into = "AttachmentRepr")]
+pub enum Attachment {
+    Port(PortRef),
+    Lag(String),
+}
+
+/// The written form of `Attachment`: a map with exactly one of the keys.
+/// (A plain externally tagged enum would need YAML `!tags` in serde_yaml.)
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachmentRepr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<PortRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lag: Option<String>,
+}
+
+impl TryFrom<AttachmentRepr> for Attachment {
+    type Error = String;
+
+    fn try_from(r: AttachmentRepr) -> Result<Self, Self::Error> {
+        match (r.port, r.lag) {
+            (Some(p), None) => Ok(Attachment::Port(p)),
+            (None, Some(l)) => Ok(Attachment::Lag(l)),
+            _ => Err("attachment needs exactly one of `port` or `lag`".to_string()),
+        }
+    }
+}
+
+impl From<Attachment> for AttachmentRepr {
+    fn from(a: Attachment) -> Self {
+        match a {
+            Attachment::Port(p) => AttachmentRepr {
+                port: Some(p),
+                lag: None,
+            },
+            Attachment::Lag(l) => AttachmentRepr {
+                port: None,
+                lag: Some(l),
+            },
+        }
+    }
+}
+
+/// A static host / port binding (what Neutron writes for a VM port).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub mac: MacAddr,
+    pub vlan: VlanId,
+    #[serde(default)]
+    pub ips: Vec<IpAddr>,
+    pub attachment: Attachment,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ref_parses() {
+        assert_eq!(
+            "leaf1/3".parse::<PortRef>().unwrap(),
+            PortRef::new("leaf1", 3)
+        );
+        for bad in ["leaf1", "/3", "leaf1/x", "a/b/3", ""] {
+            assert!(bad.parse::<PortRef>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fabric_yaml_round_trip() {
+        let yaml = r#"
+switches:
+  leaf1: {address: "127.0.0.1:50001", device_id: 1, role: leaf, label: 101, fabric_ports: [1, 2]}
+  spine1: {address: "127.0.0.1:50002", device_id: 2, role: spine, label: 201}
+ports:
+  leaf1/3: {mode: access, vlan: 10}
+  leaf1/4: {mode: trunk, vlans: [10, 20], native: 30}
+lags:
+  bond1: {id: 1, members: [leaf1/5, leaf2/5], protocol: lacp, lacp: {rate: fast}, mode: trunk, vlans: [10]}
+vlans:
+  10: {name: web, ipv4_gateway: 10.0.10.1/24}
+hosts:
+  vm1: {mac: "02:00:00:00:00:01", vlan: 10, ips: [10.0.10.5], attachment: {port: leaf1/3}}
+  vm2: {mac: "02:00:00:00:00:02", vlan: 10, attachment: {lag: bond1}}
+"#;
+        let f: Fabric = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(f.switches["leaf1"].fabric_ports, vec![1, 2]);
+        assert_eq!(
+            f.ports[&PortRef::new("leaf1", 4)].vlans,
+            VlanMode::Trunk {
+                vlans: vec![10, 20],
+                native: Some(30)
+            }
+        );
+        assert_eq!(f.lags["bond1"].protocol, LagMode::Lacp);
+        assert_eq!(f.lags["bond1"].lacp.rate, LacpRate::Fast);
+        assert_eq!(f.hosts["vm2"].attachment, Attachment::Lag("bond1".into()));
+        let back: Fabric = serde_yaml::from_str(&serde_yaml::to_string(&f).unwrap()).unwrap();
+        assert_eq!(back, f);
+    }
+}

@@ -1,0 +1,9 @@
+//! p4fabric: a P4Runtime fabric controller.
+//!
+//! Data flows one way: etcd (`config`) -> topology (`topo`) -> desired
+//! entities (`compile`) -> per-switch reconcilers (`agent`) -> switches over
+//! P4Runtime (`p4rt`).
+
+pub mod config;
+pub mod net;
+pub mod p4rt;

@@ -1,0 +1,5 @@
+//! The `p4fabric` command.
+
+fn main() {
+    println!("p4fabric");
+}

@@ -1,0 +1,1 @@
+//! P4Runtime: the P4Info registry, value encoding, and the switch client.
