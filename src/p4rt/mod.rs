@@ -1,1 +1,4 @@
-//! P4Runtime: the P4Info registry, value encoding, and the switch client.
+//! P4Runtime: entities by name, the P4Info registry, value encoding, and the
+//! switch client.
+
+pub mod entity;
