@@ -13,19 +13,30 @@ pub enum CodecError {
     #[error(transparent)]
     P4Info(#[from] P4InfoError),
     #[error("{what}: value {value:#x} does not fit in {bitwidth} bits")]
-    TooWide { what: String, value: u128, bitwidth: u32 },
+    TooWide {
+        what: String,
+        value: u128,
+        bitwidth: u32,
+    },
     #[error("{what}: {why}")]
     Invalid { what: String, why: String },
 }
 
 fn invalid(what: impl Into<String>, why: impl Into<String>) -> CodecError {
-    CodecError::Invalid { what: what.into(), why: why.into() }
+    CodecError::Invalid {
+        what: what.into(),
+        why: why.into(),
+    }
 }
 
 /// Encodes `value` as a canonical bytestring of a `bitwidth`-bit field.
 pub fn encode_value(what: &str, value: u128, bitwidth: u32) -> Result<Vec<u8>, CodecError> {
     if bitwidth < 128 && value >> bitwidth != 0 {
-        return Err(CodecError::TooWide { what: what.to_string(), value, bitwidth });
+        return Err(CodecError::TooWide {
+            what: what.to_string(),
+            value,
+            bitwidth,
+        });
     }
     let bytes = value.to_be_bytes();
     let first = bytes.iter().position(|b| *b != 0).unwrap_or(15);
@@ -36,11 +47,20 @@ pub fn encode_value(what: &str, value: u128, bitwidth: u32) -> Result<Vec<u8>, C
 pub fn decode_value(what: &str, bytes: &[u8], bitwidth: u32) -> Result<u128, CodecError> {
     let significant = &bytes[bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len())..];
     if significant.len() > 16 {
-        return Err(invalid(what, format!("{} bytes exceed 128 bits", bytes.len())));
+        return Err(invalid(
+            what,
+            format!("{} bytes exceed 128 bits", bytes.len()),
+        ));
     }
-    let value = significant.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+    let value = significant
+        .iter()
+        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
     if bitwidth < 128 && value >> bitwidth != 0 {
-        return Err(CodecError::TooWide { what: what.to_string(), value, bitwidth });
+        return Err(CodecError::TooWide {
+            what: what.to_string(),
+            value,
+            bitwidth,
+        });
     }
     Ok(value)
 }
@@ -50,7 +70,11 @@ pub fn prefix_mask(prefix_len: u32, bitwidth: u32) -> u128 {
     if prefix_len == 0 {
         return 0;
     }
-    let ones = if prefix_len >= 128 { u128::MAX } else { (1u128 << prefix_len) - 1 };
+    let ones = if prefix_len >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << prefix_len) - 1
+    };
     ones << (bitwidth.saturating_sub(prefix_len))
 }
 
@@ -86,7 +110,10 @@ fn encode_params(
                 .map(|(_, v)| *v)
                 .ok_or_else(|| invalid(what, format!("parameter {} missing", p.name)))?;
             let w = format!("{what} param {}", p.name);
-            Ok(p4::action::Param { param_id: p.id, value: encode_value(&w, value, p.bitwidth)? })
+            Ok(p4::action::Param {
+                param_id: p.id,
+                value: encode_value(&w, value, p.bitwidth)?,
+            })
         })
         .collect()
 }
@@ -95,25 +122,34 @@ impl P4InfoRegistry {
     pub fn encode_action(&self, call: &ActionCall) -> Result<p4::Action, CodecError> {
         let info = self.action(call.name)?;
         let params = encode_params(call.name, &info.params, &call.params)?;
-        Ok(p4::Action { action_id: info.id, params })
+        Ok(p4::Action {
+            action_id: info.id,
+            params,
+        })
     }
 
     pub fn decode_action(&self, a: &p4::Action) -> Result<ActionCall, CodecError> {
         let info = self.action_by_id(a.action_id)?;
         let mut params = Vec::with_capacity(a.params.len());
         for p in &a.params {
-            let pi = info
-                .params
-                .iter()
-                .find(|x| x.id == p.param_id)
-                .ok_or(P4InfoError::UnknownId { kind: "action parameter", id: p.param_id })?;
+            let pi =
+                info.params
+                    .iter()
+                    .find(|x| x.id == p.param_id)
+                    .ok_or(P4InfoError::UnknownId {
+                        kind: "action parameter",
+                        id: p.param_id,
+                    })?;
             let what = format!("{} param {}", info.name, pi.name);
             params.push((pi.name, decode_value(&what, &p.value, pi.bitwidth)?));
         }
         // Parameters in P4Info order so decoded actions compare equal to
         // the compiler's (which also follows the declaration order).
         params.sort_by_key(|(n, _)| info.params.iter().position(|p| p.name == *n));
-        Ok(ActionCall { name: info.name, params })
+        Ok(ActionCall {
+            name: info.name,
+            params,
+        })
     }
 
     /// Encodes a table key and (unless `key_only`) its action.
@@ -131,9 +167,9 @@ impl P4InfoRegistry {
             let f = table.field(name)?;
             let w = f.bitwidth;
             let fm = match (f.match_type, m) {
-                (MT::Exact, Match::Exact(v)) => {
-                    FM::Exact(p4::field_match::Exact { value: encode_value(&what(name), *v, w)? })
-                }
+                (MT::Exact, Match::Exact(v)) => FM::Exact(p4::field_match::Exact {
+                    value: encode_value(&what(name), *v, w)?,
+                }),
                 (MT::Lpm, Match::Lpm { value, prefix_len }) => {
                     if *prefix_len == 0 || *prefix_len > w {
                         return Err(invalid(what(name), format!("prefix length {prefix_len}")));
@@ -171,10 +207,16 @@ impl P4InfoRegistry {
                     })
                 }
                 (mt, m) => {
-                    return Err(invalid(what(name), format!("{m:?} given for a {mt:?} field")))
+                    return Err(invalid(
+                        what(name),
+                        format!("{m:?} given for a {mt:?} field"),
+                    ))
                 }
             };
-            matches.push(p4::FieldMatch { field_id: f.id, field_match_type: Some(fm) });
+            matches.push(p4::FieldMatch {
+                field_id: f.id,
+                field_match_type: Some(fm),
+            });
         }
         for f in &table.match_fields {
             if f.match_type == MT::Exact && !e.key.matches.iter().any(|(n, _)| *n == f.name) {
@@ -227,6 +269,22 @@ impl P4InfoRegistry {
     }
 
     pub fn decode_table_entry(&self, t: &p4::TableEntry) -> Result<TableEntry, CodecError> {
+        let key = self.decode_table_key(t)?;
+        let action = match t.action.as_ref().and_then(|a| a.r#type.as_ref()) {
+            Some(p4::table_action::Type::Action(a)) => TableAction::Direct(self.decode_action(a)?),
+            Some(p4::table_action::Type::ActionProfileMemberId(id)) => TableAction::Member(*id),
+            Some(p4::table_action::Type::ActionProfileGroupId(id)) => TableAction::Group(*id),
+            _ => return Err(invalid(key.table, "entry without a supported action")),
+        };
+        Ok(TableEntry {
+            key,
+            action,
+            idle_timeout_ns: t.idle_timeout_ns,
+        })
+    }
+
+    /// The identity of a table entry (what a DELETE carries).
+    pub fn decode_table_key(&self, t: &p4::TableEntry) -> Result<TableKey, CodecError> {
         let table = self.table_by_id(t.table_id)?;
         let mut key = TableKey::new(table.name).priority(t.priority);
         use p4runtime_proto::v1::field_match::FieldMatchType as FM;
@@ -253,15 +311,40 @@ impl P4InfoRegistry {
                     return Err(invalid(what, "unsupported match kind"));
                 }
             };
+            if key.matches.iter().any(|(n, _)| *n == f.name) {
+                return Err(invalid(what, "field given twice"));
+            }
             key = key.with(f.name, dm);
         }
-        let action = match t.action.as_ref().and_then(|a| a.r#type.as_ref()) {
-            Some(p4::table_action::Type::Action(a)) => TableAction::Direct(self.decode_action(a)?),
-            Some(p4::table_action::Type::ActionProfileMemberId(id)) => TableAction::Member(*id),
-            Some(p4::table_action::Type::ActionProfileGroupId(id)) => TableAction::Group(*id),
-            _ => return Err(invalid(table.name, "entry without a supported action")),
-        };
-        Ok(TableEntry { key, action, idle_timeout_ns: t.idle_timeout_ns })
+        Ok(key)
+    }
+
+    /// The key of any entity, without needing its contents (for DELETE).
+    pub fn decode_entity_key(&self, e: &p4::Entity) -> Result<EntityKey, CodecError> {
+        use p4::entity::Entity as E;
+        use p4::packet_replication_engine_entry::Type;
+        Ok(match &e.entity {
+            Some(E::TableEntry(t)) => EntityKey::Table(self.decode_table_key(t)?),
+            Some(E::ActionProfileMember(m)) => EntityKey::Member {
+                profile: self.action_profile_by_id(m.action_profile_id)?.name,
+                member_id: m.member_id,
+            },
+            Some(E::ActionProfileGroup(g)) => EntityKey::Group {
+                profile: self.action_profile_by_id(g.action_profile_id)?.name,
+                group_id: g.group_id,
+            },
+            Some(E::PacketReplicationEngineEntry(p)) => match &p.r#type {
+                Some(Type::MulticastGroupEntry(m)) => EntityKey::Multicast(m.multicast_group_id),
+                Some(Type::CloneSessionEntry(c)) => EntityKey::Clone(c.session_id),
+                None => return Err(invalid("PRE entry", "empty")),
+            },
+            Some(E::DigestEntry(d)) => EntityKey::Digest(self.digest_by_id(d.digest_id)?.name),
+            Some(E::MeterEntry(m)) => EntityKey::Meter {
+                meter: self.meter_by_id(m.meter_id)?.name,
+                index: m.index.as_ref().map(|i| i.index).unwrap_or(0),
+            },
+            _ => return Err(invalid("entity", "kind not used by p4fabric")),
+        })
     }
 
     /// Encodes any entity (`key_only`: what a DELETE needs).
@@ -274,7 +357,11 @@ impl P4InfoRegistry {
                 E::ActionProfileMember(p4::ActionProfileMember {
                     action_profile_id: prof.id,
                     member_id: m.member_id,
-                    action: if key_only { None } else { Some(self.encode_action(&m.action)?) },
+                    action: if key_only {
+                        None
+                    } else {
+                        Some(self.encode_action(&m.action)?)
+                    },
                 })
             }
             Entity::Group(g) => {
@@ -291,9 +378,9 @@ impl P4InfoRegistry {
                             member_id: m.member_id,
                             weight: m.weight,
                             watch_kind: m.watch_port.map(|p| {
-                                p4::action_profile_group::member::WatchKind::WatchPort(
-                                    encode_port(p),
-                                )
+                                p4::action_profile_group::member::WatchKind::WatchPort(encode_port(
+                                    p,
+                                ))
                             }),
                         })
                         .collect()
@@ -305,24 +392,38 @@ impl P4InfoRegistry {
                     max_size: g.max_size,
                 })
             }
-            Entity::Multicast(m) => E::PacketReplicationEngineEntry(p4::PacketReplicationEngineEntry {
-                r#type: Some(p4::packet_replication_engine_entry::Type::MulticastGroupEntry(
-                    p4::MulticastGroupEntry {
-                        multicast_group_id: m.group_id,
-                        replicas: if key_only { Vec::new() } else { encode_replicas(&m.replicas) },
-                        metadata: Vec::new(),
-                    },
-                )),
-            }),
+            Entity::Multicast(m) => {
+                E::PacketReplicationEngineEntry(p4::PacketReplicationEngineEntry {
+                    r#type: Some(
+                        p4::packet_replication_engine_entry::Type::MulticastGroupEntry(
+                            p4::MulticastGroupEntry {
+                                multicast_group_id: m.group_id,
+                                replicas: if key_only {
+                                    Vec::new()
+                                } else {
+                                    encode_replicas(&m.replicas)
+                                },
+                                metadata: Vec::new(),
+                            },
+                        ),
+                    ),
+                })
+            }
             Entity::Clone(c) => E::PacketReplicationEngineEntry(p4::PacketReplicationEngineEntry {
-                r#type: Some(p4::packet_replication_engine_entry::Type::CloneSessionEntry(
-                    p4::CloneSessionEntry {
-                        session_id: c.session_id,
-                        replicas: if key_only { Vec::new() } else { encode_replicas(&c.replicas) },
-                        class_of_service: c.class_of_service,
-                        packet_length_bytes: c.packet_length_bytes,
-                    },
-                )),
+                r#type: Some(
+                    p4::packet_replication_engine_entry::Type::CloneSessionEntry(
+                        p4::CloneSessionEntry {
+                            session_id: c.session_id,
+                            replicas: if key_only {
+                                Vec::new()
+                            } else {
+                                encode_replicas(&c.replicas)
+                            },
+                            class_of_service: c.class_of_service,
+                            packet_length_bytes: c.packet_length_bytes,
+                        },
+                    ),
+                ),
             }),
             Entity::Digest(d) => {
                 let info = self.digest(d.digest)?;
@@ -338,7 +439,10 @@ impl P4InfoRegistry {
             Entity::Meter(m) => {
                 let info = self.meter(m.meter)?;
                 if m.index < 0 || m.index >= info.size {
-                    return Err(invalid(info.name, format!("index {} out of range", m.index)));
+                    return Err(invalid(
+                        info.name,
+                        format!("index {} out of range", m.index),
+                    ));
                 }
                 E::MeterEntry(p4::MeterEntry {
                     meter_id: info.id,
@@ -354,7 +458,9 @@ impl P4InfoRegistry {
                 })
             }
         };
-        Ok(p4::Entity { entity: Some(entity) })
+        Ok(p4::Entity {
+            entity: Some(entity),
+        })
     }
 
     pub fn decode_entity(&self, e: &p4::Entity) -> Result<Entity, CodecError> {
@@ -417,7 +523,7 @@ impl P4InfoRegistry {
             }
             Some(E::DigestEntry(d)) => {
                 let info = self.digest_by_id(d.digest_id)?;
-                let c = d.config.clone().unwrap_or_default();
+                let c = d.config.unwrap_or_default();
                 Entity::Digest(DigestConfig {
                     digest: info.name,
                     max_timeout_ns: c.max_timeout_ns,
@@ -427,7 +533,7 @@ impl P4InfoRegistry {
             }
             Some(E::MeterEntry(m)) => {
                 let info = self.meter_by_id(m.meter_id)?;
-                let c = m.config.clone().unwrap_or_default();
+                let c = m.config.unwrap_or_default();
                 Entity::Meter(MeterConfig {
                     meter: info.name,
                     index: m.index.as_ref().map(|i| i.index).unwrap_or(0),
@@ -465,7 +571,10 @@ fn decode_replicas(replicas: &[p4::Replica]) -> Result<Vec<Replica>, CodecError>
             Some(p4::replica::PortKind::Port(b)) => decode_port("replica port", b)?,
             None => return Err(invalid("replica", "no port")),
         };
-        out.push(Replica { port, instance: r.instance });
+        out.push(Replica {
+            port,
+            instance: r.instance,
+        });
     }
     out.sort();
     Ok(out)
@@ -480,7 +589,10 @@ mod tests {
         assert_eq!(encode_value("x", 0, 9).unwrap(), vec![0]);
         assert_eq!(encode_value("x", 1, 9).unwrap(), vec![1]);
         assert_eq!(encode_value("x", 0x1ff, 9).unwrap(), vec![1, 0xff]);
-        assert!(matches!(encode_value("x", 0x200, 9), Err(CodecError::TooWide { .. })));
+        assert!(matches!(
+            encode_value("x", 0x200, 9),
+            Err(CodecError::TooWide { .. })
+        ));
         assert_eq!(encode_value("x", u128::MAX, 128).unwrap(), vec![0xff; 16]);
         assert_eq!(decode_value("x", &[0, 0, 1, 0xff], 9).unwrap(), 0x1ff);
         assert!(decode_value("x", &[2, 0], 9).is_err());

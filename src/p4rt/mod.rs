@@ -2,9 +2,20 @@
 //! switch client.
 
 pub mod codec;
+pub mod conformance;
 pub mod entity;
 pub mod p4info;
 
 pub use codec::CodecError;
 pub use entity::*;
 pub use p4info::{P4InfoError, P4InfoRegistry};
+pub mod backoff;
+pub mod client;
+
+pub use client::{
+    Client, ClientError, ClientOptions, Mastership, Session, StreamEvent, WriteError,
+};
+pub mod switch;
+
+pub use switch::{read_all, write_ops, OpError, PacketIn, UpdateKind};
+pub mod target;

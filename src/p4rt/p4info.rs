@@ -15,7 +15,10 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 #[derive(Debug, thiserror::Error)]
 pub enum P4InfoError {
     #[error("cannot read P4Info {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("P4Info is not valid protobuf binary: {0}")]
     Binary(#[from] prost::DecodeError),
     #[error("P4Info text format error: {0}")]
@@ -54,10 +57,13 @@ pub struct ActionInfo {
 
 impl ActionInfo {
     pub fn param(&self, name: &str) -> Result<&FieldInfo, P4InfoError> {
-        self.params.iter().find(|p| p.name == name).ok_or_else(|| P4InfoError::UnknownName {
-            kind: "action parameter",
-            name: format!("{}.{name}", self.name),
-        })
+        self.params
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| P4InfoError::UnknownName {
+                kind: "action parameter",
+                name: format!("{}.{name}", self.name),
+            })
     }
 }
 
@@ -78,16 +84,23 @@ pub struct TableInfo {
 
 impl TableInfo {
     pub fn field(&self, name: &str) -> Result<&MatchFieldInfo, P4InfoError> {
-        self.match_fields.iter().find(|f| f.name == name).ok_or_else(|| {
-            P4InfoError::UnknownName { kind: "match field", name: format!("{}.{name}", self.name) }
-        })
+        self.match_fields
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| P4InfoError::UnknownName {
+                kind: "match field",
+                name: format!("{}.{name}", self.name),
+            })
     }
 
     pub fn field_by_id(&self, id: u32) -> Result<&MatchFieldInfo, P4InfoError> {
         self.match_fields
             .iter()
             .find(|f| f.id == id)
-            .ok_or(P4InfoError::UnknownId { kind: "match field", id })
+            .ok_or(P4InfoError::UnknownId {
+                kind: "match field",
+                id,
+            })
     }
 }
 
@@ -128,7 +141,10 @@ pub struct MeterInfo {
 /// handful of times per process and its names are a small fixed set.
 pub fn intern(name: &str) -> &'static str {
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut set = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut set = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if let Some(s) = set.get(name) {
         return s;
     }
@@ -159,7 +175,10 @@ impl P4InfoRegistry {
             path: path.display().to_string(),
             source,
         })?;
-        let is_binary = matches!(path.extension().and_then(|e| e.to_str()), Some("bin" | "pb"));
+        let is_binary = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("bin" | "pb")
+        );
         let p4info = if is_binary {
             p4i::P4Info::decode(bytes.as_slice())?
         } else {
@@ -192,9 +211,17 @@ impl P4InfoRegistry {
         };
         for a in &p4info.actions {
             let pre = preamble(&a.preamble, "action")?;
-            let params = a.params.iter().map(|p| field(p.id, &p.name, p.bitwidth)).collect();
+            let params = a
+                .params
+                .iter()
+                .map(|p| field(p.id, &p.name, p.bitwidth))
+                .collect();
             reg.add("action", pre, reg.actions.len())?;
-            reg.actions.push(ActionInfo { id: pre.id, name: intern(&pre.name), params });
+            reg.actions.push(ActionInfo {
+                id: pre.id,
+                name: intern(&pre.name),
+                params,
+            });
         }
         for t in &p4info.tables {
             let pre = preamble(&t.preamble, "table")?;
@@ -253,16 +280,28 @@ impl P4InfoRegistry {
             let pre = preamble(&d.preamble, "digest")?;
             let fields = digest_fields(&p4info, d)?;
             reg.add("digest", pre, reg.digests.len())?;
-            reg.digests.push(DigestInfo { id: pre.id, name: intern(&pre.name), fields });
+            reg.digests.push(DigestInfo {
+                id: pre.id,
+                name: intern(&pre.name),
+                fields,
+            });
         }
         for m in &p4info.meters {
             let pre = preamble(&m.preamble, "meter")?;
             reg.add("meter", pre, reg.meters.len())?;
-            reg.meters.push(MeterInfo { id: pre.id, name: intern(&pre.name), size: m.size });
+            reg.meters.push(MeterInfo {
+                id: pre.id,
+                name: intern(&pre.name),
+                size: m.size,
+            });
         }
         for c in &p4info.controller_packet_metadata {
             let pre = preamble(&c.preamble, "controller packet metadata")?;
-            let fields = c.metadata.iter().map(|m| field(m.id, &m.name, m.bitwidth)).collect();
+            let fields = c
+                .metadata
+                .iter()
+                .map(|m| field(m.id, &m.name, m.bitwidth))
+                .collect();
             reg.add("controller packet metadata", pre, reg.packet_metadata.len())?;
             reg.packet_metadata.push(PacketMetadataInfo {
                 id: pre.id,
@@ -282,13 +321,18 @@ impl P4InfoRegistry {
         index: usize,
     ) -> Result<(), P4InfoError> {
         if self.by_id.insert(pre.id, index).is_some() {
-            return Err(P4InfoError::Invalid(format!("duplicate P4 id {:#x} ({})", pre.id, pre.name)));
+            return Err(P4InfoError::Invalid(format!(
+                "duplicate P4 id {:#x} ({})",
+                pre.id, pre.name
+            )));
         }
         self.by_name.insert((kind, pre.name.clone()), index);
         if !pre.alias.is_empty() {
             // An alias may be shared by two objects; then only the full name
             // resolves, and the first alias wins only if it is unique.
-            self.by_name.entry((kind, pre.alias.clone())).or_insert(index);
+            self.by_name
+                .entry((kind, pre.alias.clone()))
+                .or_insert(index);
         }
         Ok(())
     }
@@ -297,11 +341,17 @@ impl P4InfoRegistry {
         self.by_name
             .get(&(kind, name.to_string()))
             .copied()
-            .ok_or_else(|| P4InfoError::UnknownName { kind, name: name.to_string() })
+            .ok_or_else(|| P4InfoError::UnknownName {
+                kind,
+                name: name.to_string(),
+            })
     }
 
     fn index_by_id(&self, kind: &'static str, id: u32) -> Result<usize, P4InfoError> {
-        self.by_id.get(&id).copied().ok_or(P4InfoError::UnknownId { kind, id })
+        self.by_id
+            .get(&id)
+            .copied()
+            .ok_or(P4InfoError::UnknownId { kind, id })
     }
 
     pub fn p4info(&self) -> &p4i::P4Info {
@@ -326,7 +376,8 @@ impl P4InfoRegistry {
 
     pub fn table_by_id(&self, id: u32) -> Result<&TableInfo, P4InfoError> {
         let t = self.tables.get(self.index_by_id("table", id)?);
-        t.filter(|t| t.id == id).ok_or(P4InfoError::UnknownId { kind: "table", id })
+        t.filter(|t| t.id == id)
+            .ok_or(P4InfoError::UnknownId { kind: "table", id })
     }
 
     pub fn action(&self, name: &str) -> Result<&ActionInfo, P4InfoError> {
@@ -335,7 +386,8 @@ impl P4InfoRegistry {
 
     pub fn action_by_id(&self, id: u32) -> Result<&ActionInfo, P4InfoError> {
         let a = self.actions.get(self.index_by_id("action", id)?);
-        a.filter(|a| a.id == id).ok_or(P4InfoError::UnknownId { kind: "action", id })
+        a.filter(|a| a.id == id)
+            .ok_or(P4InfoError::UnknownId { kind: "action", id })
     }
 
     pub fn action_profile(&self, name: &str) -> Result<&ActionProfileInfo, P4InfoError> {
@@ -344,7 +396,10 @@ impl P4InfoRegistry {
 
     pub fn action_profile_by_id(&self, id: u32) -> Result<&ActionProfileInfo, P4InfoError> {
         let p = self.profiles.get(self.index_by_id("action profile", id)?);
-        p.filter(|p| p.id == id).ok_or(P4InfoError::UnknownId { kind: "action profile", id })
+        p.filter(|p| p.id == id).ok_or(P4InfoError::UnknownId {
+            kind: "action profile",
+            id,
+        })
     }
 
     pub fn digest(&self, name: &str) -> Result<&DigestInfo, P4InfoError> {
@@ -353,7 +408,8 @@ impl P4InfoRegistry {
 
     pub fn digest_by_id(&self, id: u32) -> Result<&DigestInfo, P4InfoError> {
         let d = self.digests.get(self.index_by_id("digest", id)?);
-        d.filter(|d| d.id == id).ok_or(P4InfoError::UnknownId { kind: "digest", id })
+        d.filter(|d| d.id == id)
+            .ok_or(P4InfoError::UnknownId { kind: "digest", id })
     }
 
     pub fn meter(&self, name: &str) -> Result<&MeterInfo, P4InfoError> {
@@ -362,7 +418,8 @@ impl P4InfoRegistry {
 
     pub fn meter_by_id(&self, id: u32) -> Result<&MeterInfo, P4InfoError> {
         let m = self.meters.get(self.index_by_id("meter", id)?);
-        m.filter(|m| m.id == id).ok_or(P4InfoError::UnknownId { kind: "meter", id })
+        m.filter(|m| m.id == id)
+            .ok_or(P4InfoError::UnknownId { kind: "meter", id })
     }
 
     /// `packet_in` or `packet_out`.
@@ -375,11 +432,16 @@ fn preamble<'a>(
     p: &'a Option<p4i::Preamble>,
     kind: &'static str,
 ) -> Result<&'a p4i::Preamble, P4InfoError> {
-    p.as_ref().ok_or_else(|| P4InfoError::Invalid(format!("{kind} without preamble")))
+    p.as_ref()
+        .ok_or_else(|| P4InfoError::Invalid(format!("{kind} without preamble")))
 }
 
 fn field(id: u32, name: &str, bitwidth: i32) -> FieldInfo {
-    FieldInfo { id, name: intern(name), bitwidth: bitwidth.max(0) as u32 }
+    FieldInfo {
+        id,
+        name: intern(name),
+        bitwidth: bitwidth.max(0) as u32,
+    }
 }
 
 /// The bit fields of a digest's struct type, in order (ids count from 1).
@@ -425,7 +487,7 @@ pub fn parse_text(text: &str) -> Result<p4i::P4Info, P4InfoError> {
     let desc = pool
         .get_message_by_name("p4.config.v1.P4Info")
         .ok_or_else(|| P4InfoError::Text("P4Info descriptor missing".into()))?;
-    let dynamic =
-        DynamicMessage::parse_text_format(desc, text).map_err(|e| P4InfoError::Text(e.to_string()))?;
+    let dynamic = DynamicMessage::parse_text_format(desc, text)
+        .map_err(|e| P4InfoError::Text(e.to_string()))?;
     Ok(p4i::P4Info::decode(dynamic.encode_to_vec().as_slice())?)
 }
