@@ -4,6 +4,7 @@
 //! entities (`compile`) -> per-switch reconcilers (`agent`) -> switches over
 //! P4Runtime (`p4rt`).
 
+pub mod agent;
 pub mod config;
 pub mod net;
 pub mod p4rt;

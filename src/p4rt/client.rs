@@ -519,6 +519,36 @@ async fn pump_stream(
     let _ = events.send(StreamEvent::Closed(closed)).await;
 }
 
+/// A clonable handle for sending on a session's stream (packet-outs, digest
+/// acks) from other tasks.
+#[derive(Clone)]
+pub struct SessionSender {
+    tx: mpsc::Sender<p4::StreamMessageRequest>,
+}
+
+impl SessionSender {
+    pub async fn send_packet(&self, packet: p4::PacketOut) -> Result<(), ClientError> {
+        self.tx
+            .send(p4::StreamMessageRequest {
+                update: Some(p4::stream_message_request::Update::Packet(packet)),
+            })
+            .await
+            .map_err(|_| ClientError::StreamClosed(None))
+    }
+
+    pub async fn ack_digest(&self, digest_id: u32, list_id: u64) -> Result<(), ClientError> {
+        self.tx
+            .send(p4::StreamMessageRequest {
+                update: Some(p4::stream_message_request::Update::DigestAck(p4::DigestListAck {
+                    digest_id,
+                    list_id,
+                })),
+            })
+            .await
+            .map_err(|_| ClientError::StreamClosed(None))
+    }
+}
+
 /// An open StreamChannel. Dropping it closes the stream (and, on the
 /// switch, our claim to be primary).
 pub struct Session {
@@ -556,24 +586,22 @@ impl Session {
         }
     }
 
-    async fn send(&self, update: p4::stream_message_request::Update) -> Result<(), ClientError> {
-        self.tx
-            .send(p4::StreamMessageRequest {
-                update: Some(update),
-            })
-            .await
-            .map_err(|_| ClientError::StreamClosed(None))
+    pub fn sender(&self) -> SessionSender {
+        SessionSender { tx: self.tx.clone() }
     }
 
     pub async fn send_packet(&self, packet: p4::PacketOut) -> Result<(), ClientError> {
-        self.send(p4::stream_message_request::Update::Packet(packet))
-            .await
+        self.sender().send_packet(packet).await
     }
 
     pub async fn ack_digest(&self, digest_id: u32, list_id: u64) -> Result<(), ClientError> {
-        self.send(p4::stream_message_request::Update::DigestAck(
-            p4::DigestListAck { digest_id, list_id },
-        ))
-        .await
+        self.sender().ack_digest(digest_id, list_id).await
+    }
+
+    /// Splits the session: the sender, the mastership watch, and the event
+    /// receiver, for use from different tasks. The stream stays open while
+    /// any sender lives.
+    pub fn split(self) -> (SessionSender, watch::Receiver<Mastership>, mpsc::Receiver<StreamEvent>) {
+        (SessionSender { tx: self.tx }, self.mastership, self.events)
     }
 }

@@ -5,6 +5,7 @@ pub mod codec;
 pub mod conformance;
 pub mod entity;
 pub mod p4info;
+pub mod pipeline;
 
 pub use codec::CodecError;
 pub use entity::*;
@@ -13,9 +14,10 @@ pub mod backoff;
 pub mod client;
 
 pub use client::{
-    Client, ClientError, ClientOptions, Mastership, Session, StreamEvent, WriteError,
+    Client, ClientError, ClientOptions, Mastership, Session, SessionSender, StreamEvent, WriteError,
 };
 pub mod switch;
 
 pub use switch::{read_all, write_ops, OpError, PacketIn, UpdateKind};
 pub mod target;
+pub use pipeline::Pipeline;
