@@ -4,6 +4,8 @@
 //! entities (`compile`) -> per-switch reconcilers (`agent`) -> switches over
 //! P4Runtime (`p4rt`).
 
+pub mod cli;
 pub mod config;
 pub mod net;
 pub mod p4rt;
+pub mod testing;
