@@ -107,11 +107,24 @@ impl EtcdOptions {
             Client::connect(&self.endpoints, Some(options)),
         )
         .await?;
-        Ok(EtcdStore {
+        let store = EtcdStore {
             client,
             prefix: self.prefix.clone(),
             timeout: self.request_timeout,
-        })
+        };
+        // The channel connects lazily: probe, so an unreachable etcd (or a
+        // refused login) fails here and not at some later request.
+        let mut c = store.client.clone();
+        let probe = GetOptions::new()
+            .with_prefix()
+            .with_keys_only()
+            .with_limit(1);
+        limit(
+            self.connect_timeout,
+            c.get(self.prefix.clone(), Some(probe)),
+        )
+        .await?;
+        Ok(store)
     }
 }
 

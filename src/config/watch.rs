@@ -139,9 +139,33 @@ pub fn spawn_etcd_feed(
     opts: EtcdOptions,
     tuning: Tuning,
 ) -> (mpsc::UnboundedReceiver<Feed>, JoinHandle<()>) {
+    feed(opts, tuning, Cursor { last: None })
+}
+
+/// Like `spawn_etcd_feed`, for a consumer that already holds everything up
+/// to `revision`: only the changes after it are fed (or a full re-read if
+/// they were compacted away).
+pub fn spawn_etcd_feed_from(
+    opts: EtcdOptions,
+    tuning: Tuning,
+    revision: i64,
+) -> (mpsc::UnboundedReceiver<Feed>, JoinHandle<()>) {
+    feed(
+        opts,
+        tuning,
+        Cursor {
+            last: Some(revision),
+        },
+    )
+}
+
+fn feed(
+    opts: EtcdOptions,
+    tuning: Tuning,
+    mut cursor: Cursor,
+) -> (mpsc::UnboundedReceiver<Feed>, JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
-        let mut cursor = Cursor::default();
         let mut backoff = tuning.backoff_min;
         loop {
             match session(&opts, &mut cursor, &tx, &mut backoff, tuning).await {
