@@ -5,6 +5,8 @@
 //! P4Runtime (`p4rt`).
 
 pub mod agent;
+pub mod cli;
 pub mod config;
 pub mod net;
 pub mod p4rt;
+pub mod testing;
