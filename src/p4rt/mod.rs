@@ -11,6 +11,7 @@ pub use codec::CodecError;
 pub use entity::*;
 pub use p4info::{P4InfoError, P4InfoRegistry};
 pub mod backoff;
+pub mod chaos;
 pub mod client;
 
 pub use client::{

@@ -80,6 +80,8 @@ struct Shared {
     device_id: u64,
     state: Mutex<State>,
     faults: Mutex<Faults>,
+    /// Seeded so a failing chaos run can be replayed.
+    rng: Mutex<rand::rngs::StdRng>,
 }
 
 impl Shared {
@@ -116,6 +118,7 @@ impl TestTarget {
             device_id,
             state: Mutex::new(State::default()),
             faults: Mutex::new(Faults::default()),
+            rng: Mutex::new(rand::SeedableRng::seed_from_u64(device_id)),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let svc = P4RuntimeServer::new(Service {
@@ -181,6 +184,12 @@ impl TestTarget {
 
     pub fn set_faults(&self, faults: Faults) {
         *self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    /// Reseeds the random choices of injected update failures.
+    pub fn seed(&self, seed: u64) {
+        *self.shared.rng.lock().unwrap_or_else(|p| p.into_inner()) =
+            rand::SeedableRng::seed_from_u64(seed);
     }
 
     /// Sends a message to the primary's stream (packet-in, digest, idle
@@ -536,8 +545,11 @@ impl P4Runtime for Service {
         for u in &req.updates {
             let kind =
                 p4::update::Type::try_from(u.r#type).unwrap_or(p4::update::Type::Unspecified);
-            let injected = faults.update_failure_rate > 0.0
-                && rand::random::<f64>() < faults.update_failure_rate;
+            let injected = faults.update_failure_rate > 0.0 && {
+                use rand::Rng;
+                let mut rng = self.shared.rng.lock().unwrap_or_else(|p| p.into_inner());
+                rng.random::<f64>() < faults.update_failure_rate
+            };
             let r = if injected {
                 Err((Code::ResourceExhausted, "injected fault".to_string()))
             } else {
