@@ -4,6 +4,8 @@
 //! entities (`compile`) -> per-switch reconcilers (`agent`) -> switches over
 //! P4Runtime (`p4rt`).
 
+pub mod compile;
 pub mod config;
 pub mod net;
 pub mod p4rt;
+pub mod topo;

@@ -35,7 +35,10 @@ pub struct ActionCall {
 
 impl ActionCall {
     pub fn new(name: &'static str) -> Self {
-        ActionCall { name, params: Vec::new() }
+        ActionCall {
+            name,
+            params: Vec::new(),
+        }
     }
 
     pub fn param(mut self, name: &'static str, value: impl Into<Value>) -> Self {
@@ -69,7 +72,11 @@ pub struct TableKey {
 
 impl TableKey {
     pub fn new(table: &'static str) -> Self {
-        TableKey { table, matches: Vec::new(), priority: 0 }
+        TableKey {
+            table,
+            matches: Vec::new(),
+            priority: 0,
+        }
     }
 
     /// Adds a match field, keeping fields sorted by name.
@@ -181,24 +188,42 @@ pub enum Entity {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EntityKey {
     Table(TableKey),
-    Member { profile: &'static str, member_id: u32 },
-    Group { profile: &'static str, group_id: u32 },
+    Member {
+        profile: &'static str,
+        member_id: u32,
+    },
+    Group {
+        profile: &'static str,
+        group_id: u32,
+    },
     Multicast(u32),
     Clone(u32),
     Digest(&'static str),
-    Meter { meter: &'static str, index: i64 },
+    Meter {
+        meter: &'static str,
+        index: i64,
+    },
 }
 
 impl Entity {
     pub fn key(&self) -> EntityKey {
         match self {
             Entity::Table(t) => EntityKey::Table(t.key.clone()),
-            Entity::Member(m) => EntityKey::Member { profile: m.profile, member_id: m.member_id },
-            Entity::Group(g) => EntityKey::Group { profile: g.profile, group_id: g.group_id },
+            Entity::Member(m) => EntityKey::Member {
+                profile: m.profile,
+                member_id: m.member_id,
+            },
+            Entity::Group(g) => EntityKey::Group {
+                profile: g.profile,
+                group_id: g.group_id,
+            },
             Entity::Multicast(m) => EntityKey::Multicast(m.group_id),
             Entity::Clone(c) => EntityKey::Clone(c.session_id),
             Entity::Digest(d) => EntityKey::Digest(d.digest),
-            Entity::Meter(m) => EntityKey::Meter { meter: m.meter, index: m.index },
+            Entity::Meter(m) => EntityKey::Meter {
+                meter: m.meter,
+                index: m.index,
+            },
         }
     }
 }
