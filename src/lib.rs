@@ -6,7 +6,9 @@
 
 pub mod agent;
 pub mod cli;
+pub mod compile;
 pub mod config;
 pub mod net;
 pub mod p4rt;
 pub mod testing;
+pub mod topo;
