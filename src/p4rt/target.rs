@@ -157,6 +157,12 @@ impl TestTarget {
         self.shared.lock().entities.clone()
     }
 
+    /// Puts an entity on the switch behind the controller's back (as a
+    /// stray write by someone else would).
+    pub fn inject_entity(&self, e: Entity) {
+        self.shared.lock().entities.insert(e.key(), e);
+    }
+
     pub fn stats(&self) -> TargetStats {
         self.shared.lock().stats
     }
