@@ -8,6 +8,7 @@ pub mod agent;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod controller;
 pub mod net;
 pub mod p4rt;
 pub mod testing;

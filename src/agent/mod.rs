@@ -120,7 +120,14 @@ pub struct AgentCounters {
     pub sessions: u64,
     /// Sum and count of reconcile pass durations, for the latency metric.
     pub reconcile_micros_total: u64,
+    /// Reconcile passes that took at most `RECONCILE_BUCKETS[i]` seconds
+    /// (cumulative, Prometheus style; the +Inf bucket is `reconciles`).
+    pub reconcile_buckets: [u64; RECONCILE_BUCKETS.len()],
 }
+
+/// Upper bounds (seconds) of the reconcile latency histogram.
+pub const RECONCILE_BUCKETS: [f64; 10] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
 impl AgentStatus {
     fn new(name: &str) -> Self {
@@ -543,6 +550,12 @@ impl Agent {
             s.counters.updates_written += written;
             s.counters.update_errors += failing_count as u64;
             s.counters.reconcile_micros_total += elapsed.as_micros() as u64;
+            let secs = elapsed.as_secs_f64();
+            for (i, bound) in RECONCILE_BUCKETS.iter().enumerate() {
+                if secs <= *bound {
+                    s.counters.reconcile_buckets[i] += 1;
+                }
+            }
             s.failing_count = failing_count;
             s.failing = failing;
             if failing_count == 0 {

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod document;
 pub mod get;
+pub mod run;
 pub mod status;
 pub mod validate;
 

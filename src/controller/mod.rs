@@ -1,0 +1,296 @@
+//! The running controller (`p4fabric run`): configuration in, one agent per
+//! switch out.
+//!
+//! Level-triggered: whenever the configuration or the observed state
+//! changes, the topology is rebuilt, the whole fabric is compiled (a pure
+//! function), and each agent is handed its switch's new desired state —
+//! agents diff against what their switch holds, so an unchanged switch
+//! gets no writes. Status goes to etcd (with a lease) and to `/metrics`.
+
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::agent::{self, AgentConfig, AgentHandle, Desired, SessionState, SwitchEvent};
+use crate::compile::{self, Hosts};
+use crate::config::status::{self as st, StatusWriter};
+use crate::config::watch::ConfigUpdate;
+use crate::config::{Fabric, Switch};
+use crate::p4rt::{ClientOptions, Pipeline};
+use crate::topo::{FloodTree, ObservedState, Topology};
+
+pub use metrics::{ControllerMetrics, MetricsState, SharedMetrics};
+
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Where compiled pipelines live (`<name>.p4info.txt`, `<name>.json`).
+    pub pipeline_dir: PathBuf,
+    /// Our P4Runtime election id (from the HA election; 1 standalone).
+    pub election_id: u128,
+    pub controller_id: String,
+    /// How often agent status is pushed to etcd and metrics.
+    pub status_interval: Duration,
+}
+
+impl ControllerOptions {
+    pub fn new(controller_id: impl Into<String>) -> Self {
+        ControllerOptions {
+            pipeline_dir: Pipeline::default_dir(),
+            election_id: 1,
+            controller_id: controller_id.into(),
+            status_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What an agent was started with; a change means a new agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AgentIdentity {
+    address: String,
+    device_id: u64,
+    pipeline: String,
+}
+
+impl AgentIdentity {
+    fn of(sw: &Switch) -> Self {
+        AgentIdentity {
+            address: sw.address.clone(),
+            device_id: sw.device_id,
+            pipeline: sw.pipeline.clone(),
+        }
+    }
+}
+
+pub struct Controller {
+    opts: ControllerOptions,
+    config: watch::Receiver<ConfigUpdate>,
+    status: Option<StatusWriter>,
+    agents: BTreeMap<String, (AgentIdentity, AgentHandle)>,
+    pipelines: BTreeMap<String, Arc<Pipeline>>,
+    observed: ObservedState,
+    hosts: Hosts,
+    previous_tree: Option<FloodTree>,
+    generation: u64,
+    events_tx: mpsc::Sender<SwitchEvent>,
+    events_rx: mpsc::Receiver<SwitchEvent>,
+    metrics: SharedMetrics,
+    fabric: Arc<Fabric>,
+    /// When each switch entered its current session state (unix seconds).
+    state_since: BTreeMap<String, (st::SessionState, u64)>,
+}
+
+impl Controller {
+    pub fn new(
+        opts: ControllerOptions,
+        config: watch::Receiver<ConfigUpdate>,
+        status: Option<StatusWriter>,
+    ) -> Self {
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        let metrics = SharedMetrics::default();
+        metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .controller
+            .election_id = opts.election_id;
+        Controller {
+            opts,
+            config,
+            status,
+            agents: BTreeMap::new(),
+            pipelines: BTreeMap::new(),
+            observed: ObservedState::default(),
+            hosts: Hosts::new(),
+            previous_tree: None,
+            generation: 0,
+            events_tx,
+            events_rx,
+            metrics,
+            fabric: Arc::new(Fabric::default()),
+            state_since: BTreeMap::new(),
+        }
+    }
+
+    pub fn metrics(&self) -> SharedMetrics {
+        self.metrics.clone()
+    }
+
+    /// Runs until `shutdown` resolves. Switches keep their forwarding state.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut status_tick = tokio::time::interval(self.opts.status_interval);
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.apply_config().await;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                r = self.config.changed() => {
+                    if r.is_err() { break }
+                    self.apply_config().await;
+                }
+                Some(ev) = self.events_rx.recv() => self.on_switch_event(ev),
+                _ = status_tick.tick() => self.publish_status().await,
+            }
+        }
+        tracing::info!("shutting down; switches keep their forwarding state");
+        for (_, (_, a)) in std::mem::take(&mut self.agents) {
+            a.stop().await;
+        }
+        if let Some(w) = self.status.take() {
+            let _ = w.shutdown().await;
+        }
+    }
+
+    fn on_switch_event(&mut self, ev: SwitchEvent) {
+        // Packet-ins, digests and idle timeouts feed the control protocols
+        // (discovery, LACP, ARP/ND, learning).
+        tracing::trace!(switch = %ev.switch, event = ?ev.event, "switch event");
+    }
+
+    fn pipeline(&mut self, name: &str) -> Option<Arc<Pipeline>> {
+        if let Some(p) = self.pipelines.get(name) {
+            return Some(p.clone());
+        }
+        match Pipeline::load(&self.opts.pipeline_dir, name) {
+            Ok(p) => {
+                let p = Arc::new(p);
+                self.pipelines.insert(name.to_string(), p.clone());
+                Some(p)
+            }
+            Err(e) => {
+                tracing::error!(pipeline = name, dir = %self.opts.pipeline_dir.display(), error = %e, "cannot load pipeline");
+                None
+            }
+        }
+    }
+
+    async fn apply_config(&mut self) {
+        let update = self.config.borrow_and_update().clone();
+        if update.revision == 0 && update.fabric.switches.is_empty() {
+            return; // nothing read yet
+        }
+        self.fabric = update.fabric.clone();
+        {
+            let mut m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            m.controller.config_revision = update.revision;
+            m.controller.config_errors = update.errors.len();
+        }
+        if let Some(w) = &self.status {
+            if let Err(e) = w.set_config_errors(&update.errors).await {
+                tracing::warn!(error = %e, "cannot write config status");
+            }
+        }
+        for e in update.errors.iter() {
+            tracing::warn!(key = %e.key, error = %e.reason, "configuration key rejected; last good value stays");
+        }
+        self.sync_agents();
+        self.recompute();
+    }
+
+    /// Starts agents for new switches, restarts those whose address,
+    /// device id or pipeline changed, stops those removed.
+    fn sync_agents(&mut self) {
+        let fabric = self.fabric.clone();
+        let gone: Vec<String> = self
+            .agents
+            .keys()
+            .filter(|n| !fabric.switches.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some((_, a)) = self.agents.remove(&name) {
+                tracing::info!(switch = %name, "switch removed from configuration");
+                tokio::spawn(a.stop());
+            }
+        }
+        for (name, sw) in &fabric.switches {
+            let id = AgentIdentity::of(sw);
+            if self.agents.get(name).is_some_and(|(old, _)| *old == id) {
+                continue;
+            }
+            let Some(pipeline) = self.pipeline(&sw.pipeline) else {
+                continue;
+            };
+            let client = ClientOptions::new(&sw.address, sw.device_id, self.opts.election_id);
+            let cfg = AgentConfig::new(name, client, pipeline, agent::diff_planner());
+            let handle = agent::spawn(cfg, self.events_tx.clone());
+            if let Some((_, old)) = self.agents.insert(name.clone(), (id, handle)) {
+                tokio::spawn(old.stop());
+            }
+        }
+    }
+
+    /// Topology + compile + hand every agent its new desired state.
+    fn recompute(&mut self) {
+        let started = Instant::now();
+        let topo = Topology::build(&self.fabric, &self.observed, self.previous_tree.as_ref());
+        self.previous_tree = Some(topo.flood_tree().clone());
+        let mut desired = compile::compile(&self.fabric, &topo, &self.hosts);
+        self.generation += 1;
+        for (name, (_, agent)) in &self.agents {
+            let entities = desired.remove(name).unwrap_or_default();
+            agent.set_desired(Desired {
+                generation: self.generation,
+                entities: Arc::new(entities),
+            });
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let mut m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        m.controller.compiles += 1;
+        m.controller.compile_seconds_total += secs;
+        tracing::debug!(
+            generation = self.generation,
+            ms = secs * 1000.0,
+            "compiled fabric"
+        );
+    }
+
+    async fn publish_status(&mut self) {
+        let statuses: BTreeMap<String, agent::AgentStatus> = self
+            .agents
+            .iter()
+            .map(|(n, (_, a))| (n.clone(), a.status()))
+            .collect();
+        if let Some(w) = &self.status {
+            for (name, s) in &statuses {
+                let state = match s.state {
+                    SessionState::Primary => st::SessionState::Primary,
+                    SessionState::Backup => st::SessionState::Backup,
+                    SessionState::Connecting => st::SessionState::Connecting,
+                    SessionState::Down(_) | SessionState::Stopped => st::SessionState::Down,
+                };
+                let since = match self.state_since.get(name) {
+                    Some((prev, t)) if *prev == state => *t,
+                    _ => {
+                        let now = st::unix_now();
+                        self.state_since.insert(name.clone(), (state, now));
+                        now
+                    }
+                };
+                let value = st::SwitchStatus {
+                    state,
+                    controller: self.opts.controller_id.clone(),
+                    election_id: Some(self.opts.election_id.to_string()),
+                    entities: s.installed as u64,
+                    last_error: s.last_error.clone().or_else(|| {
+                        s.failing
+                            .first()
+                            .map(|(k, e)| format!("{} failing, e.g. {k}: {e}", s.failing_count))
+                    }),
+                    since,
+                };
+                if let Err(e) = w.set_switch(name, &value).await {
+                    tracing::debug!(error = %e, "cannot write switch status");
+                }
+            }
+        }
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .agents = statuses;
+    }
+}
