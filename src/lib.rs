@@ -9,6 +9,7 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod controller;
+pub mod ha;
 pub mod net;
 pub mod p4rt;
 pub mod testing;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,6 +11,7 @@ use super::EtcdArgs;
 use crate::config::status::{ControllerStatus, StatusWriter};
 use crate::config::watch::{ConfigWatch, Tuning};
 use crate::controller::{Controller, ControllerOptions};
+use crate::ha::{self, HaOptions};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -28,9 +30,13 @@ pub struct RunArgs {
     /// This instance's id in status keys (default: hostname-pid).
     #[arg(long, env = "P4FABRIC_CONTROLLER_ID")]
     pub controller_id: Option<String>,
-    /// P4Runtime election id to use when running without HA election.
+    /// P4Runtime election id with `--config` (with etcd it comes from the
+    /// leader election).
     #[arg(long, default_value_t = 1)]
     pub election_id: u64,
+    /// Leadership lease TTL in seconds: how long a dead leader holds on.
+    #[arg(long, default_value_t = 3)]
+    pub lease_ttl: u64,
     /// TTL of the status lease in etcd, seconds.
     #[arg(long, default_value_t = 10)]
     pub status_ttl: u64,
@@ -67,36 +73,81 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(d) = &args.pipeline_dir {
         opts.pipeline_dir = d.clone();
     }
-    opts.election_id = u128::from(args.election_id);
-    let (watch, status) = match &args.config {
-        Some(path) => {
-            anyhow::ensure!(
-                path.exists(),
-                "configuration file {} not found",
-                path.display()
-            );
-            tracing::info!(file = %path.display(), "configuration from file (embedded store)");
-            let w = ConfigWatch::file(path.clone(), Duration::from_millis(500), Tuning::default());
-            (w, None)
-        }
-        None => {
-            let store = args.etcd.connect().await?;
-            let me = ControllerStatus::this_process(&id);
-            let status = StatusWriter::start(&store, &me, Duration::from_secs(args.status_ttl))
-                .await
-                .context("cannot write status to etcd")?;
-            let w = ConfigWatch::etcd(args.etcd.options(), Tuning::default());
-            (w, Some(status))
-        }
-    };
-    let controller = Controller::new(opts, watch.subscribe(), status);
+    let metrics = crate::controller::SharedMetrics::default();
     if let Some(addr) = args.metrics_addr {
-        let bound = crate::controller::metrics::serve(addr, controller.metrics())
+        let bound = crate::controller::metrics::serve(addr, metrics.clone())
             .await
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tracing::info!(%bound, "metrics at http://{bound}/metrics");
     }
-    controller.run(shutdown_signal()).await;
+    if let Some(path) = &args.config {
+        // The embedded file store: one instance, no election.
+        anyhow::ensure!(
+            path.exists(),
+            "configuration file {} not found",
+            path.display()
+        );
+        tracing::info!(file = %path.display(), "configuration from file (embedded store)");
+        opts.election_id = u128::from(args.election_id);
+        let watch = ConfigWatch::file(path.clone(), Duration::from_millis(500), Tuning::default());
+        let controller = Controller::new(opts, watch.subscribe(), None).with_metrics(metrics);
+        controller.run(shutdown_signal()).await;
+        return Ok(());
+    }
+
+    // etcd: every instance keeps its configuration model warm and
+    // campaigns; the leader programs the switches with an election id
+    // derived from its etcd leadership (see src/ha).
+    let store = args.etcd.connect().await?;
+    let me = ControllerStatus::this_process(&id);
+    let status = StatusWriter::start(&store, &me, Duration::from_secs(args.status_ttl))
+        .await
+        .context("cannot write status to etcd")?;
+    let status = Arc::new(status);
+    let watch = ConfigWatch::etcd(args.etcd.options(), Tuning::default());
+    let mut ha_opts = HaOptions::new(store.prefix(), &id);
+    ha_opts.ttl = Duration::from_secs(args.lease_ttl.max(1));
+    let config = watch.subscribe();
+    ha::run(
+        store.client(),
+        ha_opts,
+        shutdown_signal(),
+        |election_id, mut stop| {
+            let mut opts = opts.clone();
+            opts.election_id = election_id;
+            let controller = Controller::new(opts, config.clone(), Some(status.clone()))
+                .with_metrics(metrics.clone());
+            let status = status.clone();
+            let me = me.clone();
+            async move {
+                let mut leader = me.clone();
+                leader.leader = true;
+                let _ = status
+                    .set(
+                        &crate::config::status::paths::controller(&leader.id),
+                        &leader,
+                    )
+                    .await;
+                controller
+                    .run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                let _ = status
+                    .set(&crate::config::status::paths::controller(&me.id), &me)
+                    .await;
+            }
+        },
+    )
+    .await;
+    metrics
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .controller
+        .leader = false;
     drop(watch);
+    if let Ok(w) = Arc::try_unwrap(status) {
+        let _ = w.shutdown().await;
+    }
     Ok(())
 }

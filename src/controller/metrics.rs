@@ -28,6 +28,11 @@ pub struct MetricsState {
 
 pub type SharedMetrics = Arc<Mutex<MetricsState>>;
 
+/// A per-switch gauge: name, type, help, how to read it from a status.
+type Gauge = (&'static str, &'static str, &'static str, fn(&AgentStatus) -> f64);
+/// A per-switch counter: name, how to read it.
+type Counter = (&'static str, fn(&AgentStatus) -> u64);
+
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -77,7 +82,7 @@ pub fn render(m: &MetricsState) -> String {
     );
     let _ = writeln!(o, "# TYPE p4fabric_switch_sessions_up gauge");
     let _ = writeln!(o, "p4fabric_switch_sessions_up {up}");
-    let gauges: [(&str, &str, &str, fn(&AgentStatus) -> f64); 4] = [
+    let gauges: [Gauge; 4] = [
         (
             "p4fabric_switch_up",
             "gauge",
@@ -109,7 +114,7 @@ pub fn render(m: &MetricsState) -> String {
             let _ = writeln!(o, "{name}{{switch=\"{}\"}} {}", esc(sw), f(a));
         }
     }
-    let counters: [(&str, fn(&AgentStatus) -> u64); 4] = [
+    let counters: [Counter; 4] = [
         ("p4fabric_writes_total", |a| a.counters.updates_written),
         ("p4fabric_write_errors_total", |a| a.counters.update_errors),
         ("p4fabric_pipeline_pushes_total", |a| {

@@ -69,7 +69,7 @@ impl AgentIdentity {
 pub struct Controller {
     opts: ControllerOptions,
     config: watch::Receiver<ConfigUpdate>,
-    status: Option<StatusWriter>,
+    status: Option<Arc<StatusWriter>>,
     agents: BTreeMap<String, (AgentIdentity, AgentHandle)>,
     pipelines: BTreeMap<String, Arc<Pipeline>>,
     observed: ObservedState,
@@ -88,7 +88,7 @@ impl Controller {
     pub fn new(
         opts: ControllerOptions,
         config: watch::Receiver<ConfigUpdate>,
-        status: Option<StatusWriter>,
+        status: Option<Arc<StatusWriter>>,
     ) -> Self {
         let (events_tx, events_rx) = mpsc::channel(4096);
         let metrics = SharedMetrics::default();
@@ -119,6 +119,17 @@ impl Controller {
         self.metrics.clone()
     }
 
+    /// Shares a metrics state across terms (HA: one endpoint per process).
+    pub fn with_metrics(mut self, metrics: SharedMetrics) -> Self {
+        {
+            let mut m = metrics.lock().unwrap_or_else(|p| p.into_inner());
+            m.controller.election_id = self.opts.election_id;
+            m.controller.leader = true;
+        }
+        self.metrics = metrics;
+        self
+    }
+
     /// Runs until `shutdown` resolves. Switches keep their forwarding state.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
@@ -139,9 +150,6 @@ impl Controller {
         tracing::info!("shutting down; switches keep their forwarding state");
         for (_, (_, a)) in std::mem::take(&mut self.agents) {
             a.stop().await;
-        }
-        if let Some(w) = self.status.take() {
-            let _ = w.shutdown().await;
         }
     }
 

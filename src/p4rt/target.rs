@@ -63,6 +63,8 @@ struct State {
     stats: TargetStats,
     packet_outs: Vec<p4::PacketOut>,
     digest_acks: Vec<(u32, u64)>,
+    /// Election id of every Write that changed something, in order.
+    write_log: Vec<u128>,
 }
 
 /// Faults a chaos wrapper can inject into this target.
@@ -182,6 +184,12 @@ impl TestTarget {
     /// PacketOuts received from the primary, oldest first (drained).
     pub fn take_packet_outs(&self) -> Vec<p4::PacketOut> {
         std::mem::take(&mut self.shared.lock().packet_outs)
+    }
+
+    /// The election id behind each successful write, oldest first: lets an
+    /// HA test prove writes from two primaries never interleave.
+    pub fn write_log(&self) -> Vec<u128> {
+        self.shared.lock().write_log.clone()
     }
 
     pub fn digest_acks(&self) -> Vec<(u32, u64)> {
@@ -575,6 +583,10 @@ impl P4Runtime for Service {
                     details.push(p4_error(code, msg));
                 }
             }
+        }
+        if failed < req.updates.len() {
+            let id = req.election_id.as_ref().map(from_uint128).unwrap_or(0);
+            st.write_log.push(id);
         }
         if failed == 0 {
             return Ok(Response::new(p4::WriteResponse {}));
