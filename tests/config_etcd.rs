@@ -549,3 +549,35 @@ async fn file_watch_follows_edits_and_keeps_last_good() {
     assert_eq!(u.errors.len(), 1);
     eventually("nothing", Duration::from_secs(1), || true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_rebuilt_behind_our_revision_is_reread() {
+    let Some(mut etcd) = EtcdServer::start_or_skip().await else {
+        return;
+    };
+    let mut watch = ConfigWatch::etcd(EtcdOptions::new([etcd.endpoint()]), tuning());
+    let s = store(&etcd).await;
+    for i in 1..=20u16 {
+        s.commit(vec![(format!("vlans/{i}"), b"{}".to_vec())], vec![])
+            .await
+            .unwrap();
+    }
+    watch.wait_for_revision(21).await;
+
+    // A new, empty etcd: its revisions start over, below ours.
+    etcd.restart_empty().await.unwrap();
+    let s = store(&etcd).await;
+    s.commit(vec![("vlans/100".into(), b"{}".to_vec())], vec![])
+        .await
+        .unwrap();
+    let want = s.load().await.unwrap().fabric().0;
+    let start = Instant::now();
+    while *watch.current().fabric != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not re-read: {:?}",
+            watch.current().fabric.vlans.keys()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

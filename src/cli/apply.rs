@@ -76,14 +76,21 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<()> {
         current.clone()
     };
     result.extend(doc.raw.clone());
-    let (_, errors) = ConfigState::new().reset(result);
-    if !errors.is_empty() {
-        for e in &errors {
+    // Problems etcd already has (say, a bad key Neutron wrote) are not the
+    // file's doing: warn about them, refuse only new ones.
+    let (_, before) = ConfigState::new().reset(current.clone());
+    let (_, after) = ConfigState::new().reset(result);
+    let (old, new): (Vec<_>, Vec<_>) = after.iter().partition(|e| before.contains(e));
+    for e in &old {
+        eprintln!("warning: already rejected in etcd: {e}");
+    }
+    if !new.is_empty() {
+        for e in &new {
             eprintln!("{e}");
         }
         anyhow::bail!(
             "not applied: together with the keys already in etcd the configuration would have {} problem(s) (use --prune to replace them)",
-            errors.len()
+            new.len()
         );
     }
 

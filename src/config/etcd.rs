@@ -181,6 +181,17 @@ impl EtcdStore {
         Ok(RawSnapshot { revision, kvs })
     }
 
+    /// etcd's current revision and cluster id.
+    pub async fn revision(&self) -> Result<(i64, u64), StoreError> {
+        let mut c = self.client.clone();
+        let probe = GetOptions::new().with_keys_only().with_limit(1);
+        let resp = limit(self.timeout, c.get(self.prefix.clone(), Some(probe))).await?;
+        Ok(resp
+            .header()
+            .map(|h| (h.revision(), h.cluster_id()))
+            .unwrap_or_default())
+    }
+
     /// The relative path of a full key, if it is under the prefix.
     pub fn relative(&self, key: &[u8]) -> Option<String> {
         let key = std::str::from_utf8(key).ok()?;

@@ -148,6 +148,14 @@ impl EtcdServer {
         self.spawn_and_wait().await
     }
 
+    /// Starts etcd again with an empty data directory: a rebuilt cluster
+    /// whose revisions start over.
+    pub async fn restart_empty(&mut self) -> Result<(), String> {
+        self.kill();
+        std::fs::remove_dir_all(self.data_dir()).map_err(|e| e.to_string())?;
+        self.spawn_and_wait().await
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
