@@ -581,3 +581,37 @@ async fn etcd_rebuilt_behind_our_revision_is_reread() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_password_authentication() {
+    let Some(etcd) = EtcdServer::start_or_skip().await else {
+        return;
+    };
+    let mut c = store(&etcd).await.client();
+    let _ = c.role_add("root").await;
+    c.user_add("root", "s3cret", None).await.unwrap();
+    c.user_grant_role("root", "root").await.unwrap();
+    c.auth_enable().await.unwrap();
+
+    let ep = etcd.endpoint();
+    let file = example_path();
+    let file = file.to_str().unwrap();
+    let (ok, _, err) = cli(&["apply", "-f", file, "--etcd", &ep]);
+    assert!(!ok && err.contains("cannot reach etcd"), "{err}");
+    let auth = [
+        "--etcd",
+        &ep,
+        "--etcd-user",
+        "root",
+        "--etcd-password",
+        "s3cret",
+    ];
+    let (ok, out, err) = cli(&[&["apply", "-f", file][..], &auth[..]].concat());
+    assert!(ok, "{out}{err}");
+    let mut opts = EtcdOptions::new([ep.clone()]);
+    opts.user = Some("root".into());
+    opts.password = Some("s3cret".into());
+    let mut w = ConfigWatch::etcd(opts, tuning());
+    let u = w.wait_for_revision(2).await;
+    assert_eq!(*u.fabric, example());
+}
