@@ -615,3 +615,42 @@ async fn user_and_password_authentication() {
     let u = w.wait_for_revision(2).await;
     assert_eq!(*u.fabric, example());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tls) = p4fabric::testing::etcd::TlsFiles::generate(dir.path()) else {
+        println!("SKIPPED: openssl not found (apt-get install openssl)");
+        return;
+    };
+    let Some(etcd) = EtcdServer::start_tls_or_skip(Some(tls.clone())).await else {
+        return;
+    };
+    let ep = etcd.endpoint();
+    assert!(ep.starts_with("https://"));
+    let file = example_path();
+    let file = file.to_str().unwrap();
+    let (ca, cert, key) = (
+        tls.ca.to_str().unwrap(),
+        tls.cert.to_str().unwrap(),
+        tls.key.to_str().unwrap(),
+    );
+    // Without a client certificate etcd refuses.
+    let (ok, _, err) = cli(&["get", "--etcd", &ep, "--etcd-ca", ca]);
+    assert!(!ok && err.contains("cannot reach etcd"), "{err}");
+    let tls_args = [
+        "--etcd",
+        &ep,
+        "--etcd-ca",
+        ca,
+        "--etcd-cert",
+        cert,
+        "--etcd-key",
+        key,
+    ];
+    let (ok, out, err) = cli(&[&["apply", "-f", file][..], &tls_args[..]].concat());
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(&[&["get", "-o", "fabric"][..], &tls_args[..]].concat());
+    assert!(ok, "{err}");
+    assert_eq!(serde_yaml::from_str::<Fabric>(&out).unwrap(), example());
+}
