@@ -654,3 +654,55 @@ async fn tls_with_client_certificates() {
     assert!(ok, "{err}");
     assert_eq!(serde_yaml::from_str::<Fabric>(&out).unwrap(), example());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_rewritten_under_a_new_lease_when_the_old_one_is_lost() {
+    let Some(etcd) = EtcdServer::start_or_skip().await else {
+        return;
+    };
+    let s = store(&etcd).await;
+    let w = StatusWriter::start(
+        &s,
+        &ControllerStatus::this_process("c1"),
+        Duration::from_secs(3),
+    )
+    .await
+    .unwrap();
+    let st = SwitchStatus {
+        state: SessionState::Backup,
+        controller: "c1".into(),
+        election_id: None,
+        entities: 0,
+        last_error: None,
+        since: 0,
+    };
+    w.set_switch("leaf1", &st).await.unwrap();
+    let keys = || async {
+        s.get_dir("status/")
+            .await
+            .unwrap()
+            .kvs
+            .into_keys()
+            .collect::<Vec<_>>()
+    };
+    let all = vec![
+        "status/controllers/c1".to_string(),
+        "status/switches/leaf1".to_string(),
+    ];
+    assert_eq!(keys().await, all);
+
+    // The lease goes (as if it expired while etcd was unreachable): the
+    // keys vanish, then come back under a fresh lease.
+    let old = w.lease().await;
+    s.client().lease_revoke(old).await.unwrap();
+    assert!(keys().await.is_empty());
+    let start = Instant::now();
+    while keys().await != all {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "status not rewritten"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(w.lease().await, old);
+}
