@@ -29,6 +29,14 @@ async fn store(etcd: &EtcdServer) -> EtcdStore {
     EtcdOptions::new([etcd.endpoint()]).connect().await.unwrap()
 }
 
+/// A status writer for controller "c1" with a lease of `ttl` seconds.
+async fn writer(s: &EtcdStore, ttl: u64) -> StatusWriter {
+    let me = ControllerStatus::this_process("c1");
+    StatusWriter::start(s, &me, Duration::from_secs(ttl))
+        .await
+        .unwrap()
+}
+
 fn tuning() -> Tuning {
     Tuning {
         backoff_min: Duration::from_millis(50),
@@ -145,13 +153,7 @@ async fn cli_apply_get_validate_status_round_trip() {
 
     // Status written by a controller shows up in `status`.
     let s = store(&etcd).await;
-    let w = StatusWriter::start(
-        &s,
-        &ControllerStatus::this_process("c1"),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let w = writer(&s, 10).await;
     w.set_switch(
         "leaf1",
         &SwitchStatus {
@@ -473,13 +475,7 @@ async fn invalid_keys_are_rejected_and_the_last_good_version_stays() {
     assert!(u.fabric.vlans.contains_key(&30));
 
     // The errors go to status/config/<key>; fixing a key clears its entry.
-    let w = StatusWriter::start(
-        &s,
-        &ControllerStatus::this_process("c1"),
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
+    let w = writer(&s, 2).await;
     w.set_config_errors(&u.errors).await.unwrap();
     let st = s.get_dir("status/config/").await.unwrap();
     assert_eq!(st.kvs.len(), 5);
@@ -661,13 +657,7 @@ async fn status_is_rewritten_under_a_new_lease_when_the_old_one_is_lost() {
         return;
     };
     let s = store(&etcd).await;
-    let w = StatusWriter::start(
-        &s,
-        &ControllerStatus::this_process("c1"),
-        Duration::from_secs(3),
-    )
-    .await
-    .unwrap();
+    let w = writer(&s, 3).await;
     let st = SwitchStatus {
         state: SessionState::Backup,
         controller: "c1".into(),

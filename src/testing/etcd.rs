@@ -45,60 +45,17 @@ impl TlsFiles {
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
         )
         .ok()?;
-        let p = |p: PathBuf| p.to_string_lossy().into_owned();
-        let steps: [Vec<String>; 3] = [
-            vec![
-                "req".into(),
-                "-x509".into(),
-                "-newkey".into(),
-                "ec".into(),
-                "-pkeyopt".into(),
-                "ec_paramgen_curve:prime256v1".into(),
-                "-nodes".into(),
-                "-keyout".into(),
-                p(f("ca.key")),
-                "-out".into(),
-                p(f("ca.crt")),
-                "-days".into(),
-                "2".into(),
-                "-subj".into(),
-                "/CN=p4fabric-test-ca".into(),
-            ],
-            vec![
-                "req".into(),
-                "-newkey".into(),
-                "ec".into(),
-                "-pkeyopt".into(),
-                "ec_paramgen_curve:prime256v1".into(),
-                "-nodes".into(),
-                "-keyout".into(),
-                p(f("etcd.key")),
-                "-out".into(),
-                p(f("etcd.csr")),
-                "-subj".into(),
-                "/CN=127.0.0.1".into(),
-            ],
-            vec![
-                "x509".into(),
-                "-req".into(),
-                "-in".into(),
-                p(f("etcd.csr")),
-                "-CA".into(),
-                p(f("ca.crt")),
-                "-CAkey".into(),
-                p(f("ca.key")),
-                "-CAcreateserial".into(),
-                "-out".into(),
-                p(f("etcd.crt")),
-                "-days".into(),
-                "2".into(),
-                "-extfile".into(),
-                p(ext),
-            ],
+        // Run in `dir` with relative names: no quoting of paths needed.
+        const EC: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        let steps = [
+            format!("req -x509 {EC} -keyout ca.key -out ca.crt -days 2 -subj /CN=p4fabric-test-ca"),
+            format!("req {EC} -keyout etcd.key -out etcd.csr -subj /CN=127.0.0.1"),
+            "x509 -req -in etcd.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out etcd.crt -days 2 -extfile ext.cnf".to_string(),
         ];
         for args in steps {
             let ok = Command::new("openssl")
-                .args(&args)
+                .current_dir(dir)
+                .args(args.split_whitespace())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
