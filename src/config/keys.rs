@@ -54,8 +54,21 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl ConfigKey {
-    /// Parses a path relative to the prefix.
+    /// Parses a path relative to the prefix. Only the canonical spelling
+    /// is accepted (`vlans/10`, not `vlans/010`), so two keys never name
+    /// the same item.
     pub fn parse(path: &str) -> Result<ConfigKey, String> {
+        let key = Self::parse_loose(path)?;
+        let canonical = key.to_string();
+        if canonical != path {
+            return Err(format!(
+                "key {path:?} is not canonical: write {canonical:?}"
+            ));
+        }
+        Ok(key)
+    }
+
+    fn parse_loose(path: &str) -> Result<ConfigKey, String> {
         if path == "settings" {
             return Ok(ConfigKey::Settings);
         }
@@ -336,6 +349,9 @@ mod tests {
             "switches/a b",
             "ports/leaf1",
             "vlans/x",
+            "vlans/010",
+            "vlans/+10",
+            "ports/leaf1/03",
             "foo/bar",
         ] {
             assert!(ConfigKey::parse(bad).is_err(), "{bad}");
