@@ -69,7 +69,8 @@ impl Default for Tuning {
 /// The configuration in force, as published to the controller.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigUpdate {
-    /// Store revision this configuration reflects (0: nothing read yet).
+    /// Store revision of the last configuration change applied (0: nothing
+    /// read yet). Status writes move etcd's revision but not this one.
     pub revision: i64,
     pub fabric: Arc<Fabric>,
     /// Every key whose current value is rejected, and why.
