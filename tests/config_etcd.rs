@@ -198,6 +198,28 @@ async fn file_store_and_etcd_store_agree() {
         .await
         .unwrap();
     let from_etcd = s.load().await.unwrap();
+
+    // A guarded commit fails if configuration changed after the read, and
+    // is not disturbed by status writes.
+    let r = from_etcd.revision;
+    s.client()
+        .put("/p4fabric/v1/status/controllers/x", "{}", None)
+        .await
+        .unwrap();
+    let vlan = |n: &str| vec![(n.to_string(), b"{}".to_vec())];
+    s.commit_if_unchanged_since(vlan("vlans/98"), vec![], r)
+        .await
+        .unwrap();
+    let r2 = s.load().await.unwrap().revision;
+    assert!(matches!(
+        s.commit_if_unchanged_since(vlan("vlans/99"), vec![], r)
+            .await,
+        Err(p4fabric::config::store::StoreError::Conflict)
+    ));
+    s.commit_if_unchanged_since(vec![], vec!["vlans/98".into()], r2)
+        .await
+        .unwrap();
+    assert_eq!(s.load().await.unwrap().kvs, from_etcd.kvs);
     assert_eq!(from_etcd.kvs, file.kvs);
     let (a, ea) = file.fabric();
     let (b, eb) = from_etcd.fabric();

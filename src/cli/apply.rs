@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::document::Document;
 use super::EtcdArgs;
-use crate::config::store::ConfigStore;
+use crate::config::store::{ConfigStore, StoreError};
 use crate::config::ConfigState;
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +66,8 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<()> {
     let doc = Document::read(&args.file)?;
     super::validate::report(&doc)?;
     let store = args.etcd.connect().await?;
-    let current = store.load().await?.kvs;
+    let snapshot = store.load().await?;
+    let current = snapshot.kvs;
 
     // The result must be valid as a whole, or the controller would reject
     // part of it: check the file merged with the keys it leaves alone.
@@ -103,9 +104,14 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<()> {
         .collect();
     let mut revision = None;
     if !args.dry_run && (!puts.is_empty() || !p.removed.is_empty()) {
-        let c = store.commit(puts, p.removed.clone()).await.map_err(|e| {
+        // Written only if nobody changed the configuration since it was
+        // read and validated above.
+        let write = store.commit_if_unchanged_since(puts, p.removed.clone(), snapshot.revision);
+        let c = write.await.map_err(|e| {
             let hint = if e.to_string().contains("too many operations") {
                 " (etcd limits one transaction to --max-txn-ops, 128 by default)"
+            } else if matches!(e, StoreError::Conflict) {
+                " (run apply again)"
             } else {
                 ""
             };

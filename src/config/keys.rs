@@ -14,6 +14,10 @@ use super::model::*;
 pub const DEFAULT_PREFIX: &str = "/p4fabric/v1/";
 /// Keys under this relative path are written by controllers, never config.
 pub const STATUS_DIR: &str = "status/";
+/// The directories of configuration keys (plus the single key `settings`).
+pub const CONFIG_DIRS: [&str; 7] = [
+    "switches", "links", "ports", "lags", "vlans", "routes", "hosts",
+];
 
 /// One configuration key, relative to the prefix (`switches/leaf1`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -288,10 +292,7 @@ pub fn document_to_raw(text: &str) -> Result<BTreeMap<String, Vec<u8>>, Document
             out.insert("settings".to_string(), to_json(&body)?);
             continue;
         }
-        if !matches!(
-            section.as_str(),
-            "switches" | "links" | "ports" | "lags" | "vlans" | "routes" | "hosts"
-        ) {
+        if !CONFIG_DIRS.contains(&section.as_str()) {
             return Err(DocumentError::Shape(format!(
                 "unknown section `{section}` (expected settings, switches, links, ports, lags, vlans, routes, hosts)"
             )));
