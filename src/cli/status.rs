@@ -55,16 +55,23 @@ pub fn table(entries: &BTreeMap<String, serde_json::Value>) -> String {
     out
 }
 
+const FIRST: [&str; 4] = ["state", "error", "leader", "remote"];
+
 fn details(v: &serde_json::Value) -> String {
     match v {
-        serde_json::Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}={s}"),
-                other => format!("{k}={other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
+        serde_json::Value::Object(m) => {
+            // What a reader looks for first, then the rest by name.
+            let mut fields: Vec<(&String, &serde_json::Value)> = m.iter().collect();
+            fields.sort_by_key(|(k, _)| (!FIRST.contains(&k.as_str()), k.as_str()));
+            fields
+                .into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
         other => other.to_string(),
     }
 }
