@@ -75,3 +75,31 @@ fn details(v: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_and_puts_state_first() {
+        let entries: BTreeMap<String, serde_json::Value> = [
+            (
+                "switches/leaf1".to_string(),
+                serde_json::json!({"controller": "c1", "state": "primary"}),
+            ),
+            (
+                "config/vlans/10".to_string(),
+                serde_json::json!({"error": "bad gateway", "controller": "c1"}),
+            ),
+        ]
+        .into();
+        let t = table(&entries);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "KIND      NAME      DETAILS");
+        assert_eq!(
+            lines[1],
+            "config    vlans/10  error=bad gateway controller=c1"
+        );
+        assert_eq!(lines[2], "switches  leaf1     state=primary controller=c1");
+    }
+}
