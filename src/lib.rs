@@ -10,6 +10,7 @@ pub mod compile;
 pub mod config;
 pub mod controller;
 pub mod ha;
+pub mod lab;
 pub mod net;
 pub mod p4rt;
 pub mod testing;

@@ -29,7 +29,12 @@ pub struct MetricsState {
 pub type SharedMetrics = Arc<Mutex<MetricsState>>;
 
 /// A per-switch gauge: name, type, help, how to read it from a status.
-type Gauge = (&'static str, &'static str, &'static str, fn(&AgentStatus) -> f64);
+type Gauge = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&AgentStatus) -> f64,
+);
 /// A per-switch counter: name, how to read it.
 type Counter = (&'static str, fn(&AgentStatus) -> u64);
 

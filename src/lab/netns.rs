@@ -238,7 +238,7 @@ impl PortSocket {
             bail!(
                 "unexpected frame on {}: {}",
                 self.ifname,
-                crate::packet::hex(&f)
+                super::packet::hex(&f)
             );
         }
         Ok(())
