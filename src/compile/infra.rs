@@ -15,27 +15,85 @@ use super::names::*;
 /// ECMP groups never shrink below this size so a later member fits.
 const GROUP_SIZE: i32 = 16;
 
-pub fn switch_infra(fabric: &Fabric, topo: &Topology, sw: &SwitchNode) -> SwitchEntities {
+/// The independently recomputed parts of a switch's infrastructure
+/// entities, so a topology change rebuilds only what its inputs touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    /// Config and link existence: ports, VLANs, ACLs, packet I/O, labels in.
+    Static,
+    /// Link state and ECMP sets: fabric_selector members, label_fwd.
+    Labels,
+    /// Flood tree and designated forwarders: multicast groups.
+    Flood,
+    /// LAG member state: lag_selector.
+    Lags,
+}
+
+pub const PARTS: [Part; 4] = [Part::Static, Part::Labels, Part::Flood, Part::Lags];
+
+pub fn part(fabric: &Fabric, topo: &Topology, sw: &SwitchNode, part: Part) -> SwitchEntities {
     let mut out = SwitchEntities::new();
-    let name = sw.name.as_str();
-    packet_io(fabric, sw, &mut out);
-    fabric_ports(fabric, topo, sw, &mut out);
-    mpls(topo, sw, &mut out);
-    if sw.role == Role::Leaf {
-        edge_ports(fabric, topo, name, &mut out);
-        flooding(fabric, topo, name, &mut out);
-    } else {
-        let replicas = topo.tree_ports(name).into_iter().map(|p| Replica {
-            port: p,
-            instance: 0,
-        });
-        out.insert(
-            crate::p4rt::entity::EntityKey::Multicast(SPINE_FLOOD_GROUP),
-            Entity::Multicast(MulticastGroup {
+    let leaf = sw.role == Role::Leaf;
+    match part {
+        Part::Static => {
+            packet_io(fabric, sw, &mut out);
+            fabric_ports(fabric, topo, sw, &mut out);
+            mpls_in(sw, &mut out);
+            if leaf {
+                edge_ports(fabric, topo, &sw.name, &mut out);
+                for &vlan in fabric.vlans.keys() {
+                    let action = ActionCall::new(A_FLOOD).param(P_GROUP, vlan);
+                    put(
+                        &mut out,
+                        direct(TableKey::new(T_VLAN_FLOOD).exact(F_VLAN_ID, vlan), action),
+                    );
+                }
+            }
+        }
+        Part::Labels => label_fwd(topo, sw, &mut out),
+        Part::Flood if leaf => flooding(fabric, topo, &sw.name, &mut out),
+        Part::Flood => {
+            let replicas = topo.tree_ports(&sw.name).into_iter();
+            let replicas = replicas.map(|port| Replica { port, instance: 0 }).collect();
+            let g = MulticastGroup {
                 group_id: SPINE_FLOOD_GROUP,
-                replicas: replicas.collect(),
-            }),
-        );
+                replicas,
+            };
+            put(&mut out, Entity::Multicast(g));
+        }
+        Part::Lags if leaf => lag_selectors(topo, &sw.name, &mut out),
+        Part::Lags => {}
+    }
+    out
+}
+
+/// Which parts of `sw` differ between two topologies of the same config.
+pub fn changed_parts(old: &Topology, new: &Topology, sw: &str) -> Vec<Part> {
+    let links = |t: &Topology| -> Vec<(PortNum, PortRef, bool)> {
+        t.links_of(sw)
+            .into_iter()
+            .map(|(p, far, l)| (p, far.clone(), l.state.up))
+            .collect()
+    };
+    let (lo, ln) = (links(old), links(new));
+    let same_ends =
+        lo.len() == ln.len() && lo.iter().zip(&ln).all(|(a, b)| a.0 == b.0 && a.1 == b.1);
+    let lags_changed = old
+        .lags()
+        .iter()
+        .any(|(n, g)| new.lag(n) != Some(g) && (g.leaves.iter().any(|l| l == sw)));
+    let mut out = Vec::new();
+    if !same_ends {
+        out.push(Part::Static);
+    }
+    if lo != ln || !old.destinations(sw).eq(new.destinations(sw)) {
+        out.push(Part::Labels);
+    }
+    if old.tree_ports(sw) != new.tree_ports(sw) || lags_changed {
+        out.push(Part::Flood);
+    }
+    if lags_changed {
+        out.push(Part::Lags);
     }
     out
 }
@@ -161,9 +219,8 @@ fn fabric_ports(fabric: &Fabric, topo: &Topology, sw: &SwitchNode, out: &mut Swi
     }
 }
 
-/// Label handling: pop the own label, flood labels, transit for the rest;
-/// label_fwd groups over the ECMP next hops to every leaf.
-fn mpls(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
+/// Labels in: pop the own label, flood labels, transit for the rest.
+fn mpls_in(sw: &SwitchNode, out: &mut SwitchEntities) {
     let key = |value: u32, mask: u32, prio: i32| {
         TableKey::new(T_MPLS_IN)
             .with(F_LABEL, ternary(value, mask))
@@ -183,7 +240,10 @@ fn mpls(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
     };
     put(out, direct(key(FLOOD_LABEL, FLOOD_LABEL_MASK, 20), flood));
     put(out, direct(key(0, 0, 10), ActionCall::new(A_TRANSIT)));
+}
 
+/// label_fwd groups over the ECMP next hops to every leaf.
+fn label_fwd(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
     for (port, far, link) in topo.links_of(&sw.name) {
         let Some(peer) = topo.switch(&far.switch) else {
             continue;
@@ -249,7 +309,10 @@ fn edge_ports(fabric: &Fabric, topo: &Topology, leaf: &str, out: &mut SwitchEnti
         }
         vlan_membership(fabric, port, mode, out);
     }
+}
 
+/// LAG selectors: usable local members, else the MLAG peer leaf.
+fn lag_selectors(topo: &Topology, leaf: &str, out: &mut SwitchEntities) {
     for g in topo.lags().values() {
         if g.members_on(leaf).is_empty() {
             continue;
@@ -370,11 +433,6 @@ fn flooding(fabric: &Fabric, topo: &Topology, leaf: &str, out: &mut SwitchEntiti
                 group_id: vlan.into(),
                 replicas,
             }),
-        );
-        let action = ActionCall::new(A_FLOOD).param(P_GROUP, vlan);
-        put(
-            out,
-            direct(TableKey::new(T_VLAN_FLOOD).exact(F_VLAN_ID, vlan), action),
         );
     }
 }

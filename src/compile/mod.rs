@@ -16,7 +16,10 @@ mod ids;
 mod infra;
 mod l3;
 pub mod names;
+pub mod sample;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

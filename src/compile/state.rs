@@ -16,7 +16,7 @@ use crate::p4rt::entity::{Entity, EntityKey, SwitchEntities, TableEntry};
 use crate::topo::{LagGroup, Topology};
 
 use super::diff::{merge_join, Plan};
-use super::infra::switch_infra;
+use super::infra::{changed_parts, part, PARTS};
 use super::l3::L3;
 use super::{HostEntry, HostKey, Hosts};
 
@@ -41,7 +41,10 @@ pub struct CompiledFabric {
     pub(super) hosts: BTreeMap<HostKey, HostEntry>,
     static_hosts: BTreeSet<HostKey>,
     roles: BTreeMap<String, Role>,
-    infra: BTreeMap<String, SwitchEntities>,
+    /// The topology compiled against (to see what a change touches).
+    topo: Topology,
+    /// Per switch, one map per `Part`.
+    infra: BTreeMap<String, Vec<SwitchEntities>>,
     common: SwitchEntities,
     local: BTreeMap<String, SwitchEntities>,
     pub(super) l3: L3,
@@ -65,8 +68,14 @@ impl CompiledFabric {
                 .collect(),
             infra: topo
                 .switches()
-                .map(|s| (s.name.clone(), switch_infra(fabric, topo, s)))
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        PARTS.iter().map(|p| part(fabric, topo, s, *p)).collect(),
+                    )
+                })
                 .collect(),
+            topo: topo.clone(),
             l3: L3::new(fabric),
             ctx,
             hosts: BTreeMap::new(),
@@ -120,15 +129,26 @@ impl CompiledFabric {
     pub fn update_topology(&mut self, fabric: &Fabric, topo: &Topology) -> BTreeMap<String, Plan> {
         let mut plans = BTreeMap::new();
         for sw in topo.switches() {
-            let new = switch_infra(fabric, topo, sw);
-            let empty = SwitchEntities::new();
-            let old = self.infra.get(&sw.name).unwrap_or(&empty);
-            let plan = Plan::from_changes(merge_join(old.iter(), new.iter()));
+            let parts = match self.infra.get(&sw.name) {
+                Some(_) => changed_parts(&self.topo, topo, &sw.name),
+                None => PARTS.to_vec(),
+            };
+            let slots = self
+                .infra
+                .entry(sw.name.clone())
+                .or_insert_with(|| vec![SwitchEntities::new(); PARTS.len()]);
+            let mut plan = Plan::default();
+            for p in parts {
+                let new = part(fabric, topo, sw, p);
+                let old = &slots[p as usize];
+                plan.merge(Plan::from_changes(merge_join(old.iter(), new.iter())));
+                slots[p as usize] = new;
+            }
             if !plan.is_empty() {
                 plans.insert(sw.name.clone(), plan);
             }
-            self.infra.insert(sw.name.clone(), new);
         }
+        self.topo = topo.clone();
         // Hosts on a LAG whose members changed may change home leaf.
         let changed: BTreeSet<&String> = topo
             .lags()
@@ -171,7 +191,10 @@ impl CompiledFabric {
 
     /// One switch's entities.
     pub fn switch_entities(&self, switch: &str) -> SwitchEntities {
-        let mut out = self.infra.get(switch).cloned().unwrap_or_default();
+        let mut out = SwitchEntities::new();
+        for p in self.infra.get(switch).into_iter().flatten() {
+            out.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         if let Some(local) = self.local.get(switch) {
             out.extend(self.common.iter().map(|(k, v)| (k.clone(), v.clone())));
             out.extend(local.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -181,7 +204,13 @@ impl CompiledFabric {
 
     /// Number of entities a switch holds (without materializing).
     pub fn switch_len(&self, switch: &str) -> usize {
-        let infra = self.infra.get(switch).map_or(0, |m| m.len());
+        let infra: usize = self
+            .infra
+            .get(switch)
+            .into_iter()
+            .flatten()
+            .map(|m| m.len())
+            .sum();
         match self.local.get(switch) {
             Some(local) => {
                 let overridden = local
@@ -200,8 +229,10 @@ impl CompiledFabric {
 
     /// An entity of `switch` by key.
     pub fn get(&self, switch: &str, key: &EntityKey) -> Option<&Entity> {
-        if let Some(e) = self.infra.get(switch).and_then(|m| m.get(key)) {
-            return Some(e);
+        for p in self.infra.get(switch).into_iter().flatten() {
+            if let Some(e) = p.get(key) {
+                return Some(e);
+            }
         }
         let local = self.local.get(switch)?;
         local.get(key).or_else(|| self.common.get(key))
@@ -210,12 +241,12 @@ impl CompiledFabric {
     /// The entries of one table of `switch`.
     pub fn table_entries(&self, switch: &str, table: &'static str) -> Vec<&TableEntry> {
         let mut out: BTreeMap<&EntityKey, &TableEntry> = BTreeMap::new();
-        let layers = [
-            self.infra.get(switch),
+        let infra = self.infra.get(switch).into_iter().flatten();
+        let hosts = [
             self.local.get(switch).map(|_| &self.common),
             self.local.get(switch),
         ];
-        for layer in layers.into_iter().flatten() {
+        for layer in infra.chain(hosts.into_iter().flatten()) {
             out.extend(table_range(layer, table));
         }
         out.into_values().collect()
