@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// Run the controller: watch the configuration, program every switch.
     Run(cli::run::RunArgs),
+    /// A whole demo fabric on this machine: bmv2 switches (or simulated
+    /// ones, where bmv2 is missing), etcd, the controller, a ping matrix.
+    Demo(cli::demo::DemoArgs),
     /// Validate a fabric file and write it to etcd in one transaction.
     Apply(cli::apply::ApplyArgs),
     /// Print configuration keys from etcd.
@@ -55,6 +58,7 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(a) => cli::run::run(&a).await,
+        Command::Demo(a) => cli::demo::run(&a).await,
         Command::Apply(a) => cli::apply::run(&a).await,
         Command::Get(a) => cli::get::run(&a).await,
         Command::Validate(a) => cli::validate::run(&a),
