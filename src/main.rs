@@ -23,6 +23,11 @@ struct Cli {
 enum Command {
     /// Run the controller: watch the configuration, program every switch.
     Run(cli::run::RunArgs),
+    /// Follow a frame from one host to another through the installed
+    /// entries of every switch: where it goes, or where and why it drops.
+    Trace(cli::trace::TraceArgs),
+    /// Draw the fabric (Graphviz dot, or SVG through `dot`).
+    Topology(cli::topology::TopologyArgs),
     /// Validate a fabric file and write it to etcd in one transaction.
     Apply(cli::apply::ApplyArgs),
     /// Print configuration keys from etcd.
@@ -55,6 +60,8 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(a) => cli::run::run(&a).await,
+        Command::Trace(a) => cli::trace::run(&a).await,
+        Command::Topology(a) => cli::topology::run(&a).await,
         Command::Apply(a) => cli::apply::run(&a).await,
         Command::Get(a) => cli::get::run(&a).await,
         Command::Validate(a) => cli::validate::run(&a),

@@ -6,6 +6,8 @@ pub mod document;
 pub mod get;
 pub mod run;
 pub mod status;
+pub mod topology;
+pub mod trace;
 pub mod validate;
 
 use std::path::PathBuf;
