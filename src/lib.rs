@@ -9,4 +9,5 @@ pub mod cli;
 pub mod config;
 pub mod net;
 pub mod p4rt;
+pub mod protocols;
 pub mod testing;

@@ -51,7 +51,12 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    pub fn new(name: &str, client: ClientOptions, pipeline: Arc<Pipeline>, planner: Planner) -> Self {
+    pub fn new(
+        name: &str,
+        client: ClientOptions,
+        pipeline: Arc<Pipeline>,
+        planner: Planner,
+    ) -> Self {
         AgentConfig {
             name: name.to_string(),
             client,
@@ -279,10 +284,11 @@ impl Agent {
             }
             self.update_status(|s| s.state = SessionState::Connecting);
             let mut stop = self.shutdown.clone();
-            let client = Client::connect_with_retry(self.cfg.client.clone(), &mut reconnect, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
+            let client =
+                Client::connect_with_retry(self.cfg.client.clone(), &mut reconnect, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
             let Some(client) = client else { break };
             match self.session(&client).await {
                 Err(SessionEnd::Shutdown) => break,
@@ -344,15 +350,23 @@ impl Agent {
         let forward = tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 if let StreamEvent::Closed(s) = &ev {
-                    let why = s.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "closed".into());
+                    let why = s
+                        .as_ref()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "closed".into());
                     closed_tx.send_replace(Some(why));
                     break;
                 }
-                let _ = events_out.try_send(SwitchEvent { switch: ev_name.clone(), event: ev });
+                let _ = events_out.try_send(SwitchEvent {
+                    switch: ev_name.clone(),
+                    event: ev,
+                });
             }
             closed_tx.send_replace(Some("closed".into()));
         });
-        let result = self.primary_loop(client, &sender, &mut mastership, &mut closed).await;
+        let result = self
+            .primary_loop(client, &sender, &mut mastership, &mut closed)
+            .await;
         forward.abort();
         result
     }
@@ -373,7 +387,12 @@ impl Agent {
         };
         tracing::info!(switch = %self.cfg.name, ?action, cookie = p.cookie, "pushing pipeline");
         client
-            .set_pipeline(action, p.registry.p4info().clone(), p.device_config.to_vec(), p.cookie)
+            .set_pipeline(
+                action,
+                p.registry.p4info().clone(),
+                p.device_config.to_vec(),
+                p.cookie,
+            )
             .await?;
         self.update_status(|s| s.counters.pipeline_pushes += 1);
         Ok(())
@@ -381,7 +400,9 @@ impl Agent {
 
     async fn read_back(&mut self, client: &Client) -> Result<(), SessionEnd> {
         let reg = self.cfg.pipeline.registry.clone();
-        self.installed = read_all(client, &reg).await.map_err(|e| SessionEnd::Read(e.to_string()))?;
+        self.installed = read_all(client, &reg)
+            .await
+            .map_err(|e| SessionEnd::Read(e.to_string()))?;
         let n = self.installed.len();
         self.update_status(|s| s.installed = n);
         Ok(())
@@ -438,7 +459,9 @@ impl Agent {
             match wake {
                 Wake::Shutdown => return Err(SessionEnd::Shutdown),
                 Wake::Closed(why) => {
-                    return Err(ClientError::StreamClosed(why.map(tonic::Status::unavailable)).into())
+                    return Err(
+                        ClientError::StreamClosed(why.map(tonic::Status::unavailable)).into(),
+                    )
                 }
                 Wake::LostPrimary => return Err(SessionEnd::LostPrimary),
                 Wake::Nothing => {}
@@ -492,7 +515,10 @@ impl Agent {
                     Err(OpError::Call(msg)) => {
                         // The call itself failed: the session is in doubt.
                         let _ = pending;
-                        return Err(ClientError::StreamClosed(Some(tonic::Status::unavailable(msg))).into());
+                        return Err(ClientError::StreamClosed(Some(tonic::Status::unavailable(
+                            msg,
+                        )))
+                        .into());
                     }
                     Err(e) => {
                         failing_count += 1;

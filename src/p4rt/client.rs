@@ -539,10 +539,9 @@ impl SessionSender {
     pub async fn ack_digest(&self, digest_id: u32, list_id: u64) -> Result<(), ClientError> {
         self.tx
             .send(p4::StreamMessageRequest {
-                update: Some(p4::stream_message_request::Update::DigestAck(p4::DigestListAck {
-                    digest_id,
-                    list_id,
-                })),
+                update: Some(p4::stream_message_request::Update::DigestAck(
+                    p4::DigestListAck { digest_id, list_id },
+                )),
             })
             .await
             .map_err(|_| ClientError::StreamClosed(None))
@@ -587,7 +586,9 @@ impl Session {
     }
 
     pub fn sender(&self) -> SessionSender {
-        SessionSender { tx: self.tx.clone() }
+        SessionSender {
+            tx: self.tx.clone(),
+        }
     }
 
     pub async fn send_packet(&self, packet: p4::PacketOut) -> Result<(), ClientError> {
@@ -601,7 +602,13 @@ impl Session {
     /// Splits the session: the sender, the mastership watch, and the event
     /// receiver, for use from different tasks. The stream stays open while
     /// any sender lives.
-    pub fn split(self) -> (SessionSender, watch::Receiver<Mastership>, mpsc::Receiver<StreamEvent>) {
+    pub fn split(
+        self,
+    ) -> (
+        SessionSender,
+        watch::Receiver<Mastership>,
+        mpsc::Receiver<StreamEvent>,
+    ) {
         (SessionSender { tx: self.tx }, self.mastership, self.events)
     }
 }
