@@ -355,7 +355,9 @@ mod tests {
             assert_eq!(&e.payload[..3], &[1, 2, 3]);
         }
         assert!(parse_eth(&[0; 13]).is_none());
-        assert!(parse_eth(&[0x81; 17]).is_none());
+        let mut short_tag = [0u8; 17];
+        short_tag[12] = 0x81;
+        assert!(parse_eth(&short_tag).is_none());
     }
 
     #[test]

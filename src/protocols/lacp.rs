@@ -227,7 +227,7 @@ impl Lacp {
                 out.changed_lags.insert(name.clone());
             }
         }
-        self.transmit(now, &mut out);
+        // New members send on the next tick (they are due `now`).
         out
     }
 
