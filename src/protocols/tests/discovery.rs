@@ -58,10 +58,19 @@ fn links_form_between_simulated_switches() {
     let t0 = Instant::now();
     let mut p = Protocols::new(&f, t0);
     let tick = p.on_tick(t0);
-    assert_eq!(sent_with_type(&tick, ETH_LLDP).len(), 8, "two fabric ports on four switches");
+    assert_eq!(
+        sent_with_type(&tick, ETH_LLDP).len(),
+        8,
+        "two fabric ports on four switches"
+    );
     let got = deliver(&mut p, &wires, &BTreeSet::new(), &tick, t0);
     assert!(got.contains(&Action::TopologyChanged));
-    let up: Vec<_> = p.links().into_iter().filter(|l| l.up).map(|l| l.id).collect();
+    let up: Vec<_> = p
+        .links()
+        .into_iter()
+        .filter(|l| l.up)
+        .map(|l| l.id)
+        .collect();
     assert_eq!(
         up,
         vec![
@@ -88,7 +97,10 @@ fn one_way_link_is_not_up() {
     // spine1/1 -> leaf1/1 is lost: leaf1/1 hears nothing.
     let cut = BTreeSet::from(["spine1/1".parse().unwrap()]);
     deliver(&mut p, &wires, &cut, &tick, t0);
-    assert_eq!(p.observed_links().get(&link("leaf1/1", "spine1/1")), Some(&false));
+    assert_eq!(
+        p.observed_links().get(&link("leaf1/1", "spine1/1")),
+        Some(&false)
+    );
     assert_eq!(
         p.configured_links_not_seen(),
         vec![link("leaf1/1", "spine1/1")]
@@ -177,7 +189,13 @@ fn unconfigured_and_recabled_links_are_reported() {
         port: 2,
         ttl_secs: 3,
     };
-    let got = p.on_frame("leaf1", 1, punt::DISCOVERY, &probe.frame(MacAddr::default()), t0);
+    let got = p.on_frame(
+        "leaf1",
+        1,
+        punt::DISCOVERY,
+        &probe.frame(MacAddr::default()),
+        t0,
+    );
     assert!(got.contains(&Action::TopologyChanged));
     assert!(!p.observed_links()[&link("leaf1/1", "spine1/1")]);
     assert!(!p.observed_links()[&link("leaf2/2", "spine2/2")]);
@@ -189,10 +207,16 @@ fn foreign_lldp_is_ignored() {
     let mut p = Protocols::new(&fabric(), t0);
     // A server's LLDP: MAC chassis id (subtype 4), interface-name port id.
     let lldp = [
-        0x02, 0x07, 4, 2, 0, 0, 0, 0, 1, 0x04, 0x05, 5, b'e', b't', b'h', b'0', 0x06, 0x02, 0,
-        120, 0, 0,
+        0x02, 0x07, 4, 2, 0, 0, 0, 0, 1, 0x04, 0x05, 5, b'e', b't', b'h', b'0', 0x06, 0x02, 0, 120,
+        0, 0,
     ];
-    let f = frames::build_eth(crate::protocols::discovery::LLDP_MAC, mac("02:00:00:00:00:01"), None, ETH_LLDP, &lldp);
+    let f = frames::build_eth(
+        crate::protocols::discovery::LLDP_MAC,
+        mac("02:00:00:00:00:01"),
+        None,
+        ETH_LLDP,
+        &lldp,
+    );
     assert!(p.on_frame("leaf1", 1, punt::DISCOVERY, &f, t0).is_empty());
     // A probe naming an unknown switch, or arriving on an edge port.
     let probe = Probe {
@@ -201,7 +225,13 @@ fn foreign_lldp_is_ignored() {
         ttl_secs: 3,
     };
     assert!(p
-        .on_frame("leaf1", 1, punt::DISCOVERY, &probe.frame(MacAddr::default()), t0)
+        .on_frame(
+            "leaf1",
+            1,
+            punt::DISCOVERY,
+            &probe.frame(MacAddr::default()),
+            t0
+        )
         .is_empty());
     let probe = Probe {
         switch: "spine1".into(),
@@ -209,7 +239,13 @@ fn foreign_lldp_is_ignored() {
         ttl_secs: 3,
     };
     assert!(p
-        .on_frame("leaf1", 3, punt::DISCOVERY, &probe.frame(MacAddr::default()), t0)
+        .on_frame(
+            "leaf1",
+            3,
+            punt::DISCOVERY,
+            &probe.frame(MacAddr::default()),
+            t0
+        )
         .is_empty());
     assert!(p.observed_links().is_empty());
 }

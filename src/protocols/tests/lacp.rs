@@ -50,7 +50,13 @@ impl Server {
     }
 
     fn frame(&self, at: &PortRef) -> Vec<u8> {
-        build_eth(SLOW_PROTOCOLS_MAC, self.system, None, ETH_SLOW, &self.pdu(at).encode())
+        build_eth(
+            SLOW_PROTOCOLS_MAC,
+            self.system,
+            None,
+            ETH_SLOW,
+            &self.pdu(at).encode(),
+        )
     }
 
     /// Takes the LACPDUs sent to its ports; returns the ports that heard one.
@@ -79,7 +85,12 @@ impl Server {
 
 /// Runs the exchange for 3 s in 100 ms rounds (so rate limits release):
 /// the servers answer every LACPDU they get.
-fn converge(p: &mut Protocols, s: &mut Server, first: Vec<Action>, now: Instant) -> (Vec<Action>, Instant) {
+fn converge(
+    p: &mut Protocols,
+    s: &mut Server,
+    first: Vec<Action>,
+    now: Instant,
+) -> (Vec<Action>, Instant) {
     converge_all(p, std::slice::from_mut(s), first, now)
 }
 
@@ -159,13 +170,19 @@ fn bond_across_two_leaves_forms_one_aggregation() {
     assert!(members(&p, "bond1").is_empty());
     let first = p.on_tick(t0);
     let (all, _) = converge(&mut p, &mut server, first, t0);
-    assert!(all.contains(&Action::LagMembersChanged { lag: "bond1".into() }));
+    assert!(all.contains(&Action::LagMembersChanged {
+        lag: "bond1".into()
+    }));
     assert_eq!(members(&p, "bond1"), ["leaf1/5", "leaf2/5"]);
     assert!(p.lacp_unsynced().is_empty());
     // The server saw one partner system and key on both links.
     assert_eq!(server.partners().len(), 1);
     // ... with distinct port numbers.
-    let nums: BTreeSet<u16> = server.ports.values().filter_map(|(_, p)| p.map(|p| p.port)).collect();
+    let nums: BTreeSet<u16> = server
+        .ports
+        .values()
+        .filter_map(|(_, p)| p.map(|p| p.port))
+        .collect();
     assert_eq!(nums.len(), 2);
     // Both sides collect and distribute.
     for st in p.lag_status().iter().filter(|s| s.lag == "bond1") {
@@ -218,16 +235,28 @@ fn partner_timeout_removes_member_after_three_seconds() {
         t += secs(0.1);
         p.on_frame("leaf1", 5, punt::LACP, &server.frame(&at1), t);
         let got = p.on_tick(t);
-        if got.contains(&Action::LagMembersChanged { lag: "bond1".into() }) {
+        if got.contains(&Action::LagMembersChanged {
+            lag: "bond1".into(),
+        }) {
             removed_at.get_or_insert(t);
         }
     }
     let removed_at = removed_at.expect("member removed");
     let after = removed_at - last;
-    assert!(after > secs(2.5) && after <= secs(3.1), "removed after {after:?}");
+    assert!(
+        after > secs(2.5) && after <= secs(3.1),
+        "removed after {after:?}"
+    );
     assert_eq!(members(&p, "bond1"), ["leaf1/5"]);
-    assert_eq!(p.lacp_unsynced(), BTreeSet::from(["leaf2/5".parse().unwrap()]));
-    let st = p.lag_status().into_iter().find(|s| s.port.port == 5 && s.port.switch == "leaf2").unwrap();
+    assert_eq!(
+        p.lacp_unsynced(),
+        BTreeSet::from(["leaf2/5".parse().unwrap()])
+    );
+    let st = p
+        .lag_status()
+        .into_iter()
+        .find(|s| s.port.port == 5 && s.port.switch == "leaf2")
+        .unwrap();
     let actor = st.actor.unwrap().state;
     assert!(actor.has(LacpState::EXPIRED) && actor.has(LacpState::DEFAULTED));
     assert_eq!(st.partner, None);
@@ -245,12 +274,23 @@ fn partner_change_resyncs() {
     let mut b = Server::new("52:54:00:00:00:02", &["leaf1/5", "leaf2/5"]);
     let at: PortRef = "leaf1/5".parse().unwrap();
     let got = p.on_frame("leaf1", 5, punt::LACP, &b.frame(&at), now);
-    assert!(got.contains(&Action::LagMembersChanged { lag: "bond1".into() }));
-    assert!(!p.lag_members("bond1").contains(&at), "changed partner leaves at once");
+    assert!(got.contains(&Action::LagMembersChanged {
+        lag: "bond1".into()
+    }));
+    assert!(
+        !p.lag_members("bond1").contains(&at),
+        "changed partner leaves at once"
+    );
     let (all, _) = converge(&mut p, &mut b, got, now);
-    assert!(all.contains(&Action::LagMembersChanged { lag: "bond1".into() }));
+    assert!(all.contains(&Action::LagMembersChanged {
+        lag: "bond1".into()
+    }));
     assert_eq!(members(&p, "bond1"), ["leaf1/5", "leaf2/5"]);
-    let partners: BTreeSet<_> = p.lag_status().iter().filter_map(|s| s.partner.map(|p| p.system)).collect();
+    let partners: BTreeSet<_> = p
+        .lag_status()
+        .iter()
+        .filter_map(|s| s.partner.map(|p| p.system))
+        .collect();
     assert_eq!(partners, BTreeSet::from([b.system]));
 }
 
@@ -265,7 +305,10 @@ fn miscabled_member_is_not_selected() {
     // bond1 aggregates with one partner (the lowest system on a tie); the
     // other server's link stays out.
     assert_eq!(members(&p, "bond1"), ["leaf1/5"]);
-    assert_eq!(p.lacp_unsynced(), BTreeSet::from(["leaf2/5".parse().unwrap()]));
+    assert_eq!(
+        p.lacp_unsynced(),
+        BTreeSet::from(["leaf2/5".parse().unwrap()])
+    );
 }
 
 #[test]
@@ -276,16 +319,29 @@ fn port_down_removes_member_and_static_lags_follow_ports() {
     let first = p.on_tick(t0);
     let (_, now) = converge(&mut p, &mut server, first, t0);
     let got = p.on_port_status("leaf2", 5, false, now);
-    assert_eq!(got, vec![Action::LagMembersChanged { lag: "bond1".into() }]);
+    assert_eq!(
+        got,
+        vec![Action::LagMembersChanged {
+            lag: "bond1".into()
+        }]
+    );
     assert_eq!(members(&p, "bond1"), ["leaf1/5"]);
     // Static LAG: members are usable while their port is up.
     assert_eq!(members(&p, "bond2"), ["leaf1/6", "leaf1/7"]);
     let got = p.on_port_status("leaf1", 7, false, now);
-    assert_eq!(got, vec![Action::LagMembersChanged { lag: "bond2".into() }]);
+    assert_eq!(
+        got,
+        vec![Action::LagMembersChanged {
+            lag: "bond2".into()
+        }]
+    );
     assert_eq!(members(&p, "bond2"), ["leaf1/6"]);
-    assert!(sent_with_type(&p.on_tick(now + secs(2.0)), ETH_SLOW)
-        .iter()
-        .all(|s| s.switch != "leaf2"), "no LACPDUs out of a down port");
+    assert!(
+        sent_with_type(&p.on_tick(now + secs(2.0)), ETH_SLOW)
+            .iter()
+            .all(|s| s.switch != "leaf2"),
+        "no LACPDUs out of a down port"
+    );
     p.on_port_status("leaf1", 7, true, now);
     assert_eq!(members(&p, "bond2"), ["leaf1/6", "leaf1/7"]);
 }
@@ -308,7 +364,13 @@ fn transmissions_are_periodic_and_rate_limited() {
         let now = t0 + secs(1.0 + f64::from(i) * 0.01);
         let mut pdu = server.pdu(&at);
         pdu.actor.port = i as u16 + 1;
-        let f = build_eth(SLOW_PROTOCOLS_MAC, server.system, None, ETH_SLOW, &pdu.encode());
+        let f = build_eth(
+            SLOW_PROTOCOLS_MAC,
+            server.system,
+            None,
+            ETH_SLOW,
+            &pdu.encode(),
+        );
         n += sent_with_type(&p.on_frame("leaf1", 5, punt::LACP, &f, now), ETH_SLOW).len();
         n += sent_with_type(&p.on_tick(now), ETH_SLOW)
             .iter()

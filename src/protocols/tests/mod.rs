@@ -87,7 +87,11 @@ fn packet_out_metadata_names_the_pipeline_fields() {
     let p = PacketOut::direct(&PortRef::new("leaf1", 3), vec![]);
     assert_eq!(
         p.metadata(),
-        [("egress_port", 3), ("do_forwarding", 0), ("ingress_port", 0)]
+        [
+            ("egress_port", 3),
+            ("do_forwarding", 0),
+            ("ingress_port", 0)
+        ]
     );
 }
 
