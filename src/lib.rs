@@ -13,5 +13,6 @@ pub mod ha;
 pub mod lab;
 pub mod net;
 pub mod p4rt;
+pub mod protocols;
 pub mod testing;
 pub mod topo;
