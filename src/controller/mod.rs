@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::{self, AgentConfig, AgentHandle, Desired, SessionState, SwitchEvent};
-use crate::compile::{self, Hosts};
+use crate::compile::{self, HostEntry, Hosts};
 use crate::config::status::{self as st, StatusWriter};
 use crate::config::watch::ConfigUpdate;
 use crate::config::{Fabric, Switch};
-use crate::p4rt::{ClientOptions, Pipeline};
+use crate::p4rt::{ClientOptions, Pipeline, StreamEvent};
+use crate::protocols::{self, Action, IdleEntry, MacLearn, Protocols};
 use crate::topo::{FloodTree, ObservedState, Topology};
 
 pub use metrics::{ControllerMetrics, MetricsState, SharedMetrics};
@@ -71,6 +72,10 @@ pub struct Controller {
     config: watch::Receiver<ConfigUpdate>,
     status: Option<Arc<StatusWriter>>,
     agents: BTreeMap<String, (AgentIdentity, AgentHandle)>,
+    /// The pipeline each switch runs (to decode its packet-ins etc.).
+    switch_pipelines: BTreeMap<String, Arc<Pipeline>>,
+    /// Discovery, LACP, ARP/ND, learning; created with the first config.
+    protocols: Option<Protocols>,
     pipelines: BTreeMap<String, Arc<Pipeline>>,
     observed: ObservedState,
     hosts: Hosts,
@@ -102,6 +107,8 @@ impl Controller {
             config,
             status,
             agents: BTreeMap::new(),
+            switch_pipelines: BTreeMap::new(),
+            protocols: None,
             pipelines: BTreeMap::new(),
             observed: ObservedState::default(),
             hosts: Hosts::new(),
@@ -144,6 +151,11 @@ impl Controller {
                     self.apply_config().await;
                 }
                 Some(ev) = self.events_rx.recv() => self.on_switch_event(ev),
+                _ = sleep_until_opt(self.protocols.as_ref().and_then(|p| p.next_deadline())) => {
+                    let now = std::time::Instant::now();
+                    let actions = self.protocols.as_mut().map(|p| p.on_tick(now)).unwrap_or_default();
+                    self.on_actions(actions);
+                }
                 _ = status_tick.tick() => self.publish_status().await,
             }
         }
@@ -153,10 +165,116 @@ impl Controller {
         }
     }
 
+    /// Packet-ins, digests and idle timeouts feed the control protocols
+    /// (discovery, LACP, ARP/ND, learning).
     fn on_switch_event(&mut self, ev: SwitchEvent) {
-        // Packet-ins, digests and idle timeouts feed the control protocols
-        // (discovery, LACP, ARP/ND, learning).
-        tracing::trace!(switch = %ev.switch, event = ?ev.event, "switch event");
+        let Some(pipeline) = self.switch_pipelines.get(&ev.switch).cloned() else {
+            return;
+        };
+        let Some(protocols) = self.protocols.as_mut() else {
+            return;
+        };
+        let reg = &pipeline.registry;
+        let now = std::time::Instant::now();
+        let actions = match &ev.event {
+            StreamEvent::PacketIn(p) => match reg.decode_packet_in(p) {
+                Ok(p) => protocols.on_packet_in(&ev.switch, &p, now),
+                Err(e) => {
+                    tracing::debug!(switch = %ev.switch, error = %e, "undecodable packet-in");
+                    Vec::new()
+                }
+            },
+            StreamEvent::Digest(d) => {
+                if let Some((_, agent)) = self.agents.get(&ev.switch) {
+                    agent.ack_digest(d.digest_id, d.list_id);
+                }
+                match reg.decode_digest(d) {
+                    Ok((name, rows)) if name == protocols::LEARN_DIGEST => {
+                        let rows: Vec<MacLearn> =
+                            rows.iter().filter_map(|r| MacLearn::from_row(r)).collect();
+                        protocols.on_digest(&ev.switch, &rows, now)
+                    }
+                    Ok(_) => Vec::new(),
+                    Err(e) => {
+                        tracing::debug!(switch = %ev.switch, error = %e, "undecodable digest");
+                        Vec::new()
+                    }
+                }
+            }
+            StreamEvent::IdleTimeout(n) => {
+                let idle: Vec<IdleEntry> = n
+                    .table_entry
+                    .iter()
+                    .filter_map(|t| reg.decode_table_key(t).ok())
+                    .filter_map(|k| IdleEntry::from_key(&k))
+                    .collect();
+                protocols.on_idle_timeout(&ev.switch, &idle, now)
+            }
+            StreamEvent::Error(e) => {
+                tracing::warn!(switch = %ev.switch, code = e.canonical_code, message = %e.message, "stream error");
+                Vec::new()
+            }
+            StreamEvent::Closed(_) => Vec::new(),
+        };
+        self.on_actions(actions);
+    }
+
+    /// Carries out what the protocols asked for; one recompile covers any
+    /// number of topology, LAG, host and next-hop changes.
+    fn on_actions(&mut self, actions: Vec<Action>) {
+        let mut recompile = false;
+        for a in actions {
+            match a {
+                Action::SendPacket(p) => {
+                    let (Some((_, agent)), Some(pipeline)) = (
+                        self.agents.get(&p.switch),
+                        self.switch_pipelines.get(&p.switch),
+                    ) else {
+                        continue;
+                    };
+                    match pipeline.registry.packet_out(p.frame.clone(), &p.metadata()) {
+                        Ok(out) => {
+                            if !agent.send_packet(out) {
+                                tracing::debug!(switch = %p.switch, "packet-out queue full");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(switch = %p.switch, error = %e, "cannot build packet-out")
+                        }
+                    }
+                }
+                Action::TopologyChanged
+                | Action::HostsChanged
+                | Action::LagMembersChanged { .. }
+                | Action::NextHopsChanged => recompile = true,
+            }
+        }
+        if recompile {
+            self.refresh_observed();
+            self.recompute();
+        }
+    }
+
+    /// Copies what the protocols observed into the compiler's inputs.
+    fn refresh_observed(&mut self) {
+        let Some(p) = &self.protocols else { return };
+        self.observed.discovered = p.observed_links();
+        self.observed.ports_down = p.ports_down();
+        self.observed.lacp_unsynced = p.lacp_unsynced();
+        self.hosts = p
+            .learned_hosts()
+            .into_iter()
+            .map(|h| {
+                let e = HostEntry {
+                    vlan: h.vlan,
+                    mac: h.mac,
+                    ips: h.ips,
+                    attachment: h.attachment,
+                    learned: true,
+                };
+                (e.key(), e)
+            })
+            .collect();
     }
 
     fn pipeline(&mut self, name: &str) -> Option<Arc<Pipeline>> {
@@ -196,6 +314,16 @@ impl Controller {
             tracing::warn!(key = %e.key, error = %e.reason, "configuration key rejected; last good value stays");
         }
         self.sync_agents();
+        let now = std::time::Instant::now();
+        let actions = match self.protocols.as_mut() {
+            Some(p) => p.on_config(&self.fabric, now),
+            None => {
+                self.protocols = Some(Protocols::new(&self.fabric, now));
+                Vec::new()
+            }
+        };
+        self.on_actions(actions);
+        self.refresh_observed();
         self.recompute();
     }
 
@@ -210,6 +338,7 @@ impl Controller {
             .cloned()
             .collect();
         for name in gone {
+            self.switch_pipelines.remove(&name);
             if let Some((_, a)) = self.agents.remove(&name) {
                 tracing::info!(switch = %name, "switch removed from configuration");
                 tokio::spawn(a.stop());
@@ -224,8 +353,9 @@ impl Controller {
                 continue;
             };
             let client = ClientOptions::new(&sw.address, sw.device_id, self.opts.election_id);
-            let cfg = AgentConfig::new(name, client, pipeline, agent::diff_planner());
+            let cfg = AgentConfig::new(name, client, pipeline.clone(), agent::diff_planner());
             let handle = agent::spawn(cfg, self.events_tx.clone());
+            self.switch_pipelines.insert(name.clone(), pipeline);
             if let Some((_, old)) = self.agents.insert(name.clone(), (id, handle)) {
                 tokio::spawn(old.stop());
             }
@@ -300,5 +430,12 @@ impl Controller {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .agents = statuses;
+    }
+}
+
+async fn sleep_until_opt(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
