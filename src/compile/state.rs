@@ -112,13 +112,20 @@ impl CompiledFabric {
             return BTreeMap::new();
         }
         self.journal = Some(Journal::default());
-        self.remove_host(&key);
-        if let Some(h) = new {
-            self.add_host(HostEntry {
-                vlan: key.0,
-                mac: key.1,
-                ..h
-            });
+        let new = new.map(|h| HostEntry {
+            vlan: key.0,
+            mac: key.1,
+            ..h
+        });
+        match (self.hosts.get(&key), new) {
+            // Same addresses: only bridging moves; routes stay untouched.
+            (Some(old), Some(new)) if old.ips == new.ips => self.move_host(new),
+            (_, new) => {
+                self.remove_host(&key);
+                if let Some(h) = new {
+                    self.add_host(h);
+                }
+            }
         }
         self.journal_plans()
     }
@@ -306,12 +313,22 @@ impl CompiledFabric {
         };
         let mut plans = BTreeMap::new();
         let no_local = BTreeMap::new();
+        // Net changes of the common layer, once for all leaves.
+        let common: Vec<(&EntityKey, Option<&Entity>, Option<&Entity>)> = j
+            .common
+            .iter()
+            .map(|(k, old)| (k, old.as_ref(), self.common.get(k)))
+            .filter(|(_, old, new)| old != new)
+            .collect();
         for (leaf, local) in &self.local {
             let touched = j.local.get(leaf).unwrap_or(&no_local);
+            if common.is_empty() && touched.is_empty() {
+                continue;
+            }
             let mut changes: Vec<(Option<&Entity>, Option<&Entity>)> = Vec::new();
-            for (key, old) in &j.common {
-                if !touched.contains_key(key) && !local.contains_key(key) {
-                    changes.push((old.as_ref(), self.common.get(key)));
+            for (key, old, new) in &common {
+                if !touched.contains_key(*key) && !local.contains_key(*key) {
+                    changes.push((*old, *new));
                 }
             }
             for (key, old_local) in touched {
