@@ -43,7 +43,10 @@ fn main() {
     let total: usize = c.switch_names().map(|s| c.switch_len(s)).sum();
     let max = c.switch_names().map(|s| c.switch_len(s)).max().unwrap_or(0);
     println!("full compile: {full:?}; {total} entities on all switches, up to {max} on one");
-    println!("peak RSS after the full compile: {} MiB", vm_hwm_kib().unwrap_or(0) / 1024);
+    println!(
+        "peak RSS after the full compile: {} MiB",
+        vm_hwm_kib().unwrap_or(0) / 1024
+    );
 
     // One host moves to another port of its leaf.
     let h: HostEntry = learned
