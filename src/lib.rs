@@ -5,6 +5,7 @@
 //! P4Runtime (`p4rt`).
 
 pub mod agent;
+pub mod bench;
 pub mod cli;
 pub mod compile;
 pub mod config;

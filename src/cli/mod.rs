@@ -2,6 +2,7 @@
 //! and dispatches to the `run` function of each module here.
 
 pub mod apply;
+pub mod bench;
 pub mod document;
 pub mod get;
 pub mod run;

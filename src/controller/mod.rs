@@ -76,6 +76,8 @@ pub struct Controller {
     switch_pipelines: BTreeMap<String, Arc<Pipeline>>,
     /// Discovery, LACP, ARP/ND, learning; created with the first config.
     protocols: Option<Protocols>,
+    /// Hosts given at start (benchmarks), merged with learned ones.
+    seeded_hosts: Hosts,
     pipelines: BTreeMap<String, Arc<Pipeline>>,
     observed: ObservedState,
     hosts: Hosts,
@@ -109,6 +111,7 @@ impl Controller {
             agents: BTreeMap::new(),
             switch_pipelines: BTreeMap::new(),
             protocols: None,
+            seeded_hosts: Hosts::new(),
             pipelines: BTreeMap::new(),
             observed: ObservedState::default(),
             hosts: Hosts::new(),
@@ -124,6 +127,13 @@ impl Controller {
 
     pub fn metrics(&self) -> SharedMetrics {
         self.metrics.clone()
+    }
+
+    /// Seeds learned hosts (benchmarks and tests; normally the protocols
+    /// learn them).
+    pub fn with_hosts(mut self, hosts: Hosts) -> Self {
+        self.seeded_hosts = hosts;
+        self
     }
 
     /// Shares a metrics state across terms (HA: one endpoint per process).
@@ -257,24 +267,24 @@ impl Controller {
 
     /// Copies what the protocols observed into the compiler's inputs.
     fn refresh_observed(&mut self) {
-        let Some(p) = &self.protocols else { return };
+        let Some(p) = &self.protocols else {
+            self.hosts = self.seeded_hosts.clone();
+            return;
+        };
         self.observed.discovered = p.observed_links();
         self.observed.ports_down = p.ports_down();
         self.observed.lacp_unsynced = p.lacp_unsynced();
-        self.hosts = p
-            .learned_hosts()
-            .into_iter()
-            .map(|h| {
-                let e = HostEntry {
-                    vlan: h.vlan,
-                    mac: h.mac,
-                    ips: h.ips,
-                    attachment: h.attachment,
-                    learned: true,
-                };
-                (e.key(), e)
-            })
-            .collect();
+        self.hosts = self.seeded_hosts.clone();
+        self.hosts.extend(p.learned_hosts().into_iter().map(|h| {
+            let e = HostEntry {
+                vlan: h.vlan,
+                mac: h.mac,
+                ips: h.ips,
+                attachment: h.attachment,
+                learned: true,
+            };
+            (e.key(), e)
+        }));
     }
 
     fn pipeline(&mut self, name: &str) -> Option<Arc<Pipeline>> {
