@@ -78,6 +78,8 @@ pub struct Controller {
     protocols: Option<Protocols>,
     /// Hosts given at start (benchmarks), merged with learned ones.
     seeded_hosts: Hosts,
+    /// Status paths of observed links/hosts/LAG members last written.
+    observed_paths: std::collections::BTreeSet<String>,
     pipelines: BTreeMap<String, Arc<Pipeline>>,
     observed: ObservedState,
     hosts: Hosts,
@@ -112,6 +114,7 @@ impl Controller {
             switch_pipelines: BTreeMap::new(),
             protocols: None,
             seeded_hosts: Hosts::new(),
+            observed_paths: Default::default(),
             pipelines: BTreeMap::new(),
             observed: ObservedState::default(),
             hosts: Hosts::new(),
@@ -440,6 +443,88 @@ impl Controller {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .agents = statuses;
+        self.publish_observed().await;
+    }
+
+    /// Writes what the protocols observe: links (both ends), learned hosts,
+    /// LAG members with their LACP state. Entries that disappeared are
+    /// removed, so status never shows a stale link or host.
+    async fn publish_observed(&mut self) {
+        let (Some(w), Some(p)) = (&self.status, &self.protocols) else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let unix = st::unix_now();
+        let ago = |t: Option<std::time::Instant>| {
+            t.map(|t| unix.saturating_sub(now.saturating_duration_since(t).as_secs()))
+                .unwrap_or(0)
+        };
+        let mut values: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for l in p.links() {
+            for (here, there) in [(&l.id.0, &l.id.1), (&l.id.1, &l.id.0)] {
+                let v = st::LinkStatus {
+                    state: if l.up {
+                        st::LinkState::Up
+                    } else {
+                        st::LinkState::Down
+                    },
+                    remote: Some(there.clone()),
+                    matches_config: Some(l.configured),
+                    last_seen: ago(l.last_seen),
+                };
+                values.insert(
+                    st::paths::link(here),
+                    serde_json::to_value(v).unwrap_or_default(),
+                );
+            }
+        }
+        for id in p.configured_links_not_seen() {
+            for here in [&id.0, &id.1] {
+                values.entry(st::paths::link(here)).or_insert_with(|| {
+                    serde_json::json!({"state": "down", "matches_config": true, "last_seen": 0,
+                                       "note": "configured, never seen by discovery"})
+                });
+            }
+        }
+        for h in p.learned_hosts() {
+            let v = st::HostStatus {
+                attachment: h.attachment.clone(),
+                ips: h.ips.clone(),
+                learned: true,
+                last_seen: unix,
+            };
+            values.insert(
+                st::paths::host(h.vlan, h.mac),
+                serde_json::to_value(v).unwrap_or_default(),
+            );
+        }
+        for m in p.lag_status() {
+            let v = serde_json::json!({
+                "port_up": m.port_up,
+                "selected": m.selected,
+                "usable": m.usable,
+                "mode": format!("{:?}", m.mode).to_lowercase(),
+                "actor_state": m.actor.as_ref().map(|a| format!("{:?}", a.state)),
+                "partner_system": m.partner.as_ref().map(|a| a.system.to_string()),
+                "partner_key": m.partner.as_ref().map(|a| a.key),
+                "partner_state": m.partner.as_ref().map(|a| format!("{:?}", a.state)),
+            });
+            values.insert(format!("lags/{}/{}", m.lag, m.port), v);
+        }
+        for (path, v) in &values {
+            if let Err(e) = w.set(path, v).await {
+                tracing::debug!(error = %e, path, "cannot write status");
+                return;
+            }
+        }
+        for gone in self
+            .observed_paths
+            .iter()
+            .filter(|p| !values.contains_key(*p))
+        {
+            let _ = w.remove(gone).await;
+        }
+        self.observed_paths = values.into_keys().collect();
     }
 }
 
