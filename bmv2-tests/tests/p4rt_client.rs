@@ -48,7 +48,6 @@ async fn client_conformance_on_bmv2() {
         device_id: 1,
         ports: vec![1, 2, 3],
         json: None,
-        grpc_addr: None,
     })
     .expect("start bmv2");
     let ports = [1, 2, 3]

@@ -34,6 +34,25 @@ impl CompiledFabric {
         }
     }
 
+    /// Replaces a host's bridging entries, keeping its addresses.
+    pub(super) fn move_host(&mut self, h: HostEntry) {
+        let Some(old) = self.hosts.insert(h.key(), h.clone()) else {
+            return;
+        };
+        for (leaf, e) in host_entities(&self.ctx, &old) {
+            match leaf {
+                None => self.remove_common(&e.key()),
+                Some(l) => self.remove_local(&l, &e.key()),
+            }
+        }
+        for (leaf, e) in host_entities(&self.ctx, &h) {
+            match leaf {
+                None => self.set_common(e),
+                Some(l) => self.set_local(&l, e),
+            }
+        }
+    }
+
     pub(super) fn remove_host(&mut self, key: &HostKey) {
         let Some(h) = self.hosts.remove(key) else {
             return;

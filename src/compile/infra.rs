@@ -2,10 +2,12 @@
 //! on hosts or routes: port and VLAN classification, punts, packet I/O,
 //! label forwarding, flooding, LAG selectors, fabric encapsulation.
 
+use std::collections::BTreeSet;
+
 use crate::config::{Fabric, PortNum, PortRef, Role, VlanId, VlanMode};
 use crate::p4rt::entity::{
-    ActionCall, CloneSession, DigestConfig, Entity, MeterConfig, MulticastGroup, Replica,
-    SwitchEntities, TableAction, TableKey,
+    ActionCall, CloneSession, DigestConfig, Entity, EntityKey, MeterConfig, MulticastGroup,
+    Replica, SwitchEntities, TableAction, TableKey,
 };
 use crate::topo::{SwitchNode, Topology};
 
@@ -68,7 +70,14 @@ pub fn part(fabric: &Fabric, topo: &Topology, sw: &SwitchNode, part: Part) -> Sw
 }
 
 /// Which parts of `sw` differ between two topologies of the same config.
-pub fn changed_parts(old: &Topology, new: &Topology, sw: &str) -> Vec<Part> {
+/// Which parts of `sw` differ between two topologies of the same config;
+/// `lag_leaves` are the leaves of LAGs whose state changed.
+pub fn changed_parts(
+    old: &Topology,
+    new: &Topology,
+    sw: &str,
+    lag_leaves: &BTreeSet<&str>,
+) -> Vec<Part> {
     let links = |t: &Topology| -> Vec<(PortNum, PortRef, bool)> {
         t.links_of(sw)
             .into_iter()
@@ -78,10 +87,7 @@ pub fn changed_parts(old: &Topology, new: &Topology, sw: &str) -> Vec<Part> {
     let (lo, ln) = (links(old), links(new));
     let same_ends =
         lo.len() == ln.len() && lo.iter().zip(&ln).all(|(a, b)| a.0 == b.0 && a.1 == b.1);
-    let lags_changed = old
-        .lags()
-        .iter()
-        .any(|(n, g)| new.lag(n) != Some(g) && (g.leaves.iter().any(|l| l == sw)));
+    let lags_changed = lag_leaves.contains(sw);
     let mut out = Vec::new();
     if !same_ends {
         out.push(Part::Static);
@@ -244,6 +250,14 @@ fn mpls_in(sw: &SwitchNode, out: &mut SwitchEntities) {
 
 /// label_fwd groups over the ECMP next hops to every leaf.
 fn label_fwd(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
+    fabric_members(topo, sw, out);
+    for (label, ports) in topo.destinations(&sw.name) {
+        label_route(label, ports, out);
+    }
+}
+
+/// One fabric_selector member per up link.
+fn fabric_members(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
     for (port, far, link) in topo.links_of(&sw.name) {
         let Some(peer) = topo.switch(&far.switch) else {
             continue;
@@ -256,27 +270,69 @@ fn label_fwd(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
             put(out, member(P_FABRIC, port, action));
         }
     }
-    for (label, ports) in topo.destinations(&sw.name) {
-        if ports.is_empty() {
-            continue;
-        }
-        put(
-            out,
-            group(
-                P_FABRIC,
-                label,
-                ports.iter().map(|p| (*p, Some(*p))),
-                GROUP_SIZE,
-            ),
-        );
-        put(
-            out,
-            entry(
-                TableKey::new(T_LABEL_FWD).exact(F_LABEL, label),
-                TableAction::Group(label),
-            ),
-        );
+}
+
+/// The label_fwd entry and group of one destination.
+fn label_route(label: u32, ports: &[PortNum], out: &mut SwitchEntities) {
+    if ports.is_empty() {
+        return;
     }
+    let members = ports.iter().map(|p| (*p, Some(*p)));
+    put(out, group(P_FABRIC, label, members, GROUP_SIZE));
+    let key = TableKey::new(T_LABEL_FWD).exact(F_LABEL, label);
+    put(out, entry(key, TableAction::Group(label)));
+}
+
+/// Updates the `Labels` part in place for a topology change, touching only
+/// the members and the destinations whose next hops changed (a link flap
+/// changes one destination on most switches). Returns the (old, new) pairs.
+pub fn update_labels(
+    old: &Topology,
+    new: &Topology,
+    sw: &SwitchNode,
+    slot: &mut SwitchEntities,
+) -> Vec<(Option<Entity>, Option<Entity>)> {
+    let mut fresh = SwitchEntities::new();
+    fabric_members(new, sw, &mut fresh);
+    let mut stale: Vec<EntityKey> = slot
+        .keys()
+        .filter(|k| matches!(k, EntityKey::Member { profile, .. } if *profile == P_FABRIC))
+        .cloned()
+        .collect();
+    let labels: BTreeSet<u32> = old
+        .destinations(&sw.name)
+        .chain(new.destinations(&sw.name))
+        .map(|(l, _)| l)
+        .collect();
+    for label in labels {
+        let (o, n) = (
+            old.next_hops(&sw.name, label),
+            new.next_hops(&sw.name, label),
+        );
+        if o != n {
+            label_route(label, n, &mut fresh);
+            stale.push(EntityKey::Group {
+                profile: P_FABRIC,
+                group_id: label,
+            });
+            stale.push(EntityKey::Table(
+                TableKey::new(T_LABEL_FWD).exact(F_LABEL, label),
+            ));
+        }
+    }
+    let mut changes = Vec::new();
+    for k in stale {
+        if !fresh.contains_key(&k) {
+            changes.push((slot.remove(&k), None));
+        }
+    }
+    for (k, e) in fresh {
+        let old = slot.insert(k, e.clone());
+        if old.as_ref() != Some(&e) {
+            changes.push((old, Some(e)));
+        }
+    }
+    changes
 }
 
 /// Classification of edge ports and LAG members, egress VLAN tagging,

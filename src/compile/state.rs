@@ -16,7 +16,7 @@ use crate::p4rt::entity::{Entity, EntityKey, SwitchEntities, TableEntry};
 use crate::topo::{LagGroup, Topology};
 
 use super::diff::{merge_join, Plan};
-use super::infra::{changed_parts, part, PARTS};
+use super::infra::{changed_parts, part, update_labels, Part, PARTS};
 use super::l3::L3;
 use super::{HostEntry, HostKey, Hosts};
 
@@ -112,13 +112,20 @@ impl CompiledFabric {
             return BTreeMap::new();
         }
         self.journal = Some(Journal::default());
-        self.remove_host(&key);
-        if let Some(h) = new {
-            self.add_host(HostEntry {
-                vlan: key.0,
-                mac: key.1,
-                ..h
-            });
+        let new = new.map(|h| HostEntry {
+            vlan: key.0,
+            mac: key.1,
+            ..h
+        });
+        match (self.hosts.get(&key), new) {
+            // Same addresses: only bridging moves; routes stay untouched.
+            (Some(old), Some(new)) if old.ips == new.ips => self.move_host(new),
+            (_, new) => {
+                self.remove_host(&key);
+                if let Some(h) = new {
+                    self.add_host(h);
+                }
+            }
         }
         self.journal_plans()
     }
@@ -128,9 +135,16 @@ impl CompiledFabric {
     /// (switches, ports, VLANs, routes) need a new `CompiledFabric`.
     pub fn update_topology(&mut self, fabric: &Fabric, topo: &Topology) -> BTreeMap<String, Plan> {
         let mut plans = BTreeMap::new();
+        // Leaves of LAGs whose member state changed (DF and selectors).
+        let lag_leaves: BTreeSet<&str> = topo
+            .lags()
+            .iter()
+            .filter(|(n, g)| self.topo.lag(n) != Some(*g))
+            .flat_map(|(_, g)| g.leaves.iter().map(String::as_str))
+            .collect();
         for sw in topo.switches() {
             let parts = match self.infra.get(&sw.name) {
-                Some(_) => changed_parts(&self.topo, topo, &sw.name),
+                Some(_) => changed_parts(&self.topo, topo, &sw.name, &lag_leaves),
                 None => PARTS.to_vec(),
             };
             let slots = self
@@ -139,6 +153,14 @@ impl CompiledFabric {
                 .or_insert_with(|| vec![SwitchEntities::new(); PARTS.len()]);
             let mut plan = Plan::default();
             for p in parts {
+                if p == Part::Labels {
+                    let slot = &mut slots[p as usize];
+                    let changes = update_labels(&self.topo, topo, sw, slot);
+                    plan.merge(Plan::from_changes(
+                        changes.iter().map(|(o, n)| (o.as_ref(), n.as_ref())),
+                    ));
+                    continue;
+                }
                 let new = part(fabric, topo, sw, p);
                 let old = &slots[p as usize];
                 plan.merge(Plan::from_changes(merge_join(old.iter(), new.iter())));
@@ -306,12 +328,22 @@ impl CompiledFabric {
         };
         let mut plans = BTreeMap::new();
         let no_local = BTreeMap::new();
+        // Net changes of the common layer, once for all leaves.
+        let common: Vec<(&EntityKey, Option<&Entity>, Option<&Entity>)> = j
+            .common
+            .iter()
+            .map(|(k, old)| (k, old.as_ref(), self.common.get(k)))
+            .filter(|(_, old, new)| old != new)
+            .collect();
         for (leaf, local) in &self.local {
             let touched = j.local.get(leaf).unwrap_or(&no_local);
+            if common.is_empty() && touched.is_empty() {
+                continue;
+            }
             let mut changes: Vec<(Option<&Entity>, Option<&Entity>)> = Vec::new();
-            for (key, old) in &j.common {
-                if !touched.contains_key(key) && !local.contains_key(key) {
-                    changes.push((old.as_ref(), self.common.get(key)));
+            for (key, old, new) in &common {
+                if !touched.contains_key(*key) && !local.contains_key(*key) {
+                    changes.push((*old, *new));
                 }
             }
             for (key, old_local) in touched {

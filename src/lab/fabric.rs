@@ -129,12 +129,14 @@ impl LabFabric {
             links: BTreeMap::new(),
         };
         for (name, sw) in &fabric.switches {
-            let s = Bmv2Switch::start(SwitchOptions {
-                device_id: sw.device_id,
-                ports: switch_ports(fabric, name),
-                json: opts.json.clone(),
-                grpc_addr: (!opts.free_ports).then(|| sw.address.clone()),
-            })
+            let s = Bmv2Switch::start_at(
+                SwitchOptions {
+                    device_id: sw.device_id,
+                    ports: switch_ports(fabric, name),
+                    json: opts.json.clone(),
+                },
+                (!opts.free_ports).then(|| sw.address.clone()),
+            )
             .with_context(|| format!("starting bmv2 for {name} on {}", sw.address))?;
             lab.switches.insert(name.clone(), s);
         }

@@ -110,9 +110,6 @@ pub struct SwitchOptions {
     pub ports: Vec<u32>,
     /// A bmv2 JSON to load at start; `None` = `--no-p4` (push over P4Runtime).
     pub json: Option<PathBuf>,
-    /// A fixed gRPC address (a fabric config's `address`); `None` = a free
-    /// 127.0.0.1 port.
-    pub grpc_addr: Option<String>,
 }
 
 /// One running bmv2 switch with its ports.
@@ -133,6 +130,12 @@ pub struct Bmv2Switch {
 impl Bmv2Switch {
     /// Creates the ports and starts the switch; waits until gRPC answers.
     pub fn start(opts: SwitchOptions) -> Result<Bmv2Switch> {
+        Self::start_at(opts, None)
+    }
+
+    /// Like `start`, on a fixed gRPC address (a fabric config's `address`;
+    /// an error if it is busy); `None` = a free 127.0.0.1 port.
+    pub fn start_at(opts: SwitchOptions, grpc_addr: Option<String>) -> Result<Bmv2Switch> {
         let tag = unique_tag();
         let hosts = Netns::create(&format!("p4t{tag}"))?;
         let mut ports = Vec::new();
@@ -153,7 +156,7 @@ impl Bmv2Switch {
             child: None,
             log,
             json: opts.json,
-            fixed_addr: opts.grpc_addr,
+            fixed_addr: grpc_addr,
         };
         s.spawn()?;
         Ok(s)
