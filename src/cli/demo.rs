@@ -24,7 +24,7 @@ use super::EtcdArgs;
 use crate::config::etcd::EtcdOptions;
 use crate::config::status::{ControllerStatus, StatusWriter};
 use crate::config::watch::{ConfigWatch, Tuning};
-use crate::config::{Fabric, DEFAULT_PREFIX};
+use crate::config::{Fabric, LagMode, DEFAULT_PREFIX};
 use crate::controller::{Controller, ControllerOptions, SharedMetrics};
 use crate::lab::reach::{self, ProbeResult};
 use crate::lab::readback::{self, Convergence};
@@ -163,6 +163,16 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
         bmv2_missing(&pipeline_dir, &fabric)
     };
     let simulated = why_simulated.is_some();
+    // Neither the lab's user-space bond nor a simulated switch has an LACP
+    // partner: run LACP LAGs as static bonds, and say so.
+    for (name, lag) in fabric.lags.iter_mut() {
+        if lag.protocol == LagMode::Lacp {
+            lag.protocol = LagMode::Static;
+            println!(
+                "note: LAG {name} runs as a static bond in the demo (no LACP partner in the lab)"
+            );
+        }
+    }
     if let Some(why) = &why_simulated {
         println!("bmv2 demo not possible here: {why}");
         println!("=> {SIMULATED}");
@@ -216,13 +226,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
     // The configuration the controller sees: the file, or a copy with the
     // addresses the switches really got.
     let tmp = tempfile::tempdir()?;
-    let config = if fabric.switches
-        == doc
-            .fabric
-            .as_ref()
-            .map(|f| f.switches.clone())
-            .unwrap_or_default()
-    {
+    let config = if Some(&fabric) == doc.fabric.as_ref() {
         args.config.clone()
     } else {
         let p = tmp.path().join("fabric.yaml");

@@ -11,6 +11,23 @@ pub fn mac(m: MacAddr) -> u128 {
     u128::from(m.as_u64())
 }
 
+/// An LPM route key `(vrf, dst/len)`. A /0 leaves the LPM field out: the
+/// canonical (and P4Runtime wire) form of a don't-care field.
+pub fn route_key(
+    table: &'static str,
+    field: &'static str,
+    vrf: impl Into<u128>,
+    value: u128,
+    prefix_len: u32,
+) -> TableKey {
+    let k = TableKey::new(table).exact(super::names::F_VRF_ID, vrf.into());
+    if prefix_len == 0 {
+        k
+    } else {
+        k.with(field, Match::Lpm { value, prefix_len })
+    }
+}
+
 pub fn entry(key: TableKey, action: TableAction) -> Entity {
     Entity::Table(TableEntry {
         key,

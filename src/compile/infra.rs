@@ -228,9 +228,14 @@ fn fabric_ports(fabric: &Fabric, topo: &Topology, sw: &SwitchNode, out: &mut Swi
 /// Labels in: pop the own label, flood labels, transit for the rest.
 fn mpls_in(sw: &SwitchNode, out: &mut SwitchEntities) {
     let key = |value: u32, mask: u32, prio: i32| {
-        TableKey::new(T_MPLS_IN)
-            .with(F_LABEL, ternary(value, mask))
-            .priority(prio)
+        let k = TableKey::new(T_MPLS_IN).priority(prio);
+        // P4Runtime leaves a don't-care ternary field out (a 0&0 match is
+        // refused by the encoder and by real switches).
+        if mask == 0 {
+            k
+        } else {
+            k.with(F_LABEL, ternary(value, mask))
+        }
     };
     put(
         out,
