@@ -11,7 +11,11 @@ use p4fabric::p4rt::Pipeline;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_demo_forwarding_matrix_is_complete() {
-    let dir = Pipeline::default_dir();
+    // P4FABRIC_PIPELINE_DIR points at another compiled pipeline, as for
+    // `p4fabric run`.
+    let dir = std::env::var_os("P4FABRIC_PIPELINE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(Pipeline::default_dir);
     if !dir.join("fabric.p4info.txt").exists() && !dir.join("fabric.p4info.bin").exists() {
         println!(
             "SKIPPED: {} has no fabric.p4info.txt yet (the compiled pipeline, from p4/compile.sh)",
@@ -25,6 +29,7 @@ async fn simulated_demo_forwarding_matrix_is_complete() {
     args.simulate = true;
     args.free_ports = true;
     args.timeout = 60;
+    args.pipeline_dir = Some(dir);
     let report = demo(&args, std::future::pending())
         .await
         .expect("demo runs");
