@@ -156,13 +156,22 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
         .pipeline_dir
         .clone()
         .unwrap_or_else(Pipeline::default_dir);
-    let pipelines = readback::load_pipelines(&pipeline_dir, &fabric)?;
     let why_simulated = if args.simulate {
         Some("--simulate given".to_string())
     } else {
         bmv2_missing(&pipeline_dir, &fabric)
     };
     let simulated = why_simulated.is_some();
+    if let Some(why) = &why_simulated {
+        println!("bmv2 demo not possible here: {why}");
+    }
+    // Both demos need the P4Info: the simulated switches check every write
+    // against it.
+    let pipelines = readback::load_pipelines(&pipeline_dir, &fabric)
+        .context("no demo at all without the compiled pipeline (not even the simulated one)")?;
+    if simulated {
+        println!("=> {SIMULATED}");
+    }
     // Neither the lab's user-space bond nor a simulated switch has an LACP
     // partner: run LACP LAGs as static bonds, and say so.
     for (name, lag) in fabric.lags.iter_mut() {
@@ -172,10 +181,6 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
                 "note: LAG {name} runs as a static bond in the demo (no LACP partner in the lab)"
             );
         }
-    }
-    if let Some(why) = &why_simulated {
-        println!("bmv2 demo not possible here: {why}");
-        println!("=> {SIMULATED}");
     }
 
     // Switches first: their real addresses go into the config.
