@@ -167,3 +167,23 @@ fn lab_fabric_wires_links_hosts_and_bonds_and_cleans_up() {
     let nss = String::from_utf8_lossy(&nss.stdout);
     assert!(!nss.contains(&prefix), "host namespaces left: {nss}");
 }
+
+#[test]
+fn lab_fabric_refuses_a_busy_address() {
+    require_bmv2!();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let fabric: Fabric = serde_yaml::from_str(&format!(
+        "switches:\n  leaf1: {{address: \"{addr}\", device_id: 1, role: leaf, label: 101}}\n"
+    ))
+    .expect("fabric");
+    let opts = LabOptions {
+        host_ns_prefix: format!("lab{}-", bmv2_tests::unique_tag()),
+        ..LabOptions::default()
+    };
+    let err = LabFabric::start(&fabric, &opts)
+        .err()
+        .expect("a busy address is refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("busy") && msg.contains(&addr), "{msg}");
+}

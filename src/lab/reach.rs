@@ -201,3 +201,45 @@ pub fn failures(results: &[ProbeResult]) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Fabric {
+        let text = include_str!("../../examples/fabric.yaml");
+        serde_yaml::from_str(text).expect("example parses")
+    }
+
+    #[test]
+    fn example_probes_cover_every_host_pair_of_a_family() {
+        let f = example();
+        let p = probes(&f);
+        // 7 hosts with IPv4 (one address each): 7 * 6 pairs; 3 with IPv6.
+        assert_eq!(p.iter().filter(|p| p.ip.is_ipv4()).count(), 42);
+        assert_eq!(p.iter().filter(|p| p.ip.is_ipv6()).count(), 6);
+        assert!(!p.iter().any(|p| p.from == p.to));
+    }
+
+    #[test]
+    fn matrix_marks_failures_and_gaps() {
+        let ok = |from: &str, to: &str, ip: &str, r: Result<(), String>| {
+            (
+                Probe {
+                    from: from.into(),
+                    to: to.into(),
+                    ip: ip.parse().expect("ip"),
+                },
+                r,
+            )
+        };
+        let results = vec![
+            ok("a", "b", "10.0.0.2", Ok(())),
+            ok("b", "a", "10.0.0.1", Err("dropped".into())),
+        ];
+        let m = render(&results, false);
+        assert_eq!(m, "IPv4    a    b\na       -   ok\nb    FAIL    -\n");
+        assert_eq!(failures(&results), ["b -> a (10.0.0.1): dropped"]);
+        assert_eq!(render(&results, true), "");
+    }
+}
