@@ -255,10 +255,13 @@ impl<'a, D: DataPlane> Checker<'a, D> {
             Some((A_DROP_ACL, _)) => return self.drop(t, sw, "ACL drop"),
             _ => {}
         }
+        // learning.p4: (port, 0) on a plain edge port, (0, LAG) on a member.
+        let learn_port = if lag == 0 { port } else { 0 };
         let learn = TableKey::new(T_SRC_MAC)
             .exact(F_VLAN_ID, vlan)
             .exact(F_ETH_SRC, mac(frame.src))
-            .exact(F_INGRESS_PORT, port);
+            .exact(F_INGRESS_PORT, learn_port)
+            .exact(F_LAG_ID, lag);
         if self.lookup(sw, learn).is_none() {
             t.learn.push((sw.to_string(), port));
         }

@@ -91,16 +91,22 @@ pub(super) fn routable_ips(ctx: &Ctx, h: &HostEntry) -> Vec<(u16, IpAddr)> {
         .collect()
 }
 
-/// The leaf remote leaves send a host's unicast to, its local attachments
-/// (leaf, fdb action, ingress ports).
-fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<(String, ActionCall, Vec<PortNum>)>)> {
+/// One local attachment of a host: the leaf, its fdb action there, and the
+/// `src_mac` learning keys `(ingress_port, lag_id)` that identify the host's
+/// source there — `(port, 0)` on a plain port, `(0, LAG id)` on any member
+/// of a LAG (as `learning.p4` matches).
+type Local = (String, ActionCall, Vec<(PortNum, u16)>);
+
+/// The leaf remote leaves send a host's unicast to, and its local
+/// attachments.
+fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<Local>)> {
     match &h.attachment {
         Attachment::Port(p) => {
             let label = *ctx.leaf_labels.get(&p.switch)?;
             let local = (
                 p.switch.clone(),
                 ActionCall::new(A_TO_PORT).param(P_PORT, p.port),
-                vec![p.port],
+                vec![(p.port, 0)],
             );
             Some((label, vec![local]))
         }
@@ -116,7 +122,7 @@ fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<(String, ActionCall, 
                     (
                         l.clone(),
                         ActionCall::new(A_TO_LAG).param(P_LAG_ID, g.id),
-                        g.members_on(l).to_vec(),
+                        vec![(0, g.id)],
                     )
                 })
                 .collect();
@@ -145,11 +151,12 @@ fn host_entities(ctx: &Ctx, h: &HostEntry) -> Vec<Placed> {
     };
     for (leaf, action, ports) in local {
         out.push((Some(leaf.clone()), direct(fdb_key(), action)));
-        for port in ports {
+        for (port, lag) in ports {
             let key = TableKey::new(T_SRC_MAC)
                 .exact(F_VLAN_ID, h.vlan)
                 .exact(F_ETH_SRC, mac(h.mac))
-                .exact(F_INGRESS_PORT, port);
+                .exact(F_INGRESS_PORT, port)
+                .exact(F_LAG_ID, lag);
             let action = crate::p4rt::entity::TableAction::Direct(ActionCall::new(A_KNOWN_SOURCE));
             out.push((
                 Some(leaf.clone()),

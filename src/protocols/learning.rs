@@ -149,7 +149,13 @@ impl Learning {
             return false;
         };
         if let Some(ports) = e.seen.get_mut(switch) {
-            ports.remove(&port);
+            // A LAG host's src_mac entry is keyed (port 0, LAG id): its
+            // timeout covers every member port on this switch.
+            if port == 0 {
+                ports.clear();
+            } else {
+                ports.remove(&port);
+            }
             if ports.is_empty() {
                 e.seen.remove(switch);
             }
