@@ -323,14 +323,10 @@ impl<'a, D: DataPlane> Checker<'a, D> {
                     IpAddr::V4(a) => (T_IPV4, F_IPV4_DST, u128::from(u32::from(a)) & mask(32, len)),
                     IpAddr::V6(a) => (T_IPV6, F_IPV6_DST, u128::from(a) & mask(128, len)),
                 };
-                let key = TableKey::new(table).exact(F_VRF_ID, pkt.vrf).with(
-                    field,
-                    Match::Lpm {
-                        value,
-                        prefix_len: len,
-                    },
-                );
-                self.lookup(sw, key)
+                self.lookup(
+                    sw,
+                    super::build::route_key(table, field, pkt.vrf, value, len),
+                )
             });
         let Some(TableAction::Direct(a)) = hit else {
             return self.drop(t, sw, format!("no route to {dst}"));

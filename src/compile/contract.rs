@@ -450,6 +450,21 @@ pub fn fabric_p4info() -> p4i::P4Info {
     info
 }
 
+/// The fabric pipeline for simulated switches: the compiled one from `dir`
+/// where it exists, else the contract's P4Info with no device config
+/// (enough for the in-process target, never for bmv2). The flag says
+/// which.
+pub fn simulation_pipeline(dir: &std::path::Path) -> (crate::p4rt::Pipeline, bool) {
+    match crate::p4rt::Pipeline::load(dir, "fabric") {
+        Ok(p) => (p, false),
+        Err(_) => {
+            let reg = crate::p4rt::P4InfoRegistry::new(fabric_p4info())
+                .expect("the contract P4Info is well formed (tested)");
+            (crate::p4rt::Pipeline::new("fabric", reg, Vec::new()), true)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
