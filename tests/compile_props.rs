@@ -117,7 +117,7 @@ fn build(s: &Scenario) -> World {
                 ipv4_gateway: Some(format!("10.{vid}.0.1/24").parse().unwrap()),
                 ipv6_gateway: (s.v6 && i != 1)
                     .then(|| format!("2001:db8:{vid}::1/64").parse().unwrap()),
-                gateway_mac: (vid == 11).then(|| MacAddr([2, 0, 0, 0xfa, 0xb0, 0x11])),
+                gateway_mac: (vid == 11).then_some(MacAddr([2, 0, 0, 0xfa, 0xb0, 0x11])),
             },
         );
     }
