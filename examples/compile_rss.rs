@@ -4,9 +4,8 @@
 
 use std::time::Instant;
 
-use p4fabric::compile::sample::large;
-use p4fabric::compile::{CompiledFabric, HostEntry};
-use p4fabric::config::{Attachment, PortRef};
+use p4fabric::compile::sample::{host_move, large};
+use p4fabric::compile::CompiledFabric;
 use p4fabric::topo::{LinkId, ObservedState, Topology};
 
 fn vm_hwm_kib() -> Option<u64> {
@@ -49,18 +48,7 @@ fn main() {
     );
 
     // One host moves to another port of its leaf.
-    let h: HostEntry = learned
-        .values()
-        .find(|h| matches!(h.attachment, Attachment::Port(_)))
-        .cloned()
-        .expect("a host");
-    let mut moved = h.clone();
-    if let Attachment::Port(p) = &h.attachment {
-        moved.attachment = Attachment::Port(PortRef::new(
-            p.switch.clone(),
-            if p.port == 10 { 11 } else { 10 },
-        ));
-    }
+    let (h, moved) = host_move(&learned).expect("a port-attached host");
     let t = Instant::now();
     let plans = c.update_host(h.key(), Some(moved));
     let dt = t.elapsed();

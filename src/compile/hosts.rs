@@ -91,9 +91,12 @@ pub(super) fn routable_ips(ctx: &Ctx, h: &HostEntry) -> Vec<(u16, IpAddr)> {
         .collect()
 }
 
+/// A local attachment: leaf, fdb action there, ingress ports.
+type Local = (String, ActionCall, Vec<PortNum>);
+
 /// The leaf remote leaves send a host's unicast to, its local attachments
 /// (leaf, fdb action, ingress ports).
-fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<(String, ActionCall, Vec<PortNum>)>)> {
+fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<Local>)> {
     match &h.attachment {
         Attachment::Port(p) => {
             let label = *ctx.leaf_labels.get(&p.switch)?;

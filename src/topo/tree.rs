@@ -24,8 +24,11 @@ impl FloodTree {
     }
 }
 
+/// An up link: its ends, id and rank (spine-leaf first, spine, leaf).
+type Candidate<'a> = (NodeIndex, NodeIndex, &'a LinkId, (u8, &'a str, &'a str));
+
 pub(super) fn compute(topo: &Topology, previous: Option<&FloodTree>) -> FloodTree {
-    let mut up: Vec<(NodeIndex, NodeIndex, &LinkId, (u8, &str, &str))> = Vec::new();
+    let mut up: Vec<Candidate> = Vec::new();
     for e in topo.graph.edge_indices() {
         let (Some((a, b)), Some(link)) = (topo.graph.edge_endpoints(e), topo.graph.edge_weight(e))
         else {
