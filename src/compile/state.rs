@@ -185,17 +185,7 @@ impl CompiledFabric {
             .map(HostEntry::key)
             .collect();
         self.journal = Some(Journal::default());
-        let hosts: Vec<HostEntry> = moved
-            .iter()
-            .filter_map(|k| self.hosts.get(k).cloned())
-            .collect();
-        for k in &moved {
-            self.remove_host(k);
-        }
-        self.ctx.lags = topo.lags().clone();
-        for h in hosts {
-            self.add_host(h);
-        }
+        self.relocate_hosts(&moved, topo.lags().clone());
         for (sw, plan) in self.journal_plans() {
             plans.entry(sw).or_insert_with(Plan::default).merge(plan);
         }
