@@ -6,6 +6,8 @@
 
 mod lag;
 mod paths;
+#[cfg(test)]
+mod tests;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
