@@ -134,3 +134,60 @@ fn small_fabric_leaf() {
 fn compile_is_deterministic() {
     assert_eq!(compiled(), compiled());
 }
+
+/// Input the validator would reject still compiles, without panics.
+#[test]
+fn odd_input_does_not_panic() {
+    let mut f = small_fabric();
+    let lag = crate::config::Lag {
+        id: 0,
+        members: vec![
+            PortRef::new("leaf01", 20),
+            PortRef::new("leaf02", 20),
+            PortRef::new("spine1", 20),
+        ],
+        protocol: Default::default(),
+        lacp: Default::default(),
+        vlans: VlanMode::Trunk {
+            vlans: vec![10, 4095, 0],
+            native: Some(99),
+        },
+        admin_up: true,
+        description: String::new(),
+    };
+    f.lags.insert("odd".into(), lag);
+    f.links.insert(
+        "dangling".into(),
+        crate::config::Link {
+            a: PortRef::new("leaf01", 1),
+            b: PortRef::new("nowhere", 1),
+        },
+    );
+    let host = |mac: u8, vlan, att| Host {
+        mac: MacAddr([2, 0, 0, 0, 9, mac]),
+        vlan,
+        ips: vec!["10.0.10.11".parse().unwrap(), "10.0.10.1".parse().unwrap()],
+        attachment: att,
+    };
+    f.hosts
+        .insert("dup-ip".into(), host(1, 10, Attachment::Lag("odd".into())));
+    f.hosts.insert(
+        "on-spine".into(),
+        host(2, 10, Attachment::Port(PortRef::new("spine1", 9))),
+    );
+    f.hosts.insert(
+        "no-lag".into(),
+        host(3, 77, Attachment::Lag("missing".into())),
+    );
+    f.routes.insert(
+        "self".into(),
+        crate::config::Route {
+            vrf: 0,
+            prefix: "10.0.10.11/32".parse().unwrap(),
+            next_hops: vec!["10.0.10.12".parse().unwrap(), "::1".parse().unwrap()],
+        },
+    );
+    let topo = Topology::build(&f, &ObservedState::default(), None);
+    let out = compile(&f, &topo, &Hosts::new());
+    assert_eq!(out.len(), 3);
+}
