@@ -71,12 +71,18 @@ fn main() {
     let plans = c.update_host(router.key(), None);
     let dt = t.elapsed();
     let ops: usize = plans.values().map(|p| p.len()).sum();
-    println!("next-hop host ages out: {dt:?}; {ops} ops on {} switches", plans.len());
+    println!(
+        "next-hop host ages out: {dt:?}; {ops} ops on {} switches",
+        plans.len()
+    );
     let t = Instant::now();
     let plans = c.update_host(router.key(), Some(router));
     let dt = t.elapsed();
     let ops: usize = plans.values().map(|p| p.len()).sum();
-    println!("next-hop host comes back: {dt:?}; {ops} ops on {} switches", plans.len());
+    println!(
+        "next-hop host comes back: {dt:?}; {ops} ops on {} switches",
+        plans.len()
+    );
 
     // One spine-leaf link goes down.
     let link = topo.links()[0].id.clone();
