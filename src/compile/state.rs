@@ -49,6 +49,9 @@ pub struct CompiledFabric {
     local: BTreeMap<String, SwitchEntities>,
     pub(super) l3: L3,
     journal: Option<Journal>,
+    /// During the initial build, common-layer writes are collected here and
+    /// bulk-loaded at the end (much cheaper than 100k random B-tree inserts).
+    pending: Option<Vec<Entity>>,
 }
 
 impl CompiledFabric {
@@ -82,6 +85,7 @@ impl CompiledFabric {
             static_hosts: BTreeSet::new(),
             common: SwitchEntities::new(),
             journal: None,
+            pending: Some(Vec::new()),
         };
         c.router_macs();
         c.l3_static_entries();
@@ -102,7 +106,29 @@ impl CompiledFabric {
             }
         }
         c.l3_resolve_all_routes();
+        c.flush_pending();
         c
+    }
+
+    /// Loads the collected common-layer writes; a later write of a key wins.
+    fn flush_pending(&mut self) {
+        let Some(mut pending) = self.pending.take() else {
+            return;
+        };
+        let mut keyed: Vec<(EntityKey, Entity)> = pending.drain(..).map(|e| (e.key(), e)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0)); // stable: equal keys keep write order
+        let mut last: Vec<(EntityKey, Entity)> = Vec::with_capacity(keyed.len());
+        for (k, e) in keyed {
+            match last.last_mut() {
+                Some(prev) if prev.0 == k => prev.1 = e,
+                _ => last.push((k, e)),
+            }
+        }
+        if self.common.is_empty() {
+            self.common = last.into_iter().collect();
+        } else {
+            self.common.extend(last);
+        }
     }
 
     /// Applies a learned host appearing, moving or going (`None`); static
@@ -267,6 +293,10 @@ impl CompiledFabric {
     // ---- journalled writes ----------------------------------------------
 
     pub(super) fn set_common(&mut self, e: Entity) {
+        if let Some(p) = &mut self.pending {
+            p.push(e);
+            return;
+        }
         let key = e.key();
         let old = self.common.insert(key.clone(), e);
         if let Some(j) = &mut self.journal {
@@ -275,6 +305,10 @@ impl CompiledFabric {
     }
 
     pub(super) fn remove_common(&mut self, key: &EntityKey) {
+        if self.pending.is_some() {
+            self.flush_pending();
+            self.pending = Some(Vec::new());
+        }
         let old = self.common.remove(key);
         if let Some(j) = &mut self.journal {
             j.common.entry(key.clone()).or_insert(old);
