@@ -592,3 +592,48 @@ fn mask(width: u32, len: u32) -> u128 {
     let full = u128::MAX >> (128 - width);
     full & !full.checked_shr(len).unwrap_or(0)
 }
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Delivered { port, frame } => {
+                let tag = frame
+                    .vlan
+                    .map_or("untagged".to_string(), |v| format!("vlan {v}"));
+                write!(
+                    f,
+                    "delivered out of {port} ({tag}, {} -> {})",
+                    frame.src, frame.dst
+                )
+            }
+            Outcome::Punted { switch, reason } => write!(f, "punted at {switch} (reason {reason})"),
+            Outcome::Dropped { switch, reason } => write!(f, "dropped at {switch}: {reason}"),
+            Outcome::Loop { switch } => write!(f, "loop: still in the fabric at {switch}"),
+        }
+    }
+}
+
+/// A human-readable trace, as `p4fabric trace` prints it.
+impl std::fmt::Display for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for h in &self.hops {
+            writeln!(f, "hop {} -> {} label {:#x}", h.from, h.to, h.label)?;
+        }
+        for (sw, r) in &self.copies {
+            writeln!(f, "copy to the controller at {sw} (reason {r})")?;
+        }
+        for (sw, p) in &self.learn {
+            writeln!(f, "unknown source: learning digest from {sw}/{p}")?;
+        }
+        if self.branched {
+            writeln!(
+                f,
+                "through a selector: each outcome below is one alternative"
+            )?;
+        }
+        for o in &self.outcomes {
+            writeln!(f, "{o}")?;
+        }
+        Ok(())
+    }
+}

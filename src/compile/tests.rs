@@ -191,3 +191,26 @@ fn odd_input_does_not_panic() {
     let out = compile(&f, &topo, &Hosts::new());
     assert_eq!(out.len(), 3);
 }
+
+#[test]
+fn trace_of_the_small_fabric_reads_well() {
+    use super::check::{Checker, Frame};
+    let f = small_fabric();
+    let topo = Topology::build(&f, &ObservedState::default(), None);
+    let dp = compile(&f, &topo, &Hosts::new());
+    let frame = Frame {
+        dst: MacAddr([2, 0, 0, 0, 0, 2]),
+        src: MacAddr([2, 0, 0, 0, 0, 1]),
+        vlan: None,
+        eth_type: 0x0800,
+        ip_dst: None,
+        ttl: 64,
+    };
+    let t = Checker::new(&dp, &topo).trace(&PortRef::new("leaf01", 10), frame);
+    assert_eq!(
+        t.to_string(),
+        "hop leaf01/1 -> spine1/1 label 0x66\n\
+         hop spine1/2 -> leaf02/1 label 0x66\n\
+         delivered out of leaf02/10 (untagged, 02:00:00:00:00:01 -> 02:00:00:00:00:02)\n"
+    );
+}
