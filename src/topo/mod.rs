@@ -102,6 +102,8 @@ pub struct Topology {
     nodes: BTreeMap<String, NodeIndex>,
     observed: ObservedState,
     tree: FloodTree,
+    /// switch -> tree ports with a leaf behind them.
+    flood: BTreeMap<String, Vec<PortNum>>,
     /// switch -> destination leaf label -> equal-cost next-hop ports.
     ecmp: BTreeMap<String, BTreeMap<u32, Vec<PortNum>>>,
     lags: BTreeMap<String, LagGroup>,
@@ -169,10 +171,12 @@ impl Topology {
             nodes,
             observed: observed.clone(),
             tree: FloodTree::default(),
+            flood: BTreeMap::new(),
             ecmp: BTreeMap::new(),
             lags: BTreeMap::new(),
         };
         topo.tree = tree::compute(&topo, previous_tree);
+        topo.flood = tree::flood_ports(&topo);
         topo.ecmp = paths::ecmp_sets(&topo);
         topo.lags = lag::groups(fabric, observed);
         topo
@@ -250,6 +254,13 @@ impl Topology {
             .filter(|(_, _, l)| self.tree.contains(&l.id))
             .map(|(p, _, _)| p)
             .collect()
+    }
+
+    /// The tree ports of `switch` a flood copy is worth sending on: those
+    /// whose far side of the tree has a leaf (a spine hanging off one leaf
+    /// only keeps the tree spanning; copies to it would die there).
+    pub fn flood_ports(&self, switch: &str) -> Vec<PortNum> {
+        self.flood.get(switch).cloned().unwrap_or_default()
     }
 
     /// Equal-cost next-hop ports from `switch` towards the leaf with `label`

@@ -35,6 +35,9 @@ fn flood_tree_is_a_star_and_repairs_with_minimal_churn() {
     assert_eq!(t.tree_ports("spine1"), vec![1, 2, 3]);
     // spine2 hangs off the first leaf: the tree spans every switch.
     assert_eq!(t.tree_ports("spine2"), vec![1]);
+    // ... but gets no flood copies: nothing behind it.
+    assert_eq!(t.tree_ports("leaf01"), vec![1, 2]);
+    assert_eq!(t.flood_ports("leaf01"), vec![1]);
     let t2 = Topology::build(
         &f,
         &down(&[("spine1", 2, "leaf02", 1)]),
