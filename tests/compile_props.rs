@@ -541,6 +541,8 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
     let topo = Topology::build(&w.fabric, &ObservedState::default(), None);
     let dp = compile(&w.fabric, &topo, &w.learned);
     check_world(&w, &topo, &dp).map_err(TestCaseError::fail)?;
+    // Deterministic: a second compile is identical.
+    same(&compile(&w.fabric, &topo, &w.learned), &dp)?;
 
     // Up to two link failures and two LAG-member failures, picked by the
     // case; the tree is repaired from the old one.
