@@ -632,3 +632,50 @@ proptest! {
         run(&s)?;
     }
 }
+
+/// Every single failure (all links, all LAG members) of one fixed fabric
+/// with every kind of attachment.
+#[test]
+fn every_single_failure_of_a_fixed_fabric() {
+    let spec = |vlan, kind, leaf, other_leaf, tagged, learned, members| HostSpec {
+        vlan,
+        kind,
+        leaf,
+        other_leaf,
+        tagged,
+        learned,
+        members,
+    };
+    let s = Scenario {
+        spines: 2,
+        leaves: 4,
+        vlans: 3,
+        v6: true,
+        hosts: vec![
+            spec(0, 0, 0, 0, false, true, 1),
+            spec(0, 1, 1, 0, true, false, 1),
+            spec(1, 1, 2, 0, false, true, 1),
+            spec(0, 2, 3, 0, true, true, 2),
+            spec(1, 3, 0, 1, false, true, 1),
+            spec(0, 3, 2, 3, true, false, 2),
+            spec(2, 0, 3, 0, false, true, 1),
+            spec(2, 3, 1, 2, false, true, 1),
+        ],
+        routes: vec![(0, 1), (2, 2)],
+        failure: 0,
+        pick: 0,
+    };
+    let w = build(&s);
+    let topo = Topology::build(&w.fabric, &ObservedState::default(), None);
+    let (links, members) = failures(&w.fabric, &topo);
+    assert_eq!(links.len(), 8);
+    assert!(members.len() >= 8);
+    for obs in links.iter().chain(&members) {
+        let t2 = Topology::build(&w.fabric, obs, Some(topo.flood_tree()));
+        assert!(t2.is_connected());
+        let dp = compile(&w.fabric, &t2, &w.learned);
+        if let Err(e) = check_world(&w, &t2, &dp) {
+            panic!("after {obs:?}: {e}");
+        }
+    }
+}

@@ -132,7 +132,11 @@ fn small_fabric_leaf() {
 
 #[test]
 fn small_fabric_other_leaf() {
-    pinned("leaf02", include_str!("testdata/small_leaf02.txt"), "small_leaf02.txt");
+    pinned(
+        "leaf02",
+        include_str!("testdata/small_leaf02.txt"),
+        "small_leaf02.txt",
+    );
 }
 
 #[test]
