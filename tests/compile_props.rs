@@ -53,17 +53,21 @@ fn host_spec() -> impl Strategy<Value = HostSpec> {
         any::<bool>(),
         1..=2u32,
     )
-        .prop_map(
-            |(vlan, kind, leaf, other_leaf, tagged, learned, members)| HostSpec {
-                vlan,
-                kind,
-                leaf,
-                other_leaf,
-                tagged,
-                learned,
-                members,
-            },
-        )
+        .prop_map(spec)
+}
+
+/// A host spec from (vlan, kind, leaf, other leaf, tagged, learned, members).
+fn spec(t: (usize, u8, usize, usize, bool, bool, u32)) -> HostSpec {
+    let (vlan, kind, leaf, other_leaf, tagged, learned, members) = t;
+    HostSpec {
+        vlan,
+        kind,
+        leaf,
+        other_leaf,
+        tagged,
+        learned,
+        members,
+    }
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -637,29 +641,20 @@ proptest! {
 /// with every kind of attachment.
 #[test]
 fn every_single_failure_of_a_fixed_fabric() {
-    let spec = |vlan, kind, leaf, other_leaf, tagged, learned, members| HostSpec {
-        vlan,
-        kind,
-        leaf,
-        other_leaf,
-        tagged,
-        learned,
-        members,
-    };
     let s = Scenario {
         spines: 2,
         leaves: 4,
         vlans: 3,
         v6: true,
         hosts: vec![
-            spec(0, 0, 0, 0, false, true, 1),
-            spec(0, 1, 1, 0, true, false, 1),
-            spec(1, 1, 2, 0, false, true, 1),
-            spec(0, 2, 3, 0, true, true, 2),
-            spec(1, 3, 0, 1, false, true, 1),
-            spec(0, 3, 2, 3, true, false, 2),
-            spec(2, 0, 3, 0, false, true, 1),
-            spec(2, 3, 1, 2, false, true, 1),
+            spec((0, 0, 0, 0, false, true, 1)),
+            spec((0, 1, 1, 0, true, false, 1)),
+            spec((1, 1, 2, 0, false, true, 1)),
+            spec((0, 2, 3, 0, true, true, 2)),
+            spec((1, 3, 0, 1, false, true, 1)),
+            spec((0, 3, 2, 3, true, false, 2)),
+            spec((2, 0, 3, 0, false, true, 1)),
+            spec((2, 3, 1, 2, false, true, 1)),
         ],
         routes: vec![(0, 1), (2, 2)],
         failure: 0,
