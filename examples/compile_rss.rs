@@ -118,6 +118,16 @@ fn main() {
     );
 
     let t = Instant::now();
+    let installed = p4fabric::p4rt::entity::SwitchEntities::new();
+    let resync = c.diff_switch("leaf01", &installed);
+    println!(
+        "resync plan of leaf01 against an empty switch: {:?} ({} ops)",
+        t.elapsed(),
+        resync.len()
+    );
+    drop(resync);
+
+    let t = Instant::now();
     let one = c.switch_entities("leaf01");
     println!(
         "materialize leaf01: {:?} ({} entities)",

@@ -240,6 +240,42 @@ impl CompiledFabric {
         out
     }
 
+    /// One switch's entities in key order, borrowed (no copy of the shared
+    /// layer): what an agent diffs against what it read from the switch.
+    pub fn iter_switch<'a>(
+        &'a self,
+        switch: &str,
+    ) -> impl Iterator<Item = (&'a EntityKey, &'a Entity)> + 'a {
+        // The per-switch layers are small: merge them into one sorted map.
+        let mut own: BTreeMap<&EntityKey, &Entity> = BTreeMap::new();
+        for p in self.infra.get(switch).into_iter().flatten() {
+            own.extend(p.iter());
+        }
+        let local = self.local.get(switch);
+        own.extend(local.into_iter().flatten());
+        let common = local.map(|_| self.common.iter()).into_iter().flatten();
+        let mut a = own.into_iter().peekable();
+        let mut b = common.peekable();
+        std::iter::from_fn(move || match (a.peek(), b.peek()) {
+            (None, None) => None,
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (Some((ka, _)), Some((kb, _))) => match (*ka).cmp(*kb) {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Greater => b.next(),
+                std::cmp::Ordering::Equal => {
+                    b.next(); // the local entry overrides the shared one
+                    a.next()
+                }
+            },
+        })
+    }
+
+    /// The writes that turn `installed` into this switch's entities.
+    pub fn diff_switch(&self, switch: &str, installed: &SwitchEntities) -> Plan {
+        Plan::from_changes(merge_join(installed.iter(), self.iter_switch(switch)))
+    }
+
     /// Number of entities a switch holds (without materializing).
     pub fn switch_len(&self, switch: &str) -> usize {
         let infra: usize = self

@@ -223,3 +223,21 @@ fn trace_of_the_small_fabric_reads_well() {
          delivered out of leaf02/10 (untagged, 02:00:00:00:00:01 -> 02:00:00:00:00:02)\n"
     );
 }
+
+#[test]
+fn borrowed_view_and_diff_match_the_materialized_switch() {
+    let f = small_fabric();
+    let topo = Topology::build(&f, &ObservedState::default(), None);
+    let c = CompiledFabric::new(&f, &topo, &Hosts::new());
+    for sw in ["leaf01", "leaf02", "spine1"] {
+        let full = c.switch_entities(sw);
+        let view: SwitchEntities = c
+            .iter_switch(sw)
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        assert_eq!(view, full);
+        assert_eq!(c.switch_len(sw), full.len());
+        assert!(c.diff_switch(sw, &full).is_empty());
+        assert_eq!(c.diff_switch(sw, &SwitchEntities::new()).len(), full.len());
+    }
+}
