@@ -55,7 +55,7 @@ pub fn part(fabric: &Fabric, topo: &Topology, sw: &SwitchNode, part: Part) -> Sw
         Part::Labels => label_fwd(topo, sw, &mut out),
         Part::Flood if leaf => flooding(fabric, topo, &sw.name, &mut out),
         Part::Flood => {
-            let replicas = topo.tree_ports(&sw.name).into_iter();
+            let replicas = topo.flood_ports(&sw.name).into_iter();
             let replicas = replicas.map(|port| Replica { port, instance: 0 }).collect();
             let g = MulticastGroup {
                 group_id: SPINE_FLOOD_GROUP,
@@ -95,7 +95,7 @@ pub fn changed_parts(
     if lo != ln || !old.destinations(sw).eq(new.destinations(sw)) {
         out.push(Part::Labels);
     }
-    if old.tree_ports(sw) != new.tree_ports(sw) || lags_changed {
+    if old.flood_ports(sw) != new.flood_ports(sw) || lags_changed {
         out.push(Part::Flood);
     }
     if lags_changed {
@@ -469,7 +469,7 @@ fn vlan_membership(fabric: &Fabric, port: PortNum, mode: &VlanMode, out: &mut Sw
 /// One multicast group per VLAN: local edge ports, one usable member of
 /// each LAG this leaf is designated forwarder for, and the tree ports.
 fn flooding(fabric: &Fabric, topo: &Topology, leaf: &str, out: &mut SwitchEntities) {
-    let tree = topo.tree_ports(leaf);
+    let tree = topo.flood_ports(leaf);
     for &vlan in fabric.vlans.keys() {
         let mut ports: Vec<PortNum> = fabric
             .ports
