@@ -37,6 +37,14 @@ struct Entry {
     last_seen: Instant,
 }
 
+/// Which `src_mac` entry of a switch idled out: a plain edge port's, or
+/// the switch's entry for a LAG host (keyed by LAG, not port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Port(PortNum),
+    Lag,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Learned {
     New,
@@ -135,23 +143,26 @@ impl Learning {
         }
     }
 
-    /// The `src_mac` entry (vlan, mac, port) on `switch` idled out. True
-    /// when that removed the host.
-    pub fn idle_timeout(
-        &mut self,
-        switch: &str,
-        port: PortNum,
-        vlan: VlanId,
-        mac: MacAddr,
-    ) -> bool {
+    /// The `src_mac` entry for (vlan, mac) at `at` on `switch` idled out.
+    /// True when that removed the host.
+    pub fn idle_timeout(&mut self, switch: &str, at: Seen, vlan: VlanId, mac: MacAddr) -> bool {
         let key = (vlan, mac);
         let Some(e) = self.entries.get_mut(&key) else {
             return false;
         };
-        if let Some(ports) = e.seen.get_mut(switch) {
-            ports.remove(&port);
-            if ports.is_empty() {
+        match at {
+            // One entry per leaf for a LAG host.
+            Seen::Lag if matches!(e.attachment, Attachment::Lag(_)) => {
                 e.seen.remove(switch);
+            }
+            Seen::Lag => {}
+            Seen::Port(port) => {
+                if let Some(ports) = e.seen.get_mut(switch) {
+                    ports.remove(&port);
+                    if ports.is_empty() {
+                        e.seen.remove(switch);
+                    }
+                }
             }
         }
         if e.seen.is_empty() {

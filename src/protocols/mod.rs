@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crate::config::{Attachment, Fabric, PortNum, PortRef, VlanId};
 use crate::net::MacAddr;
-use crate::p4rt::{Match, TableKey, Value};
+use crate::p4rt::{CodecError, Match, P4InfoRegistry, StreamEvent, TableKey, Value};
 
 use arp_nd::{ArpNd, NeighborOutput, NextHopStatus, Rx};
 use discovery::{Discovery, DiscoveryOutput, LinkId, LinkStatus, Probe};
@@ -129,12 +129,14 @@ impl MacLearn {
     }
 }
 
-/// A `learning.src_mac` entry that idled out.
+/// A `learning.src_mac` entry that idled out. The pipeline keys a host
+/// on a plain edge port by (port, lag 0) and a host on a LAG by (0, lag id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdleEntry {
     pub vlan: VlanId,
     pub mac: MacAddr,
     pub ingress_port: PortNum,
+    pub lag_id: u16,
 }
 
 impl IdleEntry {
@@ -152,6 +154,55 @@ impl IdleEntry {
             vlan: u16::try_from(get("vlan_id")?).ok()?,
             mac: mac_from(get("eth_src")?),
             ingress_port: u32::try_from(get("ingress_port")?).ok()?,
+            lag_id: u16::try_from(get("lag_id").unwrap_or(0)).ok()?,
+        })
+    }
+}
+
+/// A switch event the protocols consume, decoded from the P4Runtime
+/// stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    PacketIn {
+        ingress_port: PortNum,
+        punt_reason: u8,
+        payload: Vec<u8>,
+    },
+    Learn(Vec<MacLearn>),
+    IdleTimeout(Vec<IdleEntry>),
+}
+
+impl Event {
+    /// Decodes what an agent reported (`SwitchEvent::event`) with the
+    /// pipeline's P4Info. `Ok(None)`: not for the protocols (other
+    /// digests or tables, stream errors, close).
+    pub fn decode(reg: &P4InfoRegistry, ev: &StreamEvent) -> Result<Option<Event>, CodecError> {
+        Ok(match ev {
+            StreamEvent::PacketIn(p) => {
+                let p = reg.decode_packet_in(p)?;
+                let field = |n: &str| p.get(n).unwrap_or(0);
+                Some(Event::PacketIn {
+                    ingress_port: u32::try_from(field("ingress_port")).unwrap_or(0),
+                    punt_reason: u8::try_from(field("punt_reason")).unwrap_or(0),
+                    payload: p.payload,
+                })
+            }
+            StreamEvent::Digest(d) => {
+                let (name, rows) = reg.decode_digest(d)?;
+                (name == LEARN_DIGEST).then(|| {
+                    Event::Learn(rows.iter().filter_map(|r| MacLearn::from_row(r)).collect())
+                })
+            }
+            StreamEvent::IdleTimeout(n) => {
+                let mut entries = Vec::with_capacity(n.table_entry.len());
+                for t in &n.table_entry {
+                    if let Some(e) = IdleEntry::from_key(&reg.decode_table_key(t)?) {
+                        entries.push(e);
+                    }
+                }
+                (!entries.is_empty()).then_some(Event::IdleTimeout(entries))
+            }
+            StreamEvent::Error(_) | StreamEvent::Closed(_) => None,
         })
     }
 }
@@ -248,24 +299,17 @@ impl Protocols {
         out.actions
     }
 
-    /// A packet-in from `switch`, already decoded (`decode_packet_in`).
-    pub fn on_packet_in(
-        &mut self,
-        switch: &str,
-        packet: &crate::p4rt::PacketIn,
-        now: Instant,
-    ) -> Vec<Action> {
-        let Some(port) = packet
-            .get("ingress_port")
-            .and_then(|v| u32::try_from(v).ok())
-        else {
-            return Vec::new();
-        };
-        let reason = packet
-            .get("punt_reason")
-            .and_then(|v| u8::try_from(v).ok())
-            .unwrap_or(0);
-        self.on_frame(switch, port, reason, &packet.payload, now)
+    /// Any decoded switch event (see `Event::decode`).
+    pub fn on_event(&mut self, switch: &str, event: &Event, now: Instant) -> Vec<Action> {
+        match event {
+            Event::PacketIn {
+                ingress_port,
+                punt_reason,
+                payload,
+            } => self.on_frame(switch, *ingress_port, *punt_reason, payload, now),
+            Event::Learn(rows) => self.on_digest(switch, rows, now),
+            Event::IdleTimeout(entries) => self.on_idle_timeout(switch, entries, now),
+        }
     }
 
     /// A punted frame: dispatched on its ethertype (the punt reason only
@@ -368,10 +412,12 @@ impl Protocols {
     ) -> Vec<Action> {
         let mut out = Out::default();
         for e in entries {
-            if self
-                .learning
-                .idle_timeout(switch, e.ingress_port, e.vlan, e.mac)
-            {
+            let at = if e.lag_id == 0 {
+                learning::Seen::Port(e.ingress_port)
+            } else {
+                learning::Seen::Lag
+            };
+            if self.learning.idle_timeout(switch, at, e.vlan, e.mac) {
                 out.push(Action::HostsChanged);
                 out.neighbors(&self.neighbors.forget_mac(e.vlan, e.mac, now));
             }

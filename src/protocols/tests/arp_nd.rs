@@ -328,6 +328,7 @@ fn next_hops_resolve_with_backoff_and_track_changes() {
             vlan: 10,
             mac: router2,
             ingress_port: 3,
+            lag_id: 0,
         }],
         now + secs(1.0),
     );

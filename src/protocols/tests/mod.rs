@@ -3,6 +3,7 @@
 //! along a simulated wiring, or to partners implemented here.
 
 mod arp_nd;
+mod decode;
 mod discovery;
 mod lacp;
 mod learning;
@@ -116,13 +117,15 @@ fn digest_rows_and_idle_keys_decode() {
     let key = TableKey::new(SRC_MAC_TABLE)
         .exact("vlan_id", 10u16)
         .exact("eth_src", 0x0200_0000_0005u64)
-        .exact("ingress_port", 3u32);
+        .exact("ingress_port", 3u32)
+        .exact("lag_id", 0u16);
     assert_eq!(
         IdleEntry::from_key(&key),
         Some(IdleEntry {
             vlan: 10,
             mac: mac("02:00:00:00:00:05"),
-            ingress_port: 3
+            ingress_port: 3,
+            lag_id: 0,
         })
     );
     assert_eq!(IdleEntry::from_key(&TableKey::new("other")), None);
