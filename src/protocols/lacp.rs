@@ -247,6 +247,10 @@ impl Lacp {
     /// A LACPDU received on `port` (a slow-protocols payload).
     pub fn on_lacpdu(&mut self, port: &PortRef, pdu: &Lacpdu, now: Instant) -> LacpOutput {
         let mut out = LacpOutput::default();
+        // A frame racing a port-down report must not revive the partner.
+        if self.ports_down.contains(port) {
+            return out;
+        }
         let Some(actor) = self.actor_info(port) else {
             return out;
         };

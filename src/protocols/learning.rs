@@ -81,14 +81,19 @@ impl Learning {
         l
     }
 
-    /// Applies the static hosts; returns the learned hosts they replaced.
+    /// Applies the static hosts and drops hosts whose port or LAG is no
+    /// longer configured; returns the learned hosts removed.
     pub fn configure(&mut self, fabric: &Fabric) -> Vec<(VlanId, MacAddr)> {
         self.statics = fabric.hosts.values().map(|h| (h.vlan, h.mac)).collect();
+        let exists = |a: &Attachment| match a {
+            Attachment::Port(p) => fabric.ports.contains_key(p),
+            Attachment::Lag(l) => fabric.lags.contains_key(l),
+        };
         let gone: Vec<_> = self
             .entries
-            .keys()
-            .filter(|k| self.statics.contains(k))
-            .copied()
+            .iter()
+            .filter(|(k, e)| self.statics.contains(k) || !exists(&e.attachment))
+            .map(|(k, _)| *k)
             .collect();
         for k in &gone {
             self.entries.remove(k);
@@ -183,11 +188,6 @@ impl Learning {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
-    }
-
-    pub fn get(&self, vlan: VlanId, mac: MacAddr) -> Option<(&Attachment, &str)> {
-        let e = self.entries.get(&(vlan, mac))?;
-        Some((&e.attachment, &e.leaf))
     }
 
     /// The learned hosts, with their IPs from `ips_of`.

@@ -117,3 +117,20 @@ fn per_attachment_limit() {
     p.on_digest("leaf2", &[digest(10, "02:00:00:00:00:03", 3, 0)], t0);
     assert_eq!(p.learned_hosts().len(), 3);
 }
+
+#[test]
+fn hosts_on_removed_ports_are_dropped() {
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&fabric(), t0);
+    p.on_digest("leaf1", &[digest(10, H, 3, 0)], t0);
+    p.on_digest("leaf1", &[digest(10, "02:00:00:00:00:06", 5, 7)], t0);
+    let mut f = fabric();
+    f.ports.remove(&"leaf1/3".parse().unwrap());
+    assert!(p.on_config(&f, t0).contains(&Action::HostsChanged));
+    let left: Vec<_> = p
+        .learned_hosts()
+        .into_iter()
+        .map(|h| h.attachment)
+        .collect();
+    assert_eq!(left, [Attachment::Lag("bond1".into())]);
+}
