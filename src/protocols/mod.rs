@@ -14,6 +14,7 @@ pub mod lacp;
 pub mod lacpdu;
 pub mod learning;
 pub mod ports;
+pub mod ratelimit;
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ use lacp::{Lacp, LacpOutput, MemberStatus};
 use lacpdu::Lacpdu;
 use learning::{LearnedHost, Learning};
 use ports::EdgePorts;
+use ratelimit::RateLimit;
 
 /// `packet_in.punt_reason` values (docs/pipeline.md).
 pub mod punt {
@@ -208,10 +210,22 @@ impl Event {
 }
 
 /// Engine options not in the fabric configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Most learned MACs per port or LAG.
     pub max_macs_per_attachment: Option<usize>,
+    /// ARP/ND packets per second handled per edge port; the rest are
+    /// dropped.
+    pub arp_nd_pps_per_port: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_macs_per_attachment: None,
+            arp_nd_pps_per_port: 50,
+        }
+    }
 }
 
 /// All control protocols of the fabric.
@@ -222,6 +236,7 @@ pub struct Protocols {
     lacp: Lacp,
     neighbors: ArpNd,
     learning: Learning,
+    arp_nd_limit: RateLimit<PortRef>,
 }
 
 /// Collects actions, each signal once.
@@ -280,6 +295,7 @@ impl Protocols {
             lacp: Lacp::new(fabric, now),
             neighbors: ArpNd::new(fabric, now),
             learning: Learning::new(fabric, opts.max_macs_per_attachment),
+            arp_nd_limit: RateLimit::new(opts.arp_nd_pps_per_port),
         }
     }
 
@@ -342,6 +358,9 @@ impl Protocols {
                 let Some((vlan, attachment)) = self.ports.classify(&at, eth.vlan) else {
                     return out.actions;
                 };
+                if !self.arp_nd_limit.allow(&at, now) {
+                    return out.actions;
+                }
                 let attachment = attachment.clone();
                 let rx = Rx {
                     port: &at,

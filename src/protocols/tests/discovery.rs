@@ -5,28 +5,6 @@ use proptest::prelude::*;
 use super::*;
 use crate::protocols::discovery::{LinkId, Probe};
 
-/// Delivers every probe in `actions` to the far end of its port (unless
-/// the link is `cut`) as a packet-in; returns what that caused.
-fn deliver(
-    p: &mut Protocols,
-    wires: &BTreeMap<PortRef, PortRef>,
-    cut: &BTreeSet<PortRef>,
-    actions: &[Action],
-    now: Instant,
-) -> Vec<Action> {
-    let mut out = Vec::new();
-    for pkt in sent_with_type(actions, ETH_LLDP) {
-        let from = PortRef::new(pkt.switch.clone(), pkt.egress_port);
-        if cut.contains(&from) {
-            continue;
-        }
-        if let Some(to) = wires.get(&from) {
-            out.extend(p.on_frame(&to.switch, to.port, punt::DISCOVERY, &pkt.frame, now));
-        }
-    }
-    out
-}
-
 fn link(a: &str, b: &str) -> LinkId {
     LinkId::new(a.parse().unwrap(), b.parse().unwrap())
 }

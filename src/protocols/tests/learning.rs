@@ -104,6 +104,7 @@ fn per_attachment_limit() {
     let t0 = Instant::now();
     let opts = Options {
         max_macs_per_attachment: Some(2),
+        ..Default::default()
     };
     let mut p = Protocols::with_options(&fabric(), opts, t0);
     let rows = [

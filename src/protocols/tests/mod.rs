@@ -8,7 +8,7 @@ mod discovery;
 mod lacp;
 mod learning;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -81,6 +81,28 @@ pub(super) fn wiring(f: &Fabric) -> BTreeMap<PortRef, PortRef> {
         w.insert(l.b.clone(), l.a.clone());
     }
     w
+}
+
+/// Delivers every probe in `actions` to the far end of its port (unless
+/// the link is `cut`) as a packet-in; returns what that caused.
+pub(super) fn deliver(
+    p: &mut Protocols,
+    wires: &BTreeMap<PortRef, PortRef>,
+    cut: &BTreeSet<PortRef>,
+    actions: &[Action],
+    now: Instant,
+) -> Vec<Action> {
+    let mut out = Vec::new();
+    for pkt in sent_with_type(actions, ETH_LLDP) {
+        let from = PortRef::new(pkt.switch.clone(), pkt.egress_port);
+        if cut.contains(&from) {
+            continue;
+        }
+        if let Some(to) = wires.get(&from) {
+            out.extend(p.on_frame(&to.switch, to.port, punt::DISCOVERY, &pkt.frame, now));
+        }
+    }
+    out
 }
 
 #[test]
