@@ -26,6 +26,8 @@ pub struct LearnedHost {
     pub attachment: Attachment,
     /// The leaf it was first seen on (for a LAG host, one of its leaves).
     pub leaf: String,
+    /// When a digest or ARP/ND last reported it (for status).
+    pub last_seen: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +202,7 @@ impl Learning {
                 ips: ips_of(*vlan, *mac),
                 attachment: e.attachment.clone(),
                 leaf: e.leaf.clone(),
+                last_seen: e.last_seen,
             })
             .collect()
     }

@@ -555,6 +555,11 @@ impl Protocols {
         self.discovery.observed()
     }
 
+    /// Per fabric port: its link as heard (for `status/links/<port>`).
+    pub fn port_links(&self) -> Vec<discovery::PortLink> {
+        self.discovery.port_links()
+    }
+
     pub fn configured_links_not_seen(&self) -> Vec<LinkId> {
         self.discovery.configured_not_seen()
     }
