@@ -10,6 +10,8 @@
 pub mod arp_nd;
 pub mod discovery;
 pub mod frames;
+pub mod gateway;
+pub mod icmp;
 pub mod lacp;
 pub mod lacpdu;
 pub mod learning;
@@ -214,16 +216,16 @@ impl Event {
 pub struct Options {
     /// Most learned MACs per port or LAG.
     pub max_macs_per_attachment: Option<usize>,
-    /// ARP/ND packets per second handled per edge port; the rest are
+    /// ARP/ND/ICMP punts handled per edge port and second; the rest are
     /// dropped.
-    pub arp_nd_pps_per_port: u32,
+    pub host_pps_per_port: u32,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             max_macs_per_attachment: None,
-            arp_nd_pps_per_port: 50,
+            host_pps_per_port: 50,
         }
     }
 }
@@ -236,7 +238,7 @@ pub struct Protocols {
     lacp: Lacp,
     neighbors: ArpNd,
     learning: Learning,
-    arp_nd_limit: RateLimit<PortRef>,
+    host_limit: RateLimit<PortRef>,
 }
 
 /// Collects actions, each signal once.
@@ -295,7 +297,7 @@ impl Protocols {
             lacp: Lacp::new(fabric, now),
             neighbors: ArpNd::new(fabric, now),
             learning: Learning::new(fabric, opts.max_macs_per_attachment),
-            arp_nd_limit: RateLimit::new(opts.arp_nd_pps_per_port),
+            host_limit: RateLimit::new(opts.host_pps_per_port),
         }
     }
 
@@ -328,8 +330,9 @@ impl Protocols {
         }
     }
 
-    /// A punted frame: dispatched on its ethertype (the punt reason only
-    /// tells a glean apart from other IP packets).
+    /// A punted frame: dispatched on its ethertype; the punt reason only
+    /// tells IP packets apart (GLEAN: resolve the destination;
+    /// TTL_EXPIRED: time exceeded; otherwise an echo to a gateway).
     pub fn on_frame(
         &mut self,
         switch: &str,
@@ -358,7 +361,7 @@ impl Protocols {
                 let Some((vlan, attachment)) = self.ports.classify(&at, eth.vlan) else {
                     return out.actions;
                 };
-                if !self.arp_nd_limit.allow(&at, now) {
+                if !self.host_limit.allow(&at, now) {
                     return out.actions;
                 }
                 let attachment = attachment.clone();
@@ -368,21 +371,27 @@ impl Protocols {
                     tag: eth.vlan,
                     eth: &eth,
                 };
-                let n = if punt_reason == punt::GLEAN {
-                    self.glean(vlan, &eth, now, &mut out);
-                    NeighborOutput::default()
-                } else if eth.ethertype == ETH_ARP {
-                    match Arp::parse(eth.payload) {
-                        Some(arp) => self.neighbors.on_arp(rx, &arp, now),
-                        None => NeighborOutput::default(),
+                let arp = (eth.ethertype == ETH_ARP)
+                    .then(|| Arp::parse(eth.payload))
+                    .flatten();
+                let nd = (eth.ethertype == ETH_IPV6)
+                    .then(|| NdPacket::parse(eth.payload))
+                    .flatten();
+                let n = match (arp, nd) {
+                    (Some(arp), _) => self.neighbors.on_arp(rx, &arp, now),
+                    (_, Some(nd)) => self.neighbors.on_nd(rx, &nd, now),
+                    _ if eth.ethertype == ETH_ARP => NeighborOutput::default(),
+                    _ if punt_reason == punt::GLEAN => {
+                        self.glean(vlan, &eth, now, &mut out);
+                        NeighborOutput::default()
                     }
-                } else if eth.ethertype == ETH_IPV6 {
-                    match NdPacket::parse(eth.payload) {
-                        Some(nd) => self.neighbors.on_nd(rx, &nd, now),
-                        None => NeighborOutput::default(),
+                    _ => {
+                        let reply = icmp::answer(self.neighbors.gateways(), rx, punt_reason);
+                        NeighborOutput {
+                            replies: reply.map(|f| (at.clone(), f)).into_iter().collect(),
+                            ..Default::default()
+                        }
                     }
-                } else {
-                    NeighborOutput::default()
                 };
                 out.neighbors(&n);
                 // ARP/ND proves where the sender is, like a digest would.

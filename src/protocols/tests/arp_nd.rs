@@ -396,3 +396,29 @@ fn glean_asks_for_unknown_destination_once_a_second() {
         .on_frame("leaf1", 3, punt::GLEAN, &f, t0 + secs(1.0))
         .is_empty());
 }
+
+#[test]
+fn engine_answers_icmp_for_the_gateway() {
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&fabric(), t0);
+    // A ping to 10.0.10.1 with TTL 1: the echo is answered (FOR_ROUTER),
+    // and a routed packet that expires gets time exceeded (TTL_EXPIRED).
+    let mut ip = vec![
+        0x45, 0, 0, 28, 0, 0, 0, 0, 1, 1, 0, 0, 10, 0, 10, 5, 10, 0, 10, 1,
+    ];
+    let c = frames::internet_checksum(&[&ip]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend([8, 0, 0xf7, 0xfe, 0, 1, 0, 0]);
+    let f = build_eth(MacAddr(GW), MacAddr(HOST), Some(10), ETH_IPV4, &ip);
+    for reason in [punt::FOR_ROUTER, punt::TTL_EXPIRED] {
+        let got = p.on_frame("leaf2", 3, reason, &f, t0);
+        let out = sent(&got);
+        assert_eq!(out.len(), 1, "reason {reason}");
+        assert_eq!((out[0].switch.as_str(), out[0].egress_port), ("leaf2", 3));
+        let e = parse_eth(&out[0].frame).unwrap();
+        assert_eq!(
+            (e.dst, e.vlan, e.ethertype),
+            (MacAddr(HOST), Some(10), ETH_IPV4)
+        );
+    }
+}
