@@ -426,3 +426,38 @@ fn arp_storm_does_not_stop_lacp_or_discovery() {
     assert_eq!(members(&p, "bond1"), ["leaf1/5", "leaf2/5"]);
     assert_eq!(p.observed_links().values().filter(|u| **u).count(), 4);
 }
+
+#[test]
+fn unrelated_config_change_does_not_flap_members() {
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&fabric(), t0);
+    let mut server = Server::new("52:54:00:00:00:01", &["leaf1/5", "leaf2/5"]);
+    let first = p.on_tick(t0);
+    let (_, now) = converge(&mut p, &mut server, first, t0);
+    let mut f = fabric();
+    f.vlans.insert(30, f.vlans[&20].clone());
+    let got = p.on_config(&f, now);
+    assert!(!got
+        .iter()
+        .any(|a| matches!(a, Action::LagMembersChanged { .. })));
+    assert_eq!(members(&p, "bond1"), ["leaf1/5", "leaf2/5"]);
+    // A new key is a different aggregation: members leave until the
+    // partner has heard it.
+    f.lags.get_mut("bond1").unwrap().lacp.key = Some(99);
+    let got = p.on_config(&f, now);
+    assert!(got.contains(&Action::LagMembersChanged {
+        lag: "bond1".into()
+    }));
+    assert!(members(&p, "bond1").is_empty());
+    let first = p.on_tick(now);
+    converge(&mut p, &mut server, first, now);
+    assert_eq!(members(&p, "bond1"), ["leaf1/5", "leaf2/5"]);
+    assert_eq!(
+        server
+            .partners()
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect::<Vec<_>>(),
+        [99]
+    );
+}
