@@ -67,6 +67,9 @@ struct Member {
 #[derive(Debug, Clone)]
 struct LagInfo {
     mode: LagMode,
+    /// An admin-down LAG selects no member (the server sees us out of
+    /// sync and stops using the links).
+    admin_up: bool,
     key: u16,
     rate: LacpRate,
     members: Vec<PortRef>,
@@ -179,6 +182,7 @@ impl Lacp {
                 name.clone(),
                 LagInfo {
                     mode: lag.protocol,
+                    admin_up: lag.admin_up,
                     key,
                     rate: lag.lacp.rate,
                     members: lag.members.clone(),
@@ -368,7 +372,7 @@ impl Lacp {
             let usable = lag
                 .members
                 .iter()
-                .filter(|p| !self.ports_down.contains(*p))
+                .filter(|p| lag.admin_up && !self.ports_down.contains(*p))
                 .cloned()
                 .collect();
             if let Some(l) = self.lags.get_mut(lag_name) {
@@ -377,6 +381,7 @@ impl Lacp {
             return;
         }
         let fast = lag.rate == LacpRate::Fast;
+        let admin_up = lag.admin_up;
         // Count members per partner (aggregatable partners on up ports);
         // the biggest group wins, ties keep the current choice, then the
         // lowest key.
@@ -405,8 +410,10 @@ impl Lacp {
             let Some(m) = self.members.get_mut(p) else {
                 continue;
             };
-            let selected =
-                !down && chosen.is_some() && m.partner.as_ref().map(Partner::key) == chosen;
+            let selected = admin_up
+                && !down
+                && chosen.is_some()
+                && m.partner.as_ref().map(Partner::key) == chosen;
             let mut state = LacpState(LacpState::ACTIVITY | LacpState::AGGREGATION)
                 .with(LacpState::TIMEOUT, fast)
                 .with(LacpState::SYNCHRONIZATION, selected)
