@@ -358,50 +358,59 @@ impl Protocols {
                 }
             }
             ETH_ARP | ETH_IPV6 | ETH_IPV4 => {
-                let Some((vlan, attachment)) = self.ports.classify(&at, eth.vlan) else {
-                    return out.actions;
-                };
-                if !self.host_limit.allow(&at, now) {
-                    return out.actions;
-                }
-                let attachment = attachment.clone();
-                let rx = Rx {
-                    port: &at,
-                    vlan,
-                    tag: eth.vlan,
-                    eth: &eth,
-                };
-                let arp = (eth.ethertype == ETH_ARP)
-                    .then(|| Arp::parse(eth.payload))
-                    .flatten();
-                let nd = (eth.ethertype == ETH_IPV6)
-                    .then(|| NdPacket::parse(eth.payload))
-                    .flatten();
-                let n = match (arp, nd) {
-                    (Some(arp), _) => self.neighbors.on_arp(rx, &arp, now),
-                    (_, Some(nd)) => self.neighbors.on_nd(rx, &nd, now),
-                    _ if eth.ethertype == ETH_ARP => NeighborOutput::default(),
-                    _ if punt_reason == punt::GLEAN => {
-                        self.glean(vlan, &eth, now, &mut out);
-                        NeighborOutput::default()
-                    }
-                    _ => {
-                        let reply = icmp::answer(self.neighbors.gateways(), rx, punt_reason);
-                        NeighborOutput {
-                            replies: reply.map(|f| (at.clone(), f)).into_iter().collect(),
-                            ..Default::default()
-                        }
-                    }
-                };
-                out.neighbors(&n);
-                // ARP/ND proves where the sender is, like a digest would.
-                if let Some((vlan, mac)) = n.heard {
-                    self.learn(switch, ingress_port, vlan, mac, &attachment, now, &mut out);
-                }
+                self.on_host_frame(&at, punt_reason, &eth, now, &mut out)
             }
             _ => {}
         }
         out.actions
+    }
+
+    /// ARP, ND and IP punted from an edge port.
+    fn on_host_frame(
+        &mut self,
+        at: &PortRef,
+        punt_reason: u8,
+        eth: &frames::Eth<'_>,
+        now: Instant,
+        out: &mut Out,
+    ) {
+        let Some((vlan, attachment)) = self.ports.classify(at, eth.vlan) else {
+            return;
+        };
+        if !self.host_limit.allow(at, now) {
+            return;
+        }
+        let attachment = attachment.clone();
+        let rx = Rx {
+            port: at,
+            vlan,
+            tag: eth.vlan,
+            eth,
+        };
+        let nd = match eth.ethertype {
+            ETH_IPV6 => NdPacket::parse(eth.payload),
+            _ => None,
+        };
+        let n = if eth.ethertype == ETH_ARP {
+            let Some(arp) = Arp::parse(eth.payload) else {
+                return;
+            };
+            self.neighbors.on_arp(rx, &arp, now)
+        } else if let Some(nd) = nd {
+            self.neighbors.on_nd(rx, &nd, now)
+        } else if punt_reason == punt::GLEAN {
+            return self.glean(vlan, eth, now, out);
+        } else {
+            if let Some(reply) = icmp::answer(self.neighbors.gateways(), rx, punt_reason) {
+                out.push(Action::SendPacket(PacketOut::direct(at, reply)));
+            }
+            return;
+        };
+        out.neighbors(&n);
+        // ARP/ND proves where the sender is, like a digest would.
+        if let Some((vlan, mac)) = n.heard {
+            self.learn(&at.switch, at.port, vlan, mac, &attachment, now, out);
+        }
     }
 
     /// Learning digest rows from `switch`.
