@@ -288,18 +288,26 @@ impl NdPacket {
             icmp.extend_from_slice(&[kind, 1]);
             icmp.extend_from_slice(&mac.0);
         }
-        let csum = icmpv6_checksum(&self.src, &self.dst, &icmp);
-        icmp[2..4].copy_from_slice(&csum.to_be_bytes());
-
-        let mut p = Vec::with_capacity(IPV6_HEADER + icmp.len());
-        p.extend_from_slice(&[0x60, 0, 0, 0]);
-        p.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
-        p.extend_from_slice(&[NEXT_HEADER_ICMPV6, 255]);
-        p.extend_from_slice(&self.src.octets());
-        p.extend_from_slice(&self.dst.octets());
-        p.extend_from_slice(&icmp);
-        p
+        icmpv6_packet(self.src, self.dst, 255, icmp)
     }
+}
+
+/// An IPv6 packet carrying the ICMPv6 message `icmp`, whose checksum field
+/// (bytes 2..4) is filled in here.
+pub fn icmpv6_packet(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, mut icmp: Vec<u8>) -> Vec<u8> {
+    if icmp.len() >= 4 {
+        icmp[2..4].copy_from_slice(&[0, 0]);
+        let csum = icmpv6_checksum(&src, &dst, &icmp);
+        icmp[2..4].copy_from_slice(&csum.to_be_bytes());
+    }
+    let mut p = Vec::with_capacity(IPV6_HEADER + icmp.len());
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[NEXT_HEADER_ICMPV6, hop_limit]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&icmp);
+    p
 }
 
 /// `ff02::1:ffXX:XXXX`, the group a neighbour solicitation for `ip` goes to.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::frames::{
-    build_eth, icmpv6_checksum, internet_checksum, ETH_IPV4, ETH_IPV6, NEXT_HEADER_ICMPV6,
+    build_eth, icmpv6_packet, internet_checksum, ETH_IPV4, ETH_IPV6, NEXT_HEADER_ICMPV6,
 };
 use super::gateway::{Gateway, Rx};
 use super::punt;
@@ -95,18 +95,6 @@ fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, mut icmp: Vec<u8>) -> Vec<u8> {
     p
 }
 
-fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, mut icmp: Vec<u8>) -> Vec<u8> {
-    let csum = icmpv6_checksum(&src, &dst, &icmp);
-    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend((icmp.len() as u16).to_be_bytes());
-    p.extend([NEXT_HEADER_ICMPV6, TTL]);
-    p.extend(src.octets());
-    p.extend(dst.octets());
-    p.extend(icmp);
-    p
-}
-
 fn bad_source(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_unspecified(),
@@ -151,7 +139,7 @@ pub fn answer(gateways: &BTreeMap<VlanId, Gateway>, rx: Rx<'_>, reason: u8) -> O
                 let quote = &ip.packet[..ip.packet.len().min(V6_ERROR_QUOTE)];
                 let mut icmp = vec![TIME_EXCEEDED_V6, 0, 0, 0, 0, 0, 0, 0];
                 icmp.extend(quote);
-                ipv6_packet(gw.v6?.addr(), src, icmp)
+                icmpv6_packet(gw.v6?.addr(), src, TTL, icmp)
             }
         }
     } else {
@@ -177,7 +165,7 @@ pub fn answer(gateways: &BTreeMap<VlanId, Gateway>, rx: Rx<'_>, reason: u8) -> O
             }
             (IpAddr::V6(me), IpAddr::V6(src)) => {
                 icmp[0] = ECHO_REPLY_V6;
-                ipv6_packet(me, src, icmp)
+                icmpv6_packet(me, src, TTL, icmp)
             }
             _ => return None,
         }
@@ -192,7 +180,7 @@ mod tests {
     use super::*;
     use crate::config::{Fabric, PortRef};
     use crate::net::MacAddr;
-    use crate::protocols::frames::parse_eth;
+    use crate::protocols::frames::{icmpv6_checksum, parse_eth};
 
     const HOST: MacAddr = MacAddr([2, 0, 0, 0, 0, 5]);
 
@@ -271,7 +259,12 @@ vlans:
     fn ipv6_echo_and_hop_limit_exceeded() {
         let src: Ipv6Addr = "2001:db8:10::5".parse().unwrap();
         let gw: Ipv6Addr = "2001:db8:10::1".parse().unwrap();
-        let mut p = ipv6_packet(src, gw, vec![ECHO_REQUEST_V6, 0, 0, 0, 0, 7, 0, 1, 1, 2]);
+        let mut p = icmpv6_packet(
+            src,
+            gw,
+            TTL,
+            vec![ECHO_REQUEST_V6, 0, 0, 0, 0, 7, 0, 1, 1, 2],
+        );
         let frame = build_eth(MacAddr([2, 0, 0, 0xfa, 0xb0, 1]), HOST, None, ETH_IPV6, &p);
         let reply = run(&frame, punt::FOR_ROUTER).unwrap();
         let e = parse_eth(&reply).unwrap();
