@@ -16,6 +16,7 @@ pub mod lacp;
 pub mod lacpdu;
 pub mod learning;
 pub mod ports;
+pub mod ra;
 pub mod ratelimit;
 
 #[cfg(test)]
@@ -23,7 +24,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Attachment, Fabric, PortNum, PortRef, VlanId};
 use crate::net::MacAddr;
@@ -36,6 +37,7 @@ use lacp::{Lacp, LacpOutput, MemberStatus};
 use lacpdu::Lacpdu;
 use learning::{LearnedHost, Learning};
 use ports::EdgePorts;
+use ra::RouterAdverts;
 use ratelimit::RateLimit;
 
 /// `packet_in.punt_reason` values (docs/pipeline.md).
@@ -219,6 +221,9 @@ pub struct Options {
     /// ARP/ND/ICMP punts handled per edge port and second; the rest are
     /// dropped.
     pub host_pps_per_port: u32,
+    /// Unsolicited IPv6 router advertisement interval (`None`: no RAs,
+    /// hosts need a configured IPv6 default route).
+    pub router_advert_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -226,6 +231,7 @@ impl Default for Options {
         Options {
             max_macs_per_attachment: None,
             host_pps_per_port: 50,
+            router_advert_interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -239,6 +245,7 @@ pub struct Protocols {
     neighbors: ArpNd,
     learning: Learning,
     host_limit: RateLimit<PortRef>,
+    adverts: RouterAdverts,
 }
 
 /// Collects actions, each signal once.
@@ -298,6 +305,7 @@ impl Protocols {
             neighbors: ArpNd::new(fabric, now),
             learning: Learning::new(fabric, opts.max_macs_per_attachment),
             host_limit: RateLimit::new(opts.host_pps_per_port),
+            adverts: RouterAdverts::new(opts.router_advert_interval),
         }
     }
 
@@ -387,6 +395,15 @@ impl Protocols {
             tag: eth.vlan,
             eth,
         };
+        if eth.ethertype == ETH_IPV6 && ra::is_router_solicit(eth.payload) {
+            let gw = self.neighbors.gateways().get(&vlan);
+            if let Some(frame) = gw.and_then(|gw| ra::advert_frame(gw, eth.vlan)) {
+                if self.adverts.on_solicit(vlan, now) {
+                    out.push(Action::SendPacket(PacketOut::direct(at, frame)));
+                }
+            }
+            return;
+        }
         let nd = match eth.ethertype {
             ETH_IPV6 => NdPacket::parse(eth.payload),
             _ => None,
@@ -485,6 +502,11 @@ impl Protocols {
         for (vlan, ip) in self.neighbors.due_requests(now) {
             self.flood_request(vlan, ip, &mut out);
         }
+        for vlan in self.adverts.due(self.neighbors.gateways(), now) {
+            if let Some(gw) = self.neighbors.gateways().get(&vlan) {
+                self.flood(vlan, |tag| ra::advert_frame(gw, tag), &mut out);
+            }
+        }
         out.actions
     }
 
@@ -494,6 +516,7 @@ impl Protocols {
             self.discovery.next_deadline(),
             self.lacp.next_deadline(),
             self.neighbors.next_deadline(),
+            self.adverts.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -541,10 +564,15 @@ impl Protocols {
         }
     }
 
-    /// Sends an ARP request / NS for `ip` out of every edge attachment of
-    /// `vlan`: each port, and one usable member per LAG (so a server does
-    /// not get one copy per leaf).
+    /// Sends an ARP request / NS for `ip` on `vlan`.
     fn flood_request(&self, vlan: VlanId, ip: IpAddr, out: &mut Out) {
+        self.flood(vlan, |tag| self.neighbors.request_frame(vlan, ip, tag), out);
+    }
+
+    /// Sends `frame(tag)` out of every edge attachment of `vlan`: each
+    /// port, and one usable member per LAG (so a server does not get one
+    /// copy per leaf).
+    fn flood(&self, vlan: VlanId, frame: impl Fn(Option<u16>) -> Option<Vec<u8>>, out: &mut Out) {
         for (attachment, members) in self.ports.vlan_members(vlan) {
             let pick = match attachment {
                 Attachment::Port(_) => members.first(),
@@ -554,7 +582,7 @@ impl Protocols {
                 }
             };
             let Some((port, tag)) = pick else { continue };
-            if let Some(frame) = self.neighbors.request_frame(vlan, ip, *tag) {
+            if let Some(frame) = frame(*tag) {
                 out.push(Action::SendPacket(PacketOut::direct(port, frame)));
             }
         }

@@ -345,7 +345,7 @@ fn ipv6_next_hop_resolves_by_ns_and_na() {
     let target: Ipv6Addr = "2001:db8:10::fe".parse().unwrap();
     let nss: Vec<_> = sent_with_type(&tick, ETH_IPV6)
         .into_iter()
-        .map(|s| NdPacket::parse(parse_eth(&s.frame).unwrap().payload).unwrap())
+        .filter_map(|s| NdPacket::parse(parse_eth(&s.frame).unwrap().payload))
         .collect();
     assert_eq!(nss.len(), 2);
     assert_eq!(nss[0].dst, solicited_node(&target));
@@ -421,4 +421,37 @@ fn engine_answers_icmp_for_the_gateway() {
             (MacAddr(HOST), Some(10), ETH_IPV4)
         );
     }
+}
+
+#[test]
+fn router_adverts_flood_and_answer_solicitations() {
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&fabric(), t0);
+    // VLAN 10 has an IPv6 gateway: one RA per edge attachment.
+    let ras: Vec<_> = sent_with_type(&p.on_tick(t0), ETH_IPV6)
+        .into_iter()
+        .filter(|s| parse_eth(&s.frame).unwrap().payload[40] == 134)
+        .map(|s| (s.switch.clone(), s.egress_port))
+        .collect();
+    assert_eq!(ras, [("leaf1".to_string(), 3), ("leaf2".to_string(), 3)]);
+    // A solicitation is answered out of its port (once per 3 s).
+    let rs = frames::icmpv6_packet(
+        "fe80::5".parse().unwrap(),
+        "ff02::2".parse().unwrap(),
+        255,
+        vec![133, 0, 0, 0, 0, 0, 0, 0],
+    );
+    let f = build_eth(
+        mac("33:33:00:00:00:02"),
+        MacAddr(HOST),
+        Some(10),
+        ETH_IPV6,
+        &rs,
+    );
+    let got = p.on_frame("leaf2", 3, punt::ND, &f, t0);
+    assert_eq!(sent(&got).len(), 1);
+    assert_eq!(parse_eth(&sent(&got)[0].frame).unwrap().vlan, Some(10));
+    assert!(p
+        .on_frame("leaf2", 3, punt::ND, &f, t0 + secs(1.0))
+        .is_empty());
 }
