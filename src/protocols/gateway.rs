@@ -67,3 +67,19 @@ pub struct Rx<'a> {
     pub tag: Option<u16>,
     pub eth: &'a Eth<'a>,
 }
+
+/// Gateways for unit tests: VLANs 10 (v4 + v6) and 20 (v4) in VRF 0, 30
+/// (v4) in VRF 1.
+#[cfg(test)]
+pub(crate) fn test_gateways() -> BTreeMap<VlanId, Gateway> {
+    let f: Fabric = serde_yaml::from_str(
+        r#"
+vlans:
+  10: {ipv4_gateway: 10.0.10.1/24, ipv6_gateway: "2001:db8:10::1/64"}
+  20: {ipv4_gateway: 10.0.20.1/24}
+  30: {ipv4_gateway: 10.0.30.1/24, vrf: 1}
+"#,
+    )
+    .unwrap_or_default();
+    Gateway::all(&f)
+}

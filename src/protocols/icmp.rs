@@ -178,24 +178,13 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::config::{Fabric, PortRef};
+    use crate::config::PortRef;
     use crate::net::MacAddr;
     use crate::protocols::frames::{icmpv6_checksum, parse_eth};
 
     const HOST: MacAddr = MacAddr([2, 0, 0, 0, 0, 5]);
 
-    fn gateways() -> BTreeMap<VlanId, Gateway> {
-        let f: Fabric = serde_yaml::from_str(
-            r#"
-vlans:
-  10: {ipv4_gateway: 10.0.10.1/24, ipv6_gateway: "2001:db8:10::1/64"}
-  20: {ipv4_gateway: 10.0.20.1/24}
-  30: {ipv4_gateway: 10.0.30.1/24, vrf: 1}
-"#,
-        )
-        .unwrap();
-        Gateway::all(&f)
-    }
+    use crate::protocols::gateway::test_gateways as gateways;
 
     fn echo_v4(dst: &str, ttl: u8) -> Vec<u8> {
         let mut icmp = vec![ECHO_REQUEST_V4, 0, 0, 0, 0x12, 0x34, 0, 1, b'h', b'i'];

@@ -134,21 +134,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::config::Fabric;
     use crate::net::MacAddr;
     use crate::protocols::frames::parse_eth;
 
-    fn gateways() -> BTreeMap<VlanId, Gateway> {
-        let f: Fabric = serde_yaml::from_str(
-            r#"
-vlans:
-  10: {ipv4_gateway: 10.0.10.1/24, ipv6_gateway: "2001:db8:10::1/64"}
-  20: {ipv4_gateway: 10.0.20.1/24}
-"#,
-        )
-        .unwrap();
-        Gateway::all(&f)
-    }
+    use crate::protocols::gateway::test_gateways as gateways;
 
     #[test]
     fn advert_layout() {
