@@ -120,7 +120,14 @@ pub struct AgentCounters {
     pub sessions: u64,
     /// Sum and count of reconcile pass durations, for the latency metric.
     pub reconcile_micros_total: u64,
+    /// Reconcile passes that took at most `RECONCILE_BUCKETS[i]` seconds
+    /// (cumulative, Prometheus style; the +Inf bucket is `reconciles`).
+    pub reconcile_buckets: [u64; RECONCILE_BUCKETS.len()],
 }
+
+/// Upper bounds (seconds) of the reconcile latency histogram.
+pub const RECONCILE_BUCKETS: [f64; 10] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
 impl AgentStatus {
     fn new(name: &str) -> Self {
@@ -153,12 +160,19 @@ pub struct SwitchEvent {
     pub event: StreamEvent,
 }
 
+/// What the controller sends on a switch's stream.
+#[derive(Debug, Clone)]
+enum Outbound {
+    Packet(p4::PacketOut),
+    DigestAck { digest_id: u32, list_id: u64 },
+}
+
 /// The controller's end of a running agent.
 pub struct AgentHandle {
     pub name: String,
     desired: watch::Sender<Desired>,
     status: watch::Receiver<AgentStatus>,
-    packet_out: mpsc::Sender<p4::PacketOut>,
+    packet_out: mpsc::Sender<Outbound>,
     shutdown: watch::Sender<bool>,
     join: Option<JoinHandle<()>>,
 }
@@ -180,7 +194,14 @@ impl AgentHandle {
 
     /// Queues a packet-out; dropped (false) if the queue is full.
     pub fn send_packet(&self, p: p4::PacketOut) -> bool {
-        self.packet_out.try_send(p).is_ok()
+        self.packet_out.try_send(Outbound::Packet(p)).is_ok()
+    }
+
+    /// Acknowledges a digest list so the switch sends the next one.
+    pub fn ack_digest(&self, digest_id: u32, list_id: u64) -> bool {
+        self.packet_out
+            .try_send(Outbound::DigestAck { digest_id, list_id })
+            .is_ok()
     }
 
     /// Waits until the switch holds the desired state of `generation` or
@@ -247,7 +268,7 @@ struct Agent {
     desired: watch::Receiver<Desired>,
     status: watch::Sender<AgentStatus>,
     events: mpsc::Sender<SwitchEvent>,
-    packet_out: mpsc::Receiver<p4::PacketOut>,
+    packet_out: mpsc::Receiver<Outbound>,
     shutdown: watch::Receiver<bool>,
     /// What we believe the switch holds: read back at session start and
     /// after failures, updated with every successful write.
@@ -451,7 +472,7 @@ impl Agent {
                     r = self.desired.changed() => {
                         if r.is_err() { Wake::Shutdown } else { Wake::Desired }
                     }
-                    Some(pkt) = self.packet_out.recv() => Wake::PacketOut(pkt),
+                    Some(out) = self.packet_out.recv() => Wake::Outbound(out),
                     _ = sleep_until_opt(retry_at) => Wake::Retry,
                     _ = tokio::time::sleep_until(resync_at) => Wake::Resync,
                 }
@@ -466,7 +487,10 @@ impl Agent {
                 Wake::LostPrimary => return Err(SessionEnd::LostPrimary),
                 Wake::Nothing => {}
                 Wake::Desired => dirty = true,
-                Wake::PacketOut(pkt) => sender.send_packet(pkt).await?,
+                Wake::Outbound(Outbound::Packet(p)) => sender.send_packet(p).await?,
+                Wake::Outbound(Outbound::DigestAck { digest_id, list_id }) => {
+                    sender.ack_digest(digest_id, list_id).await?
+                }
                 Wake::Retry => {
                     // Failures may mean our view is stale (an entry that
                     // exists, or one that vanished): re-read, then retry.
@@ -543,6 +567,12 @@ impl Agent {
             s.counters.updates_written += written;
             s.counters.update_errors += failing_count as u64;
             s.counters.reconcile_micros_total += elapsed.as_micros() as u64;
+            let secs = elapsed.as_secs_f64();
+            for (i, bound) in RECONCILE_BUCKETS.iter().enumerate() {
+                if secs <= *bound {
+                    s.counters.reconcile_buckets[i] += 1;
+                }
+            }
             s.failing_count = failing_count;
             s.failing = failing;
             if failing_count == 0 {
@@ -561,7 +591,7 @@ enum Wake {
     LostPrimary,
     Nothing,
     Desired,
-    PacketOut(p4::PacketOut),
+    Outbound(Outbound),
     Retry,
     Resync,
 }
@@ -571,4 +601,27 @@ async fn sleep_until_opt(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// The planner the daemon uses: the compiler's staged diff.
+pub fn diff_planner() -> Planner {
+    Arc::new(|desired, installed| {
+        crate::compile::diff(desired, installed)
+            .stages
+            .into_iter()
+            .map(|stage| {
+                stage
+                    .into_iter()
+                    .map(|op| {
+                        let kind = match op.kind {
+                            crate::compile::OpKind::Insert => UpdateKind::Insert,
+                            crate::compile::OpKind::Modify => UpdateKind::Modify,
+                            crate::compile::OpKind::Delete => UpdateKind::Delete,
+                        };
+                        (kind, op.entity)
+                    })
+                    .collect()
+            })
+            .collect()
+    })
 }

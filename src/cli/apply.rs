@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::document::Document;
 use super::EtcdArgs;
-use crate::config::store::ConfigStore;
+use crate::config::store::{ConfigStore, StoreError};
 use crate::config::ConfigState;
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +66,8 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<()> {
     let doc = Document::read(&args.file)?;
     super::validate::report(&doc)?;
     let store = args.etcd.connect().await?;
-    let current = store.load().await?.kvs;
+    let snapshot = store.load().await?;
+    let current = snapshot.kvs;
 
     // The result must be valid as a whole, or the controller would reject
     // part of it: check the file merged with the keys it leaves alone.
@@ -76,14 +77,21 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<()> {
         current.clone()
     };
     result.extend(doc.raw.clone());
-    let (_, errors) = ConfigState::new().reset(result);
-    if !errors.is_empty() {
-        for e in &errors {
+    // Problems etcd already has (say, a bad key Neutron wrote) are not the
+    // file's doing: warn about them, refuse only new ones.
+    let (_, before) = ConfigState::new().reset(current.clone());
+    let (_, after) = ConfigState::new().reset(result);
+    let (old, new): (Vec<_>, Vec<_>) = after.iter().partition(|e| before.contains(e));
+    for e in &old {
+        eprintln!("warning: already rejected in etcd: {e}");
+    }
+    if !new.is_empty() {
+        for e in &new {
             eprintln!("{e}");
         }
         anyhow::bail!(
             "not applied: together with the keys already in etcd the configuration would have {} problem(s) (use --prune to replace them)",
-            errors.len()
+            new.len()
         );
     }
 
@@ -96,9 +104,14 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<()> {
         .collect();
     let mut revision = None;
     if !args.dry_run && (!puts.is_empty() || !p.removed.is_empty()) {
-        let c = store.commit(puts, p.removed.clone()).await.map_err(|e| {
+        // Written only if nobody changed the configuration since it was
+        // read and validated above.
+        let write = store.commit_if_unchanged_since(puts, p.removed.clone(), snapshot.revision);
+        let c = write.await.map_err(|e| {
             let hint = if e.to_string().contains("too many operations") {
                 " (etcd limits one transaction to --max-txn-ops, 128 by default)"
+            } else if matches!(e, StoreError::Conflict) {
+                " (run apply again)"
             } else {
                 ""
             };

@@ -99,6 +99,22 @@ fn line_of(text: &str, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "(?s).{0,200}") {
+            let _ = check(Path::new("f.yaml"), &text);
+        }
+
+        #[test]
+        fn mangled_example_never_panics(cut in 0usize..4000, junk in "[ :{}\\[\\],'\"a-z0-9/\n-]{0,8}") {
+            let text = include_str!("../../examples/fabric.yaml");
+            let cut = (0..=cut.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            let mangled = format!("{}{junk}{}", &text[..cut], &text[cut..]);
+            let _ = check(Path::new("f.yaml"), &mangled);
+        }
+    }
 
     #[test]
     fn points_at_lines() {

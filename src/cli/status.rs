@@ -55,16 +55,51 @@ pub fn table(entries: &BTreeMap<String, serde_json::Value>) -> String {
     out
 }
 
+const FIRST: [&str; 4] = ["state", "error", "leader", "remote"];
+
 fn details(v: &serde_json::Value) -> String {
     match v {
-        serde_json::Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}={s}"),
-                other => format!("{k}={other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
+        serde_json::Value::Object(m) => {
+            // What a reader looks for first, then the rest by name.
+            let mut fields: Vec<(&String, &serde_json::Value)> = m.iter().collect();
+            fields.sort_by_key(|(k, _)| (!FIRST.contains(&k.as_str()), k.as_str()));
+            fields
+                .into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_and_puts_state_first() {
+        let entries: BTreeMap<String, serde_json::Value> = [
+            (
+                "switches/leaf1".to_string(),
+                serde_json::json!({"controller": "c1", "state": "primary"}),
+            ),
+            (
+                "config/vlans/10".to_string(),
+                serde_json::json!({"error": "bad gateway", "controller": "c1"}),
+            ),
+        ]
+        .into();
+        let t = table(&entries);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "KIND      NAME      DETAILS");
+        assert_eq!(
+            lines[1],
+            "config    vlans/10  error=bad gateway controller=c1"
+        );
+        assert_eq!(lines[2], "switches  leaf1     state=primary controller=c1");
     }
 }

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, CompactionOptions, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
-    TxnOp, WatchOptions, WatchStream,
+    Certificate, Client, CompactionOptions, Compare, CompareOp, ConnectOptions, GetOptions,
+    Identity, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
 
-use super::keys::{DEFAULT_PREFIX, STATUS_DIR};
+use super::keys::{CONFIG_DIRS, DEFAULT_PREFIX, STATUS_DIR};
 use super::store::{ConfigStore, RawSnapshot, StoreError};
 
 /// How to reach etcd.
@@ -181,6 +181,17 @@ impl EtcdStore {
         Ok(RawSnapshot { revision, kvs })
     }
 
+    /// etcd's current revision and cluster id.
+    pub async fn revision(&self) -> Result<(i64, u64), StoreError> {
+        let mut c = self.client.clone();
+        let probe = GetOptions::new().with_keys_only().with_limit(1);
+        let resp = limit(self.timeout, c.get(self.prefix.clone(), Some(probe))).await?;
+        Ok(resp
+            .header()
+            .map(|h| (h.revision(), h.cluster_id()))
+            .unwrap_or_default())
+    }
+
     /// The relative path of a full key, if it is under the prefix.
     pub fn relative(&self, key: &[u8]) -> Option<String> {
         let key = std::str::from_utf8(key).ok()?;
@@ -194,6 +205,34 @@ impl EtcdStore {
         puts: Vec<(String, Vec<u8>)>,
         deletes: Vec<String>,
     ) -> Result<Committed, StoreError> {
+        self.commit_when(puts, deletes, vec![]).await
+    }
+
+    /// Like `commit`, but only if no configuration key was written after
+    /// `revision` (what the caller validated against); status keys do not
+    /// count. (A key deleted meanwhile is not noticed: etcd compares only
+    /// keys that exist.)
+    pub async fn commit_if_unchanged_since(
+        &self,
+        puts: Vec<(String, Vec<u8>)>,
+        deletes: Vec<String>,
+        revision: i64,
+    ) -> Result<Committed, StoreError> {
+        let unchanged = |key: String| Compare::mod_revision(key, CompareOp::Less, revision + 1);
+        let mut compares: Vec<Compare> = CONFIG_DIRS
+            .iter()
+            .map(|d| unchanged(format!("{}{d}/", self.prefix)).with_prefix())
+            .collect();
+        compares.push(unchanged(format!("{}settings", self.prefix)));
+        self.commit_when(puts, deletes, compares).await
+    }
+
+    async fn commit_when(
+        &self,
+        puts: Vec<(String, Vec<u8>)>,
+        deletes: Vec<String>,
+        compares: Vec<Compare>,
+    ) -> Result<Committed, StoreError> {
         let mut ops: Vec<TxnOp> = puts
             .into_iter()
             .map(|(k, v)| TxnOp::put(format!("{}{k}", self.prefix), v, None))
@@ -204,7 +243,11 @@ impl EtcdStore {
                 .map(|k| TxnOp::delete(format!("{}{k}", self.prefix), None)),
         );
         let mut c = self.client.clone();
-        let resp = limit(self.timeout, c.txn(Txn::new().and_then(ops))).await?;
+        let txn = Txn::new().when(compares).and_then(ops);
+        let resp = limit(self.timeout, c.txn(txn)).await?;
+        if !resp.succeeded() {
+            return Err(StoreError::Conflict);
+        }
         Ok(Committed {
             revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
         })

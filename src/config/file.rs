@@ -63,29 +63,38 @@ pub fn spawn_file_feed(
     let (tx, rx) = mpsc::unbounded_channel();
     let store = FileStore::new(path);
     let task = tokio::spawn(async move {
-        let mut seen = None;
+        // The stamp last read, and one seen changed but not yet read: a
+        // file is read only once its stamp held still for a poll interval,
+        // so a writer caught between truncating and writing (an empty
+        // file: no configuration at all!) is never taken for an edit.
+        let mut read: Option<Option<(SystemTime, u64)>> = None;
+        let mut pending = None;
         let mut revision = 0;
         loop {
             let stamp = store.stamp();
-            if stamp != seen || seen.is_none() {
-                seen = stamp;
-                match store.load_now() {
-                    Ok(snap) => {
-                        revision += 1;
-                        info!(path = %store.path.display(), revision, "configuration file read");
-                        if tx
-                            .send(Feed::Reset {
-                                revision,
-                                kvs: snap.kvs,
-                            })
-                            .is_err()
-                        {
-                            return;
+            if read != Some(stamp) {
+                if pending == Some(stamp) || read.is_none() {
+                    read = Some(stamp);
+                    match store.load_now() {
+                        Ok(snap) => {
+                            revision += 1;
+                            info!(path = %store.path.display(), revision, "configuration file read");
+                            if tx
+                                .send(Feed::Reset {
+                                    revision,
+                                    kvs: snap.kvs,
+                                })
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            error!(error = %e, "configuration file unusable; keeping the last good config")
                         }
                     }
-                    Err(e) => {
-                        error!(error = %e, "configuration file unusable; keeping the last good config")
-                    }
+                } else {
+                    pending = Some(stamp);
                 }
             }
             tokio::time::sleep(poll).await;

@@ -14,6 +14,10 @@ use super::model::*;
 pub const DEFAULT_PREFIX: &str = "/p4fabric/v1/";
 /// Keys under this relative path are written by controllers, never config.
 pub const STATUS_DIR: &str = "status/";
+/// The directories of configuration keys (plus the single key `settings`).
+pub const CONFIG_DIRS: [&str; 7] = [
+    "switches", "links", "ports", "lags", "vlans", "routes", "hosts",
+];
 
 /// One configuration key, relative to the prefix (`switches/leaf1`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -54,8 +58,21 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl ConfigKey {
-    /// Parses a path relative to the prefix.
+    /// Parses a path relative to the prefix. Only the canonical spelling
+    /// is accepted (`vlans/10`, not `vlans/010`), so two keys never name
+    /// the same item.
     pub fn parse(path: &str) -> Result<ConfigKey, String> {
+        let key = Self::parse_loose(path)?;
+        let canonical = key.to_string();
+        if canonical != path {
+            return Err(format!(
+                "key {path:?} is not canonical: write {canonical:?}"
+            ));
+        }
+        Ok(key)
+    }
+
+    fn parse_loose(path: &str) -> Result<ConfigKey, String> {
         if path == "settings" {
             return Ok(ConfigKey::Settings);
         }
@@ -275,10 +292,7 @@ pub fn document_to_raw(text: &str) -> Result<BTreeMap<String, Vec<u8>>, Document
             out.insert("settings".to_string(), to_json(&body)?);
             continue;
         }
-        if !matches!(
-            section.as_str(),
-            "switches" | "links" | "ports" | "lags" | "vlans" | "routes" | "hosts"
-        ) {
+        if !CONFIG_DIRS.contains(&section.as_str()) {
             return Err(DocumentError::Shape(format!(
                 "unknown section `{section}` (expected settings, switches, links, ports, lags, vlans, routes, hosts)"
             )));
@@ -336,6 +350,9 @@ mod tests {
             "switches/a b",
             "ports/leaf1",
             "vlans/x",
+            "vlans/010",
+            "vlans/+10",
+            "ports/leaf1/03",
             "foo/bar",
         ] {
             assert!(ConfigKey::parse(bad).is_err(), "{bad}");

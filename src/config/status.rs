@@ -148,6 +148,9 @@ pub mod paths {
     }
 }
 
+/// Limit for one status write, so a dead etcd never blocks the caller long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 struct Shared {
     client: Client,
     /// `<prefix>status/`.
@@ -161,8 +164,11 @@ impl Shared {
     async fn put(&mut self, path: &str, value: Vec<u8>) -> Result<(), StoreError> {
         let key = format!("{}{path}", self.dir);
         let opts = PutOptions::new().with_lease(self.lease);
-        self.client.put(key, value, Some(opts)).await?;
-        Ok(())
+        let put = self.client.put(key, value, Some(opts));
+        match tokio::time::timeout(REQUEST_TIMEOUT, put).await {
+            Ok(r) => r.map(|_| ()).map_err(Into::into),
+            Err(_) => Err(StoreError::Timeout(REQUEST_TIMEOUT)),
+        }
     }
 
     /// Grants a fresh lease and writes everything again under it.
@@ -228,6 +234,11 @@ impl StatusWriter {
         }
         s.written.insert(path.to_string(), bytes.clone());
         s.put(path, bytes).await
+    }
+
+    /// The lease the status keys are attached to now.
+    pub async fn lease(&self) -> i64 {
+        self.shared.lock().await.lease
     }
 
     /// Removes one status value this writer wrote.
@@ -312,25 +323,30 @@ async fn keep_alive(shared: Arc<Mutex<Shared>>, ttl: i64) {
     let mut broken = false;
     loop {
         tokio::time::sleep(period).await;
-        let mut s = shared.lock().await;
         if broken {
-            match s.regrant(ttl).await {
-                Ok(()) => {
+            let mut s = shared.lock().await;
+            match tokio::time::timeout(period, s.regrant(ttl)).await {
+                Ok(Ok(())) => {
                     debug!("status lease re-granted");
                     broken = false;
                 }
-                Err(e) => warn!(error = %e, "status: etcd still unreachable"),
+                Ok(Err(e)) => warn!(error = %e, "status: etcd still unreachable"),
+                Err(_) => warn!("status: etcd still unreachable (timeout)"),
             }
             continue;
         }
-        let lease = s.lease;
-        let alive = match s.client.lease_keep_alive(lease).await {
-            Ok((mut keeper, mut stream)) => match keeper.keep_alive().await {
-                Ok(()) => matches!(stream.message().await, Ok(Some(r)) if r.ttl() > 0),
-                Err(_) => false,
-            },
-            Err(_) => false,
+        // Not holding the lock: writers go on while the ping is in flight.
+        let (mut client, lease) = {
+            let s = shared.lock().await;
+            (s.client.clone(), s.lease)
         };
+        let ping = async {
+            let (mut keeper, mut stream) = client.lease_keep_alive(lease).await.ok()?;
+            keeper.keep_alive().await.ok()?;
+            let r = stream.message().await.ok()??;
+            Some(r.ttl() > 0)
+        };
+        let alive = tokio::time::timeout(period, ping).await.ok().flatten() == Some(true);
         if !alive {
             warn!("status lease lost; will re-grant and rewrite");
             broken = true;

@@ -41,6 +41,8 @@ pub enum StoreError {
         path: PathBuf,
         source: DocumentError,
     },
+    #[error("the configuration in etcd changed meanwhile; nothing was written")]
+    Conflict,
     #[error("{0}")]
     Invalid(String),
 }

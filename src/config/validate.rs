@@ -547,10 +547,9 @@ impl<'a> Validator<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::keys::{assemble, document_to_raw};
 
-    fn base() -> Fabric {
-        serde_yaml::from_str(
-            r#"
+    const BASE: &str = r#"
 switches:
   leaf1: {address: "127.0.0.1:50001", device_id: 1, role: leaf, label: 101, fabric_ports: [1]}
   leaf2: {address: "127.0.0.1:50002", device_id: 2, role: leaf, label: 102, fabric_ports: [1]}
@@ -570,289 +569,96 @@ routes:
 hosts:
   vm1: {mac: "02:00:00:00:00:01", vlan: 10, ips: [10.0.10.5, "2001:db8:10::5"], attachment: {port: leaf1/3}}
   srv1: {mac: "02:00:00:00:00:02", vlan: 20, ips: [10.0.20.5], attachment: {lag: bond1}}
-"#,
-        )
-        .unwrap()
-    }
+"#;
 
-    /// The problems of `base` after `edit`, as "key: message" strings.
-    fn problems(edit: impl FnOnce(&mut Fabric)) -> Vec<String> {
-        let mut f = base();
-        edit(&mut f);
+    /// The problems of `BASE` with the entries of the YAML `patch` added or
+    /// replaced, as "key: message" strings.
+    fn problems(patch: &str) -> Vec<String> {
+        let mut raw = document_to_raw(BASE).unwrap();
+        raw.extend(document_to_raw(patch).unwrap());
+        let items: Vec<_> = raw
+            .iter()
+            .map(|(k, v)| {
+                let k = ConfigKey::parse(k).unwrap();
+                let item = k.decode(v).unwrap();
+                (k, item)
+            })
+            .collect();
+        let f = assemble(items.iter().map(|(k, v)| (k, v)));
         validate(&f).iter().map(|p| p.to_string()).collect()
-    }
-
-    fn expect(edit: impl FnOnce(&mut Fabric), key: &str, needle: &str) {
-        let p = problems(edit);
-        assert!(
-            p.iter()
-                .any(|s| s.starts_with(&format!("{key}: ")) && s.contains(needle)),
-            "expected `{key}: ...{needle}...` in {p:#?}"
-        );
     }
 
     #[test]
     fn base_is_valid() {
-        assert_eq!(problems(|_| {}), Vec::<String>::new());
-    }
-
-    #[test]
-    fn switch_problems() {
-        expect(
-            |f| f.switches.get_mut("leaf2").unwrap().device_id = 1,
-            "switches/leaf2",
-            "device_id 1",
-        );
-        expect(
-            |f| f.switches.get_mut("spine1").unwrap().label = 101,
-            "switches/spine1",
-            "label 101",
-        );
-        expect(
-            |f| f.switches.get_mut("leaf2").unwrap().address = "127.0.0.1:50001".into(),
-            "switches/leaf2",
-            "address",
-        );
-        expect(
-            |f| f.switches.get_mut("leaf1").unwrap().label = 15,
-            "switches/leaf1",
-            "label 15",
-        );
-        expect(
-            |f| f.switches.get_mut("leaf1").unwrap().label = 0xF0000,
-            "switches/leaf1",
-            "flood",
+        assert_eq!(problems(""), Vec::<String>::new());
+        // The same subnet in another VRF is fine.
+        assert_eq!(
+            problems("vlans: {30: {vrf: 1, ipv4_gateway: 10.0.20.1/24}}"),
+            Vec::<String>::new()
         );
     }
 
     #[test]
-    fn port_and_link_problems() {
-        expect(
-            |f| {
-                f.ports.insert(
-                    PortRef::new("leaf9", 3),
-                    f.ports[&PortRef::new("leaf1", 3)].clone(),
-                );
-            },
-            "ports/leaf9/3",
-            "unknown switch",
-        );
-        expect(
-            |f| {
-                f.ports.insert(
-                    PortRef::new("leaf1", 1),
-                    f.ports[&PortRef::new("leaf1", 3)].clone(),
-                );
-            },
-            "ports/leaf1/1",
-            "fabric port",
-        );
-        expect(
-            |f| {
-                f.ports.insert(
-                    PortRef::new("spine1", 7),
-                    f.ports[&PortRef::new("leaf1", 3)].clone(),
-                );
-            },
-            "ports/spine1/7",
-            "spine",
-        );
-        expect(
-            |f| {
-                f.ports.get_mut(&PortRef::new("leaf1", 3)).unwrap().vlans =
-                    VlanMode::Access { vlan: 4095 }
-            },
-            "ports/leaf1/3",
-            "outside 1..4094",
-        );
-        expect(
-            |f| {
-                f.ports.get_mut(&PortRef::new("leaf1", 3)).unwrap().vlans =
-                    VlanMode::Access { vlan: 30 }
-            },
-            "ports/leaf1/3",
-            "VLAN 30 is not configured",
-        );
-        expect(
-            |f| f.links.get_mut("l1").unwrap().b = PortRef::new("spine9", 1),
-            "links/l1",
-            "unknown switch",
-        );
-        expect(
-            |f| f.links.get_mut("l1").unwrap().b = PortRef::new("spine1", 4),
-            "links/l1",
-            "not in fabric_ports",
-        );
-        expect(
-            |f| f.links.get_mut("l2").unwrap().b = PortRef::new("spine1", 1),
-            "links/l2",
-            "also an end of links/l1",
-        );
-    }
-
-    #[test]
-    fn lag_problems() {
-        let lag = |f: &mut Fabric| f.lags.get_mut("bond1").unwrap().clone();
-        expect(
-            |f| f.lags.get_mut("bond1").unwrap().id = 0,
-            "lags/bond1",
-            "1..=65535",
-        );
-        expect(
-            |f| {
-                let mut l = lag(f);
-                l.members = vec![PortRef::new("leaf1", 6)];
-                f.lags.insert("bond2".into(), l);
-            },
-            "lags/bond2",
-            "LAG id 1",
-        );
-        expect(
-            |f| {
-                let mut l = lag(f);
-                l.id = 2;
-                l.members = vec![PortRef::new("leaf1", 5)];
-                f.lags.insert("bond2".into(), l);
-            },
-            "lags/bond2",
-            "also a member of lags/bond1",
-        );
-        expect(
-            |f| {
-                f.lags
-                    .get_mut("bond1")
-                    .unwrap()
-                    .members
-                    .push(PortRef::new("leaf1", 3))
-            },
-            "lags/bond1",
-            "edge port",
-        );
-        expect(
-            |f| {
-                f.lags
-                    .get_mut("bond1")
-                    .unwrap()
-                    .members
-                    .push(PortRef::new("spine1", 9))
-            },
-            "lags/bond1",
-            "spine",
-        );
-        expect(
-            |f| {
-                f.switches.insert(
-                    "leaf3".into(),
-                    Switch {
-                        address: "127.0.0.1:50009".into(),
-                        device_id: 9,
-                        role: Role::Leaf,
-                        label: 109,
-                        target: Target::Bmv2,
-                        pipeline: "fabric".into(),
-                        fabric_ports: vec![],
-                        mac: None,
-                    },
-                );
-                f.lags
-                    .get_mut("bond1")
-                    .unwrap()
-                    .members
-                    .push(PortRef::new("leaf3", 5));
-            },
-            "lags/bond1",
-            "at most two leaves",
-        );
-    }
-
-    #[test]
-    fn vlan_problems() {
-        expect(
-            |f| f.vlans.get_mut(&10).unwrap().ipv4_gateway = Some("10.0.10.0/24".parse().unwrap()),
-            "vlans/10",
-            "network or broadcast",
-        );
-        expect(
-            |f| {
-                f.vlans.get_mut(&10).unwrap().ipv4_gateway = Some("10.0.10.255/24".parse().unwrap())
-            },
-            "vlans/10",
-            "network or broadcast",
-        );
-        expect(
-            |f| f.vlans.get_mut(&20).unwrap().ipv4_gateway = Some("10.0.0.1/16".parse().unwrap()),
-            "vlans/10",
-            "overlaps 10.0.0.0/16 of vlans/20",
-        );
-        expect(
-            |f| {
-                f.vlans.insert(
-                    0,
-                    Vlan {
-                        name: String::new(),
-                        tenant: String::new(),
-                        vrf: 0,
-                        ipv4_gateway: None,
-                        ipv6_gateway: None,
-                        gateway_mac: None,
-                    },
-                );
-            },
-            "vlans/0",
-            "outside",
-        );
-        // Same subnet in another VRF is fine.
-        let p = problems(|f| {
-            let mut v = f.vlans[&20].clone();
-            v.vrf = 1;
-            f.vlans.insert(30, v);
-        });
-        assert_eq!(p, Vec::<String>::new());
-    }
-
-    #[test]
-    fn route_and_host_problems() {
-        expect(
-            |f| {
-                f.routes.get_mut("default").unwrap().next_hops =
-                    vec!["192.168.1.1".parse().unwrap()]
-            },
-            "routes/default",
-            "not inside any VLAN subnet",
-        );
-        expect(
-            |f| f.routes.get_mut("default").unwrap().prefix = "10.1.0.1/16".parse().unwrap(),
-            "routes/default",
-            "host bits",
-        );
-        expect(
-            |f| f.hosts.get_mut("vm1").unwrap().vlan = 30,
-            "hosts/vm1",
-            "VLAN 30 is not configured",
-        );
-        expect(
-            |f| f.hosts.get_mut("vm1").unwrap().vlan = 20,
-            "hosts/vm1",
-            "not allowed on ports/leaf1/3",
-        );
-        expect(
-            |f| f.hosts.get_mut("vm1").unwrap().attachment = Attachment::Lag("bond9".into()),
-            "hosts/vm1",
-            "lags/bond9 is not configured",
-        );
-        expect(
-            |f| f.hosts.get_mut("vm1").unwrap().ips = vec!["10.0.20.9".parse().unwrap()],
-            "hosts/vm1",
-            "not inside a subnet",
-        );
-        expect(
-            |f| {
-                let mut h = f.hosts["vm1"].clone();
-                h.ips.clear();
-                f.hosts.insert("vm2".into(), h);
-            },
-            "hosts/vm2",
-            "also hosts/vm1",
-        );
+    fn each_problem_is_reported_on_its_key() {
+        let leaf = |name: &str, id: u32, label: u32, addr: u32| {
+            format!("switches: {{{name}: {{address: '127.0.0.1:{addr}', device_id: {id}, role: leaf, label: {label}, fabric_ports: [1]}}}}")
+        };
+        let cases: Vec<(String, &str, &str)> = vec![
+            (leaf("leaf2", 1, 102, 50002), "switches/leaf2", "device_id 1"),
+            (leaf("leaf2", 2, 101, 50002), "switches/leaf2", "label 101"),
+            (leaf("leaf2", 2, 102, 50001), "switches/leaf2", "address"),
+            (leaf("leaf1", 1, 15, 50001), "switches/leaf1", "label 15"),
+            (leaf("leaf1", 1, 0xF0000, 50001), "switches/leaf1", "flood"),
+            ("ports: {leaf9/3: {mode: access, vlan: 10}}".into(), "ports/leaf9/3", "unknown switch"),
+            ("ports: {leaf1/1: {mode: access, vlan: 10}}".into(), "ports/leaf1/1", "fabric port"),
+            ("ports: {spine1/7: {mode: access, vlan: 10}}".into(), "ports/spine1/7", "spine"),
+            ("ports: {leaf1/3: {mode: access, vlan: 4095}}".into(), "ports/leaf1/3", "outside 1..4094"),
+            ("ports: {leaf1/3: {mode: access, vlan: 30}}".into(), "ports/leaf1/3", "VLAN 30 is not configured"),
+            ("ports: {leaf1/3: {mode: trunk, vlans: []}}".into(), "ports/leaf1/3", "no VLAN"),
+            ("links: {l1: {a: leaf1/1, b: spine9/1}}".into(), "links/l1", "unknown switch"),
+            ("links: {l1: {a: leaf1/1, b: spine1/4}}".into(), "links/l1", "not in fabric_ports"),
+            ("links: {l2: {a: leaf2/1, b: spine1/1}}".into(), "links/l2", "also an end of links/l1"),
+            ("lags: {bond1: {id: 0, members: [leaf1/5], mode: access, vlan: 10}}".into(), "lags/bond1", "1..=65535"),
+            ("lags: {bond2: {id: 1, members: [leaf1/6], mode: access, vlan: 10}}".into(), "lags/bond2", "LAG id 1"),
+            ("lags: {bond2: {id: 2, members: [leaf1/5], mode: access, vlan: 10}}".into(), "lags/bond2", "also a member of lags/bond1"),
+            ("lags: {bond2: {id: 2, members: [leaf1/3], mode: access, vlan: 10}}".into(), "lags/bond2", "edge port"),
+            ("lags: {bond2: {id: 2, members: [spine1/9], mode: access, vlan: 10}}".into(), "lags/bond2", "spine"),
+            ("lags: {bond2: {id: 2, members: [leaf1/1], mode: access, vlan: 10}}".into(), "lags/bond2", "fabric port"),
+            (
+                format!("{}\nlags: {{bond1: {{id: 1, members: [leaf1/5, leaf2/5, leaf3/5], mode: access, vlan: 10}}}}", leaf("leaf3", 9, 109, 50009)),
+                "lags/bond1",
+                "at most two leaves",
+            ),
+            ("vlans: {10: {ipv4_gateway: 10.0.10.0/24}}".into(), "vlans/10", "network or broadcast"),
+            ("vlans: {10: {ipv4_gateway: 10.0.10.255/24}}".into(), "vlans/10", "network or broadcast"),
+            ("vlans: {10: {ipv4_gateway: 10.0.10.1/31}}".into(), "vlans/10", "no room"),
+            ("vlans: {10: {ipv6_gateway: '2001:db8::/64'}}".into(), "vlans/10", "anycast"),
+            ("vlans: {20: {ipv4_gateway: 10.0.0.1/16}}".into(), "vlans/10", "overlaps 10.0.0.0/16 of vlans/20"),
+            ("vlans: {0: {}}".into(), "vlans/0", "outside"),
+            ("vlans: {30: {gateway_mac: '01:00:5e:00:00:01'}}".into(), "vlans/30", "not unicast"),
+            ("routes: {default: {prefix: 0.0.0.0/0, next_hops: [192.168.1.1]}}".into(), "routes/default", "not inside any VLAN subnet"),
+            ("routes: {default: {prefix: 10.1.0.1/16, next_hops: [10.0.20.254]}}".into(), "routes/default", "host bits"),
+            ("routes: {default: {prefix: 0.0.0.0/0, next_hops: ['2001:db8:10::9']}}".into(), "routes/default", "address family"),
+            ("routes: {default: {prefix: 0.0.0.0/0, next_hops: []}}".into(), "routes/default", "at least one"),
+            ("hosts: {vm1: {mac: '02:00:00:00:00:01', vlan: 30, attachment: {port: leaf1/3}}}".into(), "hosts/vm1", "VLAN 30 is not configured"),
+            ("hosts: {vm1: {mac: '02:00:00:00:00:01', vlan: 20, attachment: {port: leaf1/3}}}".into(), "hosts/vm1", "not allowed on ports/leaf1/3"),
+            ("hosts: {vm1: {mac: '02:00:00:00:00:01', vlan: 10, attachment: {lag: bond9}}}".into(), "hosts/vm1", "lags/bond9 is not configured"),
+            ("hosts: {vm1: {mac: '02:00:00:00:00:01', vlan: 10, attachment: {port: leaf1/4}}}".into(), "hosts/vm1", "ports/leaf1/4 is not configured"),
+            ("hosts: {vm1: {mac: '02:00:00:00:00:01', vlan: 10, ips: [10.0.20.9], attachment: {port: leaf1/3}}}".into(), "hosts/vm1", "not inside a subnet"),
+            ("hosts: {vm1: {mac: '02:00:00:00:00:01', vlan: 10, ips: [10.0.10.1], attachment: {port: leaf1/3}}}".into(), "hosts/vm1", "gateway address"),
+            ("hosts: {vm1: {mac: 'ff:ff:ff:ff:ff:ff', vlan: 10, attachment: {port: leaf1/3}}}".into(), "hosts/vm1", "unicast"),
+            ("hosts: {vm2: {mac: '02:00:00:00:00:01', vlan: 10, attachment: {port: leaf1/3}}}".into(), "hosts/vm2", "also hosts/vm1"),
+            ("hosts: {vm2: {mac: '02:00:00:00:00:09', vlan: 10, ips: [10.0.10.5], attachment: {port: leaf1/3}}}".into(), "hosts/vm2", "ip 10.0.10.5 in VRF 0 is also hosts/vm1"),
+            ("settings: {gateway_mac: '00:00:00:00:00:00'}".into(), "settings", "gateway_mac"),
+            ("settings: {discovery_interval_ms: 0}".into(), "settings", "discovery_interval_ms"),
+        ];
+        for (patch, key, needle) in cases {
+            let p = problems(&patch);
+            assert!(
+                p.iter()
+                    .any(|s| s.starts_with(&format!("{key}: ")) && s.contains(needle)),
+                "{patch}\nexpected `{key}: ...{needle}...` in {p:#?}"
+            );
+        }
     }
 }

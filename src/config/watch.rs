@@ -22,7 +22,7 @@ use super::etcd::EtcdOptions;
 use super::keys::STATUS_DIR;
 use super::model::Fabric;
 use super::state::{Change, ConfigState, KeyError};
-use super::store::{ConfigStore, StoreError};
+use super::store::{ConfigStore, Source, StoreError};
 
 /// One step of the feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +69,8 @@ impl Default for Tuning {
 /// The configuration in force, as published to the controller.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigUpdate {
-    /// Store revision this configuration reflects (0: nothing read yet).
+    /// Store revision of the last configuration change applied (0: nothing
+    /// read yet). Status writes move etcd's revision but not this one.
     pub revision: i64,
     pub fabric: Arc<Fabric>,
     /// Every key whose current value is rejected, and why.
@@ -85,6 +86,14 @@ pub struct ConfigWatch {
 }
 
 impl ConfigWatch {
+    /// Watches `source`: etcd, or a file polled every second.
+    pub fn start(source: Source, tuning: Tuning) -> Self {
+        match source {
+            Source::Etcd(opts) => Self::etcd(opts, tuning),
+            Source::File(path) => Self::file(path, Duration::from_secs(1), tuning),
+        }
+    }
+
     /// Watches etcd.
     pub fn etcd(opts: EtcdOptions, tuning: Tuning) -> Self {
         let (feed, t1) = spawn_etcd_feed(opts, tuning);
@@ -139,7 +148,7 @@ pub fn spawn_etcd_feed(
     opts: EtcdOptions,
     tuning: Tuning,
 ) -> (mpsc::UnboundedReceiver<Feed>, JoinHandle<()>) {
-    feed(opts, tuning, Cursor { last: None })
+    feed(opts, tuning, Cursor::default())
 }
 
 /// Like `spawn_etcd_feed`, for a consumer that already holds everything up
@@ -150,13 +159,11 @@ pub fn spawn_etcd_feed_from(
     tuning: Tuning,
     revision: i64,
 ) -> (mpsc::UnboundedReceiver<Feed>, JoinHandle<()>) {
-    feed(
-        opts,
-        tuning,
-        Cursor {
-            last: Some(revision),
-        },
-    )
+    let cursor = Cursor {
+        last: Some(revision),
+        cluster: None,
+    };
+    feed(opts, tuning, cursor)
 }
 
 fn feed(
@@ -192,6 +199,8 @@ fn feed(
 struct Cursor {
     /// Every change up to this revision was delivered; `None`: re-read.
     last: Option<i64>,
+    /// The etcd cluster the revisions belong to.
+    cluster: Option<u64>,
 }
 
 enum SessionEnd {
@@ -220,6 +229,20 @@ async fn session(
     tuning: Tuning,
 ) -> Result<(), SessionEnd> {
     let store = opts.connect().await?;
+    let (now, cluster) = store.revision().await?;
+    if let Some(r) = cursor.last {
+        // An etcd restored from a backup or rebuilt (another cluster id, or
+        // behind us) has another history: resuming would miss its state.
+        if now < r || cursor.cluster.is_some_and(|c| c != cluster) {
+            warn!(
+                ours = r,
+                etcd = now,
+                "etcd has another history; re-reading everything"
+            );
+            cursor.last = None;
+        }
+    }
+    cursor.cluster = Some(cluster);
     let last = match cursor.last {
         Some(r) => r,
         None => {

@@ -94,24 +94,8 @@ impl Probe {
     }
 }
 
-/// A link by its two ends, the smaller `PortRef` first (the same shape as
-/// `topo::LinkId`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LinkId(pub PortRef, pub PortRef);
-
-impl LinkId {
-    pub fn new(a: PortRef, b: PortRef) -> Self {
-        if a <= b {
-            LinkId(a, b)
-        } else {
-            LinkId(b, a)
-        }
-    }
-
-    fn touches(&self, p: &PortRef) -> bool {
-        self.0 == *p || self.1 == *p
-    }
-}
+/// Links are named as the topology names them.
+pub use crate::topo::LinkId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkChange {

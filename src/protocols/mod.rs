@@ -338,6 +338,22 @@ impl Protocols {
         }
     }
 
+    /// A packet-in already decoded with the pipeline's P4Info
+    /// (`P4InfoRegistry::decode_packet_in`).
+    pub fn on_packet_in(
+        &mut self,
+        switch: &str,
+        packet: &crate::p4rt::PacketIn,
+        now: Instant,
+    ) -> Vec<Action> {
+        let field = |n: &str| packet.get(n).unwrap_or(0);
+        let Ok(port) = u32::try_from(field("ingress_port")) else {
+            return Vec::new();
+        };
+        let reason = u8::try_from(field("punt_reason")).unwrap_or(0);
+        self.on_frame(switch, port, reason, &packet.payload, now)
+    }
+
     /// A punted frame: dispatched on its ethertype; the punt reason only
     /// tells IP packets apart (GLEAN: resolve the destination;
     /// TTL_EXPIRED: time exceeded; otherwise an echo to a gateway).

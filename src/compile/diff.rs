@@ -1,0 +1,130 @@
+//! Desired vs installed -> the writes that make the switch match, in an
+//! order the switch accepts: whatever an entity references exists before it
+//! and outlives it.
+//!
+//! Stages (each one batch): 0 meters, digests, clone sessions, multicast
+//! groups; 1 action-profile members; 2 groups; 3 table entries (inserts and
+//! modifies in all of those); then deletes in reverse: 4 table entries,
+//! 5 groups, 6 members, 7 the rest.
+
+use crate::p4rt::entity::{Entity, SwitchEntities};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpKind {
+    Insert,
+    Modify,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    pub kind: OpKind,
+    pub entity: Entity,
+}
+
+/// Ordered write batches for one switch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Non-empty stages, to be written in order; ops within a stage are
+    /// independent of each other.
+    pub stages: Vec<Vec<Op>>,
+}
+
+const STAGES: usize = 8;
+
+fn stage(kind: OpKind, e: &Entity) -> usize {
+    let level = match e {
+        Entity::Meter(_) | Entity::Digest(_) | Entity::Clone(_) | Entity::Multicast(_) => 0,
+        Entity::Member(_) => 1,
+        Entity::Group(_) => 2,
+        Entity::Table(_) => 3,
+    };
+    match kind {
+        OpKind::Insert | OpKind::Modify => level,
+        OpKind::Delete => STAGES - 1 - level,
+    }
+}
+
+impl Plan {
+    /// Builds a plan from (installed, desired) pairs of the same key.
+    pub fn from_changes<'a>(
+        changes: impl IntoIterator<Item = (Option<&'a Entity>, Option<&'a Entity>)>,
+    ) -> Plan {
+        let mut buckets: Vec<Vec<Op>> = vec![Vec::new(); STAGES];
+        for (old, new) in changes {
+            let op = match (old, new) {
+                (None, Some(n)) => Op {
+                    kind: OpKind::Insert,
+                    entity: n.clone(),
+                },
+                (Some(o), None) => Op {
+                    kind: OpKind::Delete,
+                    entity: o.clone(),
+                },
+                (Some(o), Some(n)) if o != n => Op {
+                    kind: OpKind::Modify,
+                    entity: n.clone(),
+                },
+                _ => continue,
+            };
+            buckets[stage(op.kind, &op.entity)].push(op);
+        }
+        buckets.retain(|b| !b.is_empty());
+        Plan { stages: buckets }
+    }
+
+    pub fn ops(&self) -> impl Iterator<Item = &Op> {
+        self.stages.iter().flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.stages.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    /// Appends another plan's ops stage by stage (keeps the order valid).
+    pub fn merge(&mut self, other: Plan) {
+        let mut all: Vec<Op> = std::mem::take(&mut self.stages)
+            .into_iter()
+            .flatten()
+            .collect();
+        all.extend(other.stages.into_iter().flatten());
+        let mut buckets: Vec<Vec<Op>> = vec![Vec::new(); STAGES];
+        for op in all {
+            buckets[stage(op.kind, &op.entity)].push(op);
+        }
+        buckets.retain(|b| !b.is_empty());
+        self.stages = buckets;
+    }
+}
+
+/// The plan that turns `installed` into `desired`.
+pub fn diff(desired: &SwitchEntities, installed: &SwitchEntities) -> Plan {
+    Plan::from_changes(merge_join(installed.iter(), desired.iter()))
+}
+
+/// Pairs two key-sorted sequences by key: (left value, right value).
+pub fn merge_join<'a, K: Ord + 'a, V: 'a>(
+    left: impl Iterator<Item = (&'a K, &'a V)>,
+    right: impl Iterator<Item = (&'a K, &'a V)>,
+) -> impl Iterator<Item = (Option<&'a V>, Option<&'a V>)> {
+    let mut l = left.peekable();
+    let mut r = right.peekable();
+    std::iter::from_fn(move || match (l.peek(), r.peek()) {
+        (None, None) => None,
+        (Some(_), None) => l.next().map(|(_, v)| (Some(v), None)),
+        (None, Some(_)) => r.next().map(|(_, v)| (None, Some(v))),
+        (Some((lk, _)), Some((rk, _))) => match lk.cmp(rk) {
+            std::cmp::Ordering::Less => l.next().map(|(_, v)| (Some(v), None)),
+            std::cmp::Ordering::Greater => r.next().map(|(_, v)| (None, Some(v))),
+            std::cmp::Ordering::Equal => {
+                let lv = l.next().map(|(_, v)| v);
+                let rv = r.next().map(|(_, v)| v);
+                Some((lv, rv))
+            }
+        },
+    })
+}
