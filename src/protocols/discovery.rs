@@ -318,7 +318,13 @@ impl Discovery {
             .values()
             .filter(|e| e.up)
             .filter_map(|e| e.heard.iter().flatten().min().map(|t| *t + timeout));
-        self.ports.values().copied().chain(expiries).min()
+        // Down ports send nothing until they come up (which reschedules).
+        let probes = self
+            .ports
+            .iter()
+            .filter(|(p, _)| !self.ports_down.contains(*p))
+            .map(|(_, t)| *t);
+        probes.chain(expiries).min()
     }
 
     /// Every link seen or configured, with its state.

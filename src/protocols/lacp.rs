@@ -231,7 +231,10 @@ impl Lacp {
                 out.changed_lags.insert(name.clone());
             }
         }
-        // New members send on the next tick (they are due `now`).
+        // Changes (and new members) go out on the next tick.
+        for m in self.members.values_mut().filter(|m| m.ntt) {
+            m.next_tx = Some(now);
+        }
         out
     }
 
@@ -338,9 +341,11 @@ impl Lacp {
 
     /// When the next timer fires (for a daemon that sleeps until then).
     pub fn next_deadline(&self) -> Option<Instant> {
+        // Down ports send nothing until they come up (which reschedules).
         self.members
-            .values()
-            .flat_map(|m| [m.next_tx, m.partner.as_ref().map(|p| p.expires)])
+            .iter()
+            .filter(|(p, _)| !self.ports_down.contains(*p))
+            .flat_map(|(_, m)| [m.next_tx, m.partner.as_ref().map(|p| p.expires)])
             .flatten()
             .min()
     }

@@ -163,8 +163,56 @@ fn next_deadline_is_reported() {
     assert!(d > now && d <= now + secs(1.0));
 }
 
+/// What a random test step does to the engine.
+#[derive(Debug, Clone)]
+enum Step {
+    Tick,
+    PortDown(&'static str, u32),
+    PortUp(&'static str, u32),
+    Config,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let port = prop_oneof![
+        Just(("leaf1", 1)),
+        Just(("leaf1", 5)),
+        Just(("leaf1", 6)),
+        Just(("spine1", 2))
+    ];
+    prop_oneof![
+        Just(Step::Tick),
+        port.clone().prop_map(|(s, p)| Step::PortDown(s, p)),
+        port.prop_map(|(s, p)| Step::PortUp(s, p)),
+        Just(Step::Config),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// After a tick nothing is due before a later instant: the daemon
+    /// sleeping until `next_deadline` never spins, whatever state ports,
+    /// LACP members and configuration are in.
+    #[test]
+    fn deadlines_always_move_forward(steps in proptest::collection::vec((step(), 0u64..3000), 1..30)) {
+        let t0 = Instant::now();
+        let f = fabric();
+        let mut p = Protocols::new(&f, t0);
+        let mut now = t0;
+        for (s, ms) in steps {
+            now += Duration::from_millis(ms);
+            match s {
+                Step::Tick => {}
+                Step::PortDown(sw, port) => { p.on_port_status(sw, port, false, now); }
+                Step::PortUp(sw, port) => { p.on_port_status(sw, port, true, now); }
+                Step::Config => { p.on_config(&f, now); }
+            }
+            p.on_tick(now);
+            if let Some(d) = p.next_deadline() {
+                prop_assert!(d > now, "deadline {:?} not after now", now - d);
+            }
+        }
+    }
 
     /// Whatever a switch punts, the engine neither panics nor answers
     /// garbage with anything but well-formed frames.
