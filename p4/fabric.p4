@@ -115,7 +115,7 @@ control FabricEgress(inout headers_t hdr,
     Prune() prune;
     FabricOut() fabric_out;
     VlanOut() vlan_out;
-    PacketIn() packet_in;
+    PacketInEgress() cpu_out;
 
     apply {
         meta.egress_port = standard_metadata.egress_port;
@@ -123,7 +123,7 @@ control FabricEgress(inout headers_t hdr,
         if (meta.bypass) {
             /* packet_out with do_forwarding = 0: bytes as the controller sent them. */
         } else if (meta.egress_port == CPU_PORT) {
-            packet_in.apply(hdr, meta);
+            cpu_out.apply(hdr, meta);
         } else {
             prune.apply(hdr, meta);
             if (!meta.drop) {

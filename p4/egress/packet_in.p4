@@ -8,7 +8,7 @@
 #ifndef _FABRIC_EGRESS_PACKET_IN_P4_
 #define _FABRIC_EGRESS_PACKET_IN_P4_
 
-control PacketIn(inout headers_t hdr, inout fabric_metadata_t meta) {
+control PacketInEgress(inout headers_t hdr, inout fabric_metadata_t meta) {
     apply {
         hdr.packet_in.setValid();
         hdr.packet_in.ingress_port = meta.ingress_port;
