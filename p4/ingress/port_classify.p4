@@ -126,10 +126,11 @@ control PortClassify(inout headers_t hdr, inout fabric_metadata_t meta) {
                 }
             }
         } else if (meta.port_type == PORT_TYPE_FABRIC) {
-            if (hdr.mpls.isValid()) {
+            if (hdr.mpls.isValid() && hdr.mpls.bos == 1) {
                 meta.from_fabric = true;
             } else {
-                /* Only control frames (punted by the ACL) come unencapsulated. */
+                /* Only control frames (punted by the ACL) come unencapsulated;
+                 * label stacks (bos = 0) are not ours either. */
                 meta.drop = true;
             }
         }
