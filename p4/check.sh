@@ -19,12 +19,18 @@ trap 'rm -rf "$TMP"' EXIT INT TERM
 p4/compile.sh "$TMP" 2>"$TMP/compile.log" || { cat "$TMP/compile.log" >&2; exit 1; }
 
 status=0
-for f in fabric.json fabric.p4info.txt fabric.p4info.bin; do
-    if ! cmp -s "p4/build/$f" "$TMP/$f"; then
-        echo "DIFFERS: p4/build/$f (run p4/compile.sh and commit p4/build/)" >&2
-        if [ "$f" != fabric.p4info.bin ]; then
-            diff -u "p4/build/$f" "$TMP/$f" | head -n 40 >&2 || true
-        fi
+for f in fabric.json fabric.p4info.txt fabric.p4info.bin \
+         testing/p4rt_test.json testing/p4rt_test.p4info.txt testing/p4rt_test.p4info.bin; do
+    case "$f" in
+        testing/*) checked="p4/testing/build/${f#testing/}" ;;
+        *) checked="p4/build/$f" ;;
+    esac
+    if ! cmp -s "$checked" "$TMP/$f"; then
+        echo "DIFFERS: $checked (run p4/compile.sh and commit the outputs)" >&2
+        case "$f" in
+            *.bin) ;;
+            *) diff -u "$checked" "$TMP/$f" | head -n 40 >&2 || true ;;
+        esac
         status=1
     fi
 done

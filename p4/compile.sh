@@ -2,7 +2,10 @@
 # Compile the fabric pipeline: p4/fabric.p4 -> bmv2 JSON + P4Info (text, binary).
 #
 #   p4/compile.sh            write p4/build/fabric.{json,p4info.txt,p4info.bin}
-#   p4/compile.sh DIR        write them into DIR instead (used by p4/check.sh)
+#                            and p4/testing/build/p4rt_test.{...} (the small
+#                            program of the P4Runtime client tests)
+#   p4/compile.sh DIR        write them into DIR and DIR/testing instead
+#                            (used by p4/check.sh)
 #
 # Uses p4c-bm2-ss from $P4C, else from PATH, else /opt/p4/bin. It does not
 # build p4c. Runs from the repository root with relative paths so the
@@ -14,6 +17,7 @@ set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-p4/build}
+if [ -n "${1:-}" ]; then TOUT="$1/testing"; else TOUT=p4/testing/build; fi
 
 find_p4c() {
     if [ -n "${P4C:-}" ]; then echo "$P4C"; return 0; fi
@@ -28,7 +32,7 @@ if ! P4C_BIN=$(find_p4c); then
 fi
 
 cd "$ROOT"
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$TOUT"
 echo "+ $P4C_BIN --version: $("$P4C_BIN" --version 2>&1 | tail -n 1)" >&2
 set -x
 "$P4C_BIN" --arch v1model --std p4-16 \
@@ -37,5 +41,14 @@ set -x
     p4/fabric.p4
 set +x
 
+set -x
+"$P4C_BIN" --arch v1model --std p4-16 \
+    --p4runtime-files "$TOUT/p4rt_test.p4info.txt,$TOUT/p4rt_test.p4info.bin" \
+    -o "$TOUT/p4rt_test.json" \
+    p4/testing/p4rt_test.p4
+set +x
+
 # Make source_info independent of the p4c installation directory.
-sed -i -e 's#"[^"]*/p4include/\([^"/]*\.p4\)"#"<p4include>/\1"#g' "$OUT/fabric.json"
+for j in "$OUT/fabric.json" "$TOUT/p4rt_test.json"; do
+    sed -i -e 's#"[^"]*/p4include/\([^"/]*\.p4\)"#"<p4include>/\1"#g' "$j"
+done
