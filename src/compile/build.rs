@@ -11,23 +11,6 @@ pub fn mac(m: MacAddr) -> u128 {
     u128::from(m.as_u64())
 }
 
-/// An LPM route key `(vrf, dst/len)`. A /0 leaves the LPM field out: the
-/// canonical (and P4Runtime wire) form of a don't-care field.
-pub fn route_key(
-    table: &'static str,
-    field: &'static str,
-    vrf: impl Into<u128>,
-    value: u128,
-    prefix_len: u32,
-) -> TableKey {
-    let k = TableKey::new(table).exact(super::names::F_VRF_ID, vrf.into());
-    if prefix_len == 0 {
-        k
-    } else {
-        k.with(field, Match::Lpm { value, prefix_len })
-    }
-}
-
 pub fn entry(key: TableKey, action: TableAction) -> Entity {
     Entity::Table(TableEntry {
         key,
@@ -44,6 +27,29 @@ pub fn ternary(value: impl Into<u128>, mask: impl Into<u128>) -> Match {
     Match::Ternary {
         value: value.into(),
         mask: mask.into(),
+    }
+}
+
+/// A route key: (VRF, prefix). A /0 leaves the LPM field out, as P4Runtime
+/// requires for a don't-care match (and as a switch reads it back).
+pub fn route_key(
+    table: &'static str,
+    field: &'static str,
+    vrf: u16,
+    value: u128,
+    len: u32,
+) -> TableKey {
+    let key = TableKey::new(table).exact(super::names::F_VRF_ID, vrf);
+    if len == 0 {
+        key
+    } else {
+        key.with(
+            field,
+            Match::Lpm {
+                value,
+                prefix_len: len,
+            },
+        )
     }
 }
 

@@ -14,49 +14,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use ipnet::{Ipv4Net, Ipv6Net};
-
 use super::frames::{
-    build_eth, ipv6_multicast_mac, link_local, solicited_node, Arp, Eth, NdMessage, NdPacket,
-    ARP_REPLY, ARP_REQUEST, ETH_ARP, ETH_IPV6,
+    build_eth, ipv6_multicast_mac, solicited_node, Arp, NdMessage, NdPacket, ARP_REPLY,
+    ARP_REQUEST, ETH_ARP, ETH_IPV6,
 };
+use super::gateway::Gateway;
+pub use super::gateway::Rx;
 use crate::config::{Fabric, PortRef, VlanId, VrfId};
 use crate::net::MacAddr;
 
 pub const RETRY_INITIAL: Duration = Duration::from_secs(1);
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Gateway {
-    vrf: VrfId,
-    mac: MacAddr,
-    v4: Option<Ipv4Net>,
-    v6: Option<Ipv6Net>,
-}
-
-impl Gateway {
-    fn covers(&self, ip: &IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(a) => self.v4.is_some_and(|n| n.contains(a) && n.addr() != *a),
-            IpAddr::V6(a) => self.v6.is_some_and(|n| n.contains(a) && n.addr() != *a),
-        }
-    }
-
-    /// Is `a` one of the addresses we answer ND for?
-    fn owns_v6(&self, a: &Ipv6Addr) -> bool {
-        self.v6.is_some_and(|n| n.addr() == *a) || (self.v6.is_some() && link_local(self.mac) == *a)
-    }
-}
-
-/// A frame punted from an edge port, classified.
-#[derive(Debug, Clone, Copy)]
-pub struct Rx<'a> {
-    pub port: &'a PortRef,
-    pub vlan: VlanId,
-    /// The 802.1Q tag as received; replies carry the same.
-    pub tag: Option<u16>,
-    pub eth: &'a Eth<'a>,
-}
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct NeighborOutput {
@@ -130,19 +98,7 @@ impl ArpNd {
     /// Learned bindings outside the new subnets are dropped.
     pub fn configure(&mut self, fabric: &Fabric, now: Instant) -> NeighborOutput {
         self.refresh = Duration::from_secs(u64::from(fabric.settings.mac_aging_secs / 3).max(1));
-        self.gateways = fabric
-            .vlans
-            .iter()
-            .map(|(id, v)| {
-                let gw = Gateway {
-                    vrf: v.vrf,
-                    mac: v.gateway_mac.unwrap_or(fabric.settings.gateway_mac),
-                    v4: v.ipv4_gateway,
-                    v6: v.ipv6_gateway,
-                };
-                (*id, gw)
-            })
-            .collect();
+        self.gateways = Gateway::all(fabric);
         self.statics = fabric
             .hosts
             .values()
@@ -446,5 +402,9 @@ impl ArpNd {
 
     pub fn vrf_of(&self, vlan: VlanId) -> Option<VrfId> {
         self.gateways.get(&vlan).map(|g| g.vrf)
+    }
+
+    pub fn gateways(&self) -> &BTreeMap<VlanId, Gateway> {
+        &self.gateways
     }
 }

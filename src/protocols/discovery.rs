@@ -112,6 +112,19 @@ pub struct LinkStatus {
     pub last_seen: Option<Instant>,
 }
 
+/// What discovery sees on one fabric port (for `status/links/<port>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortLink {
+    pub port: PortRef,
+    pub up: bool,
+    /// The far end of the link this port is on, when one was heard.
+    pub remote: Option<PortRef>,
+    /// Does the heard link match the configured one? `None`: no link is
+    /// configured on this port.
+    pub matches_config: Option<bool>,
+    pub last_seen: Option<Instant>,
+}
+
 #[derive(Debug, Clone, Default)]
 struct LinkEntry {
     /// Last probe sent by `.0` heard at `.1`, and the reverse.
@@ -305,7 +318,13 @@ impl Discovery {
             .values()
             .filter(|e| e.up)
             .filter_map(|e| e.heard.iter().flatten().min().map(|t| *t + timeout));
-        self.ports.values().copied().chain(expiries).min()
+        // Down ports send nothing until they come up (which reschedules).
+        let probes = self
+            .ports
+            .iter()
+            .filter(|(p, _)| !self.ports_down.contains(*p))
+            .map(|(_, t)| *t);
+        probes.chain(expiries).min()
     }
 
     /// Every link seen or configured, with its state.
@@ -349,6 +368,35 @@ impl Discovery {
             .iter()
             .filter(|(id, e)| e.up && !self.configured.contains(*id))
             .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Every fabric port with the link discovery last heard on it.
+    pub fn port_links(&self) -> Vec<PortLink> {
+        self.ports
+            .keys()
+            .map(|port| {
+                let heard = self
+                    .links
+                    .iter()
+                    .filter(|(id, e)| id.touches(port) && e.heard.iter().any(Option::is_some))
+                    .max_by_key(|(_, e)| e.heard.iter().flatten().max().copied());
+                let configured = self.configured.iter().find(|id| id.touches(port));
+                let far = |id: &LinkId| {
+                    if id.0 == *port {
+                        id.1.clone()
+                    } else {
+                        id.0.clone()
+                    }
+                };
+                PortLink {
+                    port: port.clone(),
+                    up: heard.is_some_and(|(_, e)| e.up),
+                    remote: heard.map(|(id, _)| far(id)),
+                    matches_config: configured.map(|c| heard.is_some_and(|(id, _)| id == c)),
+                    last_seen: heard.and_then(|(_, e)| e.heard.iter().flatten().max().copied()),
+                }
+            })
             .collect()
     }
 

@@ -140,7 +140,7 @@ impl Arp {
 }
 
 const IPV6_HEADER: usize = 40;
-const NEXT_HEADER_ICMPV6: u8 = 58;
+pub const NEXT_HEADER_ICMPV6: u8 = 58;
 pub const ICMPV6_NS: u8 = 135;
 pub const ICMPV6_NA: u8 = 136;
 const OPT_SOURCE_LLA: u8 = 1;
@@ -172,24 +172,37 @@ pub struct NdPacket {
     pub msg: NdMessage,
 }
 
+/// The Internet checksum (RFC 1071) over the concatenation of `parts`.
+pub fn internet_checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut odd: Option<u8> = None;
+    for b in parts.iter().flat_map(|p| p.iter()) {
+        match odd.take() {
+            Some(hi) => {
+                sum += u32::from(hi) << 8 | u32::from(*b);
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            None => odd = Some(*b),
+        }
+    }
+    if let Some(hi) = odd {
+        sum += u32::from(hi) << 8;
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// The ICMPv6 checksum: the Internet checksum over the IPv6 pseudo-header
 /// (source, destination, upper-layer length, next header) and the message.
 pub fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, msg: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut add = |bytes: &[u8]| {
-        for c in bytes.chunks(2) {
-            let hi = u32::from(c[0]) << 8;
-            let lo = c.get(1).copied().map(u32::from).unwrap_or(0);
-            sum += hi | lo;
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-    };
-    add(&src.octets());
-    add(&dst.octets());
-    add(&(msg.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, NEXT_HEADER_ICMPV6]);
-    add(msg);
-    !(sum as u16)
+    let len = (msg.len() as u32).to_be_bytes();
+    internet_checksum(&[
+        &src.octets(),
+        &dst.octets(),
+        &len,
+        &[0, 0, 0, NEXT_HEADER_ICMPV6],
+        msg,
+    ])
 }
 
 impl NdPacket {
@@ -275,18 +288,26 @@ impl NdPacket {
             icmp.extend_from_slice(&[kind, 1]);
             icmp.extend_from_slice(&mac.0);
         }
-        let csum = icmpv6_checksum(&self.src, &self.dst, &icmp);
-        icmp[2..4].copy_from_slice(&csum.to_be_bytes());
-
-        let mut p = Vec::with_capacity(IPV6_HEADER + icmp.len());
-        p.extend_from_slice(&[0x60, 0, 0, 0]);
-        p.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
-        p.extend_from_slice(&[NEXT_HEADER_ICMPV6, 255]);
-        p.extend_from_slice(&self.src.octets());
-        p.extend_from_slice(&self.dst.octets());
-        p.extend_from_slice(&icmp);
-        p
+        icmpv6_packet(self.src, self.dst, 255, icmp)
     }
+}
+
+/// An IPv6 packet carrying the ICMPv6 message `icmp`, whose checksum field
+/// (bytes 2..4) is filled in here.
+pub fn icmpv6_packet(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, mut icmp: Vec<u8>) -> Vec<u8> {
+    if icmp.len() >= 4 {
+        icmp[2..4].copy_from_slice(&[0, 0]);
+        let csum = icmpv6_checksum(&src, &dst, &icmp);
+        icmp[2..4].copy_from_slice(&csum.to_be_bytes());
+    }
+    let mut p = Vec::with_capacity(IPV6_HEADER + icmp.len());
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[NEXT_HEADER_ICMPV6, hop_limit]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&icmp);
+    p
 }
 
 /// `ff02::1:ffXX:XXXX`, the group a neighbour solicitation for `ip` goes to.

@@ -67,6 +67,9 @@ struct Member {
 #[derive(Debug, Clone)]
 struct LagInfo {
     mode: LagMode,
+    /// An admin-down LAG selects no member (the server sees us out of
+    /// sync and stops using the links).
+    admin_up: bool,
     key: u16,
     rate: LacpRate,
     members: Vec<PortRef>,
@@ -179,6 +182,7 @@ impl Lacp {
                 name.clone(),
                 LagInfo {
                     mode: lag.protocol,
+                    admin_up: lag.admin_up,
                     key,
                     rate: lag.lacp.rate,
                     members: lag.members.clone(),
@@ -227,7 +231,10 @@ impl Lacp {
                 out.changed_lags.insert(name.clone());
             }
         }
-        // New members send on the next tick (they are due `now`).
+        // Changes (and new members) go out on the next tick.
+        for m in self.members.values_mut().filter(|m| m.ntt) {
+            m.next_tx = Some(now);
+        }
         out
     }
 
@@ -247,6 +254,10 @@ impl Lacp {
     /// A LACPDU received on `port` (a slow-protocols payload).
     pub fn on_lacpdu(&mut self, port: &PortRef, pdu: &Lacpdu, now: Instant) -> LacpOutput {
         let mut out = LacpOutput::default();
+        // A frame racing a port-down report must not revive the partner.
+        if self.ports_down.contains(port) {
+            return out;
+        }
         let Some(actor) = self.actor_info(port) else {
             return out;
         };
@@ -330,9 +341,11 @@ impl Lacp {
 
     /// When the next timer fires (for a daemon that sleeps until then).
     pub fn next_deadline(&self) -> Option<Instant> {
+        // Down ports send nothing until they come up (which reschedules).
         self.members
-            .values()
-            .flat_map(|m| [m.next_tx, m.partner.as_ref().map(|p| p.expires)])
+            .iter()
+            .filter(|(p, _)| !self.ports_down.contains(*p))
+            .flat_map(|(_, m)| [m.next_tx, m.partner.as_ref().map(|p| p.expires)])
             .flatten()
             .min()
     }
@@ -364,7 +377,7 @@ impl Lacp {
             let usable = lag
                 .members
                 .iter()
-                .filter(|p| !self.ports_down.contains(*p))
+                .filter(|p| lag.admin_up && !self.ports_down.contains(*p))
                 .cloned()
                 .collect();
             if let Some(l) = self.lags.get_mut(lag_name) {
@@ -373,6 +386,7 @@ impl Lacp {
             return;
         }
         let fast = lag.rate == LacpRate::Fast;
+        let admin_up = lag.admin_up;
         // Count members per partner (aggregatable partners on up ports);
         // the biggest group wins, ties keep the current choice, then the
         // lowest key.
@@ -401,8 +415,10 @@ impl Lacp {
             let Some(m) = self.members.get_mut(p) else {
                 continue;
             };
-            let selected =
-                !down && chosen.is_some() && m.partner.as_ref().map(Partner::key) == chosen;
+            let selected = admin_up
+                && !down
+                && chosen.is_some()
+                && m.partner.as_ref().map(Partner::key) == chosen;
             let mut state = LacpState(LacpState::ACTIVITY | LacpState::AGGREGATION)
                 .with(LacpState::TIMEOUT, fast)
                 .with(LacpState::SYNCHRONIZATION, selected)

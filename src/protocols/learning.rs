@@ -26,6 +26,8 @@ pub struct LearnedHost {
     pub attachment: Attachment,
     /// The leaf it was first seen on (for a LAG host, one of its leaves).
     pub leaf: String,
+    /// When a digest or ARP/ND last reported it (for status).
+    pub last_seen: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,14 @@ struct Entry {
     /// Where the switches saw it: switch -> ingress ports.
     seen: BTreeMap<String, BTreeSet<PortNum>>,
     last_seen: Instant,
+}
+
+/// Which `src_mac` entry of a switch idled out: a plain edge port's, or
+/// the switch's entry for a LAG host (keyed by LAG, not port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Port(PortNum),
+    Lag,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,14 +83,19 @@ impl Learning {
         l
     }
 
-    /// Applies the static hosts; returns the learned hosts they replaced.
+    /// Applies the static hosts and drops hosts whose port or LAG is no
+    /// longer configured; returns the learned hosts removed.
     pub fn configure(&mut self, fabric: &Fabric) -> Vec<(VlanId, MacAddr)> {
         self.statics = fabric.hosts.values().map(|h| (h.vlan, h.mac)).collect();
+        let exists = |a: &Attachment| match a {
+            Attachment::Port(p) => fabric.ports.contains_key(p),
+            Attachment::Lag(l) => fabric.lags.contains_key(l),
+        };
         let gone: Vec<_> = self
             .entries
-            .keys()
-            .filter(|k| self.statics.contains(k))
-            .copied()
+            .iter()
+            .filter(|(k, e)| self.statics.contains(k) || !exists(&e.attachment))
+            .map(|(k, _)| *k)
             .collect();
         for k in &gone {
             self.entries.remove(k);
@@ -135,23 +150,26 @@ impl Learning {
         }
     }
 
-    /// The `src_mac` entry (vlan, mac, port) on `switch` idled out. True
-    /// when that removed the host.
-    pub fn idle_timeout(
-        &mut self,
-        switch: &str,
-        port: PortNum,
-        vlan: VlanId,
-        mac: MacAddr,
-    ) -> bool {
+    /// The `src_mac` entry for (vlan, mac) at `at` on `switch` idled out.
+    /// True when that removed the host.
+    pub fn idle_timeout(&mut self, switch: &str, at: Seen, vlan: VlanId, mac: MacAddr) -> bool {
         let key = (vlan, mac);
         let Some(e) = self.entries.get_mut(&key) else {
             return false;
         };
-        if let Some(ports) = e.seen.get_mut(switch) {
-            ports.remove(&port);
-            if ports.is_empty() {
+        match at {
+            // One entry per leaf for a LAG host.
+            Seen::Lag if matches!(e.attachment, Attachment::Lag(_)) => {
                 e.seen.remove(switch);
+            }
+            Seen::Lag => {}
+            Seen::Port(port) => {
+                if let Some(ports) = e.seen.get_mut(switch) {
+                    ports.remove(&port);
+                    if ports.is_empty() {
+                        e.seen.remove(switch);
+                    }
+                }
             }
         }
         if e.seen.is_empty() {
@@ -174,11 +192,6 @@ impl Learning {
         self.entries.is_empty()
     }
 
-    pub fn get(&self, vlan: VlanId, mac: MacAddr) -> Option<(&Attachment, &str)> {
-        let e = self.entries.get(&(vlan, mac))?;
-        Some((&e.attachment, &e.leaf))
-    }
-
     /// The learned hosts, with their IPs from `ips_of`.
     pub fn hosts(&self, ips_of: impl Fn(VlanId, MacAddr) -> Vec<IpAddr>) -> Vec<LearnedHost> {
         self.entries
@@ -189,6 +202,7 @@ impl Learning {
                 ips: ips_of(*vlan, *mac),
                 attachment: e.attachment.clone(),
                 leaf: e.leaf.clone(),
+                last_seen: e.last_seen,
             })
             .collect()
     }

@@ -10,21 +10,25 @@
 pub mod arp_nd;
 pub mod discovery;
 pub mod frames;
+pub mod gateway;
+pub mod icmp;
 pub mod lacp;
 pub mod lacpdu;
 pub mod learning;
 pub mod ports;
+pub mod ra;
+pub mod ratelimit;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Attachment, Fabric, PortNum, PortRef, VlanId};
 use crate::net::MacAddr;
-use crate::p4rt::{Match, TableKey, Value};
+use crate::p4rt::{CodecError, Match, P4InfoRegistry, StreamEvent, TableKey, Value};
 
 use arp_nd::{ArpNd, NeighborOutput, NextHopStatus, Rx};
 use discovery::{Discovery, DiscoveryOutput, LinkId, LinkStatus, Probe};
@@ -33,6 +37,8 @@ use lacp::{Lacp, LacpOutput, MemberStatus};
 use lacpdu::Lacpdu;
 use learning::{LearnedHost, Learning};
 use ports::EdgePorts;
+use ra::RouterAdverts;
+use ratelimit::RateLimit;
 
 /// `packet_in.punt_reason` values (docs/pipeline.md).
 pub mod punt {
@@ -129,12 +135,14 @@ impl MacLearn {
     }
 }
 
-/// A `learning.src_mac` entry that idled out.
+/// A `learning.src_mac` entry that idled out. The pipeline keys a host
+/// on a plain edge port by (port, lag 0) and a host on a LAG by (0, lag id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdleEntry {
     pub vlan: VlanId,
     pub mac: MacAddr,
     pub ingress_port: PortNum,
+    pub lag_id: u16,
 }
 
 impl IdleEntry {
@@ -152,15 +160,80 @@ impl IdleEntry {
             vlan: u16::try_from(get("vlan_id")?).ok()?,
             mac: mac_from(get("eth_src")?),
             ingress_port: u32::try_from(get("ingress_port")?).ok()?,
+            lag_id: u16::try_from(get("lag_id").unwrap_or(0)).ok()?,
+        })
+    }
+}
+
+/// A switch event the protocols consume, decoded from the P4Runtime
+/// stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    PacketIn {
+        ingress_port: PortNum,
+        punt_reason: u8,
+        payload: Vec<u8>,
+    },
+    Learn(Vec<MacLearn>),
+    IdleTimeout(Vec<IdleEntry>),
+}
+
+impl Event {
+    /// Decodes what an agent reported (`SwitchEvent::event`) with the
+    /// pipeline's P4Info. `Ok(None)`: not for the protocols (other
+    /// digests or tables, stream errors, close).
+    pub fn decode(reg: &P4InfoRegistry, ev: &StreamEvent) -> Result<Option<Event>, CodecError> {
+        Ok(match ev {
+            StreamEvent::PacketIn(p) => {
+                let p = reg.decode_packet_in(p)?;
+                let field = |n: &str| p.get(n).unwrap_or(0);
+                Some(Event::PacketIn {
+                    ingress_port: u32::try_from(field("ingress_port")).unwrap_or(0),
+                    punt_reason: u8::try_from(field("punt_reason")).unwrap_or(0),
+                    payload: p.payload,
+                })
+            }
+            StreamEvent::Digest(d) => {
+                let (name, rows) = reg.decode_digest(d)?;
+                (name == LEARN_DIGEST).then(|| {
+                    Event::Learn(rows.iter().filter_map(|r| MacLearn::from_row(r)).collect())
+                })
+            }
+            StreamEvent::IdleTimeout(n) => {
+                let mut entries = Vec::with_capacity(n.table_entry.len());
+                for t in &n.table_entry {
+                    if let Some(e) = IdleEntry::from_key(&reg.decode_table_key(t)?) {
+                        entries.push(e);
+                    }
+                }
+                (!entries.is_empty()).then_some(Event::IdleTimeout(entries))
+            }
+            StreamEvent::Error(_) | StreamEvent::Closed(_) => None,
         })
     }
 }
 
 /// Engine options not in the fabric configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Most learned MACs per port or LAG.
     pub max_macs_per_attachment: Option<usize>,
+    /// ARP/ND/ICMP punts handled per edge port and second; the rest are
+    /// dropped.
+    pub host_pps_per_port: u32,
+    /// Unsolicited IPv6 router advertisement interval (`None`: no RAs,
+    /// hosts need a configured IPv6 default route).
+    pub router_advert_interval: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_macs_per_attachment: None,
+            host_pps_per_port: 50,
+            router_advert_interval: Some(Duration::from_secs(30)),
+        }
+    }
 }
 
 /// All control protocols of the fabric.
@@ -171,6 +244,8 @@ pub struct Protocols {
     lacp: Lacp,
     neighbors: ArpNd,
     learning: Learning,
+    host_limit: RateLimit<PortRef>,
+    adverts: RouterAdverts,
 }
 
 /// Collects actions, each signal once.
@@ -229,6 +304,8 @@ impl Protocols {
             lacp: Lacp::new(fabric, now),
             neighbors: ArpNd::new(fabric, now),
             learning: Learning::new(fabric, opts.max_macs_per_attachment),
+            host_limit: RateLimit::new(opts.host_pps_per_port),
+            adverts: RouterAdverts::new(opts.router_advert_interval),
         }
     }
 
@@ -248,28 +325,38 @@ impl Protocols {
         out.actions
     }
 
-    /// A packet-in from `switch`, already decoded (`decode_packet_in`).
+    /// Any decoded switch event (see `Event::decode`).
+    pub fn on_event(&mut self, switch: &str, event: &Event, now: Instant) -> Vec<Action> {
+        match event {
+            Event::PacketIn {
+                ingress_port,
+                punt_reason,
+                payload,
+            } => self.on_frame(switch, *ingress_port, *punt_reason, payload, now),
+            Event::Learn(rows) => self.on_digest(switch, rows, now),
+            Event::IdleTimeout(entries) => self.on_idle_timeout(switch, entries, now),
+        }
+    }
+
+    /// A packet-in already decoded with the pipeline's P4Info
+    /// (`P4InfoRegistry::decode_packet_in`).
     pub fn on_packet_in(
         &mut self,
         switch: &str,
         packet: &crate::p4rt::PacketIn,
         now: Instant,
     ) -> Vec<Action> {
-        let Some(port) = packet
-            .get("ingress_port")
-            .and_then(|v| u32::try_from(v).ok())
-        else {
+        let field = |n: &str| packet.get(n).unwrap_or(0);
+        let Ok(port) = u32::try_from(field("ingress_port")) else {
             return Vec::new();
         };
-        let reason = packet
-            .get("punt_reason")
-            .and_then(|v| u8::try_from(v).ok())
-            .unwrap_or(0);
+        let reason = u8::try_from(field("punt_reason")).unwrap_or(0);
         self.on_frame(switch, port, reason, &packet.payload, now)
     }
 
-    /// A punted frame: dispatched on its ethertype (the punt reason only
-    /// tells a glean apart from other IP packets).
+    /// A punted frame: dispatched on its ethertype; the punt reason only
+    /// tells IP packets apart (GLEAN: resolve the destination;
+    /// TTL_EXPIRED: time exceeded; otherwise an echo to a gateway).
     pub fn on_frame(
         &mut self,
         switch: &str,
@@ -295,41 +382,68 @@ impl Protocols {
                 }
             }
             ETH_ARP | ETH_IPV6 | ETH_IPV4 => {
-                let Some((vlan, attachment)) = self.ports.classify(&at, eth.vlan) else {
-                    return out.actions;
-                };
-                let attachment = attachment.clone();
-                let rx = Rx {
-                    port: &at,
-                    vlan,
-                    tag: eth.vlan,
-                    eth: &eth,
-                };
-                let n = if punt_reason == punt::GLEAN {
-                    self.glean(vlan, &eth, now, &mut out);
-                    NeighborOutput::default()
-                } else if eth.ethertype == ETH_ARP {
-                    match Arp::parse(eth.payload) {
-                        Some(arp) => self.neighbors.on_arp(rx, &arp, now),
-                        None => NeighborOutput::default(),
-                    }
-                } else if eth.ethertype == ETH_IPV6 {
-                    match NdPacket::parse(eth.payload) {
-                        Some(nd) => self.neighbors.on_nd(rx, &nd, now),
-                        None => NeighborOutput::default(),
-                    }
-                } else {
-                    NeighborOutput::default()
-                };
-                out.neighbors(&n);
-                // ARP/ND proves where the sender is, like a digest would.
-                if let Some((vlan, mac)) = n.heard {
-                    self.learn(switch, ingress_port, vlan, mac, &attachment, now, &mut out);
-                }
+                self.on_host_frame(&at, punt_reason, &eth, now, &mut out)
             }
             _ => {}
         }
         out.actions
+    }
+
+    /// ARP, ND and IP punted from an edge port.
+    fn on_host_frame(
+        &mut self,
+        at: &PortRef,
+        punt_reason: u8,
+        eth: &frames::Eth<'_>,
+        now: Instant,
+        out: &mut Out,
+    ) {
+        let Some((vlan, attachment)) = self.ports.classify(at, eth.vlan) else {
+            return;
+        };
+        if !self.host_limit.allow(at, now) {
+            return;
+        }
+        let attachment = attachment.clone();
+        let rx = Rx {
+            port: at,
+            vlan,
+            tag: eth.vlan,
+            eth,
+        };
+        if eth.ethertype == ETH_IPV6 && ra::is_router_solicit(eth.payload) {
+            let gw = self.neighbors.gateways().get(&vlan);
+            if let Some(frame) = gw.and_then(|gw| ra::advert_frame(gw, eth.vlan)) {
+                if self.adverts.on_solicit(vlan, now) {
+                    out.push(Action::SendPacket(PacketOut::direct(at, frame)));
+                }
+            }
+            return;
+        }
+        let nd = match eth.ethertype {
+            ETH_IPV6 => NdPacket::parse(eth.payload),
+            _ => None,
+        };
+        let n = if eth.ethertype == ETH_ARP {
+            let Some(arp) = Arp::parse(eth.payload) else {
+                return;
+            };
+            self.neighbors.on_arp(rx, &arp, now)
+        } else if let Some(nd) = nd {
+            self.neighbors.on_nd(rx, &nd, now)
+        } else if punt_reason == punt::GLEAN {
+            return self.glean(vlan, eth, now, out);
+        } else {
+            if let Some(reply) = icmp::answer(self.neighbors.gateways(), rx, punt_reason) {
+                out.push(Action::SendPacket(PacketOut::direct(at, reply)));
+            }
+            return;
+        };
+        out.neighbors(&n);
+        // ARP/ND proves where the sender is, like a digest would.
+        if let Some((vlan, mac)) = n.heard {
+            self.learn(&at.switch, at.port, vlan, mac, &attachment, now, out);
+        }
     }
 
     /// Learning digest rows from `switch`.
@@ -368,10 +482,12 @@ impl Protocols {
     ) -> Vec<Action> {
         let mut out = Out::default();
         for e in entries {
-            if self
-                .learning
-                .idle_timeout(switch, e.ingress_port, e.vlan, e.mac)
-            {
+            let at = if e.lag_id == 0 {
+                learning::Seen::Port(e.ingress_port)
+            } else {
+                learning::Seen::Lag
+            };
+            if self.learning.idle_timeout(switch, at, e.vlan, e.mac) {
                 out.push(Action::HostsChanged);
                 out.neighbors(&self.neighbors.forget_mac(e.vlan, e.mac, now));
             }
@@ -402,6 +518,11 @@ impl Protocols {
         for (vlan, ip) in self.neighbors.due_requests(now) {
             self.flood_request(vlan, ip, &mut out);
         }
+        for vlan in self.adverts.due(self.neighbors.gateways(), now) {
+            if let Some(gw) = self.neighbors.gateways().get(&vlan) {
+                self.flood(vlan, |tag| ra::advert_frame(gw, tag), &mut out);
+            }
+        }
         out.actions
     }
 
@@ -411,6 +532,7 @@ impl Protocols {
             self.discovery.next_deadline(),
             self.lacp.next_deadline(),
             self.neighbors.next_deadline(),
+            self.adverts.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -458,10 +580,15 @@ impl Protocols {
         }
     }
 
-    /// Sends an ARP request / NS for `ip` out of every edge attachment of
-    /// `vlan`: each port, and one usable member per LAG (so a server does
-    /// not get one copy per leaf).
+    /// Sends an ARP request / NS for `ip` on `vlan`.
     fn flood_request(&self, vlan: VlanId, ip: IpAddr, out: &mut Out) {
+        self.flood(vlan, |tag| self.neighbors.request_frame(vlan, ip, tag), out);
+    }
+
+    /// Sends `frame(tag)` out of every edge attachment of `vlan`: each
+    /// port, and one usable member per LAG (so a server does not get one
+    /// copy per leaf).
+    fn flood(&self, vlan: VlanId, frame: impl Fn(Option<u16>) -> Option<Vec<u8>>, out: &mut Out) {
         for (attachment, members) in self.ports.vlan_members(vlan) {
             let pick = match attachment {
                 Attachment::Port(_) => members.first(),
@@ -471,7 +598,7 @@ impl Protocols {
                 }
             };
             let Some((port, tag)) = pick else { continue };
-            if let Some(frame) = self.neighbors.request_frame(vlan, ip, *tag) {
+            if let Some(frame) = frame(*tag) {
                 out.push(Action::SendPacket(PacketOut::direct(port, frame)));
             }
         }
@@ -488,6 +615,11 @@ impl Protocols {
     /// `topo::ObservedState::discovered`.
     pub fn observed_links(&self) -> BTreeMap<LinkId, bool> {
         self.discovery.observed()
+    }
+
+    /// Per fabric port: its link as heard (for `status/links/<port>`).
+    pub fn port_links(&self) -> Vec<discovery::PortLink> {
+        self.discovery.port_links()
     }
 
     pub fn configured_links_not_seen(&self) -> Vec<LinkId> {

@@ -328,6 +328,7 @@ fn next_hops_resolve_with_backoff_and_track_changes() {
             vlan: 10,
             mac: router2,
             ingress_port: 3,
+            lag_id: 0,
         }],
         now + secs(1.0),
     );
@@ -344,7 +345,7 @@ fn ipv6_next_hop_resolves_by_ns_and_na() {
     let target: Ipv6Addr = "2001:db8:10::fe".parse().unwrap();
     let nss: Vec<_> = sent_with_type(&tick, ETH_IPV6)
         .into_iter()
-        .map(|s| NdPacket::parse(parse_eth(&s.frame).unwrap().payload).unwrap())
+        .filter_map(|s| NdPacket::parse(parse_eth(&s.frame).unwrap().payload))
         .collect();
     assert_eq!(nss.len(), 2);
     assert_eq!(nss[0].dst, solicited_node(&target));
@@ -393,5 +394,64 @@ fn glean_asks_for_unknown_destination_once_a_second() {
         .is_empty());
     assert!(!p
         .on_frame("leaf1", 3, punt::GLEAN, &f, t0 + secs(1.0))
+        .is_empty());
+}
+
+#[test]
+fn engine_answers_icmp_for_the_gateway() {
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&fabric(), t0);
+    // A ping to 10.0.10.1 with TTL 1: the echo is answered (FOR_ROUTER),
+    // and a routed packet that expires gets time exceeded (TTL_EXPIRED).
+    let mut ip = vec![
+        0x45, 0, 0, 28, 0, 0, 0, 0, 1, 1, 0, 0, 10, 0, 10, 5, 10, 0, 10, 1,
+    ];
+    let c = frames::internet_checksum(&[&ip]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend([8, 0, 0xf7, 0xfe, 0, 1, 0, 0]);
+    let f = build_eth(MacAddr(GW), MacAddr(HOST), Some(10), ETH_IPV4, &ip);
+    for reason in [punt::FOR_ROUTER, punt::TTL_EXPIRED] {
+        let got = p.on_frame("leaf2", 3, reason, &f, t0);
+        let out = sent(&got);
+        assert_eq!(out.len(), 1, "reason {reason}");
+        assert_eq!((out[0].switch.as_str(), out[0].egress_port), ("leaf2", 3));
+        let e = parse_eth(&out[0].frame).unwrap();
+        assert_eq!(
+            (e.dst, e.vlan, e.ethertype),
+            (MacAddr(HOST), Some(10), ETH_IPV4)
+        );
+    }
+}
+
+#[test]
+fn router_adverts_flood_and_answer_solicitations() {
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&fabric(), t0);
+    // VLAN 10 has an IPv6 gateway: one RA per edge attachment.
+    let ras: Vec<_> = sent_with_type(&p.on_tick(t0), ETH_IPV6)
+        .into_iter()
+        .filter(|s| parse_eth(&s.frame).unwrap().payload[40] == 134)
+        .map(|s| (s.switch.clone(), s.egress_port))
+        .collect();
+    assert_eq!(ras, [("leaf1".to_string(), 3), ("leaf2".to_string(), 3)]);
+    // A solicitation is answered out of its port (once per 3 s).
+    let rs = frames::icmpv6_packet(
+        "fe80::5".parse().unwrap(),
+        "ff02::2".parse().unwrap(),
+        255,
+        vec![133, 0, 0, 0, 0, 0, 0, 0],
+    );
+    let f = build_eth(
+        mac("33:33:00:00:00:02"),
+        MacAddr(HOST),
+        Some(10),
+        ETH_IPV6,
+        &rs,
+    );
+    let got = p.on_frame("leaf2", 3, punt::ND, &f, t0);
+    assert_eq!(sent(&got).len(), 1);
+    assert_eq!(parse_eth(&sent(&got)[0].frame).unwrap().vlan, Some(10));
+    assert!(p
+        .on_frame("leaf2", 3, punt::ND, &f, t0 + secs(1.0))
         .is_empty());
 }

@@ -5,28 +5,6 @@ use proptest::prelude::*;
 use super::*;
 use crate::protocols::discovery::{LinkId, Probe};
 
-/// Delivers every probe in `actions` to the far end of its port (unless
-/// the link is `cut`) as a packet-in; returns what that caused.
-fn deliver(
-    p: &mut Protocols,
-    wires: &BTreeMap<PortRef, PortRef>,
-    cut: &BTreeSet<PortRef>,
-    actions: &[Action],
-    now: Instant,
-) -> Vec<Action> {
-    let mut out = Vec::new();
-    for pkt in sent_with_type(actions, ETH_LLDP) {
-        let from = PortRef::new(pkt.switch.clone(), pkt.egress_port);
-        if cut.contains(&from) {
-            continue;
-        }
-        if let Some(to) = wires.get(&from) {
-            out.extend(p.on_frame(&to.switch, to.port, punt::DISCOVERY, &pkt.frame, now));
-        }
-    }
-    out
-}
-
 fn link(a: &str, b: &str) -> LinkId {
     LinkId::new(a.parse().unwrap(), b.parse().unwrap())
 }
@@ -183,6 +161,16 @@ fn unconfigured_and_recabled_links_are_reported() {
         p.seen_links_not_configured(),
         vec![link("leaf2/2", "spine2/2")]
     );
+    let by_port: BTreeMap<String, _> = p
+        .port_links()
+        .into_iter()
+        .map(|l| (l.port.to_string(), l))
+        .collect();
+    assert_eq!(by_port.len(), 8);
+    let l = &by_port["leaf1/1"];
+    assert!(l.up && l.matches_config == Some(true) && l.last_seen == Some(t0));
+    assert_eq!(l.remote, Some("spine1/1".parse().unwrap()));
+    assert_eq!(by_port["leaf2/2"].matches_config, None);
     // leaf1/1 now hears spine2/2: its link to spine1/1 is gone.
     let probe = Probe {
         switch: "spine2".into(),
@@ -199,6 +187,13 @@ fn unconfigured_and_recabled_links_are_reported() {
     assert!(got.contains(&Action::TopologyChanged));
     assert!(!p.observed_links()[&link("leaf1/1", "spine1/1")]);
     assert!(!p.observed_links()[&link("leaf2/2", "spine2/2")]);
+    let leaf1_1 = p
+        .port_links()
+        .into_iter()
+        .find(|l| l.port.to_string() == "leaf1/1")
+        .unwrap();
+    assert_eq!(leaf1_1.remote, Some("spine2/2".parse().unwrap()));
+    assert_eq!(leaf1_1.matches_config, Some(false));
 }
 
 #[test]

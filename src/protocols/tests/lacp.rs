@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::protocols::frames::build_eth;
+use crate::protocols::frames::{build_eth, Arp, ARP_REQUEST};
 use crate::protocols::lacpdu::{LacpInfo, LacpState, Lacpdu, SLOW_PROTOCOLS_MAC};
 
 /// A server's bond, as a minimal LACP partner: one port per fabric member
@@ -378,4 +378,86 @@ fn transmissions_are_periodic_and_rate_limited() {
             .count();
     }
     assert!(n <= 3, "{n} PDUs in one second");
+}
+
+#[test]
+fn arp_storm_does_not_stop_lacp_or_discovery() {
+    let f = fabric();
+    let wires = wiring(&f);
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&f, t0);
+    let mut server = Server::new("52:54:00:00:00:01", &["leaf1/5", "leaf2/5"]);
+    let storm = {
+        let arp = Arp {
+            op: ARP_REQUEST,
+            sender_mac: mac("02:00:00:00:00:66"),
+            sender_ip: "10.0.10.66".parse().unwrap(),
+            target_mac: MacAddr::default(),
+            target_ip: "10.0.10.1".parse().unwrap(),
+        };
+        build_eth(
+            MacAddr::BROADCAST,
+            arp.sender_mac,
+            None,
+            ETH_ARP,
+            &arp.encode(),
+        )
+    };
+    let mut replies = 0;
+    let mut pending = Vec::new();
+    // 4 s of 2000 ARP requests a second from leaf1/3, while LACP and
+    // discovery run.
+    for step in 0..400 {
+        let now = t0 + secs(f64::from(step) * 0.01);
+        for _ in 0..20 {
+            replies +=
+                sent_with_type(&p.on_frame("leaf1", 3, punt::ARP, &storm, now), ETH_ARP).len();
+        }
+        pending.extend(p.on_tick(now));
+        deliver(&mut p, &wires, &BTreeSet::new(), &pending, now);
+        let heard = server.receive(&pending);
+        pending.clear();
+        for at in heard {
+            let frame = server.frame(&at);
+            pending.extend(p.on_frame(&at.switch, at.port, punt::LACP, &frame, now));
+        }
+    }
+    assert!(replies <= 4 * 50, "{replies} ARP replies");
+    assert_eq!(members(&p, "bond1"), ["leaf1/5", "leaf2/5"]);
+    assert_eq!(p.observed_links().values().filter(|u| **u).count(), 4);
+}
+
+#[test]
+fn unrelated_config_change_does_not_flap_members() {
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&fabric(), t0);
+    let mut server = Server::new("52:54:00:00:00:01", &["leaf1/5", "leaf2/5"]);
+    let first = p.on_tick(t0);
+    let (_, now) = converge(&mut p, &mut server, first, t0);
+    let mut f = fabric();
+    f.vlans.insert(30, f.vlans[&20].clone());
+    let got = p.on_config(&f, now);
+    assert!(!got
+        .iter()
+        .any(|a| matches!(a, Action::LagMembersChanged { .. })));
+    assert_eq!(members(&p, "bond1"), ["leaf1/5", "leaf2/5"]);
+    // A new key is a different aggregation: members leave until the
+    // partner has heard it.
+    f.lags.get_mut("bond1").unwrap().lacp.key = Some(99);
+    let got = p.on_config(&f, now);
+    assert!(got.contains(&Action::LagMembersChanged {
+        lag: "bond1".into()
+    }));
+    assert!(members(&p, "bond1").is_empty());
+    let first = p.on_tick(now);
+    converge(&mut p, &mut server, first, now);
+    assert_eq!(members(&p, "bond1"), ["leaf1/5", "leaf2/5"]);
+    assert_eq!(
+        server
+            .partners()
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect::<Vec<_>>(),
+        [99]
+    );
 }

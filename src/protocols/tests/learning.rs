@@ -9,11 +9,12 @@ fn digest(vlan: u16, m: &str, port: u32, lag_id: u16) -> MacLearn {
     }
 }
 
-fn idle(vlan: u16, m: &str, port: u32) -> IdleEntry {
+fn idle(vlan: u16, m: &str, port: u32, lag_id: u16) -> IdleEntry {
     IdleEntry {
         vlan,
         mac: mac(m),
         ingress_port: port,
+        lag_id,
     }
 }
 
@@ -44,11 +45,13 @@ fn learn_move_and_age_out() {
         (Attachment::Port("leaf2/3".parse().unwrap()), "leaf2")
     );
     // The old location's entry idles out: the host stays.
-    assert!(p.on_idle_timeout("leaf1", &[idle(10, H, 3)], t0).is_empty());
+    assert!(p
+        .on_idle_timeout("leaf1", &[idle(10, H, 3, 0)], t0)
+        .is_empty());
     assert_eq!(p.learned_hosts().len(), 1);
     // The current one idles out: gone.
     assert_eq!(
-        p.on_idle_timeout("leaf2", &[idle(10, H, 3)], t0),
+        p.on_idle_timeout("leaf2", &[idle(10, H, 3, 0)], t0),
         vec![Action::HostsChanged]
     );
     assert!(p.learned_hosts().is_empty());
@@ -66,10 +69,12 @@ fn lag_host_lives_while_either_leaf_sees_it() {
     assert!(p.on_digest("leaf2", &[digest(10, H, 5, 7)], t0).is_empty());
     let h = &p.learned_hosts()[0];
     assert_eq!(h.attachment, Attachment::Lag("bond1".into()));
-    assert!(p.on_idle_timeout("leaf1", &[idle(10, H, 5)], t0).is_empty());
+    assert!(p
+        .on_idle_timeout("leaf1", &[idle(10, H, 0, 7)], t0)
+        .is_empty());
     assert_eq!(p.learned_hosts()[0].leaf, "leaf2");
     assert_eq!(
-        p.on_idle_timeout("leaf2", &[idle(10, H, 5)], t0),
+        p.on_idle_timeout("leaf2", &[idle(10, H, 0, 7)], t0),
         vec![Action::HostsChanged]
     );
 }
@@ -99,6 +104,7 @@ fn per_attachment_limit() {
     let t0 = Instant::now();
     let opts = Options {
         max_macs_per_attachment: Some(2),
+        ..Default::default()
     };
     let mut p = Protocols::with_options(&fabric(), opts, t0);
     let rows = [
@@ -111,4 +117,21 @@ fn per_attachment_limit() {
     // Another port is not limited by this one.
     p.on_digest("leaf2", &[digest(10, "02:00:00:00:00:03", 3, 0)], t0);
     assert_eq!(p.learned_hosts().len(), 3);
+}
+
+#[test]
+fn hosts_on_removed_ports_are_dropped() {
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&fabric(), t0);
+    p.on_digest("leaf1", &[digest(10, H, 3, 0)], t0);
+    p.on_digest("leaf1", &[digest(10, "02:00:00:00:00:06", 5, 7)], t0);
+    let mut f = fabric();
+    f.ports.remove(&"leaf1/3".parse().unwrap());
+    assert!(p.on_config(&f, t0).contains(&Action::HostsChanged));
+    let left: Vec<_> = p
+        .learned_hosts()
+        .into_iter()
+        .map(|h| h.attachment)
+        .collect();
+    assert_eq!(left, [Attachment::Lag("bond1".into())]);
 }

@@ -3,11 +3,12 @@
 //! along a simulated wiring, or to partners implemented here.
 
 mod arp_nd;
+mod decode;
 mod discovery;
 mod lacp;
 mod learning;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -82,6 +83,28 @@ pub(super) fn wiring(f: &Fabric) -> BTreeMap<PortRef, PortRef> {
     w
 }
 
+/// Delivers every probe in `actions` to the far end of its port (unless
+/// the link is `cut`) as a packet-in; returns what that caused.
+pub(super) fn deliver(
+    p: &mut Protocols,
+    wires: &BTreeMap<PortRef, PortRef>,
+    cut: &BTreeSet<PortRef>,
+    actions: &[Action],
+    now: Instant,
+) -> Vec<Action> {
+    let mut out = Vec::new();
+    for pkt in sent_with_type(actions, ETH_LLDP) {
+        let from = PortRef::new(pkt.switch.clone(), pkt.egress_port);
+        if cut.contains(&from) {
+            continue;
+        }
+        if let Some(to) = wires.get(&from) {
+            out.extend(p.on_frame(&to.switch, to.port, punt::DISCOVERY, &pkt.frame, now));
+        }
+    }
+    out
+}
+
 #[test]
 fn packet_out_metadata_names_the_pipeline_fields() {
     let p = PacketOut::direct(&PortRef::new("leaf1", 3), vec![]);
@@ -116,13 +139,15 @@ fn digest_rows_and_idle_keys_decode() {
     let key = TableKey::new(SRC_MAC_TABLE)
         .exact("vlan_id", 10u16)
         .exact("eth_src", 0x0200_0000_0005u64)
-        .exact("ingress_port", 3u32);
+        .exact("ingress_port", 3u32)
+        .exact("lag_id", 0u16);
     assert_eq!(
         IdleEntry::from_key(&key),
         Some(IdleEntry {
             vlan: 10,
             mac: mac("02:00:00:00:00:05"),
-            ingress_port: 3
+            ingress_port: 3,
+            lag_id: 0,
         })
     );
     assert_eq!(IdleEntry::from_key(&TableKey::new("other")), None);
@@ -138,8 +163,56 @@ fn next_deadline_is_reported() {
     assert!(d > now && d <= now + secs(1.0));
 }
 
+/// What a random test step does to the engine.
+#[derive(Debug, Clone)]
+enum Step {
+    Tick,
+    PortDown(&'static str, u32),
+    PortUp(&'static str, u32),
+    Config,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let port = prop_oneof![
+        Just(("leaf1", 1)),
+        Just(("leaf1", 5)),
+        Just(("leaf1", 6)),
+        Just(("spine1", 2))
+    ];
+    prop_oneof![
+        Just(Step::Tick),
+        port.clone().prop_map(|(s, p)| Step::PortDown(s, p)),
+        port.prop_map(|(s, p)| Step::PortUp(s, p)),
+        Just(Step::Config),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// After a tick nothing is due before a later instant: the daemon
+    /// sleeping until `next_deadline` never spins, whatever state ports,
+    /// LACP members and configuration are in.
+    #[test]
+    fn deadlines_always_move_forward(steps in proptest::collection::vec((step(), 0u64..3000), 1..30)) {
+        let t0 = Instant::now();
+        let f = fabric();
+        let mut p = Protocols::new(&f, t0);
+        let mut now = t0;
+        for (s, ms) in steps {
+            now += Duration::from_millis(ms);
+            match s {
+                Step::Tick => {}
+                Step::PortDown(sw, port) => { p.on_port_status(sw, port, false, now); }
+                Step::PortUp(sw, port) => { p.on_port_status(sw, port, true, now); }
+                Step::Config => { p.on_config(&f, now); }
+            }
+            p.on_tick(now);
+            if let Some(d) = p.next_deadline() {
+                prop_assert!(d > now, "deadline {:?} not after now", now - d);
+            }
+        }
+    }
 
     /// Whatever a switch punts, the engine neither panics nor answers
     /// garbage with anything but well-formed frames.
