@@ -66,6 +66,9 @@ fn missing() -> Option<String> {
     None
 }
 
+/// A named edit of the configuration.
+type Change = fn(&mut Fabric);
+
 struct Running {
     stop: oneshot::Sender<()>,
     join: JoinHandle<()>,
@@ -220,7 +223,7 @@ async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silent
     pings_ok(&lab, &fabric, "initial");
 
     // 2. Config changes write exactly their delta.
-    let changes: [(&str, fn(&mut Fabric)); 3] = [
+    let changes: [(&str, Change); 3] = [
         ("add VLAN 30 + port leaf1/5", |f| {
             f.vlans.insert(
                 30,
