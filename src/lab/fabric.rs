@@ -199,8 +199,10 @@ impl LabFabric {
             let mut legs = Vec::new();
             for name in names {
                 let h = &fabric.hosts[*name];
-                let ns = Netns::create(&format!("{}{name}", opts.host_ns_prefix))
-                    .with_context(|| format!("namespace for host {name}"))?;
+                let ns_name = format!("{}{name}", opts.host_ns_prefix);
+                let ns = Netns::create(&ns_name).with_context(|| {
+                    format!("namespace {ns_name} for host {name} (left over from an earlier run? ip netns del {ns_name})")
+                })?;
                 ns.exec(
                     "sysctl",
                     &[
