@@ -8,6 +8,7 @@
 //! `docs/protocols.md` describes frames, timers and state machines.
 
 pub mod arp_nd;
+pub mod bindings;
 pub mod discovery;
 pub mod frames;
 pub mod gateway;
