@@ -237,6 +237,23 @@ impl Default for Options {
     }
 }
 
+/// What the engine has handled since it started (for metrics and
+/// status; a storm shows as `rate_limited`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub probes: u64,
+    pub lacpdus: u64,
+    /// ARP, ND and other IP punts from edge ports.
+    pub host_frames: u64,
+    /// Host frames dropped by the per-port limit.
+    pub rate_limited: u64,
+    /// Frames that were not ours or did not parse.
+    pub ignored: u64,
+    pub digest_rows: u64,
+    pub idle_timeouts: u64,
+    pub packets_out: u64,
+}
+
 /// All control protocols of the fabric.
 #[derive(Debug, Clone)]
 pub struct Protocols {
@@ -247,6 +264,7 @@ pub struct Protocols {
     learning: Learning,
     host_limit: RateLimit<PortRef>,
     adverts: RouterAdverts,
+    counters: Counters,
 }
 
 /// Collects actions, each signal once.
@@ -307,6 +325,7 @@ impl Protocols {
             learning: Learning::new(fabric, opts.max_macs_per_attachment),
             host_limit: RateLimit::new(opts.host_pps_per_port),
             adverts: RouterAdverts::new(opts.router_advert_interval),
+            counters: Counters::default(),
         }
     }
 
@@ -367,27 +386,43 @@ impl Protocols {
         now: Instant,
     ) -> Vec<Action> {
         let mut out = Out::default();
+        let c = &mut self.counters;
         let Some(eth) = parse_eth(frame) else {
+            c.ignored += 1;
             return out.actions;
         };
         let at = PortRef::new(switch, ingress_port);
         match eth.ethertype {
-            ETH_LLDP => {
-                if let Some(probe) = Probe::parse(eth.payload) {
+            ETH_LLDP => match Probe::parse(eth.payload) {
+                Some(probe) => {
+                    c.probes += 1;
                     out.discovery(self.discovery.on_probe(&at, &probe, now));
                 }
-            }
-            ETH_SLOW => {
-                if let Some(pdu) = Lacpdu::parse(eth.payload) {
+                None => c.ignored += 1,
+            },
+            ETH_SLOW => match Lacpdu::parse(eth.payload) {
+                Some(pdu) => {
+                    c.lacpdus += 1;
                     out.lacp(self.lacp.on_lacpdu(&at, &pdu, now));
                 }
-            }
+                None => c.ignored += 1,
+            },
             ETH_ARP | ETH_IPV6 | ETH_IPV4 => {
                 self.on_host_frame(&at, punt_reason, &eth, now, &mut out)
             }
-            _ => {}
+            _ => c.ignored += 1,
         }
+        self.count_out(&out);
         out.actions
+    }
+
+    fn count_out(&mut self, out: &Out) {
+        let sent = out
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::SendPacket(_)))
+            .count();
+        self.counters.packets_out += sent as u64;
     }
 
     /// ARP, ND and IP punted from an edge port.
@@ -400,11 +435,14 @@ impl Protocols {
         out: &mut Out,
     ) {
         let Some((vlan, attachment)) = self.ports.classify(at, eth.vlan) else {
+            self.counters.ignored += 1;
             return;
         };
         if !self.host_limit.allow(at, now) {
+            self.counters.rate_limited += 1;
             return;
         }
+        self.counters.host_frames += 1;
         let attachment = attachment.clone();
         let rx = Rx {
             port: at,
@@ -450,6 +488,7 @@ impl Protocols {
     /// Learning digest rows from `switch`.
     pub fn on_digest(&mut self, switch: &str, rows: &[MacLearn], now: Instant) -> Vec<Action> {
         let mut out = Out::default();
+        self.counters.digest_rows += rows.len() as u64;
         for r in rows {
             let at = PortRef::new(switch, r.ingress_port);
             let attachment = match (self.ports.lag_name(r.lag_id), self.ports.attachment(&at)) {
@@ -482,6 +521,7 @@ impl Protocols {
         now: Instant,
     ) -> Vec<Action> {
         let mut out = Out::default();
+        self.counters.idle_timeouts += entries.len() as u64;
         for e in entries {
             let at = if e.lag_id == 0 {
                 learning::Seen::Port(e.ingress_port)
@@ -508,6 +548,7 @@ impl Protocols {
         let p = PortRef::new(switch, port);
         out.discovery(self.discovery.on_port_status(&p, up, now));
         out.lacp(self.lacp.on_port_status(&p, up, now));
+        self.count_out(&out);
         out.actions
     }
 
@@ -524,6 +565,7 @@ impl Protocols {
                 self.flood(vlan, |tag| ra::advert_frame(gw, tag), &mut out);
             }
         }
+        self.count_out(&out);
         out.actions
     }
 
@@ -603,6 +645,10 @@ impl Protocols {
                 out.push(Action::SendPacket(PacketOut::direct(port, frame)));
             }
         }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     // ---- state for the topology, the compiler and status ----
