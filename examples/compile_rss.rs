@@ -2,17 +2,29 @@
 //! peak RSS (VmHWM): `cargo run --release --example compile_rss`.
 //! Arguments: spines leaves hosts routes (default 4 60 10000 100000).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use p4fabric::compile::sample::large;
-use p4fabric::compile::{CompiledFabric, HostEntry};
-use p4fabric::config::{Attachment, PortRef};
+use p4fabric::compile::sample::{host_move, large};
+use p4fabric::compile::CompiledFabric;
 use p4fabric::topo::{LinkId, ObservedState, Topology};
 
 fn vm_hwm_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (user + system) of this process so far: on a shared machine
+/// the wall clock measures the neighbours too.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime, stime are fields 14 and 15 of stat: indexes 11, 12 after ')'.
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10) // USER_HZ = 100 on Linux
 }
 
 fn main() {
@@ -37,30 +49,22 @@ fn main() {
     let topo = Topology::build(&fabric, &ObservedState::default(), None);
     println!("topology: {:?}", t.elapsed());
 
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time());
     let mut c = CompiledFabric::new(&fabric, &topo, &learned);
     let full = t.elapsed();
+    let full_cpu = cpu_time().saturating_sub(cpu);
     let total: usize = c.switch_names().map(|s| c.switch_len(s)).sum();
     let max = c.switch_names().map(|s| c.switch_len(s)).max().unwrap_or(0);
-    println!("full compile: {full:?}; {total} entities on all switches, up to {max} on one");
+    println!(
+        "full compile: {full:?} wall, {full_cpu:?} CPU; {total} entities on all switches, up to {max} on one"
+    );
     println!(
         "peak RSS after the full compile: {} MiB",
         vm_hwm_kib().unwrap_or(0) / 1024
     );
 
     // One host moves to another port of its leaf.
-    let h: HostEntry = learned
-        .values()
-        .find(|h| matches!(h.attachment, Attachment::Port(_)))
-        .cloned()
-        .expect("a host");
-    let mut moved = h.clone();
-    if let Attachment::Port(p) = &h.attachment {
-        moved.attachment = Attachment::Port(PortRef::new(
-            p.switch.clone(),
-            if p.port == 10 { 11 } else { 10 },
-        ));
-    }
+    let (h, moved) = host_move(&learned).expect("a port-attached host");
     let t = Instant::now();
     let plans = c.update_host(h.key(), Some(moved));
     let dt = t.elapsed();
@@ -76,6 +80,25 @@ fn main() {
     let dt = t.elapsed();
     let ops: usize = plans.values().map(|p| p.len()).sum();
     println!("new host: {dt:?}; {ops} ops on {} switches", plans.len());
+
+    // A next-hop host of ~3000 static routes ages out, then comes back.
+    let router = learned.values().next().cloned().expect("a host");
+    let t = Instant::now();
+    let plans = c.update_host(router.key(), None);
+    let dt = t.elapsed();
+    let ops: usize = plans.values().map(|p| p.len()).sum();
+    println!(
+        "next-hop host ages out: {dt:?}; {ops} ops on {} switches",
+        plans.len()
+    );
+    let t = Instant::now();
+    let plans = c.update_host(router.key(), Some(router));
+    let dt = t.elapsed();
+    let ops: usize = plans.values().map(|p| p.len()).sum();
+    println!(
+        "next-hop host comes back: {dt:?}; {ops} ops on {} switches",
+        plans.len()
+    );
 
     // One spine-leaf link goes down.
     let link = topo.links()[0].id.clone();
@@ -93,6 +116,16 @@ fn main() {
         "link down: topology {dt_topo:?} + recompile {dt:?}; {ops} ops on {} switches",
         plans.len()
     );
+
+    let t = Instant::now();
+    let installed = p4fabric::p4rt::entity::SwitchEntities::new();
+    let resync = c.diff_switch("leaf01", &installed);
+    println!(
+        "resync plan of leaf01 against an empty switch: {:?} ({} ops)",
+        t.elapsed(),
+        resync.len()
+    );
+    drop(resync);
 
     let t = Instant::now();
     let one = c.switch_entities("leaf01");

@@ -53,17 +53,21 @@ fn host_spec() -> impl Strategy<Value = HostSpec> {
         any::<bool>(),
         1..=2u32,
     )
-        .prop_map(
-            |(vlan, kind, leaf, other_leaf, tagged, learned, members)| HostSpec {
-                vlan,
-                kind,
-                leaf,
-                other_leaf,
-                tagged,
-                learned,
-                members,
-            },
-        )
+        .prop_map(spec)
+}
+
+/// A host spec from (vlan, kind, leaf, other leaf, tagged, learned, members).
+fn spec(t: (usize, u8, usize, usize, bool, bool, u32)) -> HostSpec {
+    let (vlan, kind, leaf, other_leaf, tagged, learned, members) = t;
+    HostSpec {
+        vlan,
+        kind,
+        leaf,
+        other_leaf,
+        tagged,
+        learned,
+        members,
+    }
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -117,7 +121,7 @@ fn build(s: &Scenario) -> World {
                 ipv4_gateway: Some(format!("10.{vid}.0.1/24").parse().unwrap()),
                 ipv6_gateway: (s.v6 && i != 1)
                     .then(|| format!("2001:db8:{vid}::1/64").parse().unwrap()),
-                gateway_mac: (vid == 11).then(|| MacAddr([2, 0, 0, 0xfa, 0xb0, 0x11])),
+                gateway_mac: (vid == 11).then_some(MacAddr([2, 0, 0, 0xfa, 0xb0, 0x11])),
             },
         );
     }
@@ -134,20 +138,18 @@ fn build(s: &Scenario) -> World {
     for (i, h) in s.hosts.iter().enumerate() {
         let vlan = vlan_of(s, h.vlan);
         let leaf = leaf_name(h.leaf % s.leaves + 1);
-        let mode = if h.kind == 1 || h.tagged && h.kind >= 2 {
-            VlanMode::Trunk {
-                vlans: all_vlans.clone(),
-                native: (!h.tagged).then_some(vlan).filter(|_| false),
-            }
-        } else {
-            VlanMode::Access { vlan }
-        };
-        let mode = match (&mode, h.tagged) {
-            (VlanMode::Trunk { vlans, .. }, false) => VlanMode::Trunk {
-                vlans: vlans.iter().copied().filter(|v| *v != vlan).collect(),
+        // Access ports; trunks tagged with every VLAN, or with the host's
+        // VLAN native (untagged); LAGs access or tagged trunks.
+        let mode = match (h.kind, h.tagged) {
+            (1, false) => VlanMode::Trunk {
+                vlans: all_vlans.iter().copied().filter(|v| *v != vlan).collect(),
                 native: Some(vlan),
             },
-            _ => mode,
+            (1.., true) => VlanMode::Trunk {
+                vlans: all_vlans.clone(),
+                native: None,
+            },
+            _ => VlanMode::Access { vlan },
         };
         let attachment = match h.kind {
             0 | 1 => {
@@ -543,6 +545,8 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
     let topo = Topology::build(&w.fabric, &ObservedState::default(), None);
     let dp = compile(&w.fabric, &topo, &w.learned);
     check_world(&w, &topo, &dp).map_err(TestCaseError::fail)?;
+    // Deterministic: a second compile is identical.
+    same(&compile(&w.fabric, &topo, &w.learned), &dp)?;
 
     // Up to two link failures and two LAG-member failures, picked by the
     // case; the tree is repaired from the old one.
@@ -625,10 +629,48 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 640, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400), ..ProptestConfig::default() })]
 
     #[test]
     fn fabric_forwards_like_one_switch(s in scenario()) {
         run(&s)?;
+    }
+}
+
+/// Every single failure (all links, all LAG members) of one fixed fabric
+/// with every kind of attachment.
+#[test]
+fn every_single_failure_of_a_fixed_fabric() {
+    let s = Scenario {
+        spines: 2,
+        leaves: 4,
+        vlans: 3,
+        v6: true,
+        hosts: vec![
+            spec((0, 0, 0, 0, false, true, 1)),
+            spec((0, 1, 1, 0, true, false, 1)),
+            spec((1, 1, 2, 0, false, true, 1)),
+            spec((0, 2, 3, 0, true, true, 2)),
+            spec((1, 3, 0, 1, false, true, 1)),
+            spec((0, 3, 2, 3, true, false, 2)),
+            spec((2, 0, 3, 0, false, true, 1)),
+            spec((2, 3, 1, 2, false, true, 1)),
+        ],
+        routes: vec![(0, 1), (2, 2)],
+        failure: 0,
+        pick: 0,
+    };
+    let w = build(&s);
+    let topo = Topology::build(&w.fabric, &ObservedState::default(), None);
+    let (links, members) = failures(&w.fabric, &topo);
+    assert_eq!(links.len(), 8);
+    assert!(members.len() >= 8);
+    for obs in links.iter().chain(&members) {
+        let t2 = Topology::build(&w.fabric, obs, Some(topo.flood_tree()));
+        assert!(t2.is_connected());
+        let dp = compile(&w.fabric, &t2, &w.learned);
+        if let Err(e) = check_world(&w, &t2, &dp) {
+            panic!("after {obs:?}: {e}");
+        }
     }
 }

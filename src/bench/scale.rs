@@ -108,6 +108,7 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     });
     let mut opts = ControllerOptions::new("bench");
     opts.status_interval = Duration::from_millis(2);
+    opts.simulated = true;
     if let Some(d) = &args.pipeline_dir {
         opts.pipeline_dir = d.clone();
     }

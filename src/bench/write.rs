@@ -148,7 +148,17 @@ pub async fn run(args: &WriteArgs) -> anyhow::Result<()> {
         .pipeline_dir
         .clone()
         .unwrap_or_else(Pipeline::default_dir);
-    let pipeline = Arc::new(Pipeline::load(&dir, "fabric").context("fabric pipeline")?);
+    let pipeline = if args.bmv2 || args.address.is_some() {
+        Arc::new(
+            Pipeline::load(&dir, "fabric").context("compiled fabric pipeline (p4/compile.sh)")?,
+        )
+    } else {
+        let (p, contract) = crate::compile::contract::simulation_pipeline(&dir);
+        if contract {
+            println!("note: compiled pipeline missing; the simulated switch checks against the contract P4Info");
+        }
+        Arc::new(p)
+    };
     let mut _lab = None;
     let mut _sim = None;
     let (address, device_id, what) = if args.bmv2 {

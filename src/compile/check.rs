@@ -255,10 +255,13 @@ impl<'a, D: DataPlane> Checker<'a, D> {
             Some((A_DROP_ACL, _)) => return self.drop(t, sw, "ACL drop"),
             _ => {}
         }
+        // learning.p4: (port, 0) on a plain edge port, (0, LAG) on a member.
+        let learn_port = if lag == 0 { port } else { 0 };
         let learn = TableKey::new(T_SRC_MAC)
             .exact(F_VLAN_ID, vlan)
             .exact(F_ETH_SRC, mac(frame.src))
-            .exact(F_INGRESS_PORT, port);
+            .exact(F_INGRESS_PORT, learn_port)
+            .exact(F_LAG_ID, lag);
         if self.lookup(sw, learn).is_none() {
             t.learn.push((sw.to_string(), port));
         }
@@ -320,14 +323,10 @@ impl<'a, D: DataPlane> Checker<'a, D> {
                     IpAddr::V4(a) => (T_IPV4, F_IPV4_DST, u128::from(u32::from(a)) & mask(32, len)),
                     IpAddr::V6(a) => (T_IPV6, F_IPV6_DST, u128::from(a) & mask(128, len)),
                 };
-                let key = TableKey::new(table).exact(F_VRF_ID, pkt.vrf).with(
-                    field,
-                    Match::Lpm {
-                        value,
-                        prefix_len: len,
-                    },
-                );
-                self.lookup(sw, key)
+                self.lookup(
+                    sw,
+                    super::build::route_key(table, field, pkt.vrf, value, len),
+                )
             });
         let Some(TableAction::Direct(a)) = hit else {
             return self.drop(t, sw, format!("no route to {dst}"));
@@ -395,16 +394,11 @@ impl<'a, D: DataPlane> Checker<'a, D> {
             A_TO_PORT => self.egress(t, sw, param(a, P_PORT) as PortNum, pkt, None),
             A_TO_LAG => {
                 let lag = param(a, P_LAG_ID);
-                let Some(sel) = self
-                    .lookup(sw, TableKey::new(T_LAG_MEMBERS).exact(F_LAG_ID, lag))
-                    .cloned()
+                let what = format!("LAG {lag}");
+                let Some(members) = self.select(t, sw, T_LAG_MEMBERS, F_LAG_ID, lag, P_LAG, &what)
                 else {
-                    return self.drop(t, sw, format!("LAG {lag} has no members here"));
+                    return;
                 };
-                let members = self.resolve(t, sw, P_LAG, &sel);
-                if members.is_empty() {
-                    return self.drop(t, sw, format!("LAG {lag}: no live member"));
-                }
                 for m in members {
                     match m.name {
                         A_TO_MEMBER => {
@@ -422,18 +416,41 @@ impl<'a, D: DataPlane> Checker<'a, D> {
         }
     }
 
-    /// Label forwarding towards `label` (ingress leaf or transit).
-    fn to_label(&self, t: &mut Trace, sw: &str, label: u32, pkt: Pkt) {
+    /// Looks up a selector table (`field` = `value`) and resolves the
+    /// members; records a drop and returns `None` when there is nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn select(
+        &self,
+        t: &mut Trace,
+        sw: &str,
+        table: &'static str,
+        field: &'static str,
+        value: Value,
+        profile: &'static str,
+        what: &str,
+    ) -> Option<Vec<ActionCall>> {
         let Some(sel) = self
-            .lookup(sw, TableKey::new(T_LABEL_FWD).exact(F_LABEL, label))
+            .lookup(sw, TableKey::new(table).exact(field, value))
             .cloned()
         else {
-            return self.drop(t, sw, format!("no path to label {label}"));
+            self.drop(t, sw, format!("{what}: no entry in {table}"));
+            return None;
         };
-        let ports = self.resolve(t, sw, P_FABRIC, &sel);
-        if ports.is_empty() {
-            return self.drop(t, sw, format!("no live path to label {label}"));
+        let members = self.resolve(t, sw, profile, &sel);
+        if members.is_empty() {
+            self.drop(t, sw, format!("{what}: no live member"));
+            return None;
         }
+        Some(members)
+    }
+
+    /// Label forwarding towards `label` (ingress leaf or transit).
+    fn to_label(&self, t: &mut Trace, sw: &str, label: u32, pkt: Pkt) {
+        let what = format!("label {label}");
+        let Some(ports) = self.select(t, sw, T_LABEL_FWD, F_LABEL, label.into(), P_FABRIC, &what)
+        else {
+            return;
+        };
         for m in ports {
             self.egress(
                 t,
@@ -573,4 +590,49 @@ impl<'a, D: DataPlane> Checker<'a, D> {
 fn mask(width: u32, len: u32) -> u128 {
     let full = u128::MAX >> (128 - width);
     full & !full.checked_shr(len).unwrap_or(0)
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Delivered { port, frame } => {
+                let tag = frame
+                    .vlan
+                    .map_or("untagged".to_string(), |v| format!("vlan {v}"));
+                write!(
+                    f,
+                    "delivered out of {port} ({tag}, {} -> {})",
+                    frame.src, frame.dst
+                )
+            }
+            Outcome::Punted { switch, reason } => write!(f, "punted at {switch} (reason {reason})"),
+            Outcome::Dropped { switch, reason } => write!(f, "dropped at {switch}: {reason}"),
+            Outcome::Loop { switch } => write!(f, "loop: still in the fabric at {switch}"),
+        }
+    }
+}
+
+/// A human-readable trace, as `p4fabric trace` prints it.
+impl std::fmt::Display for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for h in &self.hops {
+            writeln!(f, "hop {} -> {} label {:#x}", h.from, h.to, h.label)?;
+        }
+        for (sw, r) in &self.copies {
+            writeln!(f, "copy to the controller at {sw} (reason {r})")?;
+        }
+        for (sw, p) in &self.learn {
+            writeln!(f, "unknown source: learning digest from {sw}/{p}")?;
+        }
+        if self.branched {
+            writeln!(
+                f,
+                "through a selector: each outcome below is one alternative"
+            )?;
+        }
+        for o in &self.outcomes {
+            writeln!(f, "{o}")?;
+        }
+        Ok(())
+    }
 }

@@ -55,7 +55,7 @@ pub fn part(fabric: &Fabric, topo: &Topology, sw: &SwitchNode, part: Part) -> Sw
         Part::Labels => label_fwd(topo, sw, &mut out),
         Part::Flood if leaf => flooding(fabric, topo, &sw.name, &mut out),
         Part::Flood => {
-            let replicas = topo.tree_ports(&sw.name).into_iter();
+            let replicas = topo.flood_ports(&sw.name).into_iter();
             let replicas = replicas.map(|port| Replica { port, instance: 0 }).collect();
             let g = MulticastGroup {
                 group_id: SPINE_FLOOD_GROUP,
@@ -95,7 +95,7 @@ pub fn changed_parts(
     if lo != ln || !old.destinations(sw).eq(new.destinations(sw)) {
         out.push(Part::Labels);
     }
-    if old.tree_ports(sw) != new.tree_ports(sw) || lags_changed {
+    if old.flood_ports(sw) != new.flood_ports(sw) || lags_changed {
         out.push(Part::Flood);
     }
     if lags_changed {
@@ -240,12 +240,20 @@ fn mpls_in(sw: &SwitchNode, out: &mut SwitchEntities) {
         ),
     );
     let flood = match sw.role {
-        // On a leaf the group is the inner VLAN's (vlan_flood); 0 = "by VLAN".
-        Role::Leaf => ActionCall::new(A_FLOOD_POP).param(P_GROUP, 0u32),
+        // On a leaf the group is the inner VLAN's (flood.vlan_flood).
+        Role::Leaf => ActionCall::new(A_FLOOD_POP),
         Role::Spine => ActionCall::new(A_FLOOD_TRANSIT).param(P_GROUP, SPINE_FLOOD_GROUP),
     };
     put(out, direct(key(FLOOD_LABEL, FLOOD_LABEL_MASK, 20), flood));
-    put(out, direct(key(0, 0, 10), ActionCall::new(A_TRANSIT)));
+    // Every other label transits: the label is a don't-care field (P4Runtime
+    // leaves a ternary field with an all-zero mask out of the entry).
+    put(
+        out,
+        direct(
+            TableKey::new(T_MPLS_IN).priority(10),
+            ActionCall::new(A_TRANSIT),
+        ),
+    );
 }
 
 /// label_fwd groups over the ECMP next hops to every leaf.
@@ -461,7 +469,7 @@ fn vlan_membership(fabric: &Fabric, port: PortNum, mode: &VlanMode, out: &mut Sw
 /// One multicast group per VLAN: local edge ports, one usable member of
 /// each LAG this leaf is designated forwarder for, and the tree ports.
 fn flooding(fabric: &Fabric, topo: &Topology, leaf: &str, out: &mut SwitchEntities) {
-    let tree = topo.tree_ports(leaf);
+    let tree = topo.flood_ports(leaf);
     for &vlan in fabric.vlans.keys() {
         let mut ports: Vec<PortNum> = fabric
             .ports

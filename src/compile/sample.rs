@@ -180,3 +180,17 @@ pub fn large(spines: usize, leaves: usize, hosts: usize, routes: usize) -> (Fabr
     }
     (f, learned)
 }
+
+/// A port-attached host of `hosts` and the same host moved to another port
+/// of its leaf (port 10 <-> 11), for single-change measurements.
+pub fn host_move(hosts: &Hosts) -> Option<(HostEntry, HostEntry)> {
+    let host = hosts
+        .values()
+        .find(|h| matches!(h.attachment, Attachment::Port(_)))?;
+    let mut moved = host.clone();
+    if let Attachment::Port(p) = &host.attachment {
+        let port = if p.port == 10 { 11 } else { 10 };
+        moved.attachment = Attachment::Port(PortRef::new(p.switch.clone(), port));
+    }
+    Some((host.clone(), moved))
+}

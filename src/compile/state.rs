@@ -49,6 +49,9 @@ pub struct CompiledFabric {
     local: BTreeMap<String, SwitchEntities>,
     pub(super) l3: L3,
     journal: Option<Journal>,
+    /// During the initial build, common-layer writes are collected here and
+    /// bulk-loaded at the end (much cheaper than 100k random B-tree inserts).
+    pending: Option<Vec<Entity>>,
 }
 
 impl CompiledFabric {
@@ -82,6 +85,7 @@ impl CompiledFabric {
             static_hosts: BTreeSet::new(),
             common: SwitchEntities::new(),
             journal: None,
+            pending: Some(Vec::new()),
         };
         c.router_macs();
         c.l3_static_entries();
@@ -102,7 +106,29 @@ impl CompiledFabric {
             }
         }
         c.l3_resolve_all_routes();
+        c.flush_pending();
         c
+    }
+
+    /// Loads the collected common-layer writes; a later write of a key wins.
+    fn flush_pending(&mut self) {
+        let Some(mut pending) = self.pending.take() else {
+            return;
+        };
+        let mut keyed: Vec<(EntityKey, Entity)> = pending.drain(..).map(|e| (e.key(), e)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0)); // stable: equal keys keep write order
+        let mut last: Vec<(EntityKey, Entity)> = Vec::with_capacity(keyed.len());
+        for (k, e) in keyed {
+            match last.last_mut() {
+                Some(prev) if prev.0 == k => prev.1 = e,
+                _ => last.push((k, e)),
+            }
+        }
+        if self.common.is_empty() {
+            self.common = last.into_iter().collect();
+        } else {
+            self.common.extend(last);
+        }
     }
 
     /// Applies a learned host appearing, moving or going (`None`); static
@@ -185,17 +211,7 @@ impl CompiledFabric {
             .map(HostEntry::key)
             .collect();
         self.journal = Some(Journal::default());
-        let hosts: Vec<HostEntry> = moved
-            .iter()
-            .filter_map(|k| self.hosts.get(k).cloned())
-            .collect();
-        for k in &moved {
-            self.remove_host(k);
-        }
-        self.ctx.lags = topo.lags().clone();
-        for h in hosts {
-            self.add_host(h);
-        }
+        self.relocate_hosts(&moved, topo.lags().clone());
         for (sw, plan) in self.journal_plans() {
             plans.entry(sw).or_insert_with(Plan::default).merge(plan);
         }
@@ -222,6 +238,42 @@ impl CompiledFabric {
             out.extend(local.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         out
+    }
+
+    /// One switch's entities in key order, borrowed (no copy of the shared
+    /// layer): what an agent diffs against what it read from the switch.
+    pub fn iter_switch<'a>(
+        &'a self,
+        switch: &str,
+    ) -> impl Iterator<Item = (&'a EntityKey, &'a Entity)> + 'a {
+        // The per-switch layers are small: merge them into one sorted map.
+        let mut own: BTreeMap<&EntityKey, &Entity> = BTreeMap::new();
+        for p in self.infra.get(switch).into_iter().flatten() {
+            own.extend(p.iter());
+        }
+        let local = self.local.get(switch);
+        own.extend(local.into_iter().flatten());
+        let common = local.map(|_| self.common.iter()).into_iter().flatten();
+        let mut a = own.into_iter().peekable();
+        let mut b = common.peekable();
+        std::iter::from_fn(move || match (a.peek(), b.peek()) {
+            (None, None) => None,
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (Some((ka, _)), Some((kb, _))) => match (*ka).cmp(*kb) {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Greater => b.next(),
+                std::cmp::Ordering::Equal => {
+                    b.next(); // the local entry overrides the shared one
+                    a.next()
+                }
+            },
+        })
+    }
+
+    /// The writes that turn `installed` into this switch's entities.
+    pub fn diff_switch(&self, switch: &str, installed: &SwitchEntities) -> Plan {
+        Plan::from_changes(merge_join(installed.iter(), self.iter_switch(switch)))
     }
 
     /// Number of entities a switch holds (without materializing).
@@ -277,6 +329,10 @@ impl CompiledFabric {
     // ---- journalled writes ----------------------------------------------
 
     pub(super) fn set_common(&mut self, e: Entity) {
+        if let Some(p) = &mut self.pending {
+            p.push(e);
+            return;
+        }
         let key = e.key();
         let old = self.common.insert(key.clone(), e);
         if let Some(j) = &mut self.journal {
@@ -285,6 +341,10 @@ impl CompiledFabric {
     }
 
     pub(super) fn remove_common(&mut self, key: &EntityKey) {
+        if self.pending.is_some() {
+            self.flush_pending();
+            self.pending = Some(Vec::new());
+        }
         let old = self.common.remove(key);
         if let Some(j) = &mut self.journal {
             j.common.entry(key.clone()).or_insert(old);

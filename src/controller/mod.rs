@@ -36,6 +36,9 @@ pub struct ControllerOptions {
     pub controller_id: String,
     /// How often agent status is pushed to etcd and metrics.
     pub status_interval: Duration,
+    /// Simulated switches only: where the compiled fabric pipeline is
+    /// missing, use the contract's P4Info (`compile::contract`).
+    pub simulated: bool,
 }
 
 impl ControllerOptions {
@@ -45,6 +48,7 @@ impl ControllerOptions {
             election_id: 1,
             controller_id: controller_id.into(),
             status_interval: Duration::from_millis(500),
+            simulated: false,
         }
     }
 }
@@ -294,7 +298,18 @@ impl Controller {
         if let Some(p) = self.pipelines.get(name) {
             return Some(p.clone());
         }
-        match Pipeline::load(&self.opts.pipeline_dir, name) {
+        let loaded = if self.opts.simulated && name == "fabric" {
+            let (p, contract) = compile::contract::simulation_pipeline(&self.opts.pipeline_dir);
+            if contract {
+                tracing::warn!(
+                    "compiled fabric pipeline missing: simulated switches use the contract P4Info"
+                );
+            }
+            Ok(p)
+        } else {
+            Pipeline::load(&self.opts.pipeline_dir, name)
+        };
+        match loaded {
             Ok(p) => {
                 let p = Arc::new(p);
                 self.pipelines.insert(name.to_string(), p.clone());
