@@ -222,6 +222,10 @@ pub struct Options {
     /// ARP/ND/ICMP punts handled per edge port and second; the rest are
     /// dropped.
     pub host_pps_per_port: u32,
+    /// Glean resolutions per second, fabric-wide: each floods a request
+    /// out of every edge attachment of a VLAN, so a host scanning its
+    /// subnet must not turn into a packet-out storm.
+    pub gleans_per_second: u32,
     /// Unsolicited IPv6 router advertisement interval (`None`: no RAs,
     /// hosts need a configured IPv6 default route).
     pub router_advert_interval: Option<Duration>,
@@ -232,6 +236,7 @@ impl Default for Options {
         Options {
             max_macs_per_attachment: None,
             host_pps_per_port: 50,
+            gleans_per_second: 20,
             router_advert_interval: Some(Duration::from_secs(30)),
         }
     }
@@ -263,6 +268,7 @@ pub struct Protocols {
     neighbors: ArpNd,
     learning: Learning,
     host_limit: RateLimit<PortRef>,
+    glean_limit: RateLimit<()>,
     adverts: RouterAdverts,
     counters: Counters,
 }
@@ -324,6 +330,7 @@ impl Protocols {
             neighbors: ArpNd::new(fabric, now),
             learning: Learning::new(fabric, opts.max_macs_per_attachment),
             host_limit: RateLimit::new(opts.host_pps_per_port),
+            glean_limit: RateLimit::new(opts.gleans_per_second),
             adverts: RouterAdverts::new(opts.router_advert_interval),
             counters: Counters::default(),
         }
@@ -619,7 +626,11 @@ impl Protocols {
         };
         let vrf = self.neighbors.vrf_of(vlan);
         if let Some((vlan, ip)) = dst.and_then(|d| self.neighbors.glean(vrf, d, now)) {
-            self.flood_request(vlan, ip, out);
+            if self.glean_limit.allow(&(), now) {
+                self.flood_request(vlan, ip, out);
+            } else {
+                self.counters.rate_limited += 1;
+            }
         }
     }
 
