@@ -4,8 +4,16 @@
 //! entities (`compile`) -> per-switch reconcilers (`agent`) -> switches over
 //! P4Runtime (`p4rt`).
 
+pub mod agent;
+pub mod bench;
+pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod controller;
+pub mod ha;
+pub mod lab;
 pub mod net;
 pub mod p4rt;
+pub mod protocols;
+pub mod testing;
 pub mod topo;

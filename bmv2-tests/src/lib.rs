@@ -1,1 +1,5 @@
-//! Harness for end-to-end tests on real bmv2 switches.
+//! End-to-end tests on real bmv2 switches. The harness itself lives in
+//! `p4fabric::lab` (the demo uses it too); this crate holds the tests.
+
+pub use p4fabric::lab::*;
+pub use p4fabric::require_bmv2;

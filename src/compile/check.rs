@@ -255,10 +255,13 @@ impl<'a, D: DataPlane> Checker<'a, D> {
             Some((A_DROP_ACL, _)) => return self.drop(t, sw, "ACL drop"),
             _ => {}
         }
+        // learning.p4: (port, 0) on a plain edge port, (0, LAG) on a member.
+        let learn_port = if lag == 0 { port } else { 0 };
         let learn = TableKey::new(T_SRC_MAC)
             .exact(F_VLAN_ID, vlan)
             .exact(F_ETH_SRC, mac(frame.src))
-            .exact(F_INGRESS_PORT, port);
+            .exact(F_INGRESS_PORT, learn_port)
+            .exact(F_LAG_ID, lag);
         if self.lookup(sw, learn).is_none() {
             t.learn.push((sw.to_string(), port));
         }
@@ -320,14 +323,10 @@ impl<'a, D: DataPlane> Checker<'a, D> {
                     IpAddr::V4(a) => (T_IPV4, F_IPV4_DST, u128::from(u32::from(a)) & mask(32, len)),
                     IpAddr::V6(a) => (T_IPV6, F_IPV6_DST, u128::from(a) & mask(128, len)),
                 };
-                let key = TableKey::new(table).exact(F_VRF_ID, pkt.vrf).with(
-                    field,
-                    Match::Lpm {
-                        value,
-                        prefix_len: len,
-                    },
-                );
-                self.lookup(sw, key)
+                self.lookup(
+                    sw,
+                    super::build::route_key(table, field, pkt.vrf, value, len),
+                )
             });
         let Some(TableAction::Direct(a)) = hit else {
             return self.drop(t, sw, format!("no route to {dst}"));

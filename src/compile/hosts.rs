@@ -105,11 +105,14 @@ pub(super) fn routable_ips(ctx: &Ctx, h: &HostEntry) -> Vec<(u16, IpAddr)> {
         .collect()
 }
 
-/// A local attachment: leaf, fdb action there, ingress ports.
-type Local = (String, ActionCall, Vec<PortNum>);
+/// One local attachment of a host: the leaf, its fdb action there, and the
+/// `src_mac` learning keys `(ingress_port, lag_id)` that identify the host's
+/// source there — `(port, 0)` on a plain port, `(0, LAG id)` on any member
+/// of a LAG (as `learning.p4` matches).
+type Local = (String, ActionCall, Vec<(PortNum, u16)>);
 
-/// The leaf remote leaves send a host's unicast to, its local attachments
-/// (leaf, fdb action, ingress ports).
+/// The leaf remote leaves send a host's unicast to, and its local
+/// attachments.
 fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<Local>)> {
     match &h.attachment {
         Attachment::Port(p) => {
@@ -117,7 +120,7 @@ fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<Local>)> {
             let local = (
                 p.switch.clone(),
                 ActionCall::new(A_TO_PORT).param(P_PORT, p.port),
-                vec![p.port],
+                vec![(p.port, 0)],
             );
             Some((label, vec![local]))
         }
@@ -133,7 +136,7 @@ fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<Local>)> {
                     (
                         l.clone(),
                         ActionCall::new(A_TO_LAG).param(P_LAG_ID, g.id),
-                        g.members_on(l).to_vec(),
+                        vec![(0, g.id)],
                     )
                 })
                 .collect();
@@ -162,11 +165,12 @@ fn host_entities(ctx: &Ctx, h: &HostEntry) -> Vec<Placed> {
     };
     for (leaf, action, ports) in local {
         out.push((Some(leaf.clone()), direct(fdb_key(), action)));
-        for port in ports {
+        for (port, lag) in ports {
             let key = TableKey::new(T_SRC_MAC)
                 .exact(F_VLAN_ID, h.vlan)
                 .exact(F_ETH_SRC, mac(h.mac))
-                .exact(F_INGRESS_PORT, port);
+                .exact(F_INGRESS_PORT, port)
+                .exact(F_LAG_ID, lag);
             let action = crate::p4rt::entity::TableAction::Direct(ActionCall::new(A_KNOWN_SOURCE));
             out.push((
                 Some(leaf.clone()),

@@ -240,12 +240,20 @@ fn mpls_in(sw: &SwitchNode, out: &mut SwitchEntities) {
         ),
     );
     let flood = match sw.role {
-        // On a leaf the group is the inner VLAN's (vlan_flood); 0 = "by VLAN".
-        Role::Leaf => ActionCall::new(A_FLOOD_POP).param(P_GROUP, 0u32),
+        // On a leaf the group is the inner VLAN's (flood.vlan_flood).
+        Role::Leaf => ActionCall::new(A_FLOOD_POP),
         Role::Spine => ActionCall::new(A_FLOOD_TRANSIT).param(P_GROUP, SPINE_FLOOD_GROUP),
     };
     put(out, direct(key(FLOOD_LABEL, FLOOD_LABEL_MASK, 20), flood));
-    put(out, direct(key(0, 0, 10), ActionCall::new(A_TRANSIT)));
+    // Every other label transits: the label is a don't-care field (P4Runtime
+    // leaves a ternary field with an all-zero mask out of the entry).
+    put(
+        out,
+        direct(
+            TableKey::new(T_MPLS_IN).priority(10),
+            ActionCall::new(A_TRANSIT),
+        ),
+    );
 }
 
 /// label_fwd groups over the ECMP next hops to every leaf.

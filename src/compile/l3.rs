@@ -21,7 +21,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::config::{Fabric, VrfId};
-use crate::p4rt::entity::{ActionCall, EntityKey, Match, TableAction, TableKey};
+use crate::p4rt::entity::{ActionCall, EntityKey, TableAction, TableKey};
 
 use super::build::{direct, entry, group, mac, member};
 use super::ids::{fnv1a, IdSpace};
@@ -147,13 +147,7 @@ fn prefix_key(vrf: VrfId, net: IpNet) -> TableKey {
         IpNet::V4(n) => (T_IPV4, F_IPV4_DST, u128::from(u32::from(n.network()))),
         IpNet::V6(n) => (T_IPV6, F_IPV6_DST, u128::from(n.network())),
     };
-    TableKey::new(table).exact(F_VRF_ID, vrf).with(
-        field,
-        Match::Lpm {
-            value,
-            prefix_len: u32::from(net.prefix_len()),
-        },
-    )
+    super::build::route_key(table, field, vrf, value, u32::from(net.prefix_len()))
 }
 
 impl CompiledFabric {

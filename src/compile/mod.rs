@@ -10,6 +10,7 @@
 
 mod build;
 pub mod check;
+pub mod contract;
 pub mod diff;
 mod hosts;
 mod ids;

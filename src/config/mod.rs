@@ -1,6 +1,18 @@
-//! The configuration: typed model, validation, stores (etcd and file) and the
-//! watcher that feeds changes to the controller.
+//! The configuration: typed model, key layout, validation, key-by-key
+//! state, stores (etcd; file for the embedded default), the watcher that
+//! feeds changes to the controller, and the status written back.
 
+pub mod etcd;
+pub mod file;
+pub mod keys;
 pub mod model;
+pub mod state;
+pub mod status;
+pub mod store;
+pub mod validate;
+pub mod watch;
 
+pub use keys::{ConfigKey, DEFAULT_PREFIX};
 pub use model::*;
+pub use state::{Change, ConfigState, KeyError};
+pub use validate::{validate, Problem};

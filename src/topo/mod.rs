@@ -33,6 +33,11 @@ impl LinkId {
             LinkId(b, a)
         }
     }
+
+    /// Is `p` one of the two ends?
+    pub fn touches(&self, p: &PortRef) -> bool {
+        self.0 == *p || self.1 == *p
+    }
 }
 
 /// What the controller has seen of the fabric; empty means "nothing reported

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# p4fabric's test command (README: "run the tests"). Installs what the tests
+# need on a Debian machine, then runs formatting, lints and every test tier:
+# unit/property tests, real etcd, the in-process P4Runtime target, and the
+# bmv2 tests (which say SKIPPED where simple_switch_grpc is not installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# Debian packages: protoc for the proto crate, etcd for the config tests,
+# iproute2/ethtool for veth-based bmv2 tests, python3-venv for the proto check.
+pkgs=(protobuf-compiler etcd-server iproute2 ethtool python3-venv openssl)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if command -v rustup >/dev/null; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+# The official P4Runtime descriptors, to check our .proto files against.
+venv=target/ci-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import p4' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q p4runtime
+fi
+export P4RUNTIME_PYTHON="$PWD/$venv/bin/python"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== compiled P4 outputs match the sources (where p4c is installed)"
+for check in p4/check.sh; do
+    if [ -f "$check" ]; then bash "$check"; fi
+done
+echo "== cargo test"
+cargo test --workspace -- --test-threads 2

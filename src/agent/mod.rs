@@ -1,0 +1,627 @@
+//! One agent per switch: keeps the switch's installed entities equal to the
+//! desired ones, level-triggered.
+//!
+//! The agent connects (retrying with backoff), arbitrates, makes sure the
+//! switch runs our pipeline (pushing it only when the cookie differs),
+//! *reads back* what the switch holds, and writes only the difference —
+//! never flush-and-rewrite. Desired state arrives through a watch channel:
+//! latest wins, so a slow switch skips stale intermediate states. Failed
+//! updates are retried with capped backoff while the rest proceed. A switch
+//! that restarts (stream lost, no pipeline) is restored in full. Each agent
+//! is its own task: a slow or dead switch never delays another.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use p4runtime_proto::v1 as p4;
+use p4runtime_proto::v1::set_forwarding_pipeline_config_request::Action as PipelineAction;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::p4rt::backoff::Backoff;
+use crate::p4rt::switch::{read_all, write_ops, OpError, UpdateKind, DEFAULT_BATCH};
+use crate::p4rt::{Client, ClientError, ClientOptions, Entity, Mastership, Pipeline, StreamEvent};
+use crate::p4rt::{EntityKey, SwitchEntities};
+
+/// Ordered write stages that turn `installed` into `desired` (the
+/// compiler's diff); ops within a stage are independent.
+pub type Planner =
+    Arc<dyn Fn(&SwitchEntities, &SwitchEntities) -> Vec<Vec<(UpdateKind, Entity)>> + Send + Sync>;
+
+/// A version of the desired state.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// Increases with every new desired state (e.g. the config revision).
+    pub generation: u64,
+    pub entities: Arc<SwitchEntities>,
+}
+
+#[derive(Clone)]
+pub struct AgentConfig {
+    pub name: String,
+    pub client: ClientOptions,
+    pub pipeline: Arc<Pipeline>,
+    pub planner: Planner,
+    pub batch_size: usize,
+    /// Re-read the whole switch this often to catch drift.
+    pub resync_interval: Duration,
+    pub reconnect: Backoff,
+    pub retry: Backoff,
+}
+
+impl AgentConfig {
+    pub fn new(
+        name: &str,
+        client: ClientOptions,
+        pipeline: Arc<Pipeline>,
+        planner: Planner,
+    ) -> Self {
+        AgentConfig {
+            name: name.to_string(),
+            client,
+            pipeline,
+            planner,
+            batch_size: DEFAULT_BATCH,
+            resync_interval: Duration::from_secs(60),
+            reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            retry: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    Connecting,
+    /// Connected but another controller is primary.
+    Backup,
+    Primary,
+    /// Lost; reconnecting. The reason is kept for status.
+    Down(String),
+    Stopped,
+}
+
+impl SessionState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SessionState::Connecting => "connecting",
+            SessionState::Backup => "backup",
+            SessionState::Primary => "primary",
+            SessionState::Down(_) => "down",
+            SessionState::Stopped => "stopped",
+        }
+    }
+}
+
+/// What the agent reports (status keys, metrics, `p4fabric status`).
+#[derive(Debug, Clone)]
+pub struct AgentStatus {
+    pub name: String,
+    pub state: SessionState,
+    pub last_reconcile: Option<SystemTime>,
+    /// Generation of the desired state last fully installed.
+    pub converged_generation: Option<u64>,
+    pub desired_generation: u64,
+    pub installed: usize,
+    pub desired: usize,
+    /// Operations that failed in the last pass (key, reason), at most 20.
+    pub failing: Vec<(String, String)>,
+    pub failing_count: usize,
+    pub last_error: Option<String>,
+    pub counters: AgentCounters,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentCounters {
+    pub updates_written: u64,
+    pub update_errors: u64,
+    pub reconciles: u64,
+    pub pipeline_pushes: u64,
+    pub sessions: u64,
+    /// Sum and count of reconcile pass durations, for the latency metric.
+    pub reconcile_micros_total: u64,
+    /// Reconcile passes that took at most `RECONCILE_BUCKETS[i]` seconds
+    /// (cumulative, Prometheus style; the +Inf bucket is `reconciles`).
+    pub reconcile_buckets: [u64; RECONCILE_BUCKETS.len()],
+}
+
+/// Upper bounds (seconds) of the reconcile latency histogram.
+pub const RECONCILE_BUCKETS: [f64; 10] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+impl AgentStatus {
+    fn new(name: &str) -> Self {
+        AgentStatus {
+            name: name.to_string(),
+            state: SessionState::Connecting,
+            last_reconcile: None,
+            converged_generation: None,
+            desired_generation: 0,
+            installed: 0,
+            desired: 0,
+            failing: Vec::new(),
+            failing_count: 0,
+            last_error: None,
+            counters: AgentCounters::default(),
+        }
+    }
+
+    pub fn converged(&self) -> bool {
+        self.state == SessionState::Primary
+            && self.failing_count == 0
+            && self.converged_generation == Some(self.desired_generation)
+    }
+}
+
+/// Something a switch told the controller, tagged with the switch name.
+#[derive(Debug, Clone)]
+pub struct SwitchEvent {
+    pub switch: String,
+    pub event: StreamEvent,
+}
+
+/// What the controller sends on a switch's stream.
+#[derive(Debug, Clone)]
+enum Outbound {
+    Packet(p4::PacketOut),
+    DigestAck { digest_id: u32, list_id: u64 },
+}
+
+/// The controller's end of a running agent.
+pub struct AgentHandle {
+    pub name: String,
+    desired: watch::Sender<Desired>,
+    status: watch::Receiver<AgentStatus>,
+    packet_out: mpsc::Sender<Outbound>,
+    shutdown: watch::Sender<bool>,
+    join: Option<JoinHandle<()>>,
+}
+
+impl AgentHandle {
+    /// Hands the agent a new desired state (replacing any it has not
+    /// started on yet).
+    pub fn set_desired(&self, desired: Desired) {
+        self.desired.send_replace(desired);
+    }
+
+    pub fn status(&self) -> AgentStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn status_watch(&self) -> watch::Receiver<AgentStatus> {
+        self.status.clone()
+    }
+
+    /// Queues a packet-out; dropped (false) if the queue is full.
+    pub fn send_packet(&self, p: p4::PacketOut) -> bool {
+        self.packet_out.try_send(Outbound::Packet(p)).is_ok()
+    }
+
+    /// Acknowledges a digest list so the switch sends the next one.
+    pub fn ack_digest(&self, digest_id: u32, list_id: u64) -> bool {
+        self.packet_out
+            .try_send(Outbound::DigestAck { digest_id, list_id })
+            .is_ok()
+    }
+
+    /// Waits until the switch holds the desired state of `generation` or
+    /// newer.
+    pub async fn wait_converged(&self, generation: u64, timeout: Duration) -> bool {
+        let mut rx = self.status.clone();
+        tokio::time::timeout(
+            timeout,
+            rx.wait_for(|s| {
+                s.failing_count == 0
+                    && s.state == SessionState::Primary
+                    && s.converged_generation.is_some_and(|g| g >= generation)
+            }),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Stops the agent; the switch keeps its forwarding state.
+    pub async fn stop(mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(j) = self.join.take() {
+            let _ = j.await;
+        }
+    }
+}
+
+impl Drop for AgentHandle {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// Starts an agent task. Stream events (packet-ins, digests, idle
+/// timeouts) go to `events`.
+pub fn spawn(cfg: AgentConfig, events: mpsc::Sender<SwitchEvent>) -> AgentHandle {
+    let (desired_tx, desired_rx) = watch::channel(Desired::default());
+    let (status_tx, status_rx) = watch::channel(AgentStatus::new(&cfg.name));
+    let (packet_tx, packet_rx) = mpsc::channel(1024);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let name = cfg.name.clone();
+    let agent = Agent {
+        cfg,
+        desired: desired_rx,
+        status: status_tx,
+        events,
+        packet_out: packet_rx,
+        shutdown: shutdown_rx,
+        installed: SwitchEntities::new(),
+    };
+    let join = tokio::spawn(agent.run());
+    AgentHandle {
+        name,
+        desired: desired_tx,
+        status: status_rx,
+        packet_out: packet_tx,
+        shutdown: shutdown_tx,
+        join: Some(join),
+    }
+}
+
+struct Agent {
+    cfg: AgentConfig,
+    desired: watch::Receiver<Desired>,
+    status: watch::Sender<AgentStatus>,
+    events: mpsc::Sender<SwitchEvent>,
+    packet_out: mpsc::Receiver<Outbound>,
+    shutdown: watch::Receiver<bool>,
+    /// What we believe the switch holds: read back at session start and
+    /// after failures, updated with every successful write.
+    installed: SwitchEntities,
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    #[error("shutdown")]
+    Shutdown,
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("read back failed: {0}")]
+    Read(String),
+    #[error("no longer primary")]
+    LostPrimary,
+}
+
+impl Agent {
+    fn update_status(&self, f: impl FnOnce(&mut AgentStatus)) {
+        self.status.send_modify(f);
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    async fn run(mut self) {
+        let mut reconnect = self.cfg.reconnect.clone();
+        loop {
+            if self.stopping() {
+                break;
+            }
+            self.update_status(|s| s.state = SessionState::Connecting);
+            let mut stop = self.shutdown.clone();
+            let client =
+                Client::connect_with_retry(self.cfg.client.clone(), &mut reconnect, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            let Some(client) = client else { break };
+            match self.session(&client).await {
+                Err(SessionEnd::Shutdown) => break,
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(switch = %self.cfg.name, error = %e, "session ended");
+                    let reason = e.to_string();
+                    self.update_status(|s| {
+                        s.state = SessionState::Down(reason.clone());
+                        s.last_error = Some(reason);
+                    });
+                    let delay = reconnect.next_delay();
+                    let mut stop = self.shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                }
+            }
+        }
+        self.update_status(|s| s.state = SessionState::Stopped);
+    }
+
+    async fn session(&mut self, client: &Client) -> Result<(), SessionEnd> {
+        let name = self.cfg.name.clone();
+        let session = client.open_session().await?;
+        self.update_status(|s| s.counters.sessions += 1);
+        let (sender, mut mastership, mut events) = session.split();
+
+        // Arbitration: wait for the answer; as a backup, wait to be promoted
+        // (another controller instance may still hold the switch).
+        loop {
+            let m = *mastership.borrow_and_update();
+            match m {
+                Mastership::Primary => break,
+                Mastership::Pending => {}
+                Mastership::Backup { .. } => self.update_status(|s| s.state = SessionState::Backup),
+            }
+            let mut stop = self.shutdown.clone();
+            tokio::select! {
+                r = mastership.changed() => if r.is_err() { return Err(ClientError::StreamClosed(None).into()) },
+                _ = stop.wait_for(|s| *s) => return Err(SessionEnd::Shutdown),
+                ev = events.recv() => match ev {
+                    Some(StreamEvent::Closed(s)) => return Err(ClientError::StreamClosed(s).into()),
+                    None => return Err(ClientError::StreamClosed(None).into()),
+                    // A backup receives no packet-ins or digests worth acting on.
+                    Some(_) => {}
+                },
+            }
+        }
+        tracing::info!(switch = %name, "primary");
+        self.update_status(|s| s.state = SessionState::Primary);
+
+        // Stream events go to the controller from a task of their own, so a
+        // long reconcile never holds up packet-ins.
+        let (closed_tx, mut closed) = watch::channel(None::<String>);
+        let events_out = self.events.clone();
+        let ev_name = name.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if let StreamEvent::Closed(s) = &ev {
+                    let why = s
+                        .as_ref()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "closed".into());
+                    closed_tx.send_replace(Some(why));
+                    break;
+                }
+                let _ = events_out.try_send(SwitchEvent {
+                    switch: ev_name.clone(),
+                    event: ev,
+                });
+            }
+            closed_tx.send_replace(Some("closed".into()));
+        });
+        let result = self
+            .primary_loop(client, &sender, &mut mastership, &mut closed)
+            .await;
+        forward.abort();
+        result
+    }
+
+    async fn ensure_pipeline(&mut self, client: &Client) -> Result<(), SessionEnd> {
+        let p = &self.cfg.pipeline;
+        let cookie = client.pipeline_cookie().await?;
+        if cookie == Some(p.cookie) {
+            return Ok(());
+        }
+        // A switch with no pipeline (fresh, or restarted) gets a full
+        // commit; a running one with another pipeline is reconciled so its
+        // forwarding state survives where the new program allows.
+        let action = if cookie.is_none() {
+            PipelineAction::VerifyAndCommit
+        } else {
+            PipelineAction::ReconcileAndCommit
+        };
+        tracing::info!(switch = %self.cfg.name, ?action, cookie = p.cookie, "pushing pipeline");
+        client
+            .set_pipeline(
+                action,
+                p.registry.p4info().clone(),
+                p.device_config.to_vec(),
+                p.cookie,
+            )
+            .await?;
+        self.update_status(|s| s.counters.pipeline_pushes += 1);
+        Ok(())
+    }
+
+    async fn read_back(&mut self, client: &Client) -> Result<(), SessionEnd> {
+        let reg = self.cfg.pipeline.registry.clone();
+        self.installed = read_all(client, &reg)
+            .await
+            .map_err(|e| SessionEnd::Read(e.to_string()))?;
+        let n = self.installed.len();
+        self.update_status(|s| s.installed = n);
+        Ok(())
+    }
+
+    async fn primary_loop(
+        &mut self,
+        client: &Client,
+        sender: &crate::p4rt::SessionSender,
+        mastership: &mut watch::Receiver<Mastership>,
+        closed: &mut watch::Receiver<Option<String>>,
+    ) -> Result<(), SessionEnd> {
+        self.ensure_pipeline(client).await?;
+        self.read_back(client).await?;
+        let mut retry = self.cfg.retry.clone();
+        let mut retry_at: Option<Instant> = None;
+        let mut resync_at = Instant::now() + self.cfg.resync_interval;
+        let mut dirty = true;
+        loop {
+            if dirty {
+                dirty = false;
+                let failed = self.reconcile(client).await?;
+                if failed {
+                    retry_at = Some(Instant::now() + retry.next_delay());
+                } else {
+                    retry.reset();
+                    retry_at = None;
+                }
+            }
+            // Decide inside select!, act outside it: watch guards must not
+            // live across the awaits below.
+            let wake = {
+                let mut stop = self.shutdown.clone();
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => Wake::Shutdown,
+                    why = closed.wait_for(|c| c.is_some()) => {
+                        Wake::Closed(why.ok().and_then(|w| w.clone()))
+                    }
+                    r = mastership.changed() => {
+                        if r.is_err() || *mastership.borrow() != Mastership::Primary {
+                            Wake::LostPrimary
+                        } else {
+                            Wake::Nothing
+                        }
+                    }
+                    r = self.desired.changed() => {
+                        if r.is_err() { Wake::Shutdown } else { Wake::Desired }
+                    }
+                    Some(out) = self.packet_out.recv() => Wake::Outbound(out),
+                    _ = sleep_until_opt(retry_at) => Wake::Retry,
+                    _ = tokio::time::sleep_until(resync_at) => Wake::Resync,
+                }
+            };
+            match wake {
+                Wake::Shutdown => return Err(SessionEnd::Shutdown),
+                Wake::Closed(why) => {
+                    return Err(
+                        ClientError::StreamClosed(why.map(tonic::Status::unavailable)).into(),
+                    )
+                }
+                Wake::LostPrimary => return Err(SessionEnd::LostPrimary),
+                Wake::Nothing => {}
+                Wake::Desired => dirty = true,
+                Wake::Outbound(Outbound::Packet(p)) => sender.send_packet(p).await?,
+                Wake::Outbound(Outbound::DigestAck { digest_id, list_id }) => {
+                    sender.ack_digest(digest_id, list_id).await?
+                }
+                Wake::Retry => {
+                    // Failures may mean our view is stale (an entry that
+                    // exists, or one that vanished): re-read, then retry.
+                    self.read_back(client).await?;
+                    dirty = true;
+                }
+                Wake::Resync => {
+                    self.read_back(client).await?;
+                    resync_at = Instant::now() + self.cfg.resync_interval;
+                    dirty = true;
+                }
+            }
+        }
+    }
+
+    /// One pass: diff, write stage by stage, record results. Returns whether
+    /// any update failed (to schedule a retry).
+    async fn reconcile(&mut self, client: &Client) -> Result<bool, SessionEnd> {
+        let started = std::time::Instant::now();
+        let desired = self.desired.borrow_and_update().clone();
+        let stages = (self.cfg.planner)(&desired.entities, &self.installed);
+        let reg = self.cfg.pipeline.registry.clone();
+        let mut failing: Vec<(String, String)> = Vec::new();
+        let mut failing_count = 0usize;
+        let mut written = 0u64;
+        let mut pending: usize = stages.iter().map(Vec::len).sum();
+        self.update_status(|s| {
+            s.desired_generation = desired.generation;
+            s.desired = desired.entities.len();
+        });
+        for stage in &stages {
+            let ops: Vec<(UpdateKind, &Entity)> = stage.iter().map(|(k, e)| (*k, e)).collect();
+            let results = write_ops(client, &reg, &ops, self.cfg.batch_size).await;
+            for ((kind, entity), r) in stage.iter().zip(results) {
+                pending -= 1;
+                match r {
+                    Ok(()) => {
+                        written += 1;
+                        let key: EntityKey = entity.key();
+                        if *kind == UpdateKind::Delete {
+                            self.installed.remove(&key);
+                        } else {
+                            self.installed.insert(key, entity.clone());
+                        }
+                    }
+                    Err(OpError::Call(msg)) => {
+                        // The call itself failed: the session is in doubt.
+                        let _ = pending;
+                        return Err(ClientError::StreamClosed(Some(tonic::Status::unavailable(
+                            msg,
+                        )))
+                        .into());
+                    }
+                    Err(e) => {
+                        failing_count += 1;
+                        if failing.len() < 20 {
+                            failing.push((format!("{kind:?} {}", entity.key()), e.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        if failing_count > 0 {
+            tracing::warn!(switch = %self.cfg.name, failing = failing_count, first = ?failing.first(), "updates failed; will retry");
+        } else if written > 0 {
+            tracing::info!(switch = %self.cfg.name, written, ms = elapsed.as_millis() as u64, generation = desired.generation, "reconciled");
+        }
+        let installed = self.installed.len();
+        self.update_status(|s| {
+            s.last_reconcile = Some(SystemTime::now());
+            s.installed = installed;
+            s.counters.reconciles += 1;
+            s.counters.updates_written += written;
+            s.counters.update_errors += failing_count as u64;
+            s.counters.reconcile_micros_total += elapsed.as_micros() as u64;
+            let secs = elapsed.as_secs_f64();
+            for (i, bound) in RECONCILE_BUCKETS.iter().enumerate() {
+                if secs <= *bound {
+                    s.counters.reconcile_buckets[i] += 1;
+                }
+            }
+            s.failing_count = failing_count;
+            s.failing = failing;
+            if failing_count == 0 {
+                s.converged_generation = Some(desired.generation);
+                s.last_error = None;
+            }
+        });
+        Ok(failing_count > 0)
+    }
+}
+
+/// What woke the primary loop.
+enum Wake {
+    Shutdown,
+    Closed(Option<String>),
+    LostPrimary,
+    Nothing,
+    Desired,
+    Outbound(Outbound),
+    Retry,
+    Resync,
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The planner the daemon uses: the compiler's staged diff.
+pub fn diff_planner() -> Planner {
+    Arc::new(|desired, installed| {
+        crate::compile::diff(desired, installed)
+            .stages
+            .into_iter()
+            .map(|stage| {
+                stage
+                    .into_iter()
+                    .map(|op| {
+                        let kind = match op.kind {
+                            crate::compile::OpKind::Insert => UpdateKind::Insert,
+                            crate::compile::OpKind::Modify => UpdateKind::Modify,
+                            crate::compile::OpKind::Delete => UpdateKind::Delete,
+                        };
+                        (kind, op.entity)
+                    })
+                    .collect()
+            })
+            .collect()
+    })
+}

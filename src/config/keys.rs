@@ -1,0 +1,396 @@
+//! The etcd key layout: which relative path holds which model value, and the
+//! conversion between one raw key/value and a typed item. One JSON value per
+//! key so Neutron can add or remove one binding without touching the rest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::model::*;
+
+/// The default key prefix of the configuration API (version 1).
+pub const DEFAULT_PREFIX: &str = "/p4fabric/v1/";
+/// Keys under this relative path are written by controllers, never config.
+pub const STATUS_DIR: &str = "status/";
+/// The directories of configuration keys (plus the single key `settings`).
+pub const CONFIG_DIRS: [&str; 7] = [
+    "switches", "links", "ports", "lags", "vlans", "routes", "hosts",
+];
+
+/// One configuration key, relative to the prefix (`switches/leaf1`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConfigKey {
+    Settings,
+    Switch(String),
+    Link(String),
+    Port(PortRef),
+    Lag(String),
+    Vlan(VlanId),
+    Route(String),
+    Host(String),
+}
+
+impl fmt::Display for ConfigKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigKey::Settings => f.write_str("settings"),
+            ConfigKey::Switch(n) => write!(f, "switches/{n}"),
+            ConfigKey::Link(n) => write!(f, "links/{n}"),
+            ConfigKey::Port(p) => write!(f, "ports/{p}"),
+            ConfigKey::Lag(n) => write!(f, "lags/{n}"),
+            ConfigKey::Vlan(v) => write!(f, "vlans/{v}"),
+            ConfigKey::Route(n) => write!(f, "routes/{n}"),
+            ConfigKey::Host(n) => write!(f, "hosts/{n}"),
+        }
+    }
+}
+
+/// Is `name` usable as one path segment of a key? (Names also appear in
+/// status keys and logs, so keep them to a plain character set.)
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'))
+}
+
+impl ConfigKey {
+    /// Parses a path relative to the prefix. Only the canonical spelling
+    /// is accepted (`vlans/10`, not `vlans/010`), so two keys never name
+    /// the same item.
+    pub fn parse(path: &str) -> Result<ConfigKey, String> {
+        let key = Self::parse_loose(path)?;
+        let canonical = key.to_string();
+        if canonical != path {
+            return Err(format!(
+                "key {path:?} is not canonical: write {canonical:?}"
+            ));
+        }
+        Ok(key)
+    }
+
+    fn parse_loose(path: &str) -> Result<ConfigKey, String> {
+        if path == "settings" {
+            return Ok(ConfigKey::Settings);
+        }
+        let (dir, rest) = path
+            .split_once('/')
+            .ok_or_else(|| format!("unknown key {path:?}: not a configuration key"))?;
+        let name = || -> Result<String, String> {
+            if valid_name(rest) {
+                Ok(rest.to_string())
+            } else {
+                Err(format!(
+                    "invalid name {rest:?} in key {path:?}: use letters, digits and - _ . : @"
+                ))
+            }
+        };
+        Ok(match dir {
+            "switches" => ConfigKey::Switch(name()?),
+            "links" => ConfigKey::Link(name()?),
+            "lags" => ConfigKey::Lag(name()?),
+            "routes" => ConfigKey::Route(name()?),
+            "hosts" => ConfigKey::Host(name()?),
+            "ports" => {
+                let p: PortRef = rest.parse().map_err(|e| format!("key {path:?}: {e}"))?;
+                if !valid_name(&p.switch) {
+                    return Err(format!("invalid switch name in key {path:?}"));
+                }
+                ConfigKey::Port(p)
+            }
+            "vlans" => {
+                let id: VlanId = rest
+                    .parse()
+                    .map_err(|_| format!("key {path:?}: {rest:?} is not a VLAN id (1..4094)"))?;
+                ConfigKey::Vlan(id)
+            }
+            _ => return Err(format!("unknown key {path:?}: not a configuration key")),
+        })
+    }
+
+    /// Decodes the raw value stored under this key.
+    pub fn decode(&self, raw: &[u8]) -> Result<Item, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(raw).map_err(|e| format!("invalid JSON: {e}"))?;
+        Ok(match self {
+            ConfigKey::Settings => Item::Settings(typed(value)?),
+            ConfigKey::Switch(_) => Item::Switch(typed(value)?),
+            ConfigKey::Link(_) => Item::Link(typed(value)?),
+            // Ports and LAGs flatten their VLAN mode, which rules out
+            // `deny_unknown_fields`: compare keys instead.
+            ConfigKey::Port(_) => Item::Port(typed_strict(value)?),
+            ConfigKey::Lag(_) => Item::Lag(typed_strict(value)?),
+            ConfigKey::Vlan(_) => Item::Vlan(typed(value)?),
+            ConfigKey::Route(_) => Item::Route(typed(value)?),
+            ConfigKey::Host(_) => Item::Host(typed(value)?),
+        })
+    }
+}
+
+fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// Like `typed`, but also rejects top-level fields the type does not know:
+/// every known field is written back when the value is serialized, so an
+/// input field missing from the re-serialized value is unknown.
+fn typed_strict<T: DeserializeOwned + Serialize>(value: serde_json::Value) -> Result<T, String> {
+    let given: BTreeSet<String> = match &value {
+        serde_json::Value::Object(m) => m.keys().cloned().collect(),
+        _ => BTreeSet::new(),
+    };
+    let parsed: T = typed(value)?;
+    let back = serde_json::to_value(&parsed).map_err(|e| e.to_string())?;
+    let known: BTreeSet<String> = match back {
+        serde_json::Value::Object(m) => m.into_iter().map(|(k, _)| k).collect(),
+        _ => BTreeSet::new(),
+    };
+    let unknown: Vec<&String> = given.difference(&known).collect();
+    if unknown.is_empty() {
+        Ok(parsed)
+    } else {
+        let names: Vec<String> = unknown.iter().map(|k| format!("`{k}`")).collect();
+        Err(format!(
+            "unknown field(s) {} (for this VLAN mode)",
+            names.join(", ")
+        ))
+    }
+}
+
+/// One typed configuration value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Settings(Settings),
+    Switch(Switch),
+    Link(Link),
+    Port(EdgePort),
+    Lag(Lag),
+    Vlan(Vlan),
+    Route(Route),
+    Host(Host),
+}
+
+/// Builds the fabric from keyed items. An item stored under the wrong kind
+/// of key cannot be built by `decode`, so mismatches are simply skipped.
+pub fn assemble<'a>(items: impl IntoIterator<Item = (&'a ConfigKey, &'a Item)>) -> Fabric {
+    let mut f = Fabric::default();
+    for (key, item) in items {
+        match (key, item.clone()) {
+            (ConfigKey::Settings, Item::Settings(s)) => f.settings = s,
+            (ConfigKey::Switch(n), Item::Switch(s)) => {
+                f.switches.insert(n.clone(), s);
+            }
+            (ConfigKey::Link(n), Item::Link(l)) => {
+                f.links.insert(n.clone(), l);
+            }
+            (ConfigKey::Port(p), Item::Port(e)) => {
+                f.ports.insert(p.clone(), e);
+            }
+            (ConfigKey::Lag(n), Item::Lag(l)) => {
+                f.lags.insert(n.clone(), l);
+            }
+            (ConfigKey::Vlan(v), Item::Vlan(x)) => {
+                f.vlans.insert(*v, x);
+            }
+            (ConfigKey::Route(n), Item::Route(r)) => {
+                f.routes.insert(n.clone(), r);
+            }
+            (ConfigKey::Host(n), Item::Host(h)) => {
+                f.hosts.insert(n.clone(), h);
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+/// Splits a fabric into its keys and items (the inverse of `assemble`).
+/// `settings` is always present.
+pub fn split(f: &Fabric) -> BTreeMap<ConfigKey, Item> {
+    let mut out = BTreeMap::new();
+    out.insert(ConfigKey::Settings, Item::Settings(f.settings.clone()));
+    for (n, v) in &f.switches {
+        out.insert(ConfigKey::Switch(n.clone()), Item::Switch(v.clone()));
+    }
+    for (n, v) in &f.links {
+        out.insert(ConfigKey::Link(n.clone()), Item::Link(v.clone()));
+    }
+    for (p, v) in &f.ports {
+        out.insert(ConfigKey::Port(p.clone()), Item::Port(v.clone()));
+    }
+    for (n, v) in &f.lags {
+        out.insert(ConfigKey::Lag(n.clone()), Item::Lag(v.clone()));
+    }
+    for (id, v) in &f.vlans {
+        out.insert(ConfigKey::Vlan(*id), Item::Vlan(v.clone()));
+    }
+    for (n, v) in &f.routes {
+        out.insert(ConfigKey::Route(n.clone()), Item::Route(v.clone()));
+    }
+    for (n, v) in &f.hosts {
+        out.insert(ConfigKey::Host(n.clone()), Item::Host(v.clone()));
+    }
+    out
+}
+
+impl Item {
+    /// The JSON stored in etcd for this item.
+    pub fn to_json(&self) -> Vec<u8> {
+        let r = match self {
+            Item::Settings(v) => serde_json::to_vec(v),
+            Item::Switch(v) => serde_json::to_vec(v),
+            Item::Link(v) => serde_json::to_vec(v),
+            Item::Port(v) => serde_json::to_vec(v),
+            Item::Lag(v) => serde_json::to_vec(v),
+            Item::Vlan(v) => serde_json::to_vec(v),
+            Item::Route(v) => serde_json::to_vec(v),
+            Item::Host(v) => serde_json::to_vec(v),
+        };
+        // Serializing plain data with string keys cannot fail.
+        r.unwrap_or_default()
+    }
+}
+
+/// The raw keys (relative path -> JSON) of a whole fabric.
+pub fn encode(f: &Fabric) -> BTreeMap<String, Vec<u8>> {
+    split(f)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_json()))
+        .collect()
+}
+
+/// A YAML document in the `Fabric` shape that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error("{0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// Splits a YAML (or JSON) document in the `Fabric` shape into raw keys,
+/// unknown fields included, so a file goes through exactly the per-key
+/// decoding and validation an etcd store does.
+pub fn document_to_raw(text: &str) -> Result<BTreeMap<String, Vec<u8>>, DocumentError> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(text)?;
+    let mut out = BTreeMap::new();
+    let map = match doc {
+        serde_yaml::Value::Null => return Ok(out),
+        serde_yaml::Value::Mapping(m) => m,
+        _ => {
+            return Err(DocumentError::Shape(
+                "the document must be a mapping".into(),
+            ))
+        }
+    };
+    for (section, body) in map {
+        let section = scalar_key(&section)?;
+        if section == "settings" {
+            out.insert("settings".to_string(), to_json(&body)?);
+            continue;
+        }
+        if !CONFIG_DIRS.contains(&section.as_str()) {
+            return Err(DocumentError::Shape(format!(
+                "unknown section `{section}` (expected settings, switches, links, ports, lags, vlans, routes, hosts)"
+            )));
+        }
+        let entries = match body {
+            serde_yaml::Value::Null => continue,
+            serde_yaml::Value::Mapping(m) => m,
+            _ => {
+                return Err(DocumentError::Shape(format!(
+                    "section `{section}` must be a mapping of name: value"
+                )))
+            }
+        };
+        for (name, value) in entries {
+            let name = scalar_key(&name)?;
+            out.insert(format!("{section}/{name}"), to_json(&value)?);
+        }
+    }
+    Ok(out)
+}
+
+fn scalar_key(v: &serde_yaml::Value) -> Result<String, DocumentError> {
+    match v {
+        serde_yaml::Value::String(s) => Ok(s.clone()),
+        serde_yaml::Value::Number(n) => Ok(n.to_string()),
+        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
+        other => Err(DocumentError::Shape(format!(
+            "a key must be a string or number, not {other:?}"
+        ))),
+    }
+}
+
+fn to_json(v: &serde_yaml::Value) -> Result<Vec<u8>, DocumentError> {
+    serde_json::to_vec(v).map_err(|e| DocumentError::Shape(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        for k in [
+            ConfigKey::Settings,
+            ConfigKey::Switch("leaf1".into()),
+            ConfigKey::Port(PortRef::new("leaf1", 3)),
+            ConfigKey::Vlan(10),
+            ConfigKey::Host("6f1c2a9e-0b7d-4b8e-9c1a-2f3e4d5c6b7a".into()),
+        ] {
+            assert_eq!(ConfigKey::parse(&k.to_string()).unwrap(), k);
+        }
+        for bad in [
+            "nope",
+            "switches/",
+            "switches/a b",
+            "ports/leaf1",
+            "vlans/x",
+            "vlans/010",
+            "vlans/+10",
+            "ports/leaf1/03",
+            "foo/bar",
+        ] {
+            assert!(ConfigKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_port_fields_are_reported() {
+        let k = ConfigKey::Port(PortRef::new("leaf1", 3));
+        assert!(k.decode(br#"{"mode":"access","vlan":10}"#).is_ok());
+        let e = k
+            .decode(br#"{"mode":"access","vlan":10,"vlna":3}"#)
+            .unwrap_err();
+        assert!(e.contains("vlna"), "{e}");
+        // `vlans` belongs to trunk mode only.
+        let e = k
+            .decode(br#"{"mode":"access","vlan":10,"vlans":[3]}"#)
+            .unwrap_err();
+        assert!(e.contains("vlans"), "{e}");
+        let l = ConfigKey::Lag("bond1".into());
+        let e = l
+            .decode(br#"{"id":1,"members":["leaf1/5"],"mode":"access","vlan":10,"speed":9}"#)
+            .unwrap_err();
+        assert!(e.contains("speed"), "{e}");
+    }
+
+    #[test]
+    fn document_splits_into_keys() {
+        let raw = document_to_raw(
+            "vlans:\n  10: {name: web}\nports:\n  leaf1/3: {mode: access, vlan: 10, bogus: 1}\n",
+        )
+        .unwrap();
+        assert!(raw.contains_key("vlans/10"));
+        let e = ConfigKey::parse("ports/leaf1/3")
+            .unwrap()
+            .decode(&raw["ports/leaf1/3"])
+            .unwrap_err();
+        assert!(e.contains("bogus"));
+        assert!(document_to_raw("bogus: {}").is_err());
+    }
+}

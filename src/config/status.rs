@@ -1,0 +1,355 @@
+//! Status written back to etcd under `<prefix>status/`: per-key validation
+//! errors, switch sessions, observed links, learned hosts and the
+//! controller instances. Every status key is attached to this controller's
+//! lease, so a dead controller's status expires with it.
+//!
+//! The writer keeps what it wrote in memory: when etcd comes back or the
+//! lease had expired, everything is written again under a fresh lease.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use etcd_client::{Client, PutOptions};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use super::etcd::EtcdStore;
+use super::keys::STATUS_DIR;
+use super::model::{Attachment, PortRef, VlanId};
+use super::state::KeyError;
+use super::store::StoreError;
+use crate::net::MacAddr;
+
+/// `status/controllers/<id>`: one running controller instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerStatus {
+    pub id: String,
+    pub hostname: String,
+    pub pid: u32,
+    pub version: String,
+    /// Unix seconds.
+    pub started_at: u64,
+    pub leader: bool,
+}
+
+impl ControllerStatus {
+    /// This process, not (yet) leader.
+    pub fn this_process(id: impl Into<String>) -> Self {
+        ControllerStatus {
+            id: id.into(),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: unix_now(),
+            leader: false,
+        }
+    }
+}
+
+/// P4Runtime session state of a switch as the controller sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Connecting,
+    /// Connected, this controller is primary.
+    Primary,
+    /// Connected as a backup.
+    Backup,
+    Down,
+}
+
+/// `status/switches/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchStatus {
+    pub state: SessionState,
+    /// The controller reporting it.
+    pub controller: String,
+    /// P4Runtime election id, as a decimal string (it is 128 bits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election_id: Option<String>,
+    /// Entities installed by the last reconcile.
+    #[serde(default)]
+    pub entities: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Unix seconds when `state` was entered.
+    pub since: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    Up,
+    Down,
+}
+
+/// `status/links/<switch>/<port>`: what discovery sees on one fabric port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    pub state: LinkState,
+    /// The far end, when a probe was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<PortRef>,
+    /// Does it match a configured link (`links/...`)? None: none configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches_config: Option<bool>,
+    /// Unix seconds of the last probe received.
+    pub last_seen: u64,
+}
+
+/// `status/hosts/<vlan>/<mac>`: a host the fabric learned or was told of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub attachment: Attachment,
+    #[serde(default)]
+    pub ips: Vec<std::net::IpAddr>,
+    /// `true` if learned from traffic, `false` if configured.
+    pub learned: bool,
+    pub last_seen: u64,
+}
+
+/// `status/config/<key>`: why a configuration key is not in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigKeyStatus {
+    pub error: String,
+    pub controller: String,
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Relative status paths (under `<prefix>status/`).
+pub mod paths {
+    use super::*;
+
+    pub fn config(key: &str) -> String {
+        format!("config/{key}")
+    }
+    pub fn switch(name: &str) -> String {
+        format!("switches/{name}")
+    }
+    pub fn link(port: &PortRef) -> String {
+        format!("links/{port}")
+    }
+    pub fn host(vlan: VlanId, mac: MacAddr) -> String {
+        format!("hosts/{vlan}/{mac}")
+    }
+    pub fn controller(id: &str) -> String {
+        format!("controllers/{id}")
+    }
+}
+
+/// Limit for one status write, so a dead etcd never blocks the caller long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Shared {
+    client: Client,
+    /// `<prefix>status/`.
+    dir: String,
+    lease: i64,
+    /// Every status key this writer holds (relative to `dir`) and its value.
+    written: BTreeMap<String, Vec<u8>>,
+}
+
+impl Shared {
+    async fn put(&mut self, path: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let key = format!("{}{path}", self.dir);
+        let opts = PutOptions::new().with_lease(self.lease);
+        let put = self.client.put(key, value, Some(opts));
+        match tokio::time::timeout(REQUEST_TIMEOUT, put).await {
+            Ok(r) => r.map(|_| ()).map_err(Into::into),
+            Err(_) => Err(StoreError::Timeout(REQUEST_TIMEOUT)),
+        }
+    }
+
+    /// Grants a fresh lease and writes everything again under it.
+    async fn regrant(&mut self, ttl: i64) -> Result<(), StoreError> {
+        self.lease = self.client.lease_grant(ttl, None).await?.id();
+        let all: Vec<(String, Vec<u8>)> = self
+            .written
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in all {
+            self.put(&k, v).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes this controller's status under a kept-alive lease.
+pub struct StatusWriter {
+    shared: Arc<Mutex<Shared>>,
+    id: String,
+    keeper: JoinHandle<()>,
+}
+
+impl StatusWriter {
+    /// Grants a lease of `ttl` and announces the controller at
+    /// `status/controllers/<id>`.
+    pub async fn start(
+        store: &EtcdStore,
+        me: &ControllerStatus,
+        ttl: Duration,
+    ) -> Result<Self, StoreError> {
+        let ttl = i64::try_from(ttl.as_secs().max(2)).unwrap_or(60);
+        let mut client = store.client();
+        let lease = client.lease_grant(ttl, None).await?.id();
+        let shared = Arc::new(Mutex::new(Shared {
+            client,
+            dir: format!("{}{STATUS_DIR}", store.prefix()),
+            lease,
+            written: BTreeMap::new(),
+        }));
+        let keeper = tokio::spawn(keep_alive(shared.clone(), ttl));
+        let w = StatusWriter {
+            shared,
+            id: me.id.clone(),
+            keeper,
+        };
+        w.set(&paths::controller(&me.id), me).await?;
+        Ok(w)
+    }
+
+    pub fn controller_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Writes one status value (relative path under `status/`). The value
+    /// is kept and rewritten if the put fails now.
+    pub async fn set<T: Serialize>(&self, path: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut s = self.shared.lock().await;
+        if s.written.get(path) == Some(&bytes) {
+            return Ok(());
+        }
+        s.written.insert(path.to_string(), bytes.clone());
+        s.put(path, bytes).await
+    }
+
+    /// The lease the status keys are attached to now.
+    pub async fn lease(&self) -> i64 {
+        self.shared.lock().await.lease
+    }
+
+    /// Removes one status value this writer wrote.
+    pub async fn remove(&self, path: &str) -> Result<(), StoreError> {
+        let mut s = self.shared.lock().await;
+        if s.written.remove(path).is_some() {
+            let key = format!("{}{path}", s.dir);
+            s.client.delete(key, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes `status/config/` hold exactly `errors`.
+    pub async fn set_config_errors(&self, errors: &[KeyError]) -> Result<(), StoreError> {
+        let want: BTreeMap<String, ConfigKeyStatus> = errors
+            .iter()
+            .map(|e| {
+                (
+                    paths::config(&e.key),
+                    ConfigKeyStatus {
+                        error: e.reason.clone(),
+                        controller: self.id.clone(),
+                    },
+                )
+            })
+            .collect();
+        let stale: Vec<String> = {
+            let s = self.shared.lock().await;
+            s.written
+                .keys()
+                .filter(|k| k.starts_with("config/") && !want.contains_key(*k))
+                .cloned()
+                .collect()
+        };
+        for k in stale {
+            self.remove(&k).await?;
+        }
+        for (k, v) in &want {
+            self.set(k, v).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn set_switch(&self, name: &str, st: &SwitchStatus) -> Result<(), StoreError> {
+        self.set(&paths::switch(name), st).await
+    }
+
+    pub async fn set_link(&self, port: &PortRef, st: &LinkStatus) -> Result<(), StoreError> {
+        self.set(&paths::link(port), st).await
+    }
+
+    pub async fn set_host(
+        &self,
+        vlan: VlanId,
+        mac: MacAddr,
+        st: &HostStatus,
+    ) -> Result<(), StoreError> {
+        self.set(&paths::host(vlan, mac), st).await
+    }
+
+    /// Revokes the lease: all of this controller's status goes at once.
+    pub async fn shutdown(self) -> Result<(), StoreError> {
+        self.keeper.abort();
+        let mut s = self.shared.lock().await;
+        let lease = s.lease;
+        s.client.lease_revoke(lease).await?;
+        Ok(())
+    }
+}
+
+impl Drop for StatusWriter {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+/// Keeps the lease alive at a third of its TTL; after any failure, grants
+/// a new lease and rewrites everything (a no-op in effect if the old lease
+/// survived, but it also repairs puts that failed meanwhile).
+async fn keep_alive(shared: Arc<Mutex<Shared>>, ttl: i64) {
+    let period = Duration::from_millis(u64::try_from(ttl).unwrap_or(6) * 1000 / 3);
+    let mut broken = false;
+    loop {
+        tokio::time::sleep(period).await;
+        if broken {
+            let mut s = shared.lock().await;
+            match tokio::time::timeout(period, s.regrant(ttl)).await {
+                Ok(Ok(())) => {
+                    debug!("status lease re-granted");
+                    broken = false;
+                }
+                Ok(Err(e)) => warn!(error = %e, "status: etcd still unreachable"),
+                Err(_) => warn!("status: etcd still unreachable (timeout)"),
+            }
+            continue;
+        }
+        // Not holding the lock: writers go on while the ping is in flight.
+        let (mut client, lease) = {
+            let s = shared.lock().await;
+            (s.client.clone(), s.lease)
+        };
+        let ping = async {
+            let (mut keeper, mut stream) = client.lease_keep_alive(lease).await.ok()?;
+            keeper.keep_alive().await.ok()?;
+            let r = stream.message().await.ok()??;
+            Some(r.ttl() > 0)
+        };
+        let alive = tokio::time::timeout(period, ping).await.ok().flatten() == Some(true);
+        if !alive {
+            warn!("status lease lost; will re-grant and rewrite");
+            broken = true;
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! A switch as the controller sees it: a P4Runtime client plus the P4Info
+//! registry of its pipeline, speaking name-level entities. Batches writes,
+//! reads everything back, and encodes packet I/O and digests by name.
+
+use p4runtime_proto::v1 as p4;
+use tonic::Code;
+
+use super::client::{Client, ClientError, UpdateError, WriteError};
+use super::codec::{decode_value, encode_value, CodecError};
+use super::entity::{Entity, SwitchEntities, Value};
+use super::p4info::P4InfoRegistry;
+
+/// Updates per WriteRequest: large enough to amortise the RPC, small enough
+/// to keep one request well under gRPC message limits and latency low.
+pub const DEFAULT_BATCH: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UpdateKind {
+    Insert,
+    Modify,
+    Delete,
+}
+
+impl UpdateKind {
+    fn wire(self) -> p4::update::Type {
+        match self {
+            UpdateKind::Insert => p4::update::Type::Insert,
+            UpdateKind::Modify => p4::update::Type::Modify,
+            UpdateKind::Delete => p4::update::Type::Delete,
+        }
+    }
+}
+
+/// Why one operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpError {
+    #[error("cannot encode: {0}")]
+    Encode(String),
+    #[error("switch refused: {0}")]
+    Refused(UpdateError),
+    #[error("write call failed: {0}")]
+    Call(String),
+}
+
+impl OpError {
+    /// The gRPC code of a refusal (ALREADY_EXISTS, NOT_FOUND, ...).
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            OpError::Refused(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `ops` in batches of `batch` updates; the result for `ops[i]` is
+/// `results[i]`. The caller orders ops by dependency and puts dependent
+/// stages in separate calls.
+pub async fn write_ops(
+    client: &Client,
+    reg: &P4InfoRegistry,
+    ops: &[(UpdateKind, &Entity)],
+    batch: usize,
+) -> Vec<Result<(), OpError>> {
+    let mut results: Vec<Result<(), OpError>> = Vec::with_capacity(ops.len());
+    for chunk in ops.chunks(batch.max(1)) {
+        let mut updates = Vec::with_capacity(chunk.len());
+        let mut slots = Vec::with_capacity(chunk.len());
+        let base = results.len();
+        for (i, (kind, entity)) in chunk.iter().enumerate() {
+            match reg.encode_entity(entity, *kind == UpdateKind::Delete) {
+                Ok(e) => {
+                    updates.push(p4::Update {
+                        r#type: kind.wire() as i32,
+                        entity: Some(e),
+                    });
+                    slots.push(base + i);
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(OpError::Encode(e.to_string()))),
+            }
+        }
+        match client.write(updates).await {
+            Ok(()) => {}
+            Err(WriteError::Partial(per_update)) => {
+                for (slot, r) in slots.iter().zip(per_update) {
+                    if let Err(e) = r {
+                        results[*slot] = Err(OpError::Refused(e));
+                    }
+                }
+            }
+            Err(WriteError::Call(e)) => {
+                let msg = e.to_string();
+                for slot in &slots {
+                    results[*slot] = Err(OpError::Call(msg.clone()));
+                }
+            }
+        }
+    }
+    results
+}
+
+/// Wildcard read requests for everything p4fabric writes: every table, every
+/// action profile's members and groups, multicast groups, clone sessions,
+/// digests and meters. One request per object kind because some servers
+/// (bmv2) stop a read at the first error.
+fn read_all_requests(reg: &P4InfoRegistry) -> Vec<p4::Entity> {
+    use p4::entity::Entity as E;
+    let mut reqs = Vec::new();
+    for t in reg.tables() {
+        reqs.push(E::TableEntry(p4::TableEntry {
+            table_id: t.id,
+            ..Default::default()
+        }));
+    }
+    for p in reg.action_profiles() {
+        reqs.push(E::ActionProfileMember(p4::ActionProfileMember {
+            action_profile_id: p.id,
+            ..Default::default()
+        }));
+        if p.with_selector {
+            reqs.push(E::ActionProfileGroup(p4::ActionProfileGroup {
+                action_profile_id: p.id,
+                ..Default::default()
+            }));
+        }
+    }
+    use p4::packet_replication_engine_entry::Type as Pre;
+    reqs.push(E::PacketReplicationEngineEntry(
+        p4::PacketReplicationEngineEntry {
+            r#type: Some(Pre::MulticastGroupEntry(p4::MulticastGroupEntry::default())),
+        },
+    ));
+    reqs.push(E::PacketReplicationEngineEntry(
+        p4::PacketReplicationEngineEntry {
+            r#type: Some(Pre::CloneSessionEntry(p4::CloneSessionEntry::default())),
+        },
+    ));
+    for d in reg.digests() {
+        reqs.push(E::DigestEntry(p4::DigestEntry {
+            digest_id: d.id,
+            config: None,
+        }));
+    }
+    for m in &reg.p4info().meters {
+        let id = m.preamble.as_ref().map(|p| p.id).unwrap_or(0);
+        reqs.push(E::MeterEntry(p4::MeterEntry {
+            meter_id: id,
+            ..Default::default()
+        }));
+    }
+    reqs.into_iter()
+        .map(|e| p4::Entity { entity: Some(e) })
+        .collect()
+}
+
+/// A read back from the switch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot decode an entity the switch holds: {0}")]
+    Decode(#[from] CodecError),
+}
+
+/// Reads back everything the switch holds, as name-level entities.
+///
+/// Meter cells the controller never configured read back with an all-zero
+/// config; they are left out so "installed" means "written by someone".
+/// Digests read back only when configured.
+pub async fn read_all(client: &Client, reg: &P4InfoRegistry) -> Result<SwitchEntities, ReadError> {
+    let mut out = SwitchEntities::new();
+    for req in read_all_requests(reg) {
+        let entities = match client.read(vec![req]).await {
+            Ok(e) => e,
+            // Unconfigured digests and empty PRE tables answer NOT_FOUND on
+            // some servers rather than returning nothing.
+            Err(e) if e.code() == Some(Code::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for e in &entities {
+            let decoded = reg.decode_entity(e)?;
+            if let Entity::Meter(m) = &decoded {
+                if m.cir == 0 && m.pir == 0 && m.cburst == 0 && m.pburst == 0 {
+                    continue;
+                }
+            }
+            out.insert(decoded.key(), decoded);
+        }
+    }
+    Ok(out)
+}
+
+/// One digest message: the digest struct's fields by name, in order.
+pub type DigestRow = Vec<(&'static str, Value)>;
+
+/// A packet from the switch with its `packet_in` metadata decoded by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketIn {
+    pub payload: Vec<u8>,
+    pub metadata: Vec<(&'static str, Value)>,
+}
+
+impl PacketIn {
+    pub fn get(&self, name: &str) -> Option<Value> {
+        self.metadata
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl P4InfoRegistry {
+    /// Builds a PacketOut with `packet_out` header fields set by name;
+    /// fields not given are 0.
+    pub fn packet_out(
+        &self,
+        payload: Vec<u8>,
+        fields: &[(&str, Value)],
+    ) -> Result<p4::PacketOut, CodecError> {
+        let info = self.packet_metadata("packet_out")?;
+        for (name, _) in fields {
+            if !info.fields.iter().any(|f| f.name == *name) {
+                return Err(CodecError::Invalid {
+                    what: "packet_out".into(),
+                    why: format!("no field {name}"),
+                });
+            }
+        }
+        let metadata = info
+            .fields
+            .iter()
+            .map(|f| {
+                let v = fields
+                    .iter()
+                    .find(|(n, _)| *n == f.name)
+                    .map(|(_, v)| *v)
+                    .unwrap_or(0);
+                Ok(p4::PacketMetadata {
+                    metadata_id: f.id,
+                    value: encode_value(&format!("packet_out.{}", f.name), v, f.bitwidth)?,
+                })
+            })
+            .collect::<Result<_, CodecError>>()?;
+        Ok(p4::PacketOut { payload, metadata })
+    }
+
+    pub fn decode_packet_in(&self, p: &p4::PacketIn) -> Result<PacketIn, CodecError> {
+        let info = self.packet_metadata("packet_in")?;
+        let mut metadata = Vec::with_capacity(p.metadata.len());
+        for m in &p.metadata {
+            let f = info
+                .fields
+                .iter()
+                .find(|f| f.id == m.metadata_id)
+                .ok_or_else(|| CodecError::Invalid {
+                    what: "packet_in".into(),
+                    why: format!("unknown metadata id {}", m.metadata_id),
+                })?;
+            let what = format!("packet_in.{}", f.name);
+            metadata.push((f.name, decode_value(&what, &m.value, f.bitwidth)?));
+        }
+        Ok(PacketIn {
+            payload: p.payload.clone(),
+            metadata,
+        })
+    }
+
+    /// Decodes a digest list into one name -> value list per digest message.
+    pub fn decode_digest(
+        &self,
+        d: &p4::DigestList,
+    ) -> Result<(&'static str, Vec<DigestRow>), CodecError> {
+        let info = self.digest_by_id(d.digest_id)?;
+        let mut out = Vec::with_capacity(d.data.len());
+        for data in &d.data {
+            let members = match &data.data {
+                Some(p4runtime_proto::v1::p4_data::Data::Struct(s)) => &s.members,
+                _ => {
+                    return Err(CodecError::Invalid {
+                        what: info.name.into(),
+                        why: "digest data is not a struct".into(),
+                    })
+                }
+            };
+            if members.len() != info.fields.len() {
+                return Err(CodecError::Invalid {
+                    what: info.name.into(),
+                    why: format!("{} members, expected {}", members.len(), info.fields.len()),
+                });
+            }
+            let mut row = Vec::with_capacity(members.len());
+            for (f, m) in info.fields.iter().zip(members) {
+                let bytes = match &m.data {
+                    Some(p4runtime_proto::v1::p4_data::Data::Bitstring(b)) => b,
+                    _ => {
+                        return Err(CodecError::Invalid {
+                            what: format!("{}.{}", info.name, f.name),
+                            why: "not a bitstring".into(),
+                        })
+                    }
+                };
+                row.push((f.name, decode_value(f.name, bytes, f.bitwidth)?));
+            }
+            out.push(row);
+        }
+        Ok((info.name, out))
+    }
+}

@@ -1,0 +1,198 @@
+//! Switch agents against in-process targets: convergence under injected
+//! failures, isolation of slow switches, latest-wins coalescing, restarts.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use p4fabric::agent::Desired;
+use p4fabric::p4rt::chaos::{self, ChaosConfig};
+use p4fabric::p4rt::target::{Faults, TestTarget};
+use p4fabric::p4rt::*;
+
+#[tokio::test]
+async fn converges_exactly_after_chaos() {
+    for seed in [1u64, 2, 3] {
+        let targets = [
+            TestTarget::start(1).await.unwrap(),
+            TestTarget::start(2).await.unwrap(),
+            TestTarget::start(3).await.unwrap(),
+        ];
+        let agents: Vec<_> = targets.iter().map(|t| start_agent(t, 10).0).collect();
+        let want = Arc::new(desired(50, seed));
+        for a in &agents {
+            a.set_desired(Desired {
+                generation: 1,
+                entities: want.clone(),
+            });
+        }
+        // Change the desired state while the switches misbehave.
+        let refs: Vec<&TestTarget> = targets.iter().collect();
+        let cfg = ChaosConfig::new(seed);
+        let final_want = Arc::new(desired(60, seed + 1));
+        let (log, ()) = tokio::join!(chaos::run(&refs, &cfg), async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for a in &agents {
+                a.set_desired(Desired {
+                    generation: 2,
+                    entities: final_want.clone(),
+                });
+            }
+        });
+        for (a, t) in agents.iter().zip(&targets) {
+            assert!(
+                eventually_equal(t, &final_want, Duration::from_secs(20)).await,
+                "seed {seed}: {} did not converge after {log:?}: {} (agent: {:?} failing {})",
+                a.name,
+                difference(&t.entities(), &final_want),
+                a.status().state,
+                a.status().failing_count,
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_switch_does_not_delay_a_fast_one() {
+    let slow = TestTarget::start(1).await.unwrap();
+    let fast = TestTarget::start(2).await.unwrap();
+    slow.set_faults(Faults {
+        delay: Duration::from_secs(3),
+        ..Default::default()
+    });
+    let (a_slow, _) = start_agent(&slow, 10);
+    let (a_fast, _) = start_agent(&fast, 10);
+    let want = Arc::new(desired(20, 0));
+    a_slow.set_desired(Desired {
+        generation: 1,
+        entities: want.clone(),
+    });
+    a_fast.set_desired(Desired {
+        generation: 1,
+        entities: want.clone(),
+    });
+    let started = std::time::Instant::now();
+    assert!(
+        a_fast.wait_converged(1, Duration::from_secs(2)).await,
+        "{:?}",
+        a_fast.status()
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        !a_slow.status().converged(),
+        "slow switch converged implausibly fast"
+    );
+    assert_eq!(fast.entities(), *want);
+}
+
+#[tokio::test]
+async fn latest_desired_state_wins_and_stale_ones_are_skipped() {
+    let t = TestTarget::start(1).await.unwrap();
+    let (a, _) = start_agent(&t, 10);
+    a.set_desired(Desired {
+        generation: 1,
+        entities: Arc::new(desired(5, 0)),
+    });
+    assert!(a.wait_converged(1, Duration::from_secs(5)).await);
+    // Slow the switch down, then publish 20 versions in a burst.
+    t.set_faults(Faults {
+        delay: Duration::from_millis(100),
+        ..Default::default()
+    });
+    let before = a.status().counters.reconciles;
+    for g in 2..=21u64 {
+        a.set_desired(Desired {
+            generation: g,
+            entities: Arc::new(desired(5 + g, g)),
+        });
+    }
+    assert!(
+        a.wait_converged(21, Duration::from_secs(10)).await,
+        "{:?}",
+        a.status()
+    );
+    let passes = a.status().counters.reconciles - before;
+    assert!(
+        passes <= 4,
+        "{passes} reconcile passes for a burst of 20 versions"
+    );
+    let want = desired(26, 21);
+    assert!(t.entities() == want, "{}", difference(&t.entities(), &want));
+}
+
+#[tokio::test]
+async fn restarted_controller_writes_nothing_when_nothing_changed() {
+    let t = TestTarget::start(1).await.unwrap();
+    let want = Arc::new(desired(30, 0));
+    let (a, _) = start_agent(&t, 10);
+    a.set_desired(Desired {
+        generation: 1,
+        entities: want.clone(),
+    });
+    assert!(a.wait_converged(1, Duration::from_secs(5)).await);
+    a.stop().await;
+    let before = t.stats();
+    let (b, _) = start_agent(&t, 11);
+    b.set_desired(Desired {
+        generation: 1,
+        entities: want.clone(),
+    });
+    assert!(b.wait_converged(1, Duration::from_secs(5)).await);
+    let after = t.stats();
+    assert_eq!(
+        after.updates_applied, before.updates_applied,
+        "a restart rewrote entries"
+    );
+    assert_eq!(
+        after.pipeline_pushes, before.pipeline_pushes,
+        "a restart re-pushed the pipeline"
+    );
+    assert!(
+        t.entities() == *want,
+        "{}",
+        difference(&t.entities(), &want)
+    );
+}
+
+#[tokio::test]
+async fn switch_restart_is_restored_and_strays_are_removed() {
+    let t = TestTarget::start(1).await.unwrap();
+    let want = Arc::new(desired(10, 0));
+    let (a, _) = start_agent(&t, 10);
+    a.set_desired(Desired {
+        generation: 1,
+        entities: want.clone(),
+    });
+    assert!(a.wait_converged(1, Duration::from_secs(5)).await);
+    t.restart();
+    assert!(
+        eventually_equal(&t, &want, Duration::from_secs(5)).await,
+        "not restored"
+    );
+    assert_eq!(t.stats().pipeline_pushes, 2);
+    // A stray entry written behind the controller's back is removed by the
+    // next periodic read-back.
+    let stray = Entity::Table(TableEntry {
+        key: TableKey::new("TestIngress.dmac").exact("hdr.ethernet.dst_addr", 0x0bad_0000_0001u64),
+        action: TableAction::Direct(ActionCall::new("TestIngress.drop")),
+        idle_timeout_ns: 0,
+    });
+    t.inject_entity(stray);
+    assert!(t.entities() != *want);
+    assert!(
+        eventually_equal(&t, &want, Duration::from_secs(5)).await,
+        "stray not removed"
+    );
+    a.set_desired(Desired {
+        generation: 3,
+        entities: want.clone(),
+    });
+    assert!(a.wait_converged(3, Duration::from_secs(5)).await);
+    assert!(
+        t.entities() == *want,
+        "{}",
+        difference(&t.entities(), &want)
+    );
+}
