@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use super::bindings::{Bindings, Inserted};
 use super::frames::{
     build_eth, ipv6_multicast_mac, solicited_node, Arp, NdMessage, NdPacket, ARP_REPLY,
     ARP_REQUEST, ETH_ARP, ETH_IPV6,
@@ -70,7 +71,7 @@ pub struct NextHopStatus {
 #[derive(Debug, Clone)]
 pub struct ArpNd {
     gateways: BTreeMap<VlanId, Gateway>,
-    learned: BTreeMap<(VlanId, IpAddr), MacAddr>,
+    learned: Bindings,
     statics: BTreeMap<(VlanId, IpAddr), MacAddr>,
     routes: BTreeMap<String, (VrfId, Vec<IpAddr>)>,
     next_hops: BTreeMap<(VrfId, IpAddr), NextHop>,
@@ -83,7 +84,7 @@ impl ArpNd {
     pub fn new(fabric: &Fabric, now: Instant) -> Self {
         let mut a = ArpNd {
             gateways: BTreeMap::new(),
-            learned: BTreeMap::new(),
+            learned: Bindings::default(),
             statics: BTreeMap::new(),
             routes: BTreeMap::new(),
             next_hops: BTreeMap::new(),
@@ -104,10 +105,10 @@ impl ArpNd {
             .values()
             .flat_map(|h| h.ips.iter().map(move |ip| ((h.vlan, *ip), h.mac)))
             .collect();
-        let before = self.learned.len();
         let gateways = &self.gateways;
-        self.learned
-            .retain(|(vlan, ip), _| gateways.get(vlan).is_some_and(|g| g.covers(ip)));
+        let dropped = self
+            .learned
+            .retain(|vlan, ip| gateways.get(&vlan).is_some_and(|g| g.covers(ip)));
         self.routes = fabric
             .routes
             .iter()
@@ -128,7 +129,7 @@ impl ArpNd {
             });
         }
         NeighborOutput {
-            hosts_changed: before != self.learned.len(),
+            hosts_changed: dropped,
             next_hops_changed: self.update_next_hops(now),
             ..Default::default()
         }
@@ -145,7 +146,7 @@ impl ArpNd {
                 .map(|(v, _)| *v);
             let mac = vlan.and_then(|v| {
                 let k = (v, *ip);
-                self.statics.get(&k).or(self.learned.get(&k)).copied()
+                self.statics.get(&k).copied().or(self.learned.get(v, ip))
             });
             if mac != nh.mac {
                 changed = true;
@@ -174,7 +175,7 @@ impl ArpNd {
         if self.statics.contains_key(&(vlan, ip)) {
             return out;
         }
-        if self.learned.insert((vlan, ip), mac) != Some(mac) {
+        if self.learned.insert(vlan, ip, mac) == Inserted::Changed {
             out.hosts_changed = true;
             out.next_hops_changed = self.update_next_hops(now);
         }
@@ -183,10 +184,8 @@ impl ArpNd {
 
     /// Drops every binding of a host that left (aged out or removed).
     pub fn forget_mac(&mut self, vlan: VlanId, mac: MacAddr, now: Instant) -> NeighborOutput {
-        let before = self.learned.len();
-        self.learned.retain(|(v, _), m| !(*v == vlan && *m == mac));
         NeighborOutput {
-            hosts_changed: before != self.learned.len(),
+            hosts_changed: self.learned.remove_host(vlan, mac),
             next_hops_changed: self.update_next_hops(now),
             ..Default::default()
         }
@@ -194,11 +193,7 @@ impl ArpNd {
 
     /// The learned IPs of a host.
     pub fn ips_of(&self, vlan: VlanId, mac: MacAddr) -> Vec<IpAddr> {
-        self.learned
-            .iter()
-            .filter(|((v, _), m)| *v == vlan && **m == mac)
-            .map(|((_, ip), _)| *ip)
-            .collect()
+        self.learned.ips_of(vlan, mac)
     }
 
     /// An ARP packet punted from an edge port.
@@ -388,7 +383,7 @@ impl ArpNd {
             .gateways
             .iter()
             .find(|(_, g)| vrf.is_none_or(|v| g.vrf == v) && g.covers(&dst))?;
-        if self.learned.contains_key(&(*vlan, dst)) {
+        if self.learned.get(*vlan, &dst).is_some() {
             return None;
         }
         self.gleaned

@@ -68,6 +68,8 @@ impl Learned {
 #[derive(Debug, Clone, Default)]
 pub struct Learning {
     entries: BTreeMap<(VlanId, MacAddr), Entry>,
+    /// Learned MACs per attachment (for the limit, without a scan).
+    counts: BTreeMap<Attachment, usize>,
     statics: BTreeSet<(VlanId, MacAddr)>,
     /// Most learned MACs per attachment (port or LAG), if limited.
     limit: Option<usize>,
@@ -98,9 +100,21 @@ impl Learning {
             .map(|(k, _)| *k)
             .collect();
         for k in &gone {
-            self.entries.remove(k);
+            self.remove(k);
         }
         gone
+    }
+
+    fn remove(&mut self, key: &(VlanId, MacAddr)) {
+        let Some(e) = self.entries.remove(key) else {
+            return;
+        };
+        if let Some(n) = self.counts.get_mut(&e.attachment) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&e.attachment);
+            }
+        }
     }
 
     /// `mac` on `vlan` was seen entering `switch`/`port`, which belongs to
@@ -125,15 +139,13 @@ impl Learning {
                 return Learned::Known;
             }
         }
-        let count = self
-            .entries
-            .iter()
-            .filter(|(k, e)| **k != key && e.attachment == *attachment)
-            .count();
+        let count = self.counts.get(attachment).copied().unwrap_or(0);
         if self.limit.is_some_and(|l| count >= l) {
             return Learned::OverLimit;
         }
         let moved = self.entries.contains_key(&key);
+        self.remove(&key);
+        *self.counts.entry(attachment.clone()).or_default() += 1;
         self.entries.insert(
             key,
             Entry {
@@ -173,7 +185,7 @@ impl Learning {
             }
         }
         if e.seen.is_empty() {
-            self.entries.remove(&key);
+            self.remove(&key);
             return true;
         }
         if !e.seen.contains_key(&e.leaf) {

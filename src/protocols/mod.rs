@@ -8,6 +8,7 @@
 //! `docs/protocols.md` describes frames, timers and state machines.
 
 pub mod arp_nd;
+pub mod bindings;
 pub mod discovery;
 pub mod frames;
 pub mod gateway;
@@ -221,6 +222,10 @@ pub struct Options {
     /// ARP/ND/ICMP punts handled per edge port and second; the rest are
     /// dropped.
     pub host_pps_per_port: u32,
+    /// Glean resolutions per second, fabric-wide: each floods a request
+    /// out of every edge attachment of a VLAN, so a host scanning its
+    /// subnet must not turn into a packet-out storm.
+    pub gleans_per_second: u32,
     /// Unsolicited IPv6 router advertisement interval (`None`: no RAs,
     /// hosts need a configured IPv6 default route).
     pub router_advert_interval: Option<Duration>,
@@ -231,9 +236,27 @@ impl Default for Options {
         Options {
             max_macs_per_attachment: None,
             host_pps_per_port: 50,
+            gleans_per_second: 20,
             router_advert_interval: Some(Duration::from_secs(30)),
         }
     }
+}
+
+/// What the engine has handled since it started (for metrics and
+/// status; a storm shows as `rate_limited`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub probes: u64,
+    pub lacpdus: u64,
+    /// ARP, ND and other IP punts from edge ports.
+    pub host_frames: u64,
+    /// Host frames dropped by the per-port limit.
+    pub rate_limited: u64,
+    /// Frames that were not ours or did not parse.
+    pub ignored: u64,
+    pub digest_rows: u64,
+    pub idle_timeouts: u64,
+    pub packets_out: u64,
 }
 
 /// All control protocols of the fabric.
@@ -245,7 +268,9 @@ pub struct Protocols {
     neighbors: ArpNd,
     learning: Learning,
     host_limit: RateLimit<PortRef>,
+    glean_limit: RateLimit<()>,
     adverts: RouterAdverts,
+    counters: Counters,
 }
 
 /// Collects actions, each signal once.
@@ -305,7 +330,9 @@ impl Protocols {
             neighbors: ArpNd::new(fabric, now),
             learning: Learning::new(fabric, opts.max_macs_per_attachment),
             host_limit: RateLimit::new(opts.host_pps_per_port),
+            glean_limit: RateLimit::new(opts.gleans_per_second),
             adverts: RouterAdverts::new(opts.router_advert_interval),
+            counters: Counters::default(),
         }
     }
 
@@ -366,27 +393,43 @@ impl Protocols {
         now: Instant,
     ) -> Vec<Action> {
         let mut out = Out::default();
+        let c = &mut self.counters;
         let Some(eth) = parse_eth(frame) else {
+            c.ignored += 1;
             return out.actions;
         };
         let at = PortRef::new(switch, ingress_port);
         match eth.ethertype {
-            ETH_LLDP => {
-                if let Some(probe) = Probe::parse(eth.payload) {
+            ETH_LLDP => match Probe::parse(eth.payload) {
+                Some(probe) => {
+                    c.probes += 1;
                     out.discovery(self.discovery.on_probe(&at, &probe, now));
                 }
-            }
-            ETH_SLOW => {
-                if let Some(pdu) = Lacpdu::parse(eth.payload) {
+                None => c.ignored += 1,
+            },
+            ETH_SLOW => match Lacpdu::parse(eth.payload) {
+                Some(pdu) => {
+                    c.lacpdus += 1;
                     out.lacp(self.lacp.on_lacpdu(&at, &pdu, now));
                 }
-            }
+                None => c.ignored += 1,
+            },
             ETH_ARP | ETH_IPV6 | ETH_IPV4 => {
                 self.on_host_frame(&at, punt_reason, &eth, now, &mut out)
             }
-            _ => {}
+            _ => c.ignored += 1,
         }
+        self.count_out(&out);
         out.actions
+    }
+
+    fn count_out(&mut self, out: &Out) {
+        let sent = out
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::SendPacket(_)))
+            .count();
+        self.counters.packets_out += sent as u64;
     }
 
     /// ARP, ND and IP punted from an edge port.
@@ -399,11 +442,14 @@ impl Protocols {
         out: &mut Out,
     ) {
         let Some((vlan, attachment)) = self.ports.classify(at, eth.vlan) else {
+            self.counters.ignored += 1;
             return;
         };
         if !self.host_limit.allow(at, now) {
+            self.counters.rate_limited += 1;
             return;
         }
+        self.counters.host_frames += 1;
         let attachment = attachment.clone();
         let rx = Rx {
             port: at,
@@ -449,6 +495,7 @@ impl Protocols {
     /// Learning digest rows from `switch`.
     pub fn on_digest(&mut self, switch: &str, rows: &[MacLearn], now: Instant) -> Vec<Action> {
         let mut out = Out::default();
+        self.counters.digest_rows += rows.len() as u64;
         for r in rows {
             let at = PortRef::new(switch, r.ingress_port);
             let attachment = match (self.ports.lag_name(r.lag_id), self.ports.attachment(&at)) {
@@ -481,6 +528,7 @@ impl Protocols {
         now: Instant,
     ) -> Vec<Action> {
         let mut out = Out::default();
+        self.counters.idle_timeouts += entries.len() as u64;
         for e in entries {
             let at = if e.lag_id == 0 {
                 learning::Seen::Port(e.ingress_port)
@@ -507,6 +555,7 @@ impl Protocols {
         let p = PortRef::new(switch, port);
         out.discovery(self.discovery.on_port_status(&p, up, now));
         out.lacp(self.lacp.on_port_status(&p, up, now));
+        self.count_out(&out);
         out.actions
     }
 
@@ -523,6 +572,7 @@ impl Protocols {
                 self.flood(vlan, |tag| ra::advert_frame(gw, tag), &mut out);
             }
         }
+        self.count_out(&out);
         out.actions
     }
 
@@ -576,7 +626,11 @@ impl Protocols {
         };
         let vrf = self.neighbors.vrf_of(vlan);
         if let Some((vlan, ip)) = dst.and_then(|d| self.neighbors.glean(vrf, d, now)) {
-            self.flood_request(vlan, ip, out);
+            if self.glean_limit.allow(&(), now) {
+                self.flood_request(vlan, ip, out);
+            } else {
+                self.counters.rate_limited += 1;
+            }
         }
     }
 
@@ -602,6 +656,10 @@ impl Protocols {
                 out.push(Action::SendPacket(PacketOut::direct(port, frame)));
             }
         }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     // ---- state for the topology, the compiler and status ----

@@ -455,3 +455,30 @@ fn router_adverts_flood_and_answer_solicitations() {
         .on_frame("leaf2", 3, punt::ND, &f, t0 + secs(1.0))
         .is_empty());
 }
+
+#[test]
+fn gleans_are_limited_fabric_wide() {
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&fabric(), t0);
+    // Hosts on two leaves scanning VLAN 20: 100 distinct destinations in
+    // one second; leaf2/3 is a trunk (tagged), leaf1/3 an access port.
+    let mut floods = 0;
+    for i in 0..100u8 {
+        let mut ip = vec![
+            0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 10, 5, 10, 0, 20, i,
+        ];
+        ip.resize(28, 0);
+        let (switch, tag) = if i % 2 == 0 {
+            ("leaf2", Some(10))
+        } else {
+            ("leaf1", None)
+        };
+        let f = build_eth(MacAddr(GW), MacAddr(HOST), tag, ETH_IPV4, &ip);
+        if !p.on_frame(switch, 3, punt::GLEAN, &f, t0).is_empty() {
+            floods += 1;
+        }
+    }
+    assert_eq!(floods, 20);
+    // 99 gleans (10.0.20.1 is the gateway itself), 20 sent.
+    assert_eq!(p.counters().rate_limited, 79);
+}

@@ -423,6 +423,9 @@ fn arp_storm_does_not_stop_lacp_or_discovery() {
         }
     }
     assert!(replies <= 4 * 50, "{replies} ARP replies");
+    let c = p.counters();
+    assert_eq!(c.host_frames + c.rate_limited, 8000);
+    assert!(c.rate_limited >= 8000 - 4 * 50 && c.lacpdus > 0 && c.probes > 0);
     assert_eq!(members(&p, "bond1"), ["leaf1/5", "leaf2/5"]);
     assert_eq!(p.observed_links().values().filter(|u| **u).count(), 4);
 }

@@ -117,6 +117,12 @@ fn per_attachment_limit() {
     // Another port is not limited by this one.
     p.on_digest("leaf2", &[digest(10, "02:00:00:00:00:03", 3, 0)], t0);
     assert_eq!(p.learned_hosts().len(), 3);
+    // A host moving away frees its place.
+    p.on_digest("leaf2", &[digest(10, "02:00:00:00:00:01", 3, 0)], t0);
+    p.on_digest("leaf1", &[digest(10, "02:00:00:00:00:04", 3, 0)], t0);
+    assert_eq!(p.learned_hosts().len(), 4);
+    p.on_digest("leaf1", &[digest(10, "02:00:00:00:00:05", 3, 0)], t0);
+    assert_eq!(p.learned_hosts().len(), 4, "leaf1/3 is full again");
 }
 
 #[test]
