@@ -16,13 +16,8 @@ async fn simulated_demo_forwarding_matrix_is_complete() {
     let dir = std::env::var_os("P4FABRIC_PIPELINE_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(Pipeline::default_dir);
-    if !dir.join("fabric.p4info.txt").exists() && !dir.join("fabric.p4info.bin").exists() {
-        println!(
-            "SKIPPED: {} has no fabric.p4info.txt yet (the compiled pipeline, from p4/compile.sh)",
-            dir.display()
-        );
-        return;
-    }
+    // Without the compiled pipeline the simulated switches check writes
+    // against the contract P4Info (src/compile/contract.rs).
     let mut args =
         DemoArgs::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fabric.yaml"));
     args.once = true;
