@@ -364,6 +364,36 @@ impl Rig {
             .map(|(i, c)| c.with_context(|| format!("{what}: flow {i} produced nothing")))
             .collect()
     }
+
+    /// Repeats `spread` until the ports chosen satisfy `ok`, for at most
+    /// `within` (after a link change: frames hashed to a port whose far
+    /// end is down are lost until the watch port takes the member out).
+    pub async fn spread_until(
+        &mut self,
+        what: &str,
+        flows: &[Flow],
+        within: Duration,
+        ok: impl Fn(&[u32]) -> bool,
+    ) -> Result<Vec<u32>> {
+        let give_up = Instant::now() + within;
+        // bmv2 polls port state about every 200 ms.
+        let mut pause = Duration::from_millis(1000);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = Duration::from_millis(200);
+            let last = self.spread(what, flows).await;
+            match last {
+                Ok(ports) if ok(&ports) => return Ok(ports),
+                Ok(ports) if Instant::now() >= give_up => {
+                    bail!("{what}: not there after {within:?}: ports {ports:?}")
+                }
+                Err(e) if Instant::now() >= give_up => {
+                    return Err(e.context(format!("{what}: not there after {within:?}")))
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// One flow of a load-spreading check: what goes in, and the frames that

@@ -185,7 +185,7 @@ async fn acl_cases(rig: &mut Rig) -> Result<()> {
     Ok(())
 }
 
-/// 21. The punt meter: ARP copies (cell 3) limited to 5 pps with bursts of
+/// Case 21: The punt meter: ARP copies (cell 3) limited to 5 pps with bursts of
 /// 5, while the frames themselves are all flooded and an LACP burst (cell 2
 /// unconfigured) is not limited.
 async fn meter_case(rig: &mut Rig) -> Result<()> {

@@ -147,7 +147,7 @@ async fn digest_cases(rig: &mut Rig) -> Result<()> {
     Ok(())
 }
 
-/// 26. Idle timeout: an entry that sees no traffic for its timeout is
+/// Case 26: Idle timeout: an entry that sees no traffic for its timeout is
 /// reported; one refreshed every 500 ms is not.
 async fn idle_case(rig: &mut Rig) -> Result<()> {
     const QUIET: [u8; 6] = [0, 0, 0, 0, 0, 0x0a];

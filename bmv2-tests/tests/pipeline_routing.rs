@@ -220,7 +220,7 @@ async fn routing_cases(rig: &mut Rig) -> Result<()> {
     Ok(())
 }
 
-/// 34. set_nexthop into an ECMP group of two next hops: 64 flows use both,
+/// Case 34: set_nexthop into an ECMP group of two next hops: 64 flows use both,
 /// each flow always the same one.
 async fn ecmp_case(rig: &mut Rig) -> Result<()> {
     rig.insert(&[

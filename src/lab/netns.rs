@@ -219,7 +219,7 @@ impl PortSocket {
                 }
                 bail!("recv on {}: {e}", self.ifname);
             }
-            if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if sll.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return Ok(Some(buf[..n as usize].to_vec()));
