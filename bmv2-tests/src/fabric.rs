@@ -148,15 +148,19 @@ pub fn route(
     table_entry(key, TableAction::Direct(action))
 }
 
-/// An `mpls_in` entry: label/mask with a priority.
+/// An `mpls_in` entry: label/mask with a priority (mask 0: the field is
+/// left out, as P4Runtime wants don't-care fields).
 pub fn mpls_in(label: u32, mask: u32, priority: i32, action: ActionCall) -> Entity {
-    let key = TableKey::new(T_MPLS_IN).priority(priority).with(
-        F_LABEL,
-        Match::Ternary {
-            value: label.into(),
-            mask: mask.into(),
-        },
-    );
+    let mut key = TableKey::new(T_MPLS_IN).priority(priority);
+    if mask != 0 {
+        key = key.with(
+            F_LABEL,
+            Match::Ternary {
+                value: label.into(),
+                mask: mask.into(),
+            },
+        );
+    }
     table_entry(key, TableAction::Direct(action))
 }
 
