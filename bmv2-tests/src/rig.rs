@@ -15,8 +15,8 @@ use p4fabric::lab::packet::hex;
 use p4fabric::lab::{Bmv2Switch, PortSocket, SwitchOptions};
 use p4fabric::p4rt::switch::DigestRow;
 use p4fabric::p4rt::{
-    write_ops, Client, ClientOptions, Entity, P4InfoRegistry, Pipeline, Session, StreamEvent,
-    TableKey, UpdateKind, Value,
+    read_all, write_ops, Client, ClientOptions, Entity, P4InfoRegistry, Pipeline, Session,
+    StreamEvent, TableKey, UpdateKind, Value,
 };
 use p4runtime_proto::v1::set_forwarding_pipeline_config_request::Action as PipelineAction;
 use tokio::time::Instant;
@@ -176,6 +176,24 @@ impl Rig {
             Some((_, s)) => Ok(s),
             None => bail!("the rig has no port {port}"),
         }
+    }
+
+    /// Reads everything back and fails unless each of `entities` is
+    /// installed exactly as given (the client's encoding round trip against
+    /// the real pipeline's P4Info).
+    pub async fn expect_installed(&self, entities: &[Entity]) -> Result<()> {
+        let read = read_all(&self.client, &self.reg).await?;
+        for e in entities {
+            match read.get(&e.key()) {
+                Some(r) if r == e => {}
+                Some(r) => bail!(
+                    "{} reads back different:\n wrote {e:?}\n read  {r:?}",
+                    e.key()
+                ),
+                None => bail!("{} is not installed", e.key()),
+            }
+        }
+        Ok(())
     }
 
     /// Sends `frame` into the switch on `port` (from the far end).

@@ -8,6 +8,10 @@ use bmv2_tests::require_bmv2;
 use bmv2_tests::rig::Rig;
 
 async fn cases(rig: &mut Rig) -> Result<()> {
+    // The fixture reads back as written.
+    let all: Vec<_> = leaf_fixture().concat();
+    rig.expect_installed(&all).await?;
+
     let b1 = bcast_udp(H1, IP_H1);
 
     // 1. Unconfigured port: nothing forwarded, nothing punted (not even the
