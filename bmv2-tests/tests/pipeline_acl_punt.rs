@@ -134,8 +134,13 @@ async fn acl_cases(rig: &mut Rig) -> Result<()> {
         act(A_ACL_DROP, &[]),
     );
     rig.insert(std::slice::from_ref(&deny)).await?;
-    let obs = rig.check("18 ACL drop", 1, &to_h2, &[], &[]).await?;
-    // 25 (part): an ACL-dropped frame from an unknown source is not learned.
+    rig.check("18 ACL drop", 1, &to_h2, &[], &[]).await?;
+    // 25 (part): an ACL-dropped frame from a source never seen before is
+    // not learned.
+    let fresh = ucast_udp(H2, [0, 0, 0, 0, 0, 0x18], 1000);
+    let obs = rig
+        .check("18b ACL drop, new source", 1, &fresh, &[], &[])
+        .await?;
     ensure!(obs.digests.is_empty(), "18: a dropped frame was learned");
 
     // 19. permit() at a higher priority overrides the drop.
