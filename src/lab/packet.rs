@@ -82,9 +82,22 @@ pub fn udp4_frame(
     ttl: u8,
 ) -> Vec<u8> {
     let payload = udp(sport, dport, b"p4fabric test payload!");
+    ipv4_frame(dst, src, sip, dip, 17, ttl, &payload)
+}
+
+/// A whole untagged IPv4 frame carrying `l4` (protocol `proto`), padded.
+pub fn ipv4_frame(
+    dst: [u8; 6],
+    src: [u8; 6],
+    sip: [u8; 4],
+    dip: [u8; 4],
+    proto: u8,
+    ttl: u8,
+    l4: &[u8],
+) -> Vec<u8> {
     let mut f = ethernet(dst, src, 0x0800);
-    f.extend(ipv4(sip, dip, 17, ttl, payload.len()));
-    f.extend(payload);
+    f.extend(ipv4(sip, dip, proto, ttl, l4.len()));
+    f.extend_from_slice(l4);
     pad(f)
 }
 
@@ -203,11 +216,7 @@ pub fn tcp4_frame(
     dport: u16,
     ttl: u8,
 ) -> Vec<u8> {
-    let payload = tcp(sport, dport, b"p4fabric");
-    let mut f = ethernet(dst, src, 0x0800);
-    f.extend(ipv4(sip, dip, 6, ttl, payload.len()));
-    f.extend(payload);
-    pad(f)
+    ipv4_frame(dst, src, sip, dip, 6, ttl, &tcp(sport, dport, b"p4fabric"))
 }
 
 /// A whole untagged ICMP echo request frame.
@@ -222,10 +231,7 @@ pub fn icmp4_echo_frame(
     icmp.extend_from_slice(b"p4fabric ping");
     let c = checksum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut f = ethernet(dst, src, 0x0800);
-    f.extend(ipv4(sip, dip, 1, ttl, icmp.len()));
-    f.extend(icmp);
-    pad(f)
+    ipv4_frame(dst, src, sip, dip, 1, ttl, &icmp)
 }
 
 /// An untagged ARP frame (Ethernet/IPv4; `op` 1 request, 2 reply; target
