@@ -27,9 +27,13 @@ pub const SETTLE: Duration = Duration::from_millis(300);
 /// How long a case waits at most for the expected output.
 pub const PATIENCE: Duration = Duration::from_secs(3);
 
-/// Where the compiled fabric pipeline is checked in.
+/// Where the compiled fabric pipeline is: `P4FABRIC_PIPELINE_DIR` if set
+/// (a fresh compile elsewhere), else the checked-in `p4/build`.
 pub fn fabric_build_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../p4/build")
+    match std::env::var_os("P4FABRIC_PIPELINE_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../p4/build"),
+    }
 }
 
 /// A frame the switch sent to the controller.
