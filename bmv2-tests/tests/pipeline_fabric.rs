@@ -284,3 +284,84 @@ async fn spine_forwards_on_labels_with_ecmp() {
     let _ = rig.sw.set_link(3, true);
     r.expect("spine cases");
 }
+
+/// The one frame `rig` emits (after something was sent into it).
+async fn the_output(rig: &mut Rig, what: &str) -> Result<(u32, Vec<u8>)> {
+    let obs = rig.collect(1, 0, bmv2_tests::rig::SETTLE).await?;
+    ensure!(
+        obs.frames.len() == 1 && obs.punted.is_empty(),
+        "{what}: want one frame, got {:?} and {} PacketIns",
+        obs.frames
+            .iter()
+            .map(|(p, f)| format!("{p}: {}", hex(f)))
+            .collect::<Vec<_>>(),
+        obs.punted.len()
+    );
+    Ok(obs.frames[0].clone())
+}
+
+/// Leaf and spine fed with each other's real output (the test carries the
+/// frames across): H1 -> L1 -> S1 -> towards L2; from L3 -> S1 -> L1 ->
+/// H1; a broadcast from H1 through L1 and S1.
+async fn chain_cases(l1: &mut Rig, s1: &mut Rig) -> Result<()> {
+    l1.insert(&[fdb(10, H9, to_leaf(LABEL_L2)), fdb(10, H1, to_port(1))])
+        .await?;
+
+    let f = ucast_udp(H9, H1, 7000);
+    l1.quiesce().await?;
+    l1.send(1, &f)?;
+    let (up, pushed) = the_output(l1, "chain: L1 pushes").await?;
+    ensure!(up == 6 || up == 7, "chain: L1 sent H9's frame to port {up}");
+    let to_l2 = fab(L2, S1, LABEL_L2, 63, 10, &f);
+    s1.quiesce().await?;
+    s1.send(1, &pushed)?;
+    let (p, out) = the_output(s1, "chain: S1 forwards").await?;
+    ensure!(
+        (p == 2 || p == 3) && out == to_l2,
+        "chain: S1 sent {} on {p}, want {} on 2 or 3",
+        hex(&out),
+        hex(&to_l2)
+    );
+
+    let g = ucast_udp(H1, H9, 7001);
+    s1.quiesce().await?;
+    s1.send(4, &fab(S1, L3, LABEL_L1, 64, 10, &g))?;
+    let (p, down) = the_output(s1, "chain: S1 towards L1").await?;
+    ensure!(p == 1, "chain: S1 sent L1's frame to port {p}");
+    l1.check("chain: L1 pops and delivers", 6, &down, &[(1, g)], &[])
+        .await?;
+
+    let b = bcast_udp(H1, IP_H1);
+    l1.quiesce().await?;
+    l1.send(1, &b)?;
+    let obs = l1.collect(4, 0, bmv2_tests::rig::SETTLE).await?;
+    let copies = obs.on(6);
+    ensure!(
+        copies.len() == 1,
+        "chain: {} flood copies on port 6",
+        copies.len()
+    );
+    let label = FLOOD_LABEL;
+    s1.check(
+        "chain: S1 floods L1's broadcast",
+        1,
+        copies[0],
+        &[
+            (2, fab(L2, S1, label, 63, 10, &b)),
+            (4, fab(L3, S1, label, 63, 10, &b)),
+        ],
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaf_and_spine_take_each_others_frames() {
+    require_bmv2!();
+    let mut l1 = Rig::leaf().await.expect("leaf with fixture A");
+    let mut s1 = Rig::spine().await.expect("spine with fixture B");
+    chain_cases(&mut l1, &mut s1)
+        .await
+        .expect("leaf-spine chain");
+}
