@@ -190,6 +190,28 @@ async fn routing_cases(rig: &mut Rig) -> Result<()> {
     .await?;
     rig.insert(&[router_mac(20, GW)]).await?;
 
+    // Not routable at the router MAC: IPv4 with options is dropped; ARP
+    // is dropped too, but the ACL's ARP copy still reaches the controller.
+    let mut opts = from_h1(IP_H3, 64);
+    opts.splice(34..34, [1u8, 1, 1, 0]); // NOP NOP NOP EOL
+    opts[14] = 0x46;
+    let total = u16::from_be_bytes([opts[16], opts[17]]) + 4;
+    opts[16..18].copy_from_slice(&total.to_be_bytes());
+    opts[24..26].copy_from_slice(&[0, 0]);
+    let c = checksum(&opts[14..38]);
+    opts[24..26].copy_from_slice(&c.to_be_bytes());
+    rig.check("IPv4 options at the router MAC", 1, &opts, &[], &[])
+        .await?;
+    let arp_gw = arp_frame(GW, H1, 1, IP_H1, IP_GW10);
+    rig.check(
+        "ARP at the router MAC",
+        1,
+        &arp_gw,
+        &[],
+        &[Punted::new(1, reason::ARP, &arp_gw)],
+    )
+    .await?;
+
     // 35. Routed into a remote host: pushed onto the fabric with the
     // remote leaf's label, routed inner frame (TTL 63) tagged VLAN 10.
     rig.insert(&[route(T_IPV4, 0, v4(IP_H9), 32, route_direct(H9, GW, 10))])
