@@ -1,5 +1,18 @@
 //! End-to-end tests on real bmv2 switches. The harness itself lives in
-//! `p4fabric::lab` (the demo uses it too); this crate holds the tests.
+//! `p4fabric::lab` (the demo uses it too); this crate holds the tests and,
+//! for the pipeline packet tests, a switch rig (`rig`) and the fixtures of
+//! docs/pipeline.md (`fabric`).
+//!
+//! The pipeline packet tests (`tests/pipeline_*.rs`, one file per concern)
+//! follow the "Test plan" of docs/pipeline.md, case numbers in comments and
+//! failure messages. Each test starts one switch, pushes `p4/build/fabric.*`
+//! and checks many cases on it. As root:
+//! `cargo test -p bmv2-tests -- --test-threads 2` (all bmv2 tests), or one
+//! file with `--test pipeline_routing`. `P4FABRIC_BMV2_LOG=1` keeps bmv2's
+//! packet log in the temp directory.
+
+pub mod fabric;
+pub mod rig;
 
 pub use p4fabric::lab::*;
 pub use p4fabric::require_bmv2;
