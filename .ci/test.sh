@@ -10,8 +10,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: protoc for the proto crate, etcd for the config tests,
-# iproute2/ethtool for veth-based bmv2 tests, python3-venv for the proto check.
-pkgs=(protobuf-compiler etcd-server iproute2 ethtool python3-venv openssl)
+# iproute2/ethtool/ping for veth-based bmv2 tests, python3-venv for the proto check.
+pkgs=(protobuf-compiler etcd-server iproute2 ethtool iputils-ping python3-venv openssl)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -5,6 +5,7 @@
 //! P4Runtime (`p4rt`).
 
 pub mod agent;
+pub mod bench;
 pub mod cli;
 pub mod compile;
 pub mod config;
@@ -13,5 +14,6 @@ pub mod ha;
 pub mod lab;
 pub mod net;
 pub mod p4rt;
+pub mod protocols;
 pub mod testing;
 pub mod topo;

@@ -23,6 +23,20 @@ struct Cli {
 enum Command {
     /// Run the controller: watch the configuration, program every switch.
     Run(cli::run::RunArgs),
+    /// A whole demo fabric on this machine: bmv2 switches (or simulated
+    /// ones, where bmv2 is missing), etcd, the controller, a ping matrix.
+    Demo(cli::demo::DemoArgs),
+    /// Follow a frame from one host to another through the installed
+    /// entries of every switch: where it goes, or where and why it drops.
+    Trace(cli::trace::TraceArgs),
+    /// Draw the fabric (Graphviz dot, or SVG through `dot`).
+    Topology(cli::topology::TopologyArgs),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
+    /// Serve simulated switches (used by the benchmarks).
+    #[command(hide = true)]
+    SimSwitches(p4fabric::bench::sim::SimArgs),
     /// Validate a fabric file and write it to etcd in one transaction.
     Apply(cli::apply::ApplyArgs),
     /// Print configuration keys from etcd.
@@ -55,6 +69,11 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(a) => cli::run::run(&a).await,
+        Command::Demo(a) => cli::demo::run(&a).await,
+        Command::Trace(a) => cli::trace::run(&a).await,
+        Command::Topology(a) => cli::topology::run(&a).await,
+        Command::Bench(c) => cli::bench::run(&c).await,
+        Command::SimSwitches(a) => p4fabric::bench::sim::run(&a).await,
         Command::Apply(a) => cli::apply::run(&a).await,
         Command::Get(a) => cli::get::run(&a).await,
         Command::Validate(a) => cli::validate::run(&a),

@@ -131,6 +131,7 @@ async fn killed_leader_is_replaced_within_ttl_and_writes_never_interleave() {
         assert_eq!(t.primary_election_id(), Some(first_id));
     }
 
+    let applied_before: Vec<u64> = targets.iter().map(|t| t.stats().updates_applied).collect();
     // kill -9: the task vanishes without resigning; its lease runs out.
     let (_stop, task) = instances[first].take().unwrap();
     task.abort();
@@ -165,6 +166,11 @@ async fn killed_leader_is_replaced_within_ttl_and_writes_never_interleave() {
         );
     }
     println!("failover after kill: {took:?}");
+    let applied_after: Vec<u64> = targets.iter().map(|t| t.stats().updates_applied).collect();
+    assert_eq!(
+        applied_before, applied_after,
+        "the new leader rewrote a stable fabric"
+    );
 
     // Graceful stop of the new leader: the last standby takes over at once.
     let (next, _) = leaders[0];
@@ -280,4 +286,48 @@ async fn leader_cut_off_from_etcd_is_fenced() {
         "writes interleaved: {:?}",
         target.write_log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_restart_leaves_forwarding_alone_and_leadership_returns() {
+    let Some(mut etcd) = EtcdServer::start_or_skip().await else {
+        return;
+    };
+    let target = TestTarget::start(1).await.unwrap();
+    let addrs = vec![(target.addr().to_string(), 1)];
+    let leading: Vec<Leading> = (0..2).map(|_| Leading::default()).collect();
+    let instances: Vec<_> = (0..2)
+        .map(|i| {
+            instance(
+                etcd.endpoint(),
+                &format!("e{i}"),
+                addrs.clone(),
+                leading[i].clone(),
+            )
+        })
+        .collect();
+    let want = desired(20, 0);
+    assert!(eventually_equal(&target, &want, Duration::from_secs(10)).await);
+    let before = target.entities();
+    etcd.kill();
+    // While etcd is away the switch keeps its forwarding state.
+    tokio::time::sleep(TTL + Duration::from_millis(500)).await;
+    assert_eq!(
+        target.entities(),
+        before,
+        "forwarding state changed while etcd was down"
+    );
+    etcd.restart().await.expect("etcd restarts");
+    assert!(
+        wait_until(Duration::from_secs(15), || current_leaders(&leading).len()
+            == 1)
+        .await,
+        "no leader after etcd came back"
+    );
+    assert!(eventually_equal(&target, &want, Duration::from_secs(10)).await);
+    assert!(non_decreasing(&target.write_log()));
+    for (stop, task) in instances {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
 }

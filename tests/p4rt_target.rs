@@ -142,3 +142,60 @@ async fn unreachable_switch_fails_fast() {
     assert!(Client::connect(opts).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn mutual_tls_session() {
+    use p4fabric::p4rt::client::TlsOptions;
+    use p4fabric::p4rt::target::TargetTls;
+    use p4fabric::p4rt::{Client, ClientOptions};
+    use p4fabric::testing::etcd::TlsFiles;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(files) = TlsFiles::generate(dir.path()) else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: mutual_tls_session: openssl not found"
+        );
+        return;
+    };
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let target = TestTarget::start_tls(
+        3,
+        TargetTls {
+            cert_pem: read(&files.cert),
+            key_pem: read(&files.key),
+            client_ca_pem: Some(read(&files.ca)),
+        },
+    )
+    .await
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", target.addr().port());
+    let tls = TlsOptions {
+        ca_pem: Some(read(&files.ca)),
+        client_cert_pem: Some(read(&files.cert)),
+        client_key_pem: Some(read(&files.key)),
+        domain: Some("localhost".into()),
+    };
+    let mut opts = ClientOptions::new(&addr, 3, 1);
+    opts.tls = Some(tls.clone());
+    let client = Client::connect(opts).await.expect("mTLS connect");
+    assert_eq!(client.capabilities().await.unwrap(), "1.3.0");
+    let mut s = client.open_session().await.unwrap();
+    s.wait_primary(Duration::from_secs(5)).await.unwrap();
+
+    // Without a client certificate the server refuses the handshake.
+    let mut no_cert = ClientOptions::new(&addr, 3, 2);
+    no_cert.tls = Some(TlsOptions {
+        client_cert_pem: None,
+        client_key_pem: None,
+        ..tls
+    });
+    let refused = match Client::connect(no_cert).await {
+        Err(_) => true,
+        Ok(c) => c.capabilities().await.is_err(),
+    };
+    assert!(refused, "a client without certificate was served");
+    // Plain text against a TLS server fails too.
+    let plain = Client::connect(ClientOptions::new(&addr, 3, 4)).await;
+    assert!(plain.is_err() || plain.unwrap().capabilities().await.is_err());
+}

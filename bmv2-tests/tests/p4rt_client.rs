@@ -42,7 +42,11 @@ impl Wire for Bmv2Wire {
 async fn client_conformance_on_bmv2() {
     require_bmv2!();
     if conformance::test_program_device_config().is_empty() {
-        panic!("p4/testing/build/p4rt_test.json missing: run p4/compile.sh");
+        bmv2_tests::say_skipped(
+            "client_conformance_on_bmv2",
+            "p4/testing/build/p4rt_test.json not compiled (p4c-bm2-ss missing): run p4/compile.sh where p4c exists",
+        );
+        return;
     }
     let sw = Bmv2Switch::start(SwitchOptions {
         device_id: 1,

@@ -160,12 +160,19 @@ pub struct SwitchEvent {
     pub event: StreamEvent,
 }
 
+/// What the controller sends on a switch's stream.
+#[derive(Debug, Clone)]
+enum Outbound {
+    Packet(p4::PacketOut),
+    DigestAck { digest_id: u32, list_id: u64 },
+}
+
 /// The controller's end of a running agent.
 pub struct AgentHandle {
     pub name: String,
     desired: watch::Sender<Desired>,
     status: watch::Receiver<AgentStatus>,
-    packet_out: mpsc::Sender<p4::PacketOut>,
+    packet_out: mpsc::Sender<Outbound>,
     shutdown: watch::Sender<bool>,
     join: Option<JoinHandle<()>>,
 }
@@ -187,7 +194,14 @@ impl AgentHandle {
 
     /// Queues a packet-out; dropped (false) if the queue is full.
     pub fn send_packet(&self, p: p4::PacketOut) -> bool {
-        self.packet_out.try_send(p).is_ok()
+        self.packet_out.try_send(Outbound::Packet(p)).is_ok()
+    }
+
+    /// Acknowledges a digest list so the switch sends the next one.
+    pub fn ack_digest(&self, digest_id: u32, list_id: u64) -> bool {
+        self.packet_out
+            .try_send(Outbound::DigestAck { digest_id, list_id })
+            .is_ok()
     }
 
     /// Waits until the switch holds the desired state of `generation` or
@@ -254,7 +268,7 @@ struct Agent {
     desired: watch::Receiver<Desired>,
     status: watch::Sender<AgentStatus>,
     events: mpsc::Sender<SwitchEvent>,
-    packet_out: mpsc::Receiver<p4::PacketOut>,
+    packet_out: mpsc::Receiver<Outbound>,
     shutdown: watch::Receiver<bool>,
     /// What we believe the switch holds: read back at session start and
     /// after failures, updated with every successful write.
@@ -458,7 +472,7 @@ impl Agent {
                     r = self.desired.changed() => {
                         if r.is_err() { Wake::Shutdown } else { Wake::Desired }
                     }
-                    Some(pkt) = self.packet_out.recv() => Wake::PacketOut(pkt),
+                    Some(out) = self.packet_out.recv() => Wake::Outbound(out),
                     _ = sleep_until_opt(retry_at) => Wake::Retry,
                     _ = tokio::time::sleep_until(resync_at) => Wake::Resync,
                 }
@@ -473,7 +487,10 @@ impl Agent {
                 Wake::LostPrimary => return Err(SessionEnd::LostPrimary),
                 Wake::Nothing => {}
                 Wake::Desired => dirty = true,
-                Wake::PacketOut(pkt) => sender.send_packet(pkt).await?,
+                Wake::Outbound(Outbound::Packet(p)) => sender.send_packet(p).await?,
+                Wake::Outbound(Outbound::DigestAck { digest_id, list_id }) => {
+                    sender.ack_digest(digest_id, list_id).await?
+                }
                 Wake::Retry => {
                     // Failures may mean our view is stale (an entry that
                     // exists, or one that vanished): re-read, then retry.
@@ -574,7 +591,7 @@ enum Wake {
     LostPrimary,
     Nothing,
     Desired,
-    PacketOut(p4::PacketOut),
+    Outbound(Outbound),
     Retry,
     Resync,
 }

@@ -2,10 +2,14 @@
 //! and dispatches to the `run` function of each module here.
 
 pub mod apply;
+pub mod bench;
+pub mod demo;
 pub mod document;
 pub mod get;
 pub mod run;
 pub mod status;
+pub mod topology;
+pub mod trace;
 pub mod validate;
 
 use std::path::PathBuf;

@@ -30,6 +30,29 @@ pub fn ternary(value: impl Into<u128>, mask: impl Into<u128>) -> Match {
     }
 }
 
+/// A route key: (VRF, prefix). A /0 leaves the LPM field out, as P4Runtime
+/// requires for a don't-care match (and as a switch reads it back).
+pub fn route_key(
+    table: &'static str,
+    field: &'static str,
+    vrf: u16,
+    value: u128,
+    len: u32,
+) -> TableKey {
+    let key = TableKey::new(table).exact(super::names::F_VRF_ID, vrf);
+    if len == 0 {
+        key
+    } else {
+        key.with(
+            field,
+            Match::Lpm {
+                value,
+                prefix_len: len,
+            },
+        )
+    }
+}
+
 pub fn member(profile: &'static str, member_id: u32, action: ActionCall) -> Entity {
     Entity::Member(ActionProfileMember {
         profile,

@@ -128,3 +128,88 @@ pub fn merge_join<'a, K: Ord + 'a, V: 'a>(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::p4rt::entity::{
+        ActionCall, ActionProfileGroup, ActionProfileMember, GroupMember, TableAction, TableEntry,
+        TableKey,
+    };
+
+    fn member(id: u32, port: u32) -> Entity {
+        let action = ActionCall::new("to_member").param("port", port);
+        Entity::Member(ActionProfileMember {
+            profile: "sel",
+            member_id: id,
+            action,
+        })
+    }
+
+    fn group(id: u32, members: &[u32]) -> Entity {
+        let members = members
+            .iter()
+            .map(|m| GroupMember {
+                member_id: *m,
+                weight: 1,
+                watch_port: None,
+            })
+            .collect();
+        Entity::Group(ActionProfileGroup {
+            profile: "sel",
+            group_id: id,
+            members,
+            max_size: 16,
+        })
+    }
+
+    fn entry(lag: u32, group: u32) -> Entity {
+        let key = TableKey::new("t").exact("lag_id", lag);
+        Entity::Table(TableEntry {
+            key,
+            action: TableAction::Group(group),
+            idle_timeout_ns: 0,
+        })
+    }
+
+    fn map(es: Vec<Entity>) -> SwitchEntities {
+        es.into_iter().map(|e| (e.key(), e)).collect()
+    }
+
+    #[test]
+    fn plan_orders_references_and_modifies_in_place() {
+        let installed = map(vec![
+            member(1, 1),
+            member(2, 2),
+            group(1, &[1, 2]),
+            entry(1, 1),
+        ]);
+        let desired = map(vec![
+            member(2, 2),
+            member(3, 3),
+            group(2, &[2, 3]),
+            entry(1, 2),
+        ]);
+        let plan = diff(&desired, &installed);
+        let staged: Vec<Vec<(OpKind, String)>> = plan
+            .stages
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|o| (o.kind, o.entity.key().to_string()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            staged,
+            vec![
+                vec![(OpKind::Insert, "sel member 3".to_string())],
+                vec![(OpKind::Insert, "sel group 2".to_string())],
+                vec![(OpKind::Modify, "t[lag_id=0x1]".to_string())],
+                vec![(OpKind::Delete, "sel group 1".to_string())],
+                vec![(OpKind::Delete, "sel member 1".to_string())],
+            ]
+        );
+        assert!(diff(&desired, &desired).is_empty());
+    }
+}

@@ -3,10 +3,12 @@
 //! to by the local port or LAG, plus `src_mac` entries on its local ports
 //! so its traffic is not reported for learning again.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::config::{Attachment, PortNum};
 use crate::p4rt::entity::{ActionCall, Entity, TableEntry, TableKey};
+use crate::topo::LagGroup;
 
 use super::build::{direct, mac};
 use super::names::*;
@@ -17,13 +19,26 @@ use super::{HostEntry, HostKey};
 type Placed = (Option<String>, Entity);
 
 impl CompiledFabric {
-    pub(super) fn add_host(&mut self, h: HostEntry) {
-        for (leaf, e) in host_entities(&self.ctx, &h) {
+    fn place(&mut self, entities: Vec<Placed>) {
+        for (leaf, e) in entities {
             match leaf {
                 None => self.set_common(e),
                 Some(l) => self.set_local(&l, e),
             }
         }
+    }
+
+    fn unplace(&mut self, entities: Vec<Placed>) {
+        for (leaf, e) in entities {
+            match leaf {
+                None => self.remove_common(&e.key()),
+                Some(l) => self.remove_local(&l, &e.key()),
+            }
+        }
+    }
+
+    pub(super) fn add_host(&mut self, h: HostEntry) {
+        self.place(host_entities(&self.ctx, &h));
         let ips = routable_ips(&self.ctx, &h);
         for nh in &ips {
             self.l3.ip_hosts.entry(*nh).or_default().insert(h.key());
@@ -34,16 +49,34 @@ impl CompiledFabric {
         }
     }
 
+    /// Replaces a host's bridging entries, keeping its addresses.
+    pub(super) fn move_host(&mut self, h: HostEntry) {
+        let Some(old) = self.hosts.insert(h.key(), h.clone()) else {
+            return;
+        };
+        self.unplace(host_entities(&self.ctx, &old));
+        self.place(host_entities(&self.ctx, &h));
+    }
+
+    /// Switches to new LAG state and re-places the hosts on changed LAGs
+    /// (their home leaf may move); addresses and routes stay untouched.
+    pub(super) fn relocate_hosts(&mut self, keys: &[HostKey], lags: BTreeMap<String, LagGroup>) {
+        let placed = |c: &Self| -> Vec<Placed> {
+            let hosts = keys.iter().filter_map(|k| c.hosts.get(k));
+            hosts.flat_map(|h| host_entities(&c.ctx, h)).collect()
+        };
+        let old = placed(self);
+        self.ctx.lags = lags;
+        let new = placed(self);
+        self.unplace(old);
+        self.place(new);
+    }
+
     pub(super) fn remove_host(&mut self, key: &HostKey) {
         let Some(h) = self.hosts.remove(key) else {
             return;
         };
-        for (leaf, e) in host_entities(&self.ctx, &h) {
-            match leaf {
-                None => self.remove_common(&e.key()),
-                Some(l) => self.remove_local(&l, &e.key()),
-            }
-        }
+        self.unplace(host_entities(&self.ctx, &h));
         for nh in routable_ips(&self.ctx, &h) {
             if let Some(set) = self.l3.ip_hosts.get_mut(&nh) {
                 set.remove(key);
@@ -72,16 +105,22 @@ pub(super) fn routable_ips(ctx: &Ctx, h: &HostEntry) -> Vec<(u16, IpAddr)> {
         .collect()
 }
 
-/// The leaf remote leaves send a host's unicast to, its local attachments
-/// (leaf, fdb action, ingress ports).
-fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<(String, ActionCall, Vec<PortNum>)>)> {
+/// One local attachment of a host: the leaf, its fdb action there, and the
+/// `src_mac` learning keys `(ingress_port, lag_id)` that identify the host's
+/// source there — `(port, 0)` on a plain port, `(0, LAG id)` on any member
+/// of a LAG (as `learning.p4` matches).
+type Local = (String, ActionCall, Vec<(PortNum, u16)>);
+
+/// The leaf remote leaves send a host's unicast to, and its local
+/// attachments.
+fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<Local>)> {
     match &h.attachment {
         Attachment::Port(p) => {
             let label = *ctx.leaf_labels.get(&p.switch)?;
             let local = (
                 p.switch.clone(),
                 ActionCall::new(A_TO_PORT).param(P_PORT, p.port),
-                vec![p.port],
+                vec![(p.port, 0)],
             );
             Some((label, vec![local]))
         }
@@ -97,7 +136,7 @@ fn placement(ctx: &Ctx, h: &HostEntry) -> Option<(u32, Vec<(String, ActionCall, 
                     (
                         l.clone(),
                         ActionCall::new(A_TO_LAG).param(P_LAG_ID, g.id),
-                        g.members_on(l).to_vec(),
+                        vec![(0, g.id)],
                     )
                 })
                 .collect();
@@ -126,11 +165,12 @@ fn host_entities(ctx: &Ctx, h: &HostEntry) -> Vec<Placed> {
     };
     for (leaf, action, ports) in local {
         out.push((Some(leaf.clone()), direct(fdb_key(), action)));
-        for port in ports {
+        for (port, lag) in ports {
             let key = TableKey::new(T_SRC_MAC)
                 .exact(F_VLAN_ID, h.vlan)
                 .exact(F_ETH_SRC, mac(h.mac))
-                .exact(F_INGRESS_PORT, port);
+                .exact(F_INGRESS_PORT, port)
+                .exact(F_LAG_ID, lag);
             let action = crate::p4rt::entity::TableAction::Direct(ActionCall::new(A_KNOWN_SOURCE));
             out.push((
                 Some(leaf.clone()),

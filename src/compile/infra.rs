@@ -2,10 +2,12 @@
 //! on hosts or routes: port and VLAN classification, punts, packet I/O,
 //! label forwarding, flooding, LAG selectors, fabric encapsulation.
 
+use std::collections::BTreeSet;
+
 use crate::config::{Fabric, PortNum, PortRef, Role, VlanId, VlanMode};
 use crate::p4rt::entity::{
-    ActionCall, CloneSession, DigestConfig, Entity, MeterConfig, MulticastGroup, Replica,
-    SwitchEntities, TableAction, TableKey,
+    ActionCall, CloneSession, DigestConfig, Entity, EntityKey, MeterConfig, MulticastGroup,
+    Replica, SwitchEntities, TableAction, TableKey,
 };
 use crate::topo::{SwitchNode, Topology};
 
@@ -15,27 +17,89 @@ use super::names::*;
 /// ECMP groups never shrink below this size so a later member fits.
 const GROUP_SIZE: i32 = 16;
 
-pub fn switch_infra(fabric: &Fabric, topo: &Topology, sw: &SwitchNode) -> SwitchEntities {
+/// The independently recomputed parts of a switch's infrastructure
+/// entities, so a topology change rebuilds only what its inputs touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    /// Config and link existence: ports, VLANs, ACLs, packet I/O, labels in.
+    Static,
+    /// Link state and ECMP sets: fabric_selector members, label_fwd.
+    Labels,
+    /// Flood tree and designated forwarders: multicast groups.
+    Flood,
+    /// LAG member state: lag_selector.
+    Lags,
+}
+
+pub const PARTS: [Part; 4] = [Part::Static, Part::Labels, Part::Flood, Part::Lags];
+
+pub fn part(fabric: &Fabric, topo: &Topology, sw: &SwitchNode, part: Part) -> SwitchEntities {
     let mut out = SwitchEntities::new();
-    let name = sw.name.as_str();
-    packet_io(fabric, sw, &mut out);
-    fabric_ports(fabric, topo, sw, &mut out);
-    mpls(topo, sw, &mut out);
-    if sw.role == Role::Leaf {
-        edge_ports(fabric, topo, name, &mut out);
-        flooding(fabric, topo, name, &mut out);
-    } else {
-        let replicas = topo.tree_ports(name).into_iter().map(|p| Replica {
-            port: p,
-            instance: 0,
-        });
-        out.insert(
-            crate::p4rt::entity::EntityKey::Multicast(SPINE_FLOOD_GROUP),
-            Entity::Multicast(MulticastGroup {
+    let leaf = sw.role == Role::Leaf;
+    match part {
+        Part::Static => {
+            packet_io(fabric, sw, &mut out);
+            fabric_ports(fabric, topo, sw, &mut out);
+            mpls_in(sw, &mut out);
+            if leaf {
+                edge_ports(fabric, topo, &sw.name, &mut out);
+                for &vlan in fabric.vlans.keys() {
+                    let action = ActionCall::new(A_FLOOD).param(P_GROUP, vlan);
+                    put(
+                        &mut out,
+                        direct(TableKey::new(T_VLAN_FLOOD).exact(F_VLAN_ID, vlan), action),
+                    );
+                }
+            }
+        }
+        Part::Labels => label_fwd(topo, sw, &mut out),
+        Part::Flood if leaf => flooding(fabric, topo, &sw.name, &mut out),
+        Part::Flood => {
+            let replicas = topo.flood_ports(&sw.name).into_iter();
+            let replicas = replicas.map(|port| Replica { port, instance: 0 }).collect();
+            let g = MulticastGroup {
                 group_id: SPINE_FLOOD_GROUP,
-                replicas: replicas.collect(),
-            }),
-        );
+                replicas,
+            };
+            put(&mut out, Entity::Multicast(g));
+        }
+        Part::Lags if leaf => lag_selectors(topo, &sw.name, &mut out),
+        Part::Lags => {}
+    }
+    out
+}
+
+/// Which parts of `sw` differ between two topologies of the same config.
+/// Which parts of `sw` differ between two topologies of the same config;
+/// `lag_leaves` are the leaves of LAGs whose state changed.
+pub fn changed_parts(
+    old: &Topology,
+    new: &Topology,
+    sw: &str,
+    lag_leaves: &BTreeSet<&str>,
+) -> Vec<Part> {
+    let links = |t: &Topology| -> Vec<(PortNum, PortRef, bool)> {
+        t.links_of(sw)
+            .into_iter()
+            .map(|(p, far, l)| (p, far.clone(), l.state.up))
+            .collect()
+    };
+    let (lo, ln) = (links(old), links(new));
+    let same_ends =
+        lo.len() == ln.len() && lo.iter().zip(&ln).all(|(a, b)| a.0 == b.0 && a.1 == b.1);
+    let lags_changed = lag_leaves.contains(sw);
+    let mut out = Vec::new();
+    if !same_ends {
+        out.push(Part::Static);
+    }
+    if lo != ln || !old.destinations(sw).eq(new.destinations(sw)) {
+        out.push(Part::Labels);
+    }
+    if old.flood_ports(sw) != new.flood_ports(sw) || lags_changed {
+        out.push(Part::Flood);
+    }
+    if lags_changed {
+        out.push(Part::Lags);
     }
     out
 }
@@ -161,9 +225,8 @@ fn fabric_ports(fabric: &Fabric, topo: &Topology, sw: &SwitchNode, out: &mut Swi
     }
 }
 
-/// Label handling: pop the own label, flood labels, transit for the rest;
-/// label_fwd groups over the ECMP next hops to every leaf.
-fn mpls(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
+/// Labels in: pop the own label, flood labels, transit for the rest.
+fn mpls_in(sw: &SwitchNode, out: &mut SwitchEntities) {
     let key = |value: u32, mask: u32, prio: i32| {
         TableKey::new(T_MPLS_IN)
             .with(F_LABEL, ternary(value, mask))
@@ -177,13 +240,32 @@ fn mpls(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
         ),
     );
     let flood = match sw.role {
-        // On a leaf the group is the inner VLAN's (vlan_flood); 0 = "by VLAN".
-        Role::Leaf => ActionCall::new(A_FLOOD_POP).param(P_GROUP, 0u32),
+        // On a leaf the group is the inner VLAN's (flood.vlan_flood).
+        Role::Leaf => ActionCall::new(A_FLOOD_POP),
         Role::Spine => ActionCall::new(A_FLOOD_TRANSIT).param(P_GROUP, SPINE_FLOOD_GROUP),
     };
     put(out, direct(key(FLOOD_LABEL, FLOOD_LABEL_MASK, 20), flood));
-    put(out, direct(key(0, 0, 10), ActionCall::new(A_TRANSIT)));
+    // Every other label transits: the label is a don't-care field (P4Runtime
+    // leaves a ternary field with an all-zero mask out of the entry).
+    put(
+        out,
+        direct(
+            TableKey::new(T_MPLS_IN).priority(10),
+            ActionCall::new(A_TRANSIT),
+        ),
+    );
+}
 
+/// label_fwd groups over the ECMP next hops to every leaf.
+fn label_fwd(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
+    fabric_members(topo, sw, out);
+    for (label, ports) in topo.destinations(&sw.name) {
+        label_route(label, ports, out);
+    }
+}
+
+/// One fabric_selector member per up link.
+fn fabric_members(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
     for (port, far, link) in topo.links_of(&sw.name) {
         let Some(peer) = topo.switch(&far.switch) else {
             continue;
@@ -196,27 +278,69 @@ fn mpls(topo: &Topology, sw: &SwitchNode, out: &mut SwitchEntities) {
             put(out, member(P_FABRIC, port, action));
         }
     }
-    for (label, ports) in topo.destinations(&sw.name) {
-        if ports.is_empty() {
-            continue;
-        }
-        put(
-            out,
-            group(
-                P_FABRIC,
-                label,
-                ports.iter().map(|p| (*p, Some(*p))),
-                GROUP_SIZE,
-            ),
-        );
-        put(
-            out,
-            entry(
-                TableKey::new(T_LABEL_FWD).exact(F_LABEL, label),
-                TableAction::Group(label),
-            ),
-        );
+}
+
+/// The label_fwd entry and group of one destination.
+fn label_route(label: u32, ports: &[PortNum], out: &mut SwitchEntities) {
+    if ports.is_empty() {
+        return;
     }
+    let members = ports.iter().map(|p| (*p, Some(*p)));
+    put(out, group(P_FABRIC, label, members, GROUP_SIZE));
+    let key = TableKey::new(T_LABEL_FWD).exact(F_LABEL, label);
+    put(out, entry(key, TableAction::Group(label)));
+}
+
+/// Updates the `Labels` part in place for a topology change, touching only
+/// the members and the destinations whose next hops changed (a link flap
+/// changes one destination on most switches). Returns the (old, new) pairs.
+pub fn update_labels(
+    old: &Topology,
+    new: &Topology,
+    sw: &SwitchNode,
+    slot: &mut SwitchEntities,
+) -> Vec<(Option<Entity>, Option<Entity>)> {
+    let mut fresh = SwitchEntities::new();
+    fabric_members(new, sw, &mut fresh);
+    let mut stale: Vec<EntityKey> = slot
+        .keys()
+        .filter(|k| matches!(k, EntityKey::Member { profile, .. } if *profile == P_FABRIC))
+        .cloned()
+        .collect();
+    let labels: BTreeSet<u32> = old
+        .destinations(&sw.name)
+        .chain(new.destinations(&sw.name))
+        .map(|(l, _)| l)
+        .collect();
+    for label in labels {
+        let (o, n) = (
+            old.next_hops(&sw.name, label),
+            new.next_hops(&sw.name, label),
+        );
+        if o != n {
+            label_route(label, n, &mut fresh);
+            stale.push(EntityKey::Group {
+                profile: P_FABRIC,
+                group_id: label,
+            });
+            stale.push(EntityKey::Table(
+                TableKey::new(T_LABEL_FWD).exact(F_LABEL, label),
+            ));
+        }
+    }
+    let mut changes = Vec::new();
+    for k in stale {
+        if !fresh.contains_key(&k) {
+            changes.push((slot.remove(&k), None));
+        }
+    }
+    for (k, e) in fresh {
+        let old = slot.insert(k, e.clone());
+        if old.as_ref() != Some(&e) {
+            changes.push((old, Some(e)));
+        }
+    }
+    changes
 }
 
 /// Classification of edge ports and LAG members, egress VLAN tagging,
@@ -249,7 +373,10 @@ fn edge_ports(fabric: &Fabric, topo: &Topology, leaf: &str, out: &mut SwitchEnti
         }
         vlan_membership(fabric, port, mode, out);
     }
+}
 
+/// LAG selectors: usable local members, else the MLAG peer leaf.
+fn lag_selectors(topo: &Topology, leaf: &str, out: &mut SwitchEntities) {
     for g in topo.lags().values() {
         if g.members_on(leaf).is_empty() {
             continue;
@@ -342,7 +469,7 @@ fn vlan_membership(fabric: &Fabric, port: PortNum, mode: &VlanMode, out: &mut Sw
 /// One multicast group per VLAN: local edge ports, one usable member of
 /// each LAG this leaf is designated forwarder for, and the tree ports.
 fn flooding(fabric: &Fabric, topo: &Topology, leaf: &str, out: &mut SwitchEntities) {
-    let tree = topo.tree_ports(leaf);
+    let tree = topo.flood_ports(leaf);
     for &vlan in fabric.vlans.keys() {
         let mut ports: Vec<PortNum> = fabric
             .ports
@@ -370,11 +497,6 @@ fn flooding(fabric: &Fabric, topo: &Topology, leaf: &str, out: &mut SwitchEntiti
                 group_id: vlan.into(),
                 replicas,
             }),
-        );
-        let action = ActionCall::new(A_FLOOD).param(P_GROUP, vlan);
-        put(
-            out,
-            direct(TableKey::new(T_VLAN_FLOOD).exact(F_VLAN_ID, vlan), action),
         );
     }
 }

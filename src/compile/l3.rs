@@ -1,5 +1,5 @@
 //! Routing: router MACs, gateway and subnet punts, host routes, static
-//! routes over ECMP next-hop sets. Every leaf holds the same L3 entries
+//! routes over ECMP next-hop groups. Every leaf holds the same L3 entries
 //! (anycast gateway), so they all live in the `common` layer.
 //!
 //! A routing table key (VRF, prefix) can be wanted by several sources; the
@@ -7,6 +7,12 @@
 //! static route with at least one resolved next hop, the subnet (glean).
 //! `refresh_prefix` re-decides one key, which keeps incremental updates
 //! and the full compile identical.
+//!
+//! Static routes point at a next-hop group named by their *configured*
+//! next-hop set; the group's members are the resolved next hops. A next hop
+//! coming or going modifies the groups it is in, not the (many) routes
+//! using them; routes change only when a set gains its first or loses its
+//! last resolved next hop.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -14,8 +20,8 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::config::{Fabric, Route, VrfId};
-use crate::p4rt::entity::{ActionCall, EntityKey, Match, TableAction, TableKey};
+use crate::config::{Fabric, VrfId};
+use crate::p4rt::entity::{ActionCall, EntityKey, TableAction, TableKey};
 
 use super::build::{direct, entry, group, mac, member};
 use super::ids::{fnv1a, IdSpace};
@@ -29,10 +35,17 @@ type NhSet = Arc<[NhKey]>;
 
 const ECMP_GROUP_SIZE: i32 = 64;
 
+/// A configured next-hop set and what of it is resolved and installed.
 #[derive(Debug)]
-struct SetInfo {
-    refs: u32,
-    nexthop_id: u32,
+struct HopSet {
+    hops: NhSet,
+    /// Routes using this set.
+    routes: Vec<u32>,
+    /// Hops owned by a known host (sorted).
+    resolved: Vec<NhKey>,
+    /// (nexthop id, group id when more than one hop is configured) while
+    /// at least one hop is resolved.
+    ids: Option<(u32, Option<u32>)>,
 }
 
 #[derive(Debug)]
@@ -41,13 +54,13 @@ pub(super) struct L3 {
     pub ip_hosts: BTreeMap<NhKey, BTreeSet<HostKey>>,
     gateways: BTreeSet<NhKey>,
     subnets: BTreeSet<(VrfId, IpNet)>,
-    /// Static routes in name order; indexes below refer to this.
-    routes: Vec<Route>,
+    /// Static routes in name order: (VRF, prefix, next-hop set index).
+    routes: Vec<(VrfId, IpNet, u32)>,
     by_prefix: HashMap<(VrfId, IpNet), Vec<u32>>,
+    sets: Vec<HopSet>,
+    /// Next hop -> sets containing it.
     by_next_hop: HashMap<NhKey, Vec<u32>>,
-    /// The resolved next-hop set of each route (`None`: not installed).
-    route_sets: Vec<Option<NhSet>>,
-    sets: HashMap<NhSet, SetInfo>,
+    /// Resolved next hop -> (sets it is installed in, member id).
     members: HashMap<NhKey, (u32, u32)>,
     member_ids: IdSpace<NhKey>,
     group_ids: IdSpace<NhSet>,
@@ -62,11 +75,10 @@ impl L3 {
             ip_hosts: BTreeMap::new(),
             gateways: BTreeSet::new(),
             subnets: BTreeSet::new(),
-            routes: fabric.routes.values().cloned().collect(),
+            routes: Vec::new(),
             by_prefix: HashMap::new(),
+            sets: Vec::new(),
             by_next_hop: HashMap::new(),
-            route_sets: vec![None; fabric.routes.len()],
-            sets: HashMap::new(),
             members: HashMap::new(),
             member_ids: IdSpace::new(31),
             group_ids: IdSpace::new(31),
@@ -83,18 +95,32 @@ impl L3 {
                 l3.subnets.insert((v.vrf, IpNet::V6(g.trunc())));
             }
         }
-        for (i, r) in l3.routes.iter().enumerate() {
+        let mut set_index: HashMap<NhSet, u32> = HashMap::new();
+        for (i, r) in fabric.routes.values().enumerate() {
             let i = i as u32;
+            let mut hops: Vec<NhKey> = r.next_hops.iter().map(|ip| (r.vrf, *ip)).collect();
+            hops.sort_unstable();
+            hops.dedup();
+            let hops: NhSet = hops.into();
+            let s = *set_index.entry(hops.clone()).or_insert_with(|| {
+                let s = l3.sets.len() as u32;
+                for nh in hops.iter() {
+                    l3.by_next_hop.entry(*nh).or_default().push(s);
+                }
+                l3.sets.push(HopSet {
+                    hops,
+                    routes: Vec::new(),
+                    resolved: Vec::new(),
+                    ids: None,
+                });
+                s
+            });
+            l3.sets[s as usize].routes.push(i);
+            l3.routes.push((r.vrf, r.prefix.trunc(), s));
             l3.by_prefix
                 .entry((r.vrf, r.prefix.trunc()))
                 .or_default()
                 .push(i);
-            for nh in &r.next_hops {
-                let list = l3.by_next_hop.entry((r.vrf, *nh)).or_default();
-                if list.last() != Some(&i) {
-                    list.push(i);
-                }
-            }
         }
         l3
     }
@@ -121,13 +147,7 @@ fn prefix_key(vrf: VrfId, net: IpNet) -> TableKey {
         IpNet::V4(n) => (T_IPV4, F_IPV4_DST, u128::from(u32::from(n.network()))),
         IpNet::V6(n) => (T_IPV6, F_IPV6_DST, u128::from(n.network())),
     };
-    TableKey::new(table).exact(F_VRF_ID, vrf).with(
-        field,
-        Match::Lpm {
-            value,
-            prefix_len: u32::from(net.prefix_len()),
-        },
-    )
+    super::build::route_key(table, field, vrf, value, u32::from(net.prefix_len()))
 }
 
 impl CompiledFabric {
@@ -166,8 +186,8 @@ impl CompiledFabric {
     /// Resolves every static route (once, after all hosts are in).
     pub(super) fn l3_resolve_all_routes(&mut self) {
         self.l3.routes_live = true;
-        for i in 0..self.l3.routes.len() {
-            self.refresh_route(i as u32);
+        for s in 0..self.l3.sets.len() {
+            self.refresh_set(s as u32);
         }
     }
 
@@ -177,9 +197,9 @@ impl CompiledFabric {
         if !self.l3.routes_live {
             return;
         }
-        let routes = self.l3.by_next_hop.get(&nh).cloned().unwrap_or_default();
-        for r in routes {
-            self.refresh_route(r);
+        let sets = self.l3.by_next_hop.get(&nh).cloned().unwrap_or_default();
+        for s in sets {
+            self.refresh_set(s);
         }
         if let Some(&(_, id)) = self.l3.members.get(&nh) {
             if let Some(action) = self.route_direct_to(&nh) {
@@ -224,119 +244,109 @@ impl CompiledFabric {
                 return Some(a);
             }
         }
-        let resolved = self
-            .l3
-            .by_prefix
-            .get(&(vrf, net))
-            .into_iter()
-            .flatten()
-            .find_map(|r| {
-                let set = self.l3.route_sets.get(*r as usize)?.as_ref()?;
-                self.l3.sets.get(set)
-            });
-        if let Some(info) = resolved {
-            return Some(ActionCall::new(A_SET_NEXTHOP).param(P_NEXTHOP_ID, info.nexthop_id));
+        let routes = self.l3.by_prefix.get(&(vrf, net)).into_iter().flatten();
+        let installed = routes.filter_map(|r| {
+            let (_, _, s) = self.l3.routes.get(*r as usize)?;
+            self.l3.sets.get(*s as usize)?.ids
+        });
+        if let Some((nexthop_id, _)) = installed.into_iter().next() {
+            return Some(ActionCall::new(A_SET_NEXTHOP).param(P_NEXTHOP_ID, nexthop_id));
         }
-        self.l3
-            .subnets
-            .contains(&(vrf, net))
-            .then(|| ActionCall::new(A_PUNT_GLEAN))
+        let glean = self.l3.subnets.contains(&(vrf, net));
+        glean.then(|| ActionCall::new(A_PUNT_GLEAN))
     }
 
-    /// Re-resolves one static route's next hops.
-    fn refresh_route(&mut self, r: u32) {
-        let Some(route) = self.l3.routes.get(r as usize) else {
+    /// Re-resolves one next-hop set: its group follows the resolved hops;
+    /// its routes are re-decided only when it starts or stops resolving.
+    fn refresh_set(&mut self, s: u32) {
+        let Some(set) = self.l3.sets.get(s as usize) else {
             return;
         };
-        let (vrf, prefix) = (route.vrf, route.prefix);
-        let mut want: Vec<NhKey> = route
-            .next_hops
+        let hops = set.hops.clone();
+        let want: Vec<NhKey> = hops
             .iter()
-            .map(|ip| (vrf, *ip))
+            .copied()
             .filter(|nh| self.l3.ip_hosts.contains_key(nh))
             .collect();
-        want.sort_unstable();
-        want.dedup();
-        let old = self.l3.route_sets[r as usize].clone();
-        if old.as_deref().unwrap_or(&[]) == want.as_slice() {
+        if want == set.resolved {
             return;
         }
-        let new = if want.is_empty() {
+        let old = std::mem::take(&mut self.l3.sets[s as usize].resolved);
+        let was_installed = self.l3.sets[s as usize].ids.is_some();
+        let ids = if want.is_empty() {
             None
         } else {
-            self.acquire_set(&want)
+            self.set_ids(s, &hops)
         };
-        self.l3.route_sets[r as usize] = new;
-        if let Some(old) = old {
-            self.release_set(&old);
+        let want = if ids.is_some() { want } else { Vec::new() };
+        for nh in want.iter().filter(|nh| !old.contains(nh)) {
+            self.acquire_member(*nh);
         }
-        self.refresh_prefix(vrf, prefix);
-    }
-
-    fn acquire_set(&mut self, want: &[NhKey]) -> Option<NhSet> {
-        if let Some((set, _)) = self.l3.sets.get_key_value(want) {
-            let set = set.clone();
-            if let Some(info) = self.l3.sets.get_mut(&set) {
-                info.refs += 1;
+        let nexthop_key = |id: u32| TableKey::new(T_NEXTHOPS).exact(F_NEXTHOP_ID, id);
+        match ids {
+            Some((nexthop_id, Some(gid))) => {
+                let members: Vec<(u32, Option<u32>)> = want
+                    .iter()
+                    .filter_map(|nh| self.l3.members.get(nh))
+                    .map(|m| (m.1, None))
+                    .collect();
+                self.set_common(group(P_ECMP, gid, members, ECMP_GROUP_SIZE));
+                self.set_common(entry(nexthop_key(nexthop_id), TableAction::Group(gid)));
             }
-            return Some(set);
-        }
-        let set: NhSet = Arc::from(want);
-        let hash = set_hash(want);
-        let nexthop_id = self.l3.nexthop_ids.alloc(&set, hash)?;
-        let target = if want.len() == 1 {
-            TableAction::Member(self.acquire_member(want[0]))
-        } else {
-            let Some(gid) = self.l3.group_ids.alloc(&set, hash) else {
-                self.l3.nexthop_ids.release(&set);
-                return None;
-            };
-            let members: Vec<(u32, Option<u32>)> = want
-                .iter()
-                .map(|nh| (self.acquire_member(*nh), None))
-                .collect();
-            self.set_common(group(P_ECMP, gid, members, ECMP_GROUP_SIZE));
-            TableAction::Group(gid)
-        };
-        self.set_common(entry(
-            TableKey::new(T_NEXTHOPS).exact(F_NEXTHOP_ID, nexthop_id),
-            target,
-        ));
-        self.l3.sets.insert(
-            set.clone(),
-            SetInfo {
-                refs: 1,
-                nexthop_id,
-            },
-        );
-        Some(set)
-    }
-
-    fn release_set(&mut self, set: &NhSet) {
-        let Some(info) = self.l3.sets.get_mut(set) else {
-            return;
-        };
-        info.refs -= 1;
-        if info.refs > 0 {
-            return;
-        }
-        let nexthop_id = info.nexthop_id;
-        self.l3.sets.remove(set);
-        self.remove_common(&EntityKey::Table(
-            TableKey::new(T_NEXTHOPS).exact(F_NEXTHOP_ID, nexthop_id),
-        ));
-        self.l3.nexthop_ids.release(set);
-        if set.len() > 1 {
-            if let Some(gid) = self.l3.group_ids.get(set) {
-                self.remove_common(&EntityKey::Group {
-                    profile: P_ECMP,
-                    group_id: gid,
-                });
-                self.l3.group_ids.release(set);
+            Some((nexthop_id, None)) => {
+                let mid = want
+                    .first()
+                    .and_then(|nh| self.l3.members.get(nh))
+                    .map_or(0, |m| m.1);
+                self.set_common(entry(nexthop_key(nexthop_id), TableAction::Member(mid)));
+            }
+            None => {
+                if let Some((nexthop_id, gid)) = self.l3.sets[s as usize].ids.take() {
+                    self.remove_common(&EntityKey::Table(nexthop_key(nexthop_id)));
+                    self.l3.nexthop_ids.release(&hops);
+                    if let Some(gid) = gid {
+                        self.remove_common(&EntityKey::Group {
+                            profile: P_ECMP,
+                            group_id: gid,
+                        });
+                        self.l3.group_ids.release(&hops);
+                    }
+                }
             }
         }
-        for nh in set.iter() {
+        for nh in old.iter().filter(|nh| !want.contains(nh)) {
             self.release_member(nh);
+        }
+        let set = &mut self.l3.sets[s as usize];
+        set.resolved = want;
+        set.ids = ids;
+        if was_installed != ids.is_some() {
+            let routes = set.routes.clone();
+            for r in routes {
+                if let Some(&(vrf, prefix, _)) = self.l3.routes.get(r as usize) {
+                    self.refresh_prefix(vrf, prefix);
+                }
+            }
+        }
+    }
+
+    /// The ids of an installed set (allocated on first install); `None`
+    /// when an id space is full (the set's routes stay uninstalled).
+    fn set_ids(&mut self, s: u32, hops: &NhSet) -> Option<(u32, Option<u32>)> {
+        if let Some(ids) = self.l3.sets.get(s as usize).and_then(|x| x.ids) {
+            return Some(ids);
+        }
+        let hash = set_hash(hops);
+        let nexthop_id = self.l3.nexthop_ids.alloc(hops, hash)?;
+        if hops.len() == 1 {
+            return Some((nexthop_id, None));
+        }
+        match self.l3.group_ids.alloc(hops, hash) {
+            Some(gid) => Some((nexthop_id, Some(gid))),
+            None => {
+                self.l3.nexthop_ids.release(hops);
+                None
+            }
         }
     }
 

@@ -10,13 +10,17 @@
 
 mod build;
 pub mod check;
+pub mod contract;
 pub mod diff;
 mod hosts;
 mod ids;
 mod infra;
 mod l3;
 pub mod names;
+pub mod sample;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

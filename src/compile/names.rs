@@ -53,6 +53,7 @@ pub const A_SET_CPU_PORT: &str = "FabricIngress.port_classify.set_cpu_port";
 pub const A_SET_VLAN: &str = "FabricIngress.port_classify.set_vlan";
 pub const A_PUNT: &str = "FabricIngress.acl.punt";
 pub const A_COPY_TO_CPU: &str = "FabricIngress.acl.copy_to_cpu";
+pub const A_DROP_ACL: &str = "FabricIngress.acl.drop";
 pub const A_KNOWN_SOURCE: &str = "FabricIngress.learning.known_source";
 pub const A_SET_ROUTED: &str = "FabricIngress.routing.set_routed";
 pub const A_ROUTE_DIRECT: &str = "FabricIngress.routing.route_direct";

@@ -16,7 +16,7 @@ use crate::p4rt::entity::{Entity, EntityKey, SwitchEntities, TableEntry};
 use crate::topo::{LagGroup, Topology};
 
 use super::diff::{merge_join, Plan};
-use super::infra::switch_infra;
+use super::infra::{changed_parts, part, update_labels, Part, PARTS};
 use super::l3::L3;
 use super::{HostEntry, HostKey, Hosts};
 
@@ -41,11 +41,17 @@ pub struct CompiledFabric {
     pub(super) hosts: BTreeMap<HostKey, HostEntry>,
     static_hosts: BTreeSet<HostKey>,
     roles: BTreeMap<String, Role>,
-    infra: BTreeMap<String, SwitchEntities>,
+    /// The topology compiled against (to see what a change touches).
+    topo: Topology,
+    /// Per switch, one map per `Part`.
+    infra: BTreeMap<String, Vec<SwitchEntities>>,
     common: SwitchEntities,
     local: BTreeMap<String, SwitchEntities>,
     pub(super) l3: L3,
     journal: Option<Journal>,
+    /// During the initial build, common-layer writes are collected here and
+    /// bulk-loaded at the end (much cheaper than 100k random B-tree inserts).
+    pending: Option<Vec<Entity>>,
 }
 
 impl CompiledFabric {
@@ -65,14 +71,21 @@ impl CompiledFabric {
                 .collect(),
             infra: topo
                 .switches()
-                .map(|s| (s.name.clone(), switch_infra(fabric, topo, s)))
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        PARTS.iter().map(|p| part(fabric, topo, s, *p)).collect(),
+                    )
+                })
                 .collect(),
+            topo: topo.clone(),
             l3: L3::new(fabric),
             ctx,
             hosts: BTreeMap::new(),
             static_hosts: BTreeSet::new(),
             common: SwitchEntities::new(),
             journal: None,
+            pending: Some(Vec::new()),
         };
         c.router_macs();
         c.l3_static_entries();
@@ -93,7 +106,29 @@ impl CompiledFabric {
             }
         }
         c.l3_resolve_all_routes();
+        c.flush_pending();
         c
+    }
+
+    /// Loads the collected common-layer writes; a later write of a key wins.
+    fn flush_pending(&mut self) {
+        let Some(mut pending) = self.pending.take() else {
+            return;
+        };
+        let mut keyed: Vec<(EntityKey, Entity)> = pending.drain(..).map(|e| (e.key(), e)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0)); // stable: equal keys keep write order
+        let mut last: Vec<(EntityKey, Entity)> = Vec::with_capacity(keyed.len());
+        for (k, e) in keyed {
+            match last.last_mut() {
+                Some(prev) if prev.0 == k => prev.1 = e,
+                _ => last.push((k, e)),
+            }
+        }
+        if self.common.is_empty() {
+            self.common = last.into_iter().collect();
+        } else {
+            self.common.extend(last);
+        }
     }
 
     /// Applies a learned host appearing, moving or going (`None`); static
@@ -103,13 +138,20 @@ impl CompiledFabric {
             return BTreeMap::new();
         }
         self.journal = Some(Journal::default());
-        self.remove_host(&key);
-        if let Some(h) = new {
-            self.add_host(HostEntry {
-                vlan: key.0,
-                mac: key.1,
-                ..h
-            });
+        let new = new.map(|h| HostEntry {
+            vlan: key.0,
+            mac: key.1,
+            ..h
+        });
+        match (self.hosts.get(&key), new) {
+            // Same addresses: only bridging moves; routes stay untouched.
+            (Some(old), Some(new)) if old.ips == new.ips => self.move_host(new),
+            (_, new) => {
+                self.remove_host(&key);
+                if let Some(h) = new {
+                    self.add_host(h);
+                }
+            }
         }
         self.journal_plans()
     }
@@ -119,16 +161,42 @@ impl CompiledFabric {
     /// (switches, ports, VLANs, routes) need a new `CompiledFabric`.
     pub fn update_topology(&mut self, fabric: &Fabric, topo: &Topology) -> BTreeMap<String, Plan> {
         let mut plans = BTreeMap::new();
+        // Leaves of LAGs whose member state changed (DF and selectors).
+        let lag_leaves: BTreeSet<&str> = topo
+            .lags()
+            .iter()
+            .filter(|(n, g)| self.topo.lag(n) != Some(*g))
+            .flat_map(|(_, g)| g.leaves.iter().map(String::as_str))
+            .collect();
         for sw in topo.switches() {
-            let new = switch_infra(fabric, topo, sw);
-            let empty = SwitchEntities::new();
-            let old = self.infra.get(&sw.name).unwrap_or(&empty);
-            let plan = Plan::from_changes(merge_join(old.iter(), new.iter()));
+            let parts = match self.infra.get(&sw.name) {
+                Some(_) => changed_parts(&self.topo, topo, &sw.name, &lag_leaves),
+                None => PARTS.to_vec(),
+            };
+            let slots = self
+                .infra
+                .entry(sw.name.clone())
+                .or_insert_with(|| vec![SwitchEntities::new(); PARTS.len()]);
+            let mut plan = Plan::default();
+            for p in parts {
+                if p == Part::Labels {
+                    let slot = &mut slots[p as usize];
+                    let changes = update_labels(&self.topo, topo, sw, slot);
+                    plan.merge(Plan::from_changes(
+                        changes.iter().map(|(o, n)| (o.as_ref(), n.as_ref())),
+                    ));
+                    continue;
+                }
+                let new = part(fabric, topo, sw, p);
+                let old = &slots[p as usize];
+                plan.merge(Plan::from_changes(merge_join(old.iter(), new.iter())));
+                slots[p as usize] = new;
+            }
             if !plan.is_empty() {
                 plans.insert(sw.name.clone(), plan);
             }
-            self.infra.insert(sw.name.clone(), new);
         }
+        self.topo = topo.clone();
         // Hosts on a LAG whose members changed may change home leaf.
         let changed: BTreeSet<&String> = topo
             .lags()
@@ -143,17 +211,7 @@ impl CompiledFabric {
             .map(HostEntry::key)
             .collect();
         self.journal = Some(Journal::default());
-        let hosts: Vec<HostEntry> = moved
-            .iter()
-            .filter_map(|k| self.hosts.get(k).cloned())
-            .collect();
-        for k in &moved {
-            self.remove_host(k);
-        }
-        self.ctx.lags = topo.lags().clone();
-        for h in hosts {
-            self.add_host(h);
-        }
+        self.relocate_hosts(&moved, topo.lags().clone());
         for (sw, plan) in self.journal_plans() {
             plans.entry(sw).or_insert_with(Plan::default).merge(plan);
         }
@@ -171,7 +229,10 @@ impl CompiledFabric {
 
     /// One switch's entities.
     pub fn switch_entities(&self, switch: &str) -> SwitchEntities {
-        let mut out = self.infra.get(switch).cloned().unwrap_or_default();
+        let mut out = SwitchEntities::new();
+        for p in self.infra.get(switch).into_iter().flatten() {
+            out.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         if let Some(local) = self.local.get(switch) {
             out.extend(self.common.iter().map(|(k, v)| (k.clone(), v.clone())));
             out.extend(local.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -179,9 +240,51 @@ impl CompiledFabric {
         out
     }
 
+    /// One switch's entities in key order, borrowed (no copy of the shared
+    /// layer): what an agent diffs against what it read from the switch.
+    pub fn iter_switch<'a>(
+        &'a self,
+        switch: &str,
+    ) -> impl Iterator<Item = (&'a EntityKey, &'a Entity)> + 'a {
+        // The per-switch layers are small: merge them into one sorted map.
+        let mut own: BTreeMap<&EntityKey, &Entity> = BTreeMap::new();
+        for p in self.infra.get(switch).into_iter().flatten() {
+            own.extend(p.iter());
+        }
+        let local = self.local.get(switch);
+        own.extend(local.into_iter().flatten());
+        let common = local.map(|_| self.common.iter()).into_iter().flatten();
+        let mut a = own.into_iter().peekable();
+        let mut b = common.peekable();
+        std::iter::from_fn(move || match (a.peek(), b.peek()) {
+            (None, None) => None,
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (Some((ka, _)), Some((kb, _))) => match (*ka).cmp(*kb) {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Greater => b.next(),
+                std::cmp::Ordering::Equal => {
+                    b.next(); // the local entry overrides the shared one
+                    a.next()
+                }
+            },
+        })
+    }
+
+    /// The writes that turn `installed` into this switch's entities.
+    pub fn diff_switch(&self, switch: &str, installed: &SwitchEntities) -> Plan {
+        Plan::from_changes(merge_join(installed.iter(), self.iter_switch(switch)))
+    }
+
     /// Number of entities a switch holds (without materializing).
     pub fn switch_len(&self, switch: &str) -> usize {
-        let infra = self.infra.get(switch).map_or(0, |m| m.len());
+        let infra: usize = self
+            .infra
+            .get(switch)
+            .into_iter()
+            .flatten()
+            .map(|m| m.len())
+            .sum();
         match self.local.get(switch) {
             Some(local) => {
                 let overridden = local
@@ -200,8 +303,10 @@ impl CompiledFabric {
 
     /// An entity of `switch` by key.
     pub fn get(&self, switch: &str, key: &EntityKey) -> Option<&Entity> {
-        if let Some(e) = self.infra.get(switch).and_then(|m| m.get(key)) {
-            return Some(e);
+        for p in self.infra.get(switch).into_iter().flatten() {
+            if let Some(e) = p.get(key) {
+                return Some(e);
+            }
         }
         let local = self.local.get(switch)?;
         local.get(key).or_else(|| self.common.get(key))
@@ -210,12 +315,12 @@ impl CompiledFabric {
     /// The entries of one table of `switch`.
     pub fn table_entries(&self, switch: &str, table: &'static str) -> Vec<&TableEntry> {
         let mut out: BTreeMap<&EntityKey, &TableEntry> = BTreeMap::new();
-        let layers = [
-            self.infra.get(switch),
+        let infra = self.infra.get(switch).into_iter().flatten();
+        let hosts = [
             self.local.get(switch).map(|_| &self.common),
             self.local.get(switch),
         ];
-        for layer in layers.into_iter().flatten() {
+        for layer in infra.chain(hosts.into_iter().flatten()) {
             out.extend(table_range(layer, table));
         }
         out.into_values().collect()
@@ -224,6 +329,10 @@ impl CompiledFabric {
     // ---- journalled writes ----------------------------------------------
 
     pub(super) fn set_common(&mut self, e: Entity) {
+        if let Some(p) = &mut self.pending {
+            p.push(e);
+            return;
+        }
         let key = e.key();
         let old = self.common.insert(key.clone(), e);
         if let Some(j) = &mut self.journal {
@@ -232,6 +341,10 @@ impl CompiledFabric {
     }
 
     pub(super) fn remove_common(&mut self, key: &EntityKey) {
+        if self.pending.is_some() {
+            self.flush_pending();
+            self.pending = Some(Vec::new());
+        }
         let old = self.common.remove(key);
         if let Some(j) = &mut self.journal {
             j.common.entry(key.clone()).or_insert(old);
@@ -275,12 +388,22 @@ impl CompiledFabric {
         };
         let mut plans = BTreeMap::new();
         let no_local = BTreeMap::new();
+        // Net changes of the common layer, once for all leaves.
+        let common: Vec<(&EntityKey, Option<&Entity>, Option<&Entity>)> = j
+            .common
+            .iter()
+            .map(|(k, old)| (k, old.as_ref(), self.common.get(k)))
+            .filter(|(_, old, new)| old != new)
+            .collect();
         for (leaf, local) in &self.local {
             let touched = j.local.get(leaf).unwrap_or(&no_local);
+            if common.is_empty() && touched.is_empty() {
+                continue;
+            }
             let mut changes: Vec<(Option<&Entity>, Option<&Entity>)> = Vec::new();
-            for (key, old) in &j.common {
-                if !touched.contains_key(key) && !local.contains_key(key) {
-                    changes.push((old.as_ref(), self.common.get(key)));
+            for (key, old, new) in &common {
+                if !touched.contains_key(*key) && !local.contains_key(*key) {
+                    changes.push((*old, *new));
                 }
             }
             for (key, old_local) in touched {

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::{self, AgentConfig, AgentHandle, Desired, SessionState, SwitchEvent};
-use crate::compile::{self, Hosts};
+use crate::compile::{self, HostEntry, Hosts};
 use crate::config::status::{self as st, StatusWriter};
 use crate::config::watch::ConfigUpdate;
 use crate::config::{Fabric, Switch};
-use crate::p4rt::{ClientOptions, Pipeline};
+use crate::p4rt::{ClientOptions, Pipeline, StreamEvent};
+use crate::protocols::{self, Action, IdleEntry, MacLearn, Protocols};
 use crate::topo::{FloodTree, ObservedState, Topology};
 
 pub use metrics::{ControllerMetrics, MetricsState, SharedMetrics};
@@ -35,6 +36,9 @@ pub struct ControllerOptions {
     pub controller_id: String,
     /// How often agent status is pushed to etcd and metrics.
     pub status_interval: Duration,
+    /// Simulated switches only: where the compiled fabric pipeline is
+    /// missing, use the contract's P4Info (`compile::contract`).
+    pub simulated: bool,
 }
 
 impl ControllerOptions {
@@ -44,6 +48,7 @@ impl ControllerOptions {
             election_id: 1,
             controller_id: controller_id.into(),
             status_interval: Duration::from_millis(500),
+            simulated: false,
         }
     }
 }
@@ -71,6 +76,14 @@ pub struct Controller {
     config: watch::Receiver<ConfigUpdate>,
     status: Option<Arc<StatusWriter>>,
     agents: BTreeMap<String, (AgentIdentity, AgentHandle)>,
+    /// The pipeline each switch runs (to decode its packet-ins etc.).
+    switch_pipelines: BTreeMap<String, Arc<Pipeline>>,
+    /// Discovery, LACP, ARP/ND, learning; created with the first config.
+    protocols: Option<Protocols>,
+    /// Hosts given at start (benchmarks), merged with learned ones.
+    seeded_hosts: Hosts,
+    /// Status paths of observed links/hosts/LAG members last written.
+    observed_paths: std::collections::BTreeSet<String>,
     pipelines: BTreeMap<String, Arc<Pipeline>>,
     observed: ObservedState,
     hosts: Hosts,
@@ -102,6 +115,10 @@ impl Controller {
             config,
             status,
             agents: BTreeMap::new(),
+            switch_pipelines: BTreeMap::new(),
+            protocols: None,
+            seeded_hosts: Hosts::new(),
+            observed_paths: Default::default(),
             pipelines: BTreeMap::new(),
             observed: ObservedState::default(),
             hosts: Hosts::new(),
@@ -117,6 +134,13 @@ impl Controller {
 
     pub fn metrics(&self) -> SharedMetrics {
         self.metrics.clone()
+    }
+
+    /// Seeds learned hosts (benchmarks and tests; normally the protocols
+    /// learn them).
+    pub fn with_hosts(mut self, hosts: Hosts) -> Self {
+        self.seeded_hosts = hosts;
+        self
     }
 
     /// Shares a metrics state across terms (HA: one endpoint per process).
@@ -144,6 +168,11 @@ impl Controller {
                     self.apply_config().await;
                 }
                 Some(ev) = self.events_rx.recv() => self.on_switch_event(ev),
+                _ = sleep_until_opt(self.protocols.as_ref().and_then(|p| p.next_deadline())) => {
+                    let now = std::time::Instant::now();
+                    let actions = self.protocols.as_mut().map(|p| p.on_tick(now)).unwrap_or_default();
+                    self.on_actions(actions);
+                }
                 _ = status_tick.tick() => self.publish_status().await,
             }
         }
@@ -153,17 +182,134 @@ impl Controller {
         }
     }
 
+    /// Packet-ins, digests and idle timeouts feed the control protocols
+    /// (discovery, LACP, ARP/ND, learning).
     fn on_switch_event(&mut self, ev: SwitchEvent) {
-        // Packet-ins, digests and idle timeouts feed the control protocols
-        // (discovery, LACP, ARP/ND, learning).
-        tracing::trace!(switch = %ev.switch, event = ?ev.event, "switch event");
+        let Some(pipeline) = self.switch_pipelines.get(&ev.switch).cloned() else {
+            return;
+        };
+        let Some(protocols) = self.protocols.as_mut() else {
+            return;
+        };
+        let reg = &pipeline.registry;
+        let now = std::time::Instant::now();
+        let actions = match &ev.event {
+            StreamEvent::PacketIn(p) => match reg.decode_packet_in(p) {
+                Ok(p) => protocols.on_packet_in(&ev.switch, &p, now),
+                Err(e) => {
+                    tracing::debug!(switch = %ev.switch, error = %e, "undecodable packet-in");
+                    Vec::new()
+                }
+            },
+            StreamEvent::Digest(d) => {
+                if let Some((_, agent)) = self.agents.get(&ev.switch) {
+                    agent.ack_digest(d.digest_id, d.list_id);
+                }
+                match reg.decode_digest(d) {
+                    Ok((name, rows)) if name == protocols::LEARN_DIGEST => {
+                        let rows: Vec<MacLearn> =
+                            rows.iter().filter_map(|r| MacLearn::from_row(r)).collect();
+                        protocols.on_digest(&ev.switch, &rows, now)
+                    }
+                    Ok(_) => Vec::new(),
+                    Err(e) => {
+                        tracing::debug!(switch = %ev.switch, error = %e, "undecodable digest");
+                        Vec::new()
+                    }
+                }
+            }
+            StreamEvent::IdleTimeout(n) => {
+                let idle: Vec<IdleEntry> = n
+                    .table_entry
+                    .iter()
+                    .filter_map(|t| reg.decode_table_key(t).ok())
+                    .filter_map(|k| IdleEntry::from_key(&k))
+                    .collect();
+                protocols.on_idle_timeout(&ev.switch, &idle, now)
+            }
+            StreamEvent::Error(e) => {
+                tracing::warn!(switch = %ev.switch, code = e.canonical_code, message = %e.message, "stream error");
+                Vec::new()
+            }
+            StreamEvent::Closed(_) => Vec::new(),
+        };
+        self.on_actions(actions);
+    }
+
+    /// Carries out what the protocols asked for; one recompile covers any
+    /// number of topology, LAG, host and next-hop changes.
+    fn on_actions(&mut self, actions: Vec<Action>) {
+        let mut recompile = false;
+        for a in actions {
+            match a {
+                Action::SendPacket(p) => {
+                    let (Some((_, agent)), Some(pipeline)) = (
+                        self.agents.get(&p.switch),
+                        self.switch_pipelines.get(&p.switch),
+                    ) else {
+                        continue;
+                    };
+                    match pipeline.registry.packet_out(p.frame.clone(), &p.metadata()) {
+                        Ok(out) => {
+                            if !agent.send_packet(out) {
+                                tracing::debug!(switch = %p.switch, "packet-out queue full");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(switch = %p.switch, error = %e, "cannot build packet-out")
+                        }
+                    }
+                }
+                Action::TopologyChanged
+                | Action::HostsChanged
+                | Action::LagMembersChanged { .. }
+                | Action::NextHopsChanged => recompile = true,
+            }
+        }
+        if recompile {
+            self.refresh_observed();
+            self.recompute();
+        }
+    }
+
+    /// Copies what the protocols observed into the compiler's inputs.
+    fn refresh_observed(&mut self) {
+        let Some(p) = &self.protocols else {
+            self.hosts = self.seeded_hosts.clone();
+            return;
+        };
+        self.observed.discovered = p.observed_links();
+        self.observed.ports_down = p.ports_down();
+        self.observed.lacp_unsynced = p.lacp_unsynced();
+        self.hosts = self.seeded_hosts.clone();
+        self.hosts.extend(p.learned_hosts().into_iter().map(|h| {
+            let e = HostEntry {
+                vlan: h.vlan,
+                mac: h.mac,
+                ips: h.ips,
+                attachment: h.attachment,
+                learned: true,
+            };
+            (e.key(), e)
+        }));
     }
 
     fn pipeline(&mut self, name: &str) -> Option<Arc<Pipeline>> {
         if let Some(p) = self.pipelines.get(name) {
             return Some(p.clone());
         }
-        match Pipeline::load(&self.opts.pipeline_dir, name) {
+        let loaded = if self.opts.simulated && name == "fabric" {
+            let (p, contract) = compile::contract::simulation_pipeline(&self.opts.pipeline_dir);
+            if contract {
+                tracing::warn!(
+                    "compiled fabric pipeline missing: simulated switches use the contract P4Info"
+                );
+            }
+            Ok(p)
+        } else {
+            Pipeline::load(&self.opts.pipeline_dir, name)
+        };
+        match loaded {
             Ok(p) => {
                 let p = Arc::new(p);
                 self.pipelines.insert(name.to_string(), p.clone());
@@ -196,6 +342,16 @@ impl Controller {
             tracing::warn!(key = %e.key, error = %e.reason, "configuration key rejected; last good value stays");
         }
         self.sync_agents();
+        let now = std::time::Instant::now();
+        let actions = match self.protocols.as_mut() {
+            Some(p) => p.on_config(&self.fabric, now),
+            None => {
+                self.protocols = Some(Protocols::new(&self.fabric, now));
+                Vec::new()
+            }
+        };
+        self.on_actions(actions);
+        self.refresh_observed();
         self.recompute();
     }
 
@@ -210,6 +366,7 @@ impl Controller {
             .cloned()
             .collect();
         for name in gone {
+            self.switch_pipelines.remove(&name);
             if let Some((_, a)) = self.agents.remove(&name) {
                 tracing::info!(switch = %name, "switch removed from configuration");
                 tokio::spawn(a.stop());
@@ -224,8 +381,9 @@ impl Controller {
                 continue;
             };
             let client = ClientOptions::new(&sw.address, sw.device_id, self.opts.election_id);
-            let cfg = AgentConfig::new(name, client, pipeline, agent::diff_planner());
+            let cfg = AgentConfig::new(name, client, pipeline.clone(), agent::diff_planner());
             let handle = agent::spawn(cfg, self.events_tx.clone());
+            self.switch_pipelines.insert(name.clone(), pipeline);
             if let Some((_, old)) = self.agents.insert(name.clone(), (id, handle)) {
                 tokio::spawn(old.stop());
             }
@@ -300,5 +458,94 @@ impl Controller {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .agents = statuses;
+        self.publish_observed().await;
+    }
+
+    /// Writes what the protocols observe: links (both ends), learned hosts,
+    /// LAG members with their LACP state. Entries that disappeared are
+    /// removed, so status never shows a stale link or host.
+    async fn publish_observed(&mut self) {
+        let (Some(w), Some(p)) = (&self.status, &self.protocols) else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let unix = st::unix_now();
+        let ago = |t: Option<std::time::Instant>| {
+            t.map(|t| unix.saturating_sub(now.saturating_duration_since(t).as_secs()))
+                .unwrap_or(0)
+        };
+        let mut values: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for l in p.links() {
+            for (here, there) in [(&l.id.0, &l.id.1), (&l.id.1, &l.id.0)] {
+                let v = st::LinkStatus {
+                    state: if l.up {
+                        st::LinkState::Up
+                    } else {
+                        st::LinkState::Down
+                    },
+                    remote: Some(there.clone()),
+                    matches_config: Some(l.configured),
+                    last_seen: ago(l.last_seen),
+                };
+                values.insert(
+                    st::paths::link(here),
+                    serde_json::to_value(v).unwrap_or_default(),
+                );
+            }
+        }
+        for id in p.configured_links_not_seen() {
+            for here in [&id.0, &id.1] {
+                values.entry(st::paths::link(here)).or_insert_with(|| {
+                    serde_json::json!({"state": "down", "matches_config": true, "last_seen": 0,
+                                       "note": "configured, never seen by discovery"})
+                });
+            }
+        }
+        for h in p.learned_hosts() {
+            let v = st::HostStatus {
+                attachment: h.attachment.clone(),
+                ips: h.ips.clone(),
+                learned: true,
+                last_seen: unix,
+            };
+            values.insert(
+                st::paths::host(h.vlan, h.mac),
+                serde_json::to_value(v).unwrap_or_default(),
+            );
+        }
+        for m in p.lag_status() {
+            let v = serde_json::json!({
+                "port_up": m.port_up,
+                "selected": m.selected,
+                "usable": m.usable,
+                "mode": format!("{:?}", m.mode).to_lowercase(),
+                "actor_state": m.actor.as_ref().map(|a| format!("{:?}", a.state)),
+                "partner_system": m.partner.as_ref().map(|a| a.system.to_string()),
+                "partner_key": m.partner.as_ref().map(|a| a.key),
+                "partner_state": m.partner.as_ref().map(|a| format!("{:?}", a.state)),
+            });
+            values.insert(format!("lags/{}/{}", m.lag, m.port), v);
+        }
+        for (path, v) in &values {
+            if let Err(e) = w.set(path, v).await {
+                tracing::debug!(error = %e, path, "cannot write status");
+                return;
+            }
+        }
+        for gone in self
+            .observed_paths
+            .iter()
+            .filter(|p| !values.contains_key(*p))
+        {
+            let _ = w.remove(gone).await;
+        }
+        self.observed_paths = values.into_keys().collect();
+    }
+}
+
+async fn sleep_until_opt(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }

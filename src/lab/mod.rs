@@ -8,8 +8,12 @@
 //! Everything is removed on drop. Read `shared/LAB-NOTES.md`: links are cut
 //! by taking down the *far* end, never the one bmv2 reads.
 
+pub mod bond;
+pub mod fabric;
 pub mod netns;
 pub mod packet;
+pub mod reach;
+pub mod readback;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub use fabric::{LabFabric, LabOptions};
 pub use netns::{Netns, PortSocket};
 
 /// bmv2's CPU port in every p4fabric test (`--cpu-port`).
@@ -78,6 +83,18 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// Fails with a clear message if something already listens on `addr`
+/// (bmv2 would otherwise start and then fail to serve, or a stale switch
+/// would answer in its place).
+pub fn ensure_free(addr: &str) -> Result<()> {
+    let sa: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("gRPC address {addr:?} is not IP:PORT"))?;
+    std::net::TcpListener::bind(sa)
+        .map(drop)
+        .with_context(|| format!("gRPC address {addr} is busy (another switch or process?)"))
+}
+
 /// A short unique tag for interface and namespace names (15-char limit).
 pub fn unique_tag() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -107,11 +124,18 @@ pub struct Bmv2Switch {
     child: Option<Child>,
     log: PathBuf,
     json: Option<PathBuf>,
+    fixed_addr: Option<String>,
 }
 
 impl Bmv2Switch {
     /// Creates the ports and starts the switch; waits until gRPC answers.
     pub fn start(opts: SwitchOptions) -> Result<Bmv2Switch> {
+        Self::start_at(opts, None)
+    }
+
+    /// Like `start`, on a fixed gRPC address (a fabric config's `address`;
+    /// an error if it is busy); `None` = a free 127.0.0.1 port.
+    pub fn start_at(opts: SwitchOptions, grpc_addr: Option<String>) -> Result<Bmv2Switch> {
         let tag = unique_tag();
         let hosts = Netns::create(&format!("p4t{tag}"))?;
         let mut ports = Vec::new();
@@ -132,6 +156,7 @@ impl Bmv2Switch {
             child: None,
             log,
             json: opts.json,
+            fixed_addr: grpc_addr,
         };
         s.spawn()?;
         Ok(s)
@@ -139,9 +164,14 @@ impl Bmv2Switch {
 
     fn spawn(&mut self) -> Result<()> {
         let bin = find_tool("simple_switch_grpc").context("simple_switch_grpc not found")?;
-        let grpc_port = free_port()?;
+        self.grpc_addr = match &self.fixed_addr {
+            Some(a) => {
+                ensure_free(a)?;
+                a.clone()
+            }
+            None => format!("127.0.0.1:{}", free_port()?),
+        };
         self.thrift_port = free_port()?;
-        self.grpc_addr = format!("127.0.0.1:{grpc_port}");
         let mut cmd = Command::new(bin);
         cmd.arg("--device-id").arg(self.device_id.to_string());
         cmd.arg("--thrift-port").arg(self.thrift_port.to_string());

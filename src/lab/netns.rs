@@ -100,18 +100,23 @@ pub fn create_veth(sw: &str, far: &str, ns: &Netns) -> Result<()> {
     );
     run("ip", &["link", "set", sw, "mtu", "9000", "up"])?;
     ns.ip(&["link", "set", far, "mtu", "9000", "up"])?;
-    if Command::new("ethtool").arg("--version").output().is_ok() {
-        let off = [
-            "rx", "off", "tx", "off", "sg", "off", "tso", "off", "gso", "off", "gro", "off",
-        ];
-        let mut a = vec!["-K", sw];
-        a.extend_from_slice(&off);
-        let _ = run("ethtool", &a);
-        let mut b = vec!["ethtool", "-K", far];
-        b.extend_from_slice(&off);
-        let _ = ns.exec(b[0], &b[1..]);
-    }
+    let _ = run("ethtool", &offload_args(sw));
+    offloads_off(ns, far);
     Ok(())
+}
+
+fn offload_args(ifname: &str) -> Vec<&str> {
+    vec![
+        "-K", ifname, "rx", "off", "tx", "off", "sg", "off", "tso", "off", "gso", "off", "gro",
+        "off",
+    ]
+}
+
+/// Checksum and segmentation offloads off on `ifname` inside `ns`
+/// (LAB-NOTES: otherwise TCP through bmv2 fails on bad checksums). Best
+/// effort: without ethtool, ping still works.
+pub fn offloads_off(ns: &Netns, ifname: &str) {
+    let _ = ns.exec("ethtool", &offload_args(ifname));
 }
 
 /// A raw socket seeing every frame of one interface.
@@ -121,6 +126,32 @@ pub struct PortSocket {
 }
 
 const ETH_P_ALL: u16 = 0x0003;
+const PACKET_AUXDATA: libc::c_int = 8;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+/// What one recvmsg got: (length, or None if nothing was ready; sent by
+/// us; the 802.1Q (TPID, TCI) the kernel took out of the frame).
+type RawRecv = (Option<usize>, bool, Option<(u16, u16)>);
+
+/// `struct tpacket_auxdata` (linux/if_packet.h).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct AuxData {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+impl AsRawFd for PortSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
 
 impl PortSocket {
     /// A socket on `ifname` in the calling thread's namespace.
@@ -152,6 +183,22 @@ impl PortSocket {
             );
             if r != 0 {
                 bail!("bind to {ifname}: {}", std::io::Error::last_os_error());
+            }
+            // The kernel moves a received 802.1Q tag out of the frame into
+            // metadata; ask for it so `recv` can put it back.
+            let on: libc::c_int = 1;
+            let r = libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_AUXDATA,
+                &on as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
+            if r != 0 {
+                bail!(
+                    "PACKET_AUXDATA on {ifname}: {}",
+                    std::io::Error::last_os_error()
+                );
             }
             Ok(PortSocket {
                 fd,
@@ -199,30 +246,67 @@ impl PortSocket {
             if r == 0 {
                 return Ok(None);
             }
-            // SAFETY: buffers sized as passed.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                    &mut sll as *mut libc::sockaddr_ll as *mut libc::sockaddr,
-                    &mut len,
-                )
+            let (n, outgoing, tag) = self.recv_raw(&mut buf)?;
+            let Some(n) = n else { continue };
+            if outgoing {
+                continue;
+            }
+            let mut frame = buf[..n].to_vec();
+            if let Some((tpid, tci)) = tag {
+                if frame.len() >= 12 {
+                    let mut t = tpid.to_be_bytes().to_vec();
+                    t.extend_from_slice(&tci.to_be_bytes());
+                    frame.splice(12..12, t);
+                }
+            }
+            return Ok(Some(frame));
+        }
+    }
+
+    /// One recvmsg: (length or None if nothing was ready, sent by us,
+    /// 802.1Q tag the kernel took out of the frame).
+    fn recv_raw(&self, buf: &mut [u8]) -> Result<RawRecv> {
+        // SAFETY: every pointer refers to a live, correctly sized buffer.
+        unsafe {
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
             };
+            let mut cbuf = [0u64; 16];
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = &mut sll as *mut libc::sockaddr_ll as *mut libc::c_void;
+            msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+            msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+            let n = libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() == std::io::ErrorKind::WouldBlock {
-                    continue;
+                    return Ok((None, false, None));
                 }
                 bail!("recv on {}: {e}", self.ifname);
             }
-            if sll.sll_pkttype == libc::PACKET_OUTGOING {
-                continue;
+            let mut tag = None;
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
+                    let aux = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const AuxData);
+                    if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                        let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                            aux.tp_vlan_tpid
+                        } else {
+                            0x8100
+                        };
+                        tag = Some((tpid, aux.tp_vlan_tci));
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
             }
-            return Ok(Some(buf[..n as usize].to_vec()));
+            let outgoing = sll.sll_pkttype == libc::PACKET_OUTGOING;
+            Ok((Some(n as usize), outgoing, tag))
         }
     }
 

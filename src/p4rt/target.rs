@@ -67,6 +67,15 @@ struct State {
     write_log: Vec<u128>,
 }
 
+/// TLS settings of a target (PEM contents).
+#[derive(Debug, Clone)]
+pub struct TargetTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// Require client certificates signed by this CA.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
 /// Faults a chaos wrapper can inject into this target.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -114,6 +123,21 @@ impl TestTarget {
 
     /// Starts on a given address (port 0 = any free port).
     pub async fn start_on(device_id: u64, addr: SocketAddr) -> std::io::Result<TestTarget> {
+        Self::start_with(device_id, addr, None).await
+    }
+
+    /// Starts serving TLS (PEM server certificate and key; with
+    /// `client_ca`, clients must present a certificate it signed: mTLS).
+    pub async fn start_tls(device_id: u64, tls: TargetTls) -> std::io::Result<TestTarget> {
+        let addr = "127.0.0.1:0".parse().expect("literal address");
+        Self::start_with(device_id, addr, Some(tls)).await
+    }
+
+    async fn start_with(
+        device_id: u64,
+        addr: SocketAddr,
+        tls: Option<TargetTls>,
+    ) -> std::io::Result<TestTarget> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -128,8 +152,18 @@ impl TestTarget {
         })
         .max_decoding_message_size(256 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024);
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            let mut cfg = tonic::transport::ServerTlsConfig::new().identity(
+                tonic::transport::Identity::from_pem(tls.cert_pem, tls.key_pem),
+            );
+            if let Some(ca) = tls.client_ca_pem {
+                cfg = cfg.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            builder = builder.tls_config(cfg).map_err(std::io::Error::other)?;
+        }
         tokio::spawn(async move {
-            let r = tonic::transport::Server::builder()
+            let r = builder
                 .add_service(svc)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                     let _ = stopped.await;

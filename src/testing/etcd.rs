@@ -111,6 +111,19 @@ impl EtcdServer {
         panic!("etcd did not start: {last}");
     }
 
+    /// Starts etcd (for the demo): an error, not a panic, if it fails.
+    pub async fn start() -> Result<EtcdServer, String> {
+        let bin = Self::binary().ok_or("etcd not found (apt-get install etcd-server)")?;
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::start_with(&bin, None).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("etcd did not start: {last}"))
+    }
+
     async fn start_with(bin: &Path, tls: Option<TlsFiles>) -> Result<EtcdServer, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let client_port = free_port().map_err(|e| e.to_string())?;

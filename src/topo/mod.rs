@@ -6,6 +6,8 @@
 
 mod lag;
 mod paths;
+#[cfg(test)]
+mod tests;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +32,11 @@ impl LinkId {
         } else {
             LinkId(b, a)
         }
+    }
+
+    /// Is `p` one of the two ends?
+    pub fn touches(&self, p: &PortRef) -> bool {
+        self.0 == *p || self.1 == *p
     }
 }
 
@@ -100,6 +107,8 @@ pub struct Topology {
     nodes: BTreeMap<String, NodeIndex>,
     observed: ObservedState,
     tree: FloodTree,
+    /// switch -> tree ports with a leaf behind them.
+    flood: BTreeMap<String, Vec<PortNum>>,
     /// switch -> destination leaf label -> equal-cost next-hop ports.
     ecmp: BTreeMap<String, BTreeMap<u32, Vec<PortNum>>>,
     lags: BTreeMap<String, LagGroup>,
@@ -167,10 +176,12 @@ impl Topology {
             nodes,
             observed: observed.clone(),
             tree: FloodTree::default(),
+            flood: BTreeMap::new(),
             ecmp: BTreeMap::new(),
             lags: BTreeMap::new(),
         };
         topo.tree = tree::compute(&topo, previous_tree);
+        topo.flood = tree::flood_ports(&topo);
         topo.ecmp = paths::ecmp_sets(&topo);
         topo.lags = lag::groups(fabric, observed);
         topo
@@ -248,6 +259,13 @@ impl Topology {
             .filter(|(_, _, l)| self.tree.contains(&l.id))
             .map(|(p, _, _)| p)
             .collect()
+    }
+
+    /// The tree ports of `switch` a flood copy is worth sending on: those
+    /// whose far side of the tree has a leaf (a spine hanging off one leaf
+    /// only keeps the tree spanning; copies to it would die there).
+    pub fn flood_ports(&self, switch: &str) -> Vec<PortNum> {
+        self.flood.get(switch).cloned().unwrap_or_default()
     }
 
     /// Equal-cost next-hop ports from `switch` towards the leaf with `label`

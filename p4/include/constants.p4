@@ -1,0 +1,151 @@
+/*
+ * p4fabric pipeline: every constant, type and table size in one place.
+ *
+ * The controller (src/compile, src/p4rt) resolves names and widths from the
+ * P4Info; the numeric values here that it must agree with (CPU port, clone
+ * session, punt reasons, label space, multicast group ids) are listed in
+ * docs/pipeline.md.
+ */
+#ifndef _FABRIC_CONSTANTS_P4_
+#define _FABRIC_CONSTANTS_P4_
+
+/* ---------------------------------------------------------------------- */
+/* Types                                                                  */
+/* ---------------------------------------------------------------------- */
+
+typedef bit<9>   port_t;         /* v1model and Tofino ports are 9 bits   */
+typedef bit<48>  mac_addr_t;
+typedef bit<32>  ipv4_addr_t;
+typedef bit<128> ipv6_addr_t;
+typedef bit<12>  vlan_id_t;
+typedef bit<16>  vrf_id_t;
+typedef bit<16>  lag_id_t;       /* fabric-wide LAG id, 1..65535; 0 = none */
+typedef bit<20>  mpls_label_t;
+typedef bit<16>  group_id_t;     /* multicast group id                    */
+typedef bit<16>  nexthop_id_t;
+typedef bit<8>   punt_reason_t;
+typedef bit<2>   port_type_t;
+typedef bit<3>   fwd_type_t;
+typedef bit<2>   acl_verdict_t;
+
+/* ---------------------------------------------------------------------- */
+/* Ports, CPU, clone session, digest                                      */
+/* ---------------------------------------------------------------------- */
+
+/* bmv2: simple_switch_grpc --cpu-port 255 */
+const port_t   CPU_PORT = 255;
+/* I2E clone session that the agent programs to replicate to CPU_PORT.    */
+const bit<32>  CPU_CLONE_SESSION_ID = 511;
+/* Index of the field list preserved on clones to the CPU
+ * (the @field_list(1) annotations in metadata.p4 must use the same value). */
+const bit<8>   CPU_CLONE_FIELD_LIST = 1;
+/* v1model digest receiver for mac_learn_digest_t. */
+const bit<32>  MAC_LEARN_DIGEST_RECEIVER = 1;
+
+/* Port types (port_classify.ports). */
+const port_type_t PORT_TYPE_NONE   = 0;   /* unconfigured: dropped       */
+const port_type_t PORT_TYPE_EDGE   = 1;
+const port_type_t PORT_TYPE_FABRIC = 2;
+const port_type_t PORT_TYPE_CPU    = 3;
+
+/* Forwarding decision, refined stage by stage in FabricIngress. */
+const fwd_type_t FWD_NONE   = 0;  /* nothing decided yet: drop            */
+const fwd_type_t FWD_BRIDGE = 1;  /* needs the fdb lookup                 */
+const fwd_type_t FWD_PORT   = 2;  /* meta.egress_port is final            */
+const fwd_type_t FWD_LAG    = 3;  /* needs lag.members (meta.dst_lag_id)  */
+const fwd_type_t FWD_FABRIC = 4;  /* needs fabric.label_fwd (meta.mpls_label) */
+const fwd_type_t FWD_FLOOD  = 5;  /* needs flood.vlan_flood (meta.vlan_id) */
+const fwd_type_t FWD_MCAST  = 6;  /* meta.mcast_grp is final              */
+
+/* ACL verdicts. */
+const acl_verdict_t ACL_PERMIT = 0;
+const acl_verdict_t ACL_PUNT   = 1;
+const acl_verdict_t ACL_COPY   = 2;
+const acl_verdict_t ACL_DROP   = 3;
+
+/* ---------------------------------------------------------------------- */
+/* Punt reasons (packet_in.punt_reason; also the punt meter index)         */
+/* ---------------------------------------------------------------------- */
+
+const punt_reason_t PUNT_DISCOVERY   = 1;  /* discovery probe, 0x88cc     */
+const punt_reason_t PUNT_LACP        = 2;  /* slow protocols, 0x8809      */
+const punt_reason_t PUNT_ARP         = 3;
+const punt_reason_t PUNT_ND          = 4;  /* ICMPv6 133..137             */
+const punt_reason_t PUNT_TTL_EXPIRED = 5;
+const punt_reason_t PUNT_ACL         = 6;  /* operator ACL punt/copy      */
+const punt_reason_t PUNT_GLEAN       = 7;  /* routed to an unresolved host */
+const punt_reason_t PUNT_FOR_ROUTER  = 8;  /* addressed to a gateway address */
+
+/* v1model meter colours (V1MODEL_METER_COLOR_* in v1model.p4). */
+const bit<2> METER_COLOR_GREEN  = 0;
+const bit<2> METER_COLOR_YELLOW = 1;
+const bit<2> METER_COLOR_RED    = 2;
+
+/* ---------------------------------------------------------------------- */
+/* Ethertypes, IP protocols                                               */
+/* ---------------------------------------------------------------------- */
+
+const bit<16> ETHERTYPE_IPV4      = 0x0800;
+const bit<16> ETHERTYPE_ARP       = 0x0806;
+const bit<16> ETHERTYPE_VLAN      = 0x8100;
+const bit<16> ETHERTYPE_IPV6      = 0x86dd;
+const bit<16> ETHERTYPE_SLOW      = 0x8809;  /* LACP, marker            */
+const bit<16> ETHERTYPE_MPLS      = 0x8847;
+const bit<16> ETHERTYPE_DISCOVERY = 0x88cc;  /* LLDP-style probes       */
+
+const bit<8> IP_PROTO_ICMP   = 1;
+const bit<8> IP_PROTO_TCP    = 6;
+const bit<8> IP_PROTO_UDP    = 17;
+const bit<8> IP_PROTO_ICMPV6 = 58;
+
+/* ---------------------------------------------------------------------- */
+/* Fabric label space                                                      */
+/* ---------------------------------------------------------------------- */
+/* Switch (node) labels: 16 .. 0xEFFFF.
+ * Flood labels: 0xF0000 | source LAG id (0 when the source is not a LAG),
+ * i.e. 0xF0000 .. 0xFFFFF; match them with value 0xF0000 mask 0xF0000.   */
+const mpls_label_t SWITCH_LABEL_MIN = 16;
+const mpls_label_t SWITCH_LABEL_MAX = 0xEFFFF;
+const mpls_label_t FLOOD_LABEL_BASE = 0xF0000;
+const mpls_label_t FLOOD_LABEL_MASK = 0xF0000;
+/* TTL of the MPLS header pushed by the ingress leaf. */
+const bit<8>       MPLS_DEFAULT_TTL = 64;
+
+/* Multicast groups (written by the controller; listed for reference):
+ * leaf: group id = VLAN id (1..4094); spine: SPINE_FLOOD_GROUP.          */
+const group_id_t SPINE_FLOOD_GROUP = 4095;
+
+/* ---------------------------------------------------------------------- */
+/* Table sizes                                                             */
+/* ---------------------------------------------------------------------- */
+
+/* ingress */
+#define PORTS_TABLE_SIZE          512
+#define PORT_VLAN_TABLE_SIZE      8192
+#define ACL_TABLE_SIZE            1024
+#define PUNT_METER_SIZE           256     /* indexed by punt reason       */
+#define SRC_MAC_TABLE_SIZE        16384
+#define ROUTER_MAC_TABLE_SIZE     4096
+#define IPV4_ROUTE_TABLE_SIZE     16384
+#define IPV6_ROUTE_TABLE_SIZE     8192
+#define NEXTHOP_TABLE_SIZE        4096
+#define ECMP_SELECTOR_SIZE        8192    /* members                      */
+#define ECMP_MAX_GROUP_SIZE       64
+#define FDB_TABLE_SIZE            16384
+#define LAG_TABLE_SIZE            1024
+#define LAG_SELECTOR_SIZE         4096
+#define LAG_MAX_GROUP_SIZE        16
+#define VLAN_FLOOD_TABLE_SIZE     4096
+#define MPLS_IN_TABLE_SIZE        64
+#define LABEL_FWD_TABLE_SIZE      4096
+#define FABRIC_SELECTOR_SIZE      8192
+#define FABRIC_MAX_GROUP_SIZE     64
+/* egress */
+#define PORT_LAG_TABLE_SIZE       512
+#define EGRESS_VLAN_TABLE_SIZE    8192
+#define FABRIC_PORTS_TABLE_SIZE   512
+
+/* Selector hash output width (bits). */
+#define SELECTOR_HASH_WIDTH       16
+
+#endif /* _FABRIC_CONSTANTS_P4_ */

@@ -1,0 +1,55 @@
+/*
+ * Ingress MAC learning.
+ *
+ * src_mac holds the sources the controller knows, keyed by the ingress
+ * VLAN, the source MAC and where the host sits: (port, lag_id 0) on a plain
+ * edge port, (0, LAG id) on any member of a LAG. A miss on a frame that
+ * was admitted on an edge port (not from the controller, not dropped or
+ * punted by the ACL, unicast source) sends mac_learn_digest_t. Entries
+ * support idle timeout (P4Runtime idle_timeout_ns); the controller ages
+ * hosts out on the notification.
+ */
+#ifndef _FABRIC_INGRESS_LEARNING_P4_
+#define _FABRIC_INGRESS_LEARNING_P4_
+
+control Learning(inout headers_t hdr, inout fabric_metadata_t meta) {
+
+    action known_source() {
+    }
+
+    table src_mac {
+        key = {
+            meta.lkp.vlan_id : exact @name("vlan_id");
+            meta.lkp.eth_src : exact @name("eth_src");
+            meta.learn_port  : exact @name("ingress_port");
+            meta.src_lag_id  : exact @name("lag_id");
+        }
+        actions = {
+            known_source;
+            @defaultonly NoAction;
+        }
+        const default_action = NoAction();
+        size = SRC_MAC_TABLE_SIZE;
+        support_timeout = true;
+    }
+
+    apply {
+        if (meta.port_type == PORT_TYPE_EDGE
+                && !meta.from_cpu
+                && meta.vlan_ok
+                && meta.acl_verdict != ACL_DROP
+                && meta.acl_verdict != ACL_PUNT
+                && meta.lkp.eth_src[40:40] == 0) {
+            if (meta.src_lag_id == 0) {
+                meta.learn_port = meta.ingress_port;
+            } else {
+                meta.learn_port = 0;
+            }
+            if (!src_mac.apply().hit) {
+                meta.learn = true;
+            }
+        }
+    }
+}
+
+#endif

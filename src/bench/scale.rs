@@ -1,0 +1,167 @@
+//! `p4fabric bench scale`: a large fabric of simulated switches (in a child
+//! process), the real controller: time to converge from cold, controller
+//! CPU time and peak RSS, and the time one change takes at that scale.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::sync::{oneshot, watch};
+
+use super::sim::SimSwitches;
+use super::{cpu_time, machine, peak_rss_mib, percentiles};
+use crate::compile::sample;
+use crate::config::watch::ConfigUpdate;
+use crate::config::{Attachment, Fabric, Host, PortRef};
+use crate::controller::{Controller, ControllerOptions, SharedMetrics};
+use crate::net::MacAddr;
+
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    #[arg(long, default_value_t = 4)]
+    pub spines: usize,
+    #[arg(long, default_value_t = 60)]
+    pub leaves: usize,
+    #[arg(long, default_value_t = 10_000)]
+    pub hosts: usize,
+    #[arg(long, default_value_t = 100_000)]
+    pub routes: usize,
+    /// Single-host changes to time after convergence.
+    #[arg(long, default_value_t = 20)]
+    pub changes: usize,
+    #[arg(long, default_value_t = 900)]
+    pub timeout_secs: u64,
+    #[arg(long)]
+    pub pipeline_dir: Option<std::path::PathBuf>,
+}
+
+/// Waits until every agent holds a desired state newer than `after`.
+async fn converged(
+    metrics: &SharedMetrics,
+    switches: usize,
+    after: u64,
+    timeout: Duration,
+) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        {
+            let m = metrics.lock().unwrap_or_else(|p| p.into_inner());
+            let done = m.agents.len() == switches
+                && m.agents
+                    .values()
+                    .all(|a| a.converged() && a.converged_generation.is_some_and(|g| g > after));
+            if done {
+                return Ok(m
+                    .agents
+                    .values()
+                    .filter_map(|a| a.converged_generation)
+                    .max()
+                    .unwrap_or(0));
+            }
+        }
+        if Instant::now() > deadline {
+            let m = metrics.lock().unwrap_or_else(|p| p.into_inner());
+            let ok = m.agents.values().filter(|a| a.converged()).count();
+            bail!("timed out: {ok} of {switches} switches converged");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn extra_host(f: &Fabric, i: usize) -> Option<(String, Host)> {
+    let leaf = sample::leaf_name(1 + i % f.switches.len().saturating_sub(4).max(1));
+    let port = PortRef::new(leaf, 10);
+    let vlan = *f.ports.get(&port)?.vlans.member_vlans().first()?;
+    let mac = MacAddr([0x02, 0xbe, 0x0c, 0, (i >> 8) as u8, i as u8]);
+    Some((
+        format!("bench-{i}"),
+        Host {
+            mac,
+            vlan,
+            ips: Vec::new(),
+            attachment: Attachment::Port(port),
+        },
+    ))
+}
+
+pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
+    let (mut fabric, hosts) = sample::large(args.spines, args.leaves, args.hosts, args.routes);
+    let n = fabric.switches.len();
+    println!(
+        "scale: {} spines + {} leaves = {n} simulated switches (in-process P4Runtime targets, in a child process), {} hosts, {} routes; {}",
+        args.spines, args.leaves, args.hosts, args.routes, machine()
+    );
+    let ids: Vec<u64> = fabric.switches.values().map(|s| s.device_id).collect();
+    let sims = SimSwitches::spawn(&ids)?;
+    for sw in fabric.switches.values_mut() {
+        sw.address = sims
+            .addresses
+            .get(&sw.device_id)
+            .context("missing target")?
+            .clone();
+    }
+    let (tx, rx) = watch::channel(ConfigUpdate {
+        revision: 1,
+        fabric: Arc::new(fabric.clone()),
+        errors: Default::default(),
+        generation: 1,
+    });
+    let mut opts = ControllerOptions::new("bench");
+    opts.status_interval = Duration::from_millis(2);
+    opts.simulated = true;
+    if let Some(d) = &args.pipeline_dir {
+        opts.pipeline_dir = d.clone();
+    }
+    let controller = Controller::new(opts, rx, None).with_hosts(hosts);
+    let metrics = controller.metrics();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let task = tokio::spawn(controller.run(async {
+        let _ = stop_rx.await;
+    }));
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let mut generation = converged(&metrics, n, 0, timeout).await?;
+    let cold = t0.elapsed();
+    let cpu = cpu_time() - cpu0;
+    let entities: usize = metrics
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .agents
+        .values()
+        .map(|a| a.installed)
+        .sum();
+    println!(
+        "cold start: converged in {:.2} s; {entities} entities on {n} switches ({:.0} entities/s); controller CPU {:.2} s; peak RSS {:.0} MiB",
+        cold.as_secs_f64(),
+        entities as f64 / cold.as_secs_f64(),
+        cpu.as_secs_f64(),
+        peak_rss_mib()
+    );
+    let mut samples = Vec::with_capacity(args.changes);
+    for i in 0..args.changes {
+        let Some((name, host)) = extra_host(&fabric, i) else {
+            break;
+        };
+        fabric.hosts.insert(name, host);
+        let t = Instant::now();
+        tx.send_replace(ConfigUpdate {
+            revision: 2 + i as i64,
+            fabric: Arc::new(fabric.clone()),
+            errors: Default::default(),
+            generation: 2 + i as u64,
+        });
+        generation = converged(&metrics, n, generation, timeout).await?;
+        samples.push(t.elapsed());
+    }
+    let (p50, p99, max) = percentiles(&mut samples);
+    println!(
+        "one host added ({} times): every switch converged in p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        samples.len()
+    );
+    println!("peak RSS after changes: {:.0} MiB", peak_rss_mib());
+    let _ = stop_tx.send(());
+    let _ = task.await;
+    drop(sims);
+    Ok(())
+}

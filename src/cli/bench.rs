@@ -1,0 +1,19 @@
+//! `p4fabric bench ...`: load commands that print figures.
+
+use crate::bench;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Many simulated switches, a large fabric: cold-start convergence,
+    /// controller CPU and RSS, single-change latency.
+    Scale(bench::scale::ScaleArgs),
+    /// Write throughput through the controller vs a raw client.
+    Write(bench::write::WriteArgs),
+}
+
+pub async fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Scale(a) => bench::scale::run(a).await,
+        BenchCommand::Write(a) => bench::write::run(a).await,
+    }
+}

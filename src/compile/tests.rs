@@ -1,0 +1,243 @@
+//! Pins the exact entities of a small hand-checked fabric: 1 spine, 2
+//! leaves, 2 hosts in VLAN 10 (gateway 10.0.10.1/24), one per leaf.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::config::{Attachment, EdgePort, Host, PortRef, Vlan, VlanMode};
+use crate::p4rt::entity::{Entity, SwitchEntities, TableAction};
+use crate::topo::{ObservedState, Topology};
+
+use super::sample::leaf_spine;
+use super::*;
+
+pub(crate) fn small_fabric() -> Fabric {
+    let mut f = leaf_spine(1, 2);
+    f.vlans.insert(
+        10,
+        Vlan {
+            name: "web".into(),
+            tenant: String::new(),
+            vrf: 0,
+            ipv4_gateway: Some("10.0.10.1/24".parse().unwrap()),
+            ipv6_gateway: None,
+            gateway_mac: None,
+        },
+    );
+    for (leaf, host, mac, ip) in [
+        ("leaf01", "h1", 1u8, "10.0.10.11"),
+        ("leaf02", "h2", 2, "10.0.10.12"),
+    ] {
+        f.ports.insert(
+            PortRef::new(leaf, 10),
+            EdgePort {
+                vlans: VlanMode::Access { vlan: 10 },
+                admin_up: true,
+                description: String::new(),
+            },
+        );
+        f.hosts.insert(
+            host.into(),
+            Host {
+                mac: MacAddr([2, 0, 0, 0, 0, mac]),
+                vlan: 10,
+                ips: vec![ip.parse().unwrap()],
+                attachment: Attachment::Port(PortRef::new(leaf, 10)),
+            },
+        );
+    }
+    f
+}
+
+/// One line per entity: key, then what it does.
+pub(crate) fn dump(m: &SwitchEntities) -> String {
+    let mut s = String::new();
+    for (k, e) in m {
+        let what = match e {
+            Entity::Table(t) => {
+                let a = match &t.action {
+                    TableAction::Direct(a) => format!("{}{:x?}", short(a.name), a.params),
+                    other => format!("{other:?}"),
+                };
+                if t.idle_timeout_ns != 0 {
+                    format!("{a} idle={}s", t.idle_timeout_ns / 1_000_000_000)
+                } else {
+                    a
+                }
+            }
+            Entity::Member(m) => format!("{}{:x?}", short(m.action.name), m.action.params),
+            Entity::Group(g) => format!(
+                "{:?} max={}",
+                g.members
+                    .iter()
+                    .map(|m| (m.member_id, m.watch_port))
+                    .collect::<Vec<_>>(),
+                g.max_size
+            ),
+            Entity::Multicast(g) => format!(
+                "{:?}",
+                g.replicas.iter().map(|r| r.port).collect::<Vec<_>>()
+            ),
+            Entity::Clone(c) => format!(
+                "{:?}",
+                c.replicas.iter().map(|r| r.port).collect::<Vec<_>>()
+            ),
+            Entity::Digest(_) => "digest".into(),
+            Entity::Meter(m) => format!("cir={} cburst={}", m.cir, m.cburst),
+        };
+        let _ = writeln!(s, "{} => {what}", short(&k.to_string()));
+    }
+    s
+}
+
+fn short(s: &str) -> String {
+    s.replace("FabricIngress.", "").replace("FabricEgress.", "")
+}
+
+fn compiled() -> BTreeMap<String, SwitchEntities> {
+    let f = small_fabric();
+    let topo = Topology::build(&f, &ObservedState::default(), None);
+    compile(&f, &topo, &Hosts::new())
+}
+
+/// Compares with the pinned file; `UPDATE_SNAPSHOTS=1` rewrites it (then
+/// check the diff by hand).
+fn pinned(switch: &str, want: &str, file: &str) {
+    let got = dump(&compiled()[switch]);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        let path = format!("{}/src/compile/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::write(path, &got).unwrap();
+        return;
+    }
+    assert_eq!(got, want, "{switch} entities changed:\n{got}");
+}
+
+#[test]
+fn small_fabric_spine() {
+    pinned(
+        "spine1",
+        include_str!("testdata/small_spine1.txt"),
+        "small_spine1.txt",
+    );
+}
+
+#[test]
+fn small_fabric_leaf() {
+    pinned(
+        "leaf01",
+        include_str!("testdata/small_leaf01.txt"),
+        "small_leaf01.txt",
+    );
+}
+
+#[test]
+fn small_fabric_other_leaf() {
+    pinned(
+        "leaf02",
+        include_str!("testdata/small_leaf02.txt"),
+        "small_leaf02.txt",
+    );
+}
+
+#[test]
+fn compile_is_deterministic() {
+    assert_eq!(compiled(), compiled());
+}
+
+/// Input the validator would reject still compiles, without panics.
+#[test]
+fn odd_input_does_not_panic() {
+    let mut f = small_fabric();
+    let lag = crate::config::Lag {
+        id: 0,
+        members: vec![
+            PortRef::new("leaf01", 20),
+            PortRef::new("leaf02", 20),
+            PortRef::new("spine1", 20),
+        ],
+        protocol: Default::default(),
+        lacp: Default::default(),
+        vlans: VlanMode::Trunk {
+            vlans: vec![10, 4095, 0],
+            native: Some(99),
+        },
+        admin_up: true,
+        description: String::new(),
+    };
+    f.lags.insert("odd".into(), lag);
+    f.links.insert(
+        "dangling".into(),
+        crate::config::Link {
+            a: PortRef::new("leaf01", 1),
+            b: PortRef::new("nowhere", 1),
+        },
+    );
+    let host = |mac: u8, vlan, att| Host {
+        mac: MacAddr([2, 0, 0, 0, 9, mac]),
+        vlan,
+        ips: vec!["10.0.10.11".parse().unwrap(), "10.0.10.1".parse().unwrap()],
+        attachment: att,
+    };
+    f.hosts
+        .insert("dup-ip".into(), host(1, 10, Attachment::Lag("odd".into())));
+    f.hosts.insert(
+        "on-spine".into(),
+        host(2, 10, Attachment::Port(PortRef::new("spine1", 9))),
+    );
+    f.hosts.insert(
+        "no-lag".into(),
+        host(3, 77, Attachment::Lag("missing".into())),
+    );
+    f.routes.insert(
+        "self".into(),
+        crate::config::Route {
+            vrf: 0,
+            prefix: "10.0.10.11/32".parse().unwrap(),
+            next_hops: vec!["10.0.10.12".parse().unwrap(), "::1".parse().unwrap()],
+        },
+    );
+    let topo = Topology::build(&f, &ObservedState::default(), None);
+    let out = compile(&f, &topo, &Hosts::new());
+    assert_eq!(out.len(), 3);
+}
+
+#[test]
+fn trace_of_the_small_fabric_reads_well() {
+    use super::check::{Checker, Frame};
+    let f = small_fabric();
+    let topo = Topology::build(&f, &ObservedState::default(), None);
+    let dp = compile(&f, &topo, &Hosts::new());
+    let frame = Frame {
+        dst: MacAddr([2, 0, 0, 0, 0, 2]),
+        src: MacAddr([2, 0, 0, 0, 0, 1]),
+        vlan: None,
+        eth_type: 0x0800,
+        ip_dst: None,
+        ttl: 64,
+    };
+    let t = Checker::new(&dp, &topo).trace(&PortRef::new("leaf01", 10), frame);
+    assert_eq!(
+        t.to_string(),
+        "hop leaf01/1 -> spine1/1 label 0x66\n\
+         hop spine1/2 -> leaf02/1 label 0x66\n\
+         delivered out of leaf02/10 (untagged, 02:00:00:00:00:01 -> 02:00:00:00:00:02)\n"
+    );
+}
+
+#[test]
+fn borrowed_view_and_diff_match_the_materialized_switch() {
+    let f = small_fabric();
+    let topo = Topology::build(&f, &ObservedState::default(), None);
+    let c = CompiledFabric::new(&f, &topo, &Hosts::new());
+    for sw in ["leaf01", "leaf02", "spine1"] {
+        let full = c.switch_entities(sw);
+        let view: SwitchEntities = c
+            .iter_switch(sw)
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        assert_eq!(view, full);
+        assert_eq!(c.switch_len(sw), full.len());
+        assert!(c.diff_switch(sw, &full).is_empty());
+        assert_eq!(c.diff_switch(sw, &SwitchEntities::new()).len(), full.len());
+    }
+}

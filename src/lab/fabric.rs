@@ -1,0 +1,428 @@
+//! A whole fabric of bmv2 switches built from a configuration: the demo's
+//! and the end-to-end tests' lab.
+//!
+//! - one `Bmv2Switch` per configured switch, on the configured gRPC address
+//!   and device id (or free ports), with a veth pair per port it uses;
+//! - every configured link joins the far ends of its two ports inside a
+//!   "wires" namespace with a tc mirred redirect each way, so a link is cut
+//!   by taking the far ends down: bmv2 sees carrier loss on that port only
+//!   (LAB-NOTES: never admin-down the end bmv2 reads);
+//! - one namespace per configured host: the far end of its edge port becomes
+//!   its `eth0` (static MAC, addresses with the VLAN prefix, default routes
+//!   via the VLAN gateways, static neighbours, IPv6 DAD off). Hosts on a
+//!   LAG or on a VLAN their port carries tagged go through a user-space
+//!   bond/tagger (`bond`), since the kernel has neither driver.
+//!
+//! Dropping a `LabFabric` removes all of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use super::bond::{HostLeg, UserBond};
+use super::netns::offloads_off;
+use super::reach::{Probe, ProbeResult};
+use super::{unique_tag, Bmv2Switch, Netns, SwitchOptions};
+use crate::config::{Attachment, Fabric, Host, PortNum, PortRef, VlanMode};
+
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Start every switch on a free port instead of its configured address
+    /// (then read the addresses back with `addresses`).
+    pub free_ports: bool,
+    /// Host namespaces are named `<prefix><host>`.
+    pub host_ns_prefix: String,
+    /// A bmv2 JSON to start with; `None`: the controller pushes it.
+    pub json: Option<PathBuf>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            free_ports: false,
+            host_ns_prefix: "p4f-".into(),
+            json: None,
+        }
+    }
+}
+
+pub struct LabFabric {
+    // Drop order matters: forwarders close their sockets first, then host
+    // namespaces go, then the switches (process + veths), then the wires.
+    bonds: Vec<UserBond>,
+    hosts: BTreeMap<String, Netns>,
+    switches: BTreeMap<String, Bmv2Switch>,
+    wires: Netns,
+    /// Link name -> the two far ends (in `wires`).
+    links: BTreeMap<String, [String; 2]>,
+}
+
+/// Every port of `switch` the lab must create: fabric ports, link ends,
+/// edge ports and LAG members.
+pub fn switch_ports(fabric: &Fabric, switch: &str) -> Vec<PortNum> {
+    let mut ports: BTreeSet<PortNum> = BTreeSet::new();
+    if let Some(sw) = fabric.switches.get(switch) {
+        ports.extend(&sw.fabric_ports);
+    }
+    let mine = |p: &PortRef| (p.switch == switch).then_some(p.port);
+    ports.extend(
+        fabric
+            .links
+            .values()
+            .flat_map(|l| [&l.a, &l.b])
+            .filter_map(mine),
+    );
+    ports.extend(fabric.ports.keys().filter_map(mine));
+    ports.extend(
+        fabric
+            .lags
+            .values()
+            .flat_map(|l| &l.members)
+            .filter_map(mine),
+    );
+    ports.into_iter().collect()
+}
+
+/// The ports a host is reached through and how its attachment carries
+/// VLANs (`None`: an unconfigured port, treated as untagged).
+pub fn attachment_ports(fabric: &Fabric, host: &Host) -> (Vec<PortRef>, Option<VlanMode>) {
+    match &host.attachment {
+        Attachment::Port(p) => (
+            vec![p.clone()],
+            fabric.ports.get(p).map(|e| e.vlans.clone()),
+        ),
+        Attachment::Lag(l) => match fabric.lags.get(l) {
+            Some(lag) => (lag.members.clone(), Some(lag.vlans.clone())),
+            None => (Vec::new(), None),
+        },
+    }
+}
+
+/// Does `host`'s VLAN travel tagged on its attachment?
+pub fn host_tagged(fabric: &Fabric, host: &Host) -> bool {
+    attachment_ports(fabric, host)
+        .1
+        .is_some_and(|m| !m.is_untagged(host.vlan))
+}
+
+impl LabFabric {
+    pub fn start(fabric: &Fabric, opts: &LabOptions) -> Result<LabFabric> {
+        let tag = unique_tag();
+        let wires = Netns::create(&format!("p4w{tag}"))?;
+        // Interfaces moved in take the namespace defaults: keep the kernel
+        // from sending router solicitations and DAD probes into switches.
+        wires.exec(
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        )?;
+        let mut lab = LabFabric {
+            bonds: Vec::new(),
+            hosts: BTreeMap::new(),
+            switches: BTreeMap::new(),
+            wires,
+            links: BTreeMap::new(),
+        };
+        for (name, sw) in &fabric.switches {
+            let s = Bmv2Switch::start_at(
+                SwitchOptions {
+                    device_id: sw.device_id,
+                    ports: switch_ports(fabric, name),
+                    json: opts.json.clone(),
+                },
+                (!opts.free_ports).then(|| sw.address.clone()),
+            )
+            .with_context(|| format!("starting bmv2 for {name} on {}", sw.address))?;
+            lab.switches.insert(name.clone(), s);
+        }
+        for (name, link) in &fabric.links {
+            let a = lab.move_to_wires(&link.a)?;
+            let b = lab.move_to_wires(&link.b)?;
+            for (from, to) in [(&a, &b), (&b, &a)] {
+                let w = &lab.wires;
+                w.exec("tc", &["qdisc", "add", "dev", from, "ingress"])?;
+                // u32 "match anything": the lab kernel has no matchall.
+                w.exec(
+                    "tc",
+                    &[
+                        "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32",
+                        "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev",
+                        to,
+                    ],
+                )
+                .with_context(|| format!("wiring link {name}"))?;
+            }
+            lab.links.insert(name.clone(), [a, b]);
+        }
+        lab.start_hosts(fabric, opts, &tag)?;
+        Ok(lab)
+    }
+
+    /// Moves the far end of `port` into the wires namespace, up.
+    fn move_to_wires(&self, port: &PortRef) -> Result<String> {
+        let (sw, far) = self.far_end(port)?;
+        sw.hosts
+            .ip(&["link", "set", &far, "netns", &self.wires.name])?;
+        offloads_off(&self.wires, &far);
+        self.wires.ip(&["link", "set", &far, "mtu", "9000", "up"])?;
+        Ok(far)
+    }
+
+    fn far_end(&self, port: &PortRef) -> Result<(&Bmv2Switch, String)> {
+        let sw = self
+            .switches
+            .get(&port.switch)
+            .with_context(|| format!("{port}: no switch {}", port.switch))?;
+        let far = sw
+            .far_ifname(port.port)
+            .with_context(|| format!("{port}: port not created"))?
+            .to_string();
+        Ok((sw, far))
+    }
+
+    fn start_hosts(&mut self, fabric: &Fabric, opts: &LabOptions, tag: &str) -> Result<()> {
+        // Hosts sharing an attachment, or tagged on it, need the forwarder.
+        let mut per_attachment: BTreeMap<&Attachment, Vec<&str>> = BTreeMap::new();
+        for (name, h) in &fabric.hosts {
+            per_attachment.entry(&h.attachment).or_default().push(name);
+        }
+        let mut uplinks_moved: BTreeSet<PortRef> = BTreeSet::new();
+        for (i, (att, names)) in per_attachment.iter().enumerate() {
+            let direct = matches!(att, Attachment::Port(_))
+                && names.len() == 1
+                && !host_tagged(fabric, &fabric.hosts[names[0]]);
+            let mut legs = Vec::new();
+            for name in names {
+                let h = &fabric.hosts[*name];
+                let ns_name = format!("{}{name}", opts.host_ns_prefix);
+                let ns = Netns::create(&ns_name).with_context(|| {
+                    format!("namespace {ns_name} for host {name} (left over from an earlier run? ip netns del {ns_name})")
+                })?;
+                ns.exec(
+                    "sysctl",
+                    &[
+                        "-qw",
+                        "net.ipv6.conf.all.accept_dad=0",
+                        "net.ipv6.conf.default.accept_dad=0",
+                        "net.ipv6.conf.default.router_solicitations=0",
+                    ],
+                )?;
+                if let (true, Attachment::Port(p)) = (direct, att) {
+                    let (sw, far) = self.far_end(p)?;
+                    sw.hosts.ip(&["link", "set", &far, "netns", &ns.name])?;
+                    ns.ip(&["link", "set", &far, "name", "eth0"])?;
+                } else {
+                    let leg = format!("b{tag}{i}{}", legs.len());
+                    self.wires.ip(&[
+                        "link", "add", &leg, "type", "veth", "peer", "name", "eth0", "netns",
+                        &ns.name,
+                    ])?;
+                    offloads_off(&self.wires, &leg);
+                    self.wires.ip(&["link", "set", &leg, "up"])?;
+                    legs.push(HostLeg {
+                        socket: self.wires.packet_socket(&leg)?,
+                        mac: h.mac,
+                        vlan: h.vlan,
+                        tagged: host_tagged(fabric, h),
+                    });
+                }
+                configure_host(&ns, fabric, h).with_context(|| format!("host {name}"))?;
+                self.hosts.insert(name.to_string(), ns);
+            }
+            if !direct {
+                let (ports, _) = attachment_ports(fabric, &fabric.hosts[names[0]]);
+                let mut uplinks = Vec::new();
+                for p in ports {
+                    if !uplinks_moved.insert(p.clone()) {
+                        bail!("{p} serves two attachments");
+                    }
+                    let far = self.move_to_wires(&p)?;
+                    uplinks.push(self.wires.packet_socket(&far)?);
+                }
+                let label = match att {
+                    Attachment::Port(p) => p.to_string(),
+                    Attachment::Lag(l) => l.clone(),
+                };
+                self.bonds.push(UserBond::start(&label, uplinks, legs));
+            }
+        }
+        Ok(())
+    }
+
+    /// The namespace of host `name` (`ip netns exec <name> ...`).
+    pub fn host_ns(&self, name: &str) -> Option<&Netns> {
+        self.hosts.get(name)
+    }
+
+    pub fn switch(&self, name: &str) -> Option<&Bmv2Switch> {
+        self.switches.get(name)
+    }
+
+    /// For kill / restart_same_address.
+    pub fn switch_mut(&mut self, name: &str) -> Option<&mut Bmv2Switch> {
+        self.switches.get_mut(name)
+    }
+
+    /// Switch name -> the gRPC address it really listens on.
+    pub fn addresses(&self) -> BTreeMap<String, String> {
+        self.switches
+            .iter()
+            .map(|(n, s)| (n.clone(), s.grpc_addr.clone()))
+            .collect()
+    }
+
+    /// Cuts a configured link: both ends lose carrier.
+    pub fn cut_link(&self, name: &str) -> Result<()> {
+        self.set_link(name, false)
+    }
+
+    pub fn restore_link(&self, name: &str) -> Result<()> {
+        self.set_link(name, true)
+    }
+
+    fn set_link(&self, name: &str, up: bool) -> Result<()> {
+        let ends = self
+            .links
+            .get(name)
+            .with_context(|| format!("no link {name}"))?;
+        for e in ends {
+            self.wires
+                .ip(&["link", "set", e, if up { "up" } else { "down" }])?;
+        }
+        Ok(())
+    }
+
+    /// One `ping -c1 -W1` from host `from` to `ip`.
+    pub fn ping(&self, from: &str, ip: IpAddr) -> Result<bool> {
+        let ns = self
+            .hosts
+            .get(from)
+            .with_context(|| format!("no host {from}"))?;
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, "ping", "-c1", "-W1", "-q"])
+            .arg(ip.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .context("running ping")?;
+        Ok(out.success())
+    }
+}
+
+impl LabFabric {
+    /// Runs every probe as a real ping (16 at a time; a failed one is
+    /// retried once, so a cold first packet does not count as an outage).
+    pub fn ping_all(&self, probes: &[Probe]) -> Vec<ProbeResult> {
+        let mut out = Vec::new();
+        for chunk in probes.chunks(16) {
+            std::thread::scope(|s| {
+                let running: Vec<_> = chunk
+                    .iter()
+                    .map(|p| {
+                        s.spawn(move || match self.ping(&p.from, p.ip) {
+                            Ok(false) => self.ping(&p.from, p.ip),
+                            r => r,
+                        })
+                    })
+                    .collect();
+                for (p, h) in chunk.iter().zip(running) {
+                    let r = match h.join() {
+                        Ok(Ok(true)) => Ok(()),
+                        Ok(Ok(false)) => Err("no reply (ping -c1 -W1, twice)".to_string()),
+                        Ok(Err(e)) => Err(format!("{e:#}")),
+                        Err(_) => Err("ping thread panicked".to_string()),
+                    };
+                    out.push((p.clone(), r));
+                }
+            });
+        }
+        out
+    }
+}
+
+impl Drop for LabFabric {
+    fn drop(&mut self) {
+        self.bonds.clear();
+        self.hosts.clear();
+        self.switches.clear();
+        // `wires` drops last, with whatever far ends remain in it.
+    }
+}
+
+/// Addresses, routes and neighbours of a host's `eth0`.
+fn configure_host(ns: &Netns, fabric: &Fabric, h: &Host) -> Result<()> {
+    let mac = h.mac.to_string();
+    ns.ip(&["link", "set", "eth0", "address", &mac])?;
+    offloads_off(ns, "eth0");
+    ns.exec(
+        "sysctl",
+        &[
+            "-qw",
+            "net.ipv6.conf.eth0.disable_ipv6=0",
+            "net.ipv6.conf.eth0.accept_dad=0",
+        ],
+    )?;
+    ns.ip(&["link", "set", "eth0", "mtu", "1500", "up"])?;
+    let vlan = fabric.vlans.get(&h.vlan);
+    let v4 = vlan.and_then(|v| v.ipv4_gateway);
+    let v6 = vlan.and_then(|v| v.ipv6_gateway);
+    let gw_mac = vlan
+        .and_then(|v| v.gateway_mac)
+        .unwrap_or(fabric.settings.gateway_mac)
+        .to_string();
+    for ip in &h.ips {
+        let (len, extra) = match ip {
+            IpAddr::V4(_) => (v4.map_or(32, |n| n.prefix_len()), None),
+            IpAddr::V6(_) => (v6.map_or(128, |n| n.prefix_len()), Some("nodad")),
+        };
+        let addr = format!("{ip}/{len}");
+        let mut args = vec!["addr", "add", addr.as_str(), "dev", "eth0"];
+        args.extend(extra);
+        ns.ip(&args)?;
+    }
+    // The fabric's ARP/ND responder is not in this path yet: static
+    // neighbours for the gateway and the VLAN's other hosts keep the demo
+    // about forwarding, not about address resolution.
+    let mut neigh: Vec<(String, String)> = Vec::new();
+    if let Some(g) = v4.filter(|_| h.ips.iter().any(|i| i.is_ipv4())) {
+        ns.ip(&["route", "add", "default", "via", &g.addr().to_string()])?;
+        neigh.push((g.addr().to_string(), gw_mac.clone()));
+    }
+    if let Some(g) = v6.filter(|_| h.ips.iter().any(|i| i.is_ipv6())) {
+        ns.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &g.addr().to_string(),
+        ])?;
+        neigh.push((g.addr().to_string(), gw_mac.clone()));
+    }
+    for other in fabric.hosts.values() {
+        if other.vlan == h.vlan && other.mac != h.mac {
+            for ip in &other.ips {
+                neigh.push((ip.to_string(), other.mac.to_string()));
+            }
+        }
+    }
+    for (ip, mac) in neigh {
+        ns.ip(&[
+            "neigh",
+            "replace",
+            &ip,
+            "lladdr",
+            &mac,
+            "nud",
+            "permanent",
+            "dev",
+            "eth0",
+        ])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! MAC learning: the switches' learning digests (a source (VLAN, MAC) the
+//! `learning.src_mac` table missed on an edge port) become the learned host
+//! table the compiler turns into bridging entries fabric-wide.
+//!
+//! A host is known by (VLAN, MAC) and attached to a port or a LAG. A digest
+//! from another attachment is a move. Aging is the switches' job: the
+//! compiler installs `src_mac` entries with an idle timeout, and each
+//! timeout notification removes the (switch, port) it names; the host goes
+//! when no switch has seen it any more (a LAG host may be seen on both
+//! leaves). Static hosts from the configuration win over learned ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::config::{Attachment, Fabric, PortNum, VlanId};
+use crate::net::MacAddr;
+
+/// A host the fabric learned, as the compiler consumes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedHost {
+    pub vlan: VlanId,
+    pub mac: MacAddr,
+    /// Addresses learned from its ARP / ND.
+    pub ips: Vec<IpAddr>,
+    pub attachment: Attachment,
+    /// The leaf it was first seen on (for a LAG host, one of its leaves).
+    pub leaf: String,
+    /// When a digest or ARP/ND last reported it (for status).
+    pub last_seen: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    attachment: Attachment,
+    leaf: String,
+    /// Where the switches saw it: switch -> ingress ports.
+    seen: BTreeMap<String, BTreeSet<PortNum>>,
+    last_seen: Instant,
+}
+
+/// Which `src_mac` entry of a switch idled out: a plain edge port's, or
+/// the switch's entry for a LAG host (keyed by LAG, not port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Port(PortNum),
+    Lag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    New,
+    Moved,
+    /// Already known there (nothing for the compiler to do).
+    Known,
+    /// A configured static host: config wins.
+    Static,
+    /// The attachment is at its learned-MAC limit.
+    OverLimit,
+}
+
+impl Learned {
+    pub fn changed(self) -> bool {
+        matches!(self, Learned::New | Learned::Moved)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Learning {
+    entries: BTreeMap<(VlanId, MacAddr), Entry>,
+    /// Learned MACs per attachment (for the limit, without a scan).
+    counts: BTreeMap<Attachment, usize>,
+    statics: BTreeSet<(VlanId, MacAddr)>,
+    /// Most learned MACs per attachment (port or LAG), if limited.
+    limit: Option<usize>,
+}
+
+impl Learning {
+    pub fn new(fabric: &Fabric, limit: Option<usize>) -> Self {
+        let mut l = Learning {
+            limit,
+            ..Default::default()
+        };
+        l.configure(fabric);
+        l
+    }
+
+    /// Applies the static hosts and drops hosts whose port or LAG is no
+    /// longer configured; returns the learned hosts removed.
+    pub fn configure(&mut self, fabric: &Fabric) -> Vec<(VlanId, MacAddr)> {
+        self.statics = fabric.hosts.values().map(|h| (h.vlan, h.mac)).collect();
+        let exists = |a: &Attachment| match a {
+            Attachment::Port(p) => fabric.ports.contains_key(p),
+            Attachment::Lag(l) => fabric.lags.contains_key(l),
+        };
+        let gone: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(k, e)| self.statics.contains(k) || !exists(&e.attachment))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &gone {
+            self.remove(k);
+        }
+        gone
+    }
+
+    fn remove(&mut self, key: &(VlanId, MacAddr)) {
+        let Some(e) = self.entries.remove(key) else {
+            return;
+        };
+        if let Some(n) = self.counts.get_mut(&e.attachment) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&e.attachment);
+            }
+        }
+    }
+
+    /// `mac` on `vlan` was seen entering `switch`/`port`, which belongs to
+    /// `attachment`.
+    pub fn learn(
+        &mut self,
+        switch: &str,
+        port: PortNum,
+        vlan: VlanId,
+        mac: MacAddr,
+        attachment: &Attachment,
+        now: Instant,
+    ) -> Learned {
+        let key = (vlan, mac);
+        if self.statics.contains(&key) {
+            return Learned::Static;
+        }
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.last_seen = now;
+            if e.attachment == *attachment {
+                e.seen.entry(switch.to_string()).or_default().insert(port);
+                return Learned::Known;
+            }
+        }
+        let count = self.counts.get(attachment).copied().unwrap_or(0);
+        if self.limit.is_some_and(|l| count >= l) {
+            return Learned::OverLimit;
+        }
+        let moved = self.entries.contains_key(&key);
+        self.remove(&key);
+        *self.counts.entry(attachment.clone()).or_default() += 1;
+        self.entries.insert(
+            key,
+            Entry {
+                attachment: attachment.clone(),
+                leaf: switch.to_string(),
+                seen: BTreeMap::from([(switch.to_string(), BTreeSet::from([port]))]),
+                last_seen: now,
+            },
+        );
+        if moved {
+            Learned::Moved
+        } else {
+            Learned::New
+        }
+    }
+
+    /// The `src_mac` entry for (vlan, mac) at `at` on `switch` idled out.
+    /// True when that removed the host.
+    pub fn idle_timeout(&mut self, switch: &str, at: Seen, vlan: VlanId, mac: MacAddr) -> bool {
+        let key = (vlan, mac);
+        let Some(e) = self.entries.get_mut(&key) else {
+            return false;
+        };
+        match at {
+            // One entry per leaf for a LAG host.
+            Seen::Lag if matches!(e.attachment, Attachment::Lag(_)) => {
+                e.seen.remove(switch);
+            }
+            Seen::Lag => {}
+            Seen::Port(port) => {
+                if let Some(ports) = e.seen.get_mut(switch) {
+                    ports.remove(&port);
+                    if ports.is_empty() {
+                        e.seen.remove(switch);
+                    }
+                }
+            }
+        }
+        if e.seen.is_empty() {
+            self.remove(&key);
+            return true;
+        }
+        if !e.seen.contains_key(&e.leaf) {
+            if let Some(other) = e.seen.keys().next() {
+                e.leaf = other.clone();
+            }
+        }
+        false
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The learned hosts, with their IPs from `ips_of`.
+    pub fn hosts(&self, ips_of: impl Fn(VlanId, MacAddr) -> Vec<IpAddr>) -> Vec<LearnedHost> {
+        self.entries
+            .iter()
+            .map(|((vlan, mac), e)| LearnedHost {
+                vlan: *vlan,
+                mac: *mac,
+                ips: ips_of(*vlan, *mac),
+                attachment: e.attachment.clone(),
+                leaf: e.leaf.clone(),
+                last_seen: e.last_seen,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,331 @@
+//! The whole controller (config -> topology -> compile -> agents) against
+//! in-process switches running the fabric pipeline's P4Info: every switch
+//! ends up holding exactly what the compiler says, a config change writes
+//! only its delta, and a controller restart writes nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p4fabric::compile;
+use p4fabric::config::watch::ConfigUpdate;
+use p4fabric::config::{ConfigState, Fabric};
+use p4fabric::controller::{Controller, ControllerOptions};
+use p4fabric::p4rt::target::TestTarget;
+use p4fabric::p4rt::{Pipeline, SwitchEntities};
+use p4fabric::topo::{ObservedState, Topology};
+use tokio::sync::{oneshot, watch};
+
+/// Simulated switches: the compiled pipeline, or the contract's P4Info.
+fn options(id: &str) -> ControllerOptions {
+    let mut o = ControllerOptions::new(id);
+    o.simulated = true;
+    o.status_interval = Duration::from_millis(20);
+    o
+}
+
+fn example() -> Fabric {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fabric.yaml"))
+            .expect("example");
+    let kvs = p4fabric::config::keys::document_to_raw(&text).expect("example parses");
+    let (fabric, errors) = ConfigState::new().reset(kvs);
+    assert!(errors.is_empty(), "{errors:?}");
+    fabric
+}
+
+/// What the controller should install: no packets flow between in-process
+/// switches, so discovery never sees a link (configured links count as up)
+/// and no LACP partner ever answers (LACP members are out of sync).
+fn expected(f: &Fabric) -> std::collections::BTreeMap<String, SwitchEntities> {
+    let mut observed = ObservedState::default();
+    for lag in f.lags.values() {
+        if lag.protocol == p4fabric::config::LagMode::Lacp {
+            observed.lacp_unsynced.extend(lag.members.iter().cloned());
+        }
+    }
+    let topo = Topology::build(f, &observed, None);
+    compile::compile(f, &topo, &compile::Hosts::new())
+}
+
+fn update(f: &Fabric, rev: i64) -> ConfigUpdate {
+    ConfigUpdate {
+        revision: rev,
+        fabric: Arc::new(f.clone()),
+        errors: Default::default(),
+        generation: rev as u64,
+    }
+}
+
+async fn all_hold(
+    targets: &[(String, TestTarget)],
+    want: &std::collections::BTreeMap<String, SwitchEntities>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let bad: Vec<String> = targets
+            .iter()
+            .filter(|(n, t)| want.get(n).map(|w| *w != t.entities()).unwrap_or(true))
+            .map(|(n, t)| {
+                let w = want.get(n).cloned().unwrap_or_default();
+                let have = t.entities();
+                let missing = w.keys().filter(|k| !have.contains_key(k)).count();
+                let extra = have.keys().filter(|k| !w.contains_key(k)).count();
+                format!("{n}: {missing} missing, {extra} extra of {}", w.len())
+            })
+            .collect();
+        if bad.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(bad.join("; "));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_converges_example_fabric_and_writes_only_deltas() {
+    let mut fabric = example();
+    let mut targets = Vec::new();
+    for (name, sw) in fabric.switches.iter_mut() {
+        let t = TestTarget::start(sw.device_id).await.unwrap();
+        sw.address = t.addr().to_string();
+        targets.push((name.clone(), t));
+    }
+    let (tx, rx) = watch::channel(update(&fabric, 1));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let controller = Controller::new(options("test"), rx.clone(), None);
+    let task = tokio::spawn(controller.run(async {
+        let _ = stop_rx.await;
+    }));
+    let want = expected(&fabric);
+    assert!(want.values().all(|e| !e.is_empty()));
+    all_hold(&targets, &want, Duration::from_secs(20))
+        .await
+        .expect("converged to the compiled state");
+
+    // Remove one host: exactly the entities that differ are written.
+    let before: Vec<u64> = targets
+        .iter()
+        .map(|(_, t)| t.stats().updates_applied)
+        .collect();
+    let mut changed = fabric.clone();
+    changed.hosts.remove("vm5");
+    let want2 = expected(&changed);
+    let delta: usize = targets
+        .iter()
+        .map(|(n, _)| compile::diff(&want2[n], &want[n]).len())
+        .sum();
+    assert!(delta > 0);
+    tx.send_replace(update(&changed, 2));
+    all_hold(&targets, &want2, Duration::from_secs(20))
+        .await
+        .expect("converged after the change");
+    let written: u64 = targets
+        .iter()
+        .zip(&before)
+        .map(|((_, t), b)| t.stats().updates_applied - b)
+        .sum();
+    assert_eq!(written as usize, delta, "only the delta is written");
+
+    // Restart the controller: it reads back and writes nothing.
+    let _ = stop_tx.send(());
+    let _ = task.await;
+    let before: Vec<u64> = targets
+        .iter()
+        .map(|(_, t)| t.stats().updates_applied)
+        .collect();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let controller = Controller::new(options("test2"), rx, None);
+    let metrics = controller.metrics();
+    let task = tokio::spawn(controller.run(async {
+        let _ = stop_rx.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = {
+            let m = metrics.lock().unwrap();
+            m.agents.len() == targets.len() && m.agents.values().all(|a| a.converged())
+        };
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let written: u64 = targets
+        .iter()
+        .zip(&before)
+        .map(|((_, t), b)| t.stats().updates_applied - b)
+        .sum();
+    assert_eq!(written, 0, "a restarted controller rewrote entries");
+    all_hold(&targets, &want2, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let _ = stop_tx.send(());
+    let _ = task.await;
+}
+
+/// Encodes a PacketIn the way the switch would send it.
+fn packet_in(
+    reg: &p4fabric::p4rt::P4InfoRegistry,
+    payload: Vec<u8>,
+    port: u32,
+    reason: u8,
+) -> p4runtime_proto::v1::PacketIn {
+    use p4fabric::p4rt::codec::encode_value;
+    let info = reg.packet_metadata("packet_in").expect("packet_in header");
+    let metadata = info
+        .fields
+        .iter()
+        .map(|f| {
+            let v = match f.name {
+                "ingress_port" => u128::from(port),
+                "punt_reason" => u128::from(reason),
+                _ => 0,
+            };
+            p4runtime_proto::v1::PacketMetadata {
+                metadata_id: f.id,
+                value: encode_value(f.name, v, f.bitwidth).unwrap(),
+            }
+        })
+        .collect();
+    p4runtime_proto::v1::PacketIn { payload, metadata }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocols_answer_arp_and_learn_from_digests_through_the_controller() {
+    use p4fabric::net::MacAddr;
+    use p4fabric::protocols::frames::{build_eth, parse_eth, Arp, ARP_REPLY, ARP_REQUEST};
+    use p4runtime_proto::v1 as p4;
+    let (pipeline, _) = compile::contract::simulation_pipeline(&Pipeline::default_dir());
+    let reg = pipeline.registry.clone();
+    let mut fabric = example();
+    let mut targets = Vec::new();
+    for (name, sw) in fabric.switches.iter_mut() {
+        let t = TestTarget::start(sw.device_id).await.unwrap();
+        sw.address = t.addr().to_string();
+        targets.push((name.clone(), t));
+    }
+    let (_tx, rx) = watch::channel(update(&fabric, 1));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(Controller::new(options("test"), rx, None).run(async {
+        let _ = stop_rx.await;
+    }));
+    all_hold(&targets, &expected(&fabric), Duration::from_secs(20))
+        .await
+        .expect("converged");
+    let target = |n: &str| &targets.iter().find(|(x, _)| x == n).unwrap().1;
+
+    // vm1 (leaf1/3, VLAN 10 access) asks for its gateway's MAC.
+    let vm1 = MacAddr([2, 0, 0, 0, 1, 1]);
+    let req = Arp {
+        op: ARP_REQUEST,
+        sender_mac: vm1,
+        sender_ip: "10.0.10.11".parse().unwrap(),
+        target_mac: MacAddr([0; 6]),
+        target_ip: "10.0.10.1".parse().unwrap(),
+    };
+    let frame = build_eth(MacAddr::BROADCAST, vm1, None, 0x0806, &req.encode());
+    target("leaf1").take_packet_outs();
+    assert!(
+        target("leaf1").send_to_primary(p4::stream_message_response::Update::Packet(packet_in(
+            &reg, frame, 3, 3
+        )))
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reply = loop {
+        let outs = target("leaf1").take_packet_outs();
+        let found = outs.into_iter().find_map(|p| {
+            let eth = parse_eth(&p.payload)?;
+            let arp = Arp::parse(eth.payload)?;
+            (arp.op == ARP_REPLY).then_some((p, arp))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no ARP reply sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(reply.1.sender_ip.to_string(), "10.0.10.1");
+    assert_eq!(reply.1.sender_mac, fabric.settings.gateway_mac);
+    assert_eq!(reply.1.target_mac, vm1);
+    let port_meta = reg
+        .packet_metadata("packet_out")
+        .unwrap()
+        .fields
+        .iter()
+        .find(|f| f.name == "egress_port")
+        .unwrap()
+        .id;
+    let egress = reply
+        .0
+        .metadata
+        .iter()
+        .find(|m| m.metadata_id == port_meta)
+        .unwrap();
+    assert_eq!(
+        egress.value,
+        vec![3],
+        "reply goes out of the port the request came in"
+    );
+
+    // A new MAC behind leaf4/4 (VLAN 10) is learned from a digest and
+    // bridged to from every leaf.
+    let newmac: u128 = 0x0200_0000_9901;
+    let info = reg.digest(p4fabric::protocols::LEARN_DIGEST).unwrap();
+    let members = info
+        .fields
+        .iter()
+        .map(|f| {
+            let v = match f.name {
+                "vlan_id" => 10,
+                "eth_src" => newmac,
+                "ingress_port" => 4,
+                _ => 0,
+            };
+            p4::P4Data {
+                data: Some(p4::p4_data::Data::Bitstring(
+                    p4fabric::p4rt::codec::encode_value(f.name, v, f.bitwidth).unwrap(),
+                )),
+            }
+        })
+        .collect();
+    let digest = p4::DigestList {
+        digest_id: info.id,
+        list_id: 7,
+        data: vec![p4::P4Data {
+            data: Some(p4::p4_data::Data::Struct(p4::P4StructLike { members })),
+        }],
+        timestamp: 0,
+    };
+    assert!(target("leaf4").send_to_primary(p4::stream_message_response::Update::Digest(digest)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let learned = ["leaf1", "leaf2", "leaf3", "leaf4"].iter().all(|l| {
+            target(l).entities().keys().any(|k| match k {
+                p4fabric::p4rt::EntityKey::Table(t) => {
+                    t.table == "FabricIngress.bridging.fdb"
+                        && t.matches
+                            .iter()
+                            .any(|(_, m)| *m == p4fabric::p4rt::Match::Exact(newmac))
+                }
+                _ => false,
+            })
+        });
+        if learned {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "learned MAC not bridged on every leaf"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        target("leaf4").digest_acks().contains(&(info.id, 7)),
+        "digest list not acknowledged"
+    );
+    let _ = stop_tx.send(());
+    let _ = task.await;
+}
