@@ -194,7 +194,8 @@ async fn acl_cases(rig: &mut Rig) -> Result<()> {
 /// 5, while the frames themselves are all flooded and an LACP burst (cell 2
 /// unconfigured) is not limited.
 async fn meter_case(rig: &mut Rig) -> Result<()> {
-    rig.insert(&[punt_meter(reason::ARP, 5, 5)]).await?;
+    // Meter cells always exist: P4Runtime configures them with MODIFY.
+    rig.modify(&[punt_meter(reason::ARP, 5, 5)]).await?;
     rig.quiesce().await?;
     let n = 100u16;
     let arps: Vec<Vec<u8>> = (0..n)
