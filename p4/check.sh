@@ -8,7 +8,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 if [ -z "${P4C:-}" ] && ! command -v p4c-bm2-ss >/dev/null 2>&1 \
-        && [ ! -x /opt/p4/bin/p4c-bm2-ss ]; then
+        && [ ! -x /opt/p4/bin/p4c-bm2-ss ] \
+        && [ ! -x /opt/p4/build/p4c/backends/bmv2/p4c-bm2-ss ]; then
     echo "SKIPPED: p4c-bm2-ss not found"
     exit 0
 fi

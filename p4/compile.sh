@@ -23,12 +23,23 @@ find_p4c() {
     if [ -n "${P4C:-}" ]; then echo "$P4C"; return 0; fi
     if command -v p4c-bm2-ss >/dev/null 2>&1; then command -v p4c-bm2-ss; return 0; fi
     if [ -x /opt/p4/bin/p4c-bm2-ss ]; then echo /opt/p4/bin/p4c-bm2-ss; return 0; fi
+    if [ -x /opt/p4/build/p4c/backends/bmv2/p4c-bm2-ss ]; then
+        echo /opt/p4/build/p4c/backends/bmv2/p4c-bm2-ss; return 0; fi
     return 1
 }
 
 if ! P4C_BIN=$(find_p4c); then
     echo "p4c-bm2-ss not found (set P4C, put it on PATH, or install it under /opt/p4/bin)" >&2
     exit 2
+fi
+
+# A p4c used from its build tree (not installed) does not find its
+# p4include directory by itself.
+if [ -z "${P4C_16_INCLUDE_PATH:-}" ]; then
+    for d in "$(dirname "$P4C_BIN")/../share/p4c/p4include" /opt/p4/share/p4c/p4include \
+             /opt/p4/src/p4c/p4include; do
+        if [ -f "$d/v1model.p4" ]; then export P4C_16_INCLUDE_PATH="$d"; break; fi
+    done
 fi
 
 cd "$ROOT"

@@ -35,7 +35,7 @@ for _ in $(seq 1 50); do
 done
 sleep 0.5
 cat "$LOG"
-if [ "$ok" -eq 1 ] && kill -0 "$PID" 2>/dev/null && ! grep -qi 'error' "$LOG"; then
+if [ "$ok" -eq 1 ] && kill -0 "$PID" 2>/dev/null && ! grep -qE '\[(E|C|error|critical)\]' "$LOG"; then
     echo "OK: simple_switch_grpc loaded p4/build/fabric.json (thrift $THRIFT, grpc $GRPC)"
 else
     echo "FAILED: simple_switch_grpc did not come up cleanly" >&2

@@ -16,3 +16,22 @@ pub mod rig;
 
 pub use p4fabric::lab::*;
 pub use p4fabric::require_bmv2;
+
+/// Returns early from a pipeline test, loudly, where the fabric pipeline
+/// has not been compiled (bmv2 can be installed without p4c).
+#[macro_export]
+macro_rules! require_fabric_pipeline {
+    () => {
+        let json = $crate::rig::fabric_build_dir().join("fabric.json");
+        if !json.exists() {
+            $crate::say_skipped(
+                module_path!(),
+                &format!(
+                    "{} missing: compile the pipeline with p4/compile.sh (needs p4c)",
+                    json.display()
+                ),
+            );
+            return;
+        }
+    };
+}

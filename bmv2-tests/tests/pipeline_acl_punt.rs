@@ -261,6 +261,7 @@ async fn meter_case(rig: &mut Rig) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_punts_copies_drops_and_permits() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::leaf().await.expect("leaf with fixture A");
     acl_cases(&mut rig).await.expect("ACL cases");
     meter_case(&mut rig).await.expect("punt meter");

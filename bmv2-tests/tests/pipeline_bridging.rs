@@ -116,6 +116,7 @@ async fn cases(rig: &mut Rig) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridging_and_flooding() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::leaf().await.expect("leaf with fixture A");
     cases(&mut rig).await.expect("bridging cases");
 }

@@ -272,6 +272,7 @@ async fn spine_cases(rig: &mut Rig) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaf_pops_delivers_and_floods_from_the_fabric() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::leaf().await.expect("leaf with fixture A");
     leaf_cases(&mut rig).await.expect("leaf fabric cases");
 }
@@ -279,6 +280,7 @@ async fn leaf_pops_delivers_and_floods_from_the_fabric() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spine_forwards_on_labels_with_ecmp() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::spine().await.expect("spine with fixture B");
     let r = spine_cases(&mut rig).await;
     let _ = rig.sw.set_link(3, true);
@@ -359,6 +361,7 @@ async fn chain_cases(l1: &mut Rig, s1: &mut Rig) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaf_and_spine_take_each_others_frames() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut l1 = Rig::leaf().await.expect("leaf with fixture A");
     let mut s1 = Rig::spine().await.expect("spine with fixture B");
     chain_cases(&mut l1, &mut s1)

@@ -94,6 +94,7 @@ async fn cases(rig: &mut Rig) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_hashing_and_member_failover() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::leaf().await.expect("leaf with fixture A");
     let r = cases(&mut rig).await;
     // Leave the link up whatever happened (the switch is dropped anyway).

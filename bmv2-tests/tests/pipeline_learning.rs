@@ -199,6 +199,7 @@ async fn idle_case(rig: &mut Rig) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learning_digests() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::leaf().await.expect("leaf with fixture A");
     digest_cases(&mut rig).await.expect("learning cases");
 }
@@ -206,6 +207,7 @@ async fn learning_digests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_notifications() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::leaf().await.expect("leaf with fixture A");
     idle_case(&mut rig).await.expect("idle timeout case");
 }

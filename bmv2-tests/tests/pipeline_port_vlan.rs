@@ -120,6 +120,7 @@ async fn cases(rig: &mut Rig) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_and_vlan_classification() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::leaf().await.expect("leaf with fixture A");
     cases(&mut rig).await.expect("port/VLAN cases");
 }

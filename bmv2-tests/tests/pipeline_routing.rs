@@ -319,6 +319,7 @@ async fn ecmp_case(rig: &mut Rig) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv4_and_ipv6_routing() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::leaf().await.expect("leaf with fixture A");
     routing_cases(&mut rig).await.expect("routing cases");
 }
@@ -326,6 +327,7 @@ async fn ipv4_and_ipv6_routing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecmp_spreads_flows_over_next_hops() {
     require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::leaf().await.expect("leaf with fixture A");
     ecmp_case(&mut rig).await.expect("ECMP case");
 }

@@ -48,8 +48,11 @@ const port_type_t PORT_TYPE_EDGE   = 1;
 const port_type_t PORT_TYPE_FABRIC = 2;
 const port_type_t PORT_TYPE_CPU    = 3;
 
+/* Values only the controller (or documentation) uses are #defines, so p4c
+ * does not warn about unused constants. */
+
 /* Forwarding decision, refined stage by stage in FabricIngress. */
-const fwd_type_t FWD_NONE   = 0;  /* nothing decided yet: drop            */
+#define FWD_NONE 0  /* nothing decided yet: drop            */
 const fwd_type_t FWD_BRIDGE = 1;  /* needs the fdb lookup                 */
 const fwd_type_t FWD_PORT   = 2;  /* meta.egress_port is final            */
 const fwd_type_t FWD_LAG    = 3;  /* needs lag.members (meta.dst_lag_id)  */
@@ -67,18 +70,18 @@ const acl_verdict_t ACL_DROP   = 3;
 /* Punt reasons (packet_in.punt_reason; also the punt meter index)         */
 /* ---------------------------------------------------------------------- */
 
-const punt_reason_t PUNT_DISCOVERY   = 1;  /* discovery probe, 0x88cc     */
-const punt_reason_t PUNT_LACP        = 2;  /* slow protocols, 0x8809      */
-const punt_reason_t PUNT_ARP         = 3;
-const punt_reason_t PUNT_ND          = 4;  /* ICMPv6 133..137             */
+#define PUNT_DISCOVERY 1  /* discovery probe, 0x88cc     */
+#define PUNT_LACP 2  /* slow protocols, 0x8809      */
+#define PUNT_ARP 3
+#define PUNT_ND 4  /* ICMPv6 133..137             */
 const punt_reason_t PUNT_TTL_EXPIRED = 5;
-const punt_reason_t PUNT_ACL         = 6;  /* operator ACL punt/copy      */
+#define PUNT_ACL 6  /* operator ACL punt/copy      */
 const punt_reason_t PUNT_GLEAN       = 7;  /* routed to an unresolved host */
 const punt_reason_t PUNT_FOR_ROUTER  = 8;  /* addressed to a gateway address */
 
 /* v1model meter colours (V1MODEL_METER_COLOR_* in v1model.p4). */
-const bit<2> METER_COLOR_GREEN  = 0;
-const bit<2> METER_COLOR_YELLOW = 1;
+#define METER_COLOR_GREEN 0
+#define METER_COLOR_YELLOW 1
 const bit<2> METER_COLOR_RED    = 2;
 
 /* ---------------------------------------------------------------------- */
@@ -86,12 +89,12 @@ const bit<2> METER_COLOR_RED    = 2;
 /* ---------------------------------------------------------------------- */
 
 const bit<16> ETHERTYPE_IPV4      = 0x0800;
-const bit<16> ETHERTYPE_ARP       = 0x0806;
+#define ETHERTYPE_ARP 0x0806
 const bit<16> ETHERTYPE_VLAN      = 0x8100;
 const bit<16> ETHERTYPE_IPV6      = 0x86dd;
-const bit<16> ETHERTYPE_SLOW      = 0x8809;  /* LACP, marker            */
+#define ETHERTYPE_SLOW 0x8809  /* LACP, marker            */
 const bit<16> ETHERTYPE_MPLS      = 0x8847;
-const bit<16> ETHERTYPE_DISCOVERY = 0x88cc;  /* LLDP-style probes       */
+#define ETHERTYPE_DISCOVERY 0x88cc  /* LLDP-style probes       */
 
 const bit<8> IP_PROTO_ICMP   = 1;
 const bit<8> IP_PROTO_TCP    = 6;
@@ -104,16 +107,16 @@ const bit<8> IP_PROTO_ICMPV6 = 58;
 /* Switch (node) labels: 16 .. 0xEFFFF.
  * Flood labels: 0xF0000 | source LAG id (0 when the source is not a LAG),
  * i.e. 0xF0000 .. 0xFFFFF; match them with value 0xF0000 mask 0xF0000.   */
-const mpls_label_t SWITCH_LABEL_MIN = 16;
-const mpls_label_t SWITCH_LABEL_MAX = 0xEFFFF;
+#define SWITCH_LABEL_MIN 16
+#define SWITCH_LABEL_MAX 0xEFFFF
 const mpls_label_t FLOOD_LABEL_BASE = 0xF0000;
-const mpls_label_t FLOOD_LABEL_MASK = 0xF0000;
+#define FLOOD_LABEL_MASK 0xF0000
 /* TTL of the MPLS header pushed by the ingress leaf. */
 const bit<8>       MPLS_DEFAULT_TTL = 64;
 
 /* Multicast groups (written by the controller; listed for reference):
  * leaf: group id = VLAN id (1..4094); spine: SPINE_FLOOD_GROUP.          */
-const group_id_t SPINE_FLOOD_GROUP = 4095;
+#define SPINE_FLOOD_GROUP 4095
 
 /* ---------------------------------------------------------------------- */
 /* Table sizes                                                             */
