@@ -1,7 +1,7 @@
 //! End-to-end tests on real bmv2 switches. The harness itself lives in
 //! `p4fabric::lab` (the demo uses it too); this crate holds the tests and,
 //! for the pipeline packet tests, a switch rig (`rig`) and the fixtures of
-//! docs/pipeline.md (`fabric`).
+//! docs/pipeline.md (`pipeline`).
 //!
 //! The pipeline packet tests (`tests/pipeline_*.rs`, one file per concern)
 //! follow the "Test plan" of docs/pipeline.md, case numbers in comments and
@@ -11,7 +11,7 @@
 //! file with `--test pipeline_routing`. `P4FABRIC_BMV2_LOG=1` keeps bmv2's
 //! packet log in the temp directory.
 
-pub mod fabric;
+pub mod pipeline;
 pub mod rig;
 
 pub use p4fabric::lab::*;

@@ -3,8 +3,8 @@
 //! meter (docs/pipeline.md test plan cases 12-21).
 
 use anyhow::{ensure, Result};
-use bmv2_tests::fabric::*;
 use bmv2_tests::packet::*;
+use bmv2_tests::pipeline::*;
 use bmv2_tests::require_bmv2;
 use bmv2_tests::rig::{Punted, Rig};
 
@@ -131,7 +131,7 @@ async fn acl_cases(rig: &mut Rig) -> Result<()> {
     let deny = acl(
         200,
         &[(F_IPV4_DST, v4(IP_H2), 0xffff_ffff)],
-        act(A_ACL_DROP, &[]),
+        act(A_DROP_ACL, &[]),
     );
     rig.insert(std::slice::from_ref(&deny)).await?;
     rig.check("18 ACL drop", 1, &to_h2, &[], &[]).await?;
@@ -194,7 +194,8 @@ async fn acl_cases(rig: &mut Rig) -> Result<()> {
 /// 5, while the frames themselves are all flooded and an LACP burst (cell 2
 /// unconfigured) is not limited.
 async fn meter_case(rig: &mut Rig) -> Result<()> {
-    rig.insert(&[punt_meter(reason::ARP, 5, 5)]).await?;
+    // Meter cells always exist: P4Runtime configures them with MODIFY.
+    rig.modify(&[punt_meter(reason::ARP, 5, 5)]).await?;
     rig.quiesce().await?;
     let n = 100u16;
     let arps: Vec<Vec<u8>> = (0..n)

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use anyhow::{ensure, Result};
-use bmv2_tests::fabric::*;
 use bmv2_tests::packet::*;
+use bmv2_tests::pipeline::*;
 use bmv2_tests::require_bmv2;
 use bmv2_tests::rig::{Flow, Rig};
 

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use bmv2_tests::fabric::*;
 use bmv2_tests::packet::*;
+use bmv2_tests::pipeline::*;
 use bmv2_tests::require_bmv2;
 use bmv2_tests::rig::{Flow, Punted, Rig};
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use bmv2_tests::fabric::*;
+use bmv2_tests::pipeline::*;
 use bmv2_tests::require_bmv2;
 use bmv2_tests::rig::{Flow, Rig};
 

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
-use bmv2_tests::fabric::*;
 use bmv2_tests::packet::*;
+use bmv2_tests::pipeline::*;
 use bmv2_tests::require_bmv2;
 use bmv2_tests::rig::{DigestList, Rig};
 use p4fabric::p4rt::switch::DigestRow;

@@ -3,8 +3,8 @@
 //! the controller's frames, case 25).
 
 use anyhow::{ensure, Result};
-use bmv2_tests::fabric::*;
 use bmv2_tests::packet::*;
+use bmv2_tests::pipeline::*;
 use bmv2_tests::require_bmv2;
 use bmv2_tests::rig::Rig;
 

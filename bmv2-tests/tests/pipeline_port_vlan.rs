@@ -2,8 +2,8 @@
 //! (docs/pipeline.md test plan cases 1-9, 46b).
 
 use anyhow::Result;
-use bmv2_tests::fabric::*;
 use bmv2_tests::packet::*;
+use bmv2_tests::pipeline::*;
 use bmv2_tests::require_bmv2;
 use bmv2_tests::rig::Rig;
 

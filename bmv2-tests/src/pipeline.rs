@@ -14,7 +14,6 @@ use crate::rig::Rig;
 
 // Actions the compiler does not write (yet), by their P4Info names.
 pub const A_PORT_DROP: &str = "FabricIngress.port_classify.drop";
-pub const A_ACL_DROP: &str = "FabricIngress.acl.drop";
 pub const A_ACL_PERMIT: &str = "FabricIngress.acl.permit";
 pub const A_ROUTE_DROP: &str = "FabricIngress.routing.drop";
 pub const A_FDB_DROP: &str = "FabricIngress.bridging.drop";
