@@ -53,6 +53,14 @@ impl Plan {
         let mut buckets: Vec<Vec<Op>> = vec![Vec::new(); STAGES];
         for (old, new) in changes {
             let op = match (old, new) {
+                // Meter cells always exist on the switch: they are
+                // configured with MODIFY (bmv2 refuses INSERT), and an
+                // unwanted configuration is left alone rather than deleted.
+                (None, Some(n @ Entity::Meter(_))) => Op {
+                    kind: OpKind::Modify,
+                    entity: n.clone(),
+                },
+                (Some(Entity::Meter(_)), None) => continue,
                 (None, Some(n)) => Op {
                     kind: OpKind::Insert,
                     entity: n.clone(),
@@ -61,7 +69,7 @@ impl Plan {
                     kind: OpKind::Delete,
                     entity: o.clone(),
                 },
-                (Some(o), Some(n)) if o != n => Op {
+                (Some(o), Some(n)) if !o.same_on_switch(n) => Op {
                     kind: OpKind::Modify,
                     entity: n.clone(),
                 },

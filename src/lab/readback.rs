@@ -78,7 +78,7 @@ pub fn difference(want: &SwitchEntities, got: &SwitchEntities) -> Option<String>
     let stale: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
     let changed: Vec<_> = want
         .iter()
-        .filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v))
+        .filter(|(k, v)| got.get(*k).is_some_and(|g| !g.same_on_switch(v)))
         .map(|(k, _)| k)
         .collect();
     if missing.is_empty() && stale.is_empty() && changed.is_empty() {

@@ -177,7 +177,9 @@ fn expect_same(read: &SwitchEntities, want: &[Entity]) -> Result<()> {
     let want: SwitchEntities = want.iter().map(|e| (e.key(), e.clone())).collect();
     for (k, w) in &want {
         match read.get(k) {
-            Some(r) if r == w => {}
+            // Watch ports excepted: bmv2's PI reads them back wrong (see
+            // `Entity::same_on_switch`).
+            Some(r) if r.same_on_switch(w) => {}
             Some(r) => bail!("{k} reads back different:\n wrote {w:?}\n read  {r:?}"),
             None => bail!("{k} missing after write"),
         }

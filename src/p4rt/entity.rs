@@ -263,3 +263,27 @@ impl fmt::Display for EntityKey {
 
 /// Everything one switch should hold (or holds), by key.
 pub type SwitchEntities = BTreeMap<EntityKey, Entity>;
+
+impl Entity {
+    /// Equal, except that action-selector group members may differ in their
+    /// watch ports. bmv2's P4Runtime layer (PI) reads every member of a
+    /// group back with the last member's watch port (one variable reused
+    /// across the member loop in PI's device_mgr.cpp), so comparing watch
+    /// ports would make a reconciler rewrite such groups forever. Watch
+    /// ports change only together with members' actions, which still count.
+    pub fn same_on_switch(&self, other: &Entity) -> bool {
+        match (self, other) {
+            (Entity::Group(a), Entity::Group(b)) => {
+                a.profile == b.profile
+                    && a.group_id == b.group_id
+                    && a.max_size == b.max_size
+                    && a.members.len() == b.members.len()
+                    && a.members
+                        .iter()
+                        .zip(&b.members)
+                        .all(|(x, y)| x.member_id == y.member_id && x.weight == y.weight)
+            }
+            _ => self == other,
+        }
+    }
+}

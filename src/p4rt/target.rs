@@ -383,6 +383,17 @@ fn apply_update(
     reg.encode_entity(&decoded, false).map_err(inv)?;
     check_references(reg, entities, &decoded)?;
     let key = decoded.key();
+    if let Entity::Meter(_) = decoded {
+        // As on bmv2: meter cells always exist; only MODIFY configures them.
+        if kind != p4::update::Type::Modify {
+            return Err((
+                Code::InvalidArgument,
+                "INSERT update type not supported for meters".into(),
+            ));
+        }
+        entities.insert(key, decoded);
+        return Ok(());
+    }
     match kind {
         p4::update::Type::Insert => {
             if entities.contains_key(&key) {
