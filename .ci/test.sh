@@ -6,21 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-
 # Debian packages: protoc for the proto crate, etcd for the config tests,
 # iproute2/ethtool/ping for veth-based bmv2 tests, python3-venv for the proto check.
-pkgs=(protobuf-compiler etcd-server iproute2 ethtool iputils-ping python3-venv openssl)
-missing=()
-for p in "${pkgs[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "installing: ${missing[*]}"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash .ci/apt-install.sh protobuf-compiler etcd-server iproute2 ethtool iputils-ping python3-venv openssl
 if command -v rustup >/dev/null; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi

@@ -26,6 +26,12 @@ impl MacAddr {
             .iter()
             .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
     }
+
+    /// The MAC in the low 48 bits of a P4 field value.
+    pub fn from_value(v: u128) -> MacAddr {
+        let b = v.to_be_bytes();
+        MacAddr([b[10], b[11], b[12], b[13], b[14], b[15]])
+    }
 }
 
 impl fmt::Display for MacAddr {

@@ -36,6 +36,18 @@ fn example() -> Fabric {
 /// What the controller should install: no packets flow between in-process
 /// switches, so discovery never sees a link (configured links count as up)
 /// and no LACP partner ever answers (LACP members are out of sync).
+/// One in-process switch per configured switch; the config is pointed at
+/// their addresses.
+async fn start_targets(fabric: &mut Fabric) -> Vec<(String, TestTarget)> {
+    let mut targets = Vec::new();
+    for (name, sw) in fabric.switches.iter_mut() {
+        let t = TestTarget::start(sw.device_id).await.unwrap();
+        sw.address = t.addr().to_string();
+        targets.push((name.clone(), t));
+    }
+    targets
+}
+
 fn expected(f: &Fabric) -> std::collections::BTreeMap<String, SwitchEntities> {
     let mut observed = ObservedState::default();
     for lag in f.lags.values() {
@@ -87,12 +99,7 @@ async fn all_hold(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_converges_example_fabric_and_writes_only_deltas() {
     let mut fabric = example();
-    let mut targets = Vec::new();
-    for (name, sw) in fabric.switches.iter_mut() {
-        let t = TestTarget::start(sw.device_id).await.unwrap();
-        sw.address = t.addr().to_string();
-        targets.push((name.clone(), t));
-    }
+    let targets = start_targets(&mut fabric).await;
     let (tx, rx) = watch::channel(update(&fabric, 1));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let controller = Controller::new(options("test"), rx.clone(), None);
@@ -201,12 +208,7 @@ async fn protocols_answer_arp_and_learn_from_digests_through_the_controller() {
     let (pipeline, _) = compile::contract::simulation_pipeline(&Pipeline::default_dir());
     let reg = pipeline.registry.clone();
     let mut fabric = example();
-    let mut targets = Vec::new();
-    for (name, sw) in fabric.switches.iter_mut() {
-        let t = TestTarget::start(sw.device_id).await.unwrap();
-        sw.address = t.addr().to_string();
-        targets.push((name.clone(), t));
-    }
+    let targets = start_targets(&mut fabric).await;
     let (_tx, rx) = watch::channel(update(&fabric, 1));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(Controller::new(options("test"), rx, None).run(async {

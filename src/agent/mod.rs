@@ -516,7 +516,6 @@ impl Agent {
         let mut failing: Vec<(String, String)> = Vec::new();
         let mut failing_count = 0usize;
         let mut written = 0u64;
-        let mut pending: usize = stages.iter().map(Vec::len).sum();
         self.update_status(|s| {
             s.desired_generation = desired.generation;
             s.desired = desired.entities.len();
@@ -525,7 +524,6 @@ impl Agent {
             let ops: Vec<(UpdateKind, &Entity)> = stage.iter().map(|(k, e)| (*k, e)).collect();
             let results = write_ops(client, &reg, &ops, self.cfg.batch_size).await;
             for ((kind, entity), r) in stage.iter().zip(results) {
-                pending -= 1;
                 match r {
                     Ok(()) => {
                         written += 1;
@@ -538,7 +536,6 @@ impl Agent {
                     }
                     Err(OpError::Call(msg)) => {
                         // The call itself failed: the session is in doubt.
-                        let _ = pending;
                         return Err(ClientError::StreamClosed(Some(tonic::Status::unavailable(
                             msg,
                         )))
@@ -596,7 +593,8 @@ enum Wake {
     Resync,
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+pub(crate) async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -143,11 +143,6 @@ fn param(a: &ActionCall, name: &str) -> Value {
         .map_or(0, |(_, v)| *v)
 }
 
-fn mac_of(v: Value) -> MacAddr {
-    let b = (v as u64).to_be_bytes();
-    MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
-}
-
 impl<'a, D: DataPlane> Checker<'a, D> {
     pub fn new(dp: &'a D, topo: &'a Topology) -> Self {
         Checker { dp, topo }
@@ -365,8 +360,8 @@ impl<'a, D: DataPlane> Checker<'a, D> {
         }
         for rw in rewrites {
             let mut p = pkt.clone();
-            p.frame.dst = mac_of(param(&rw, P_DMAC));
-            p.frame.src = mac_of(param(&rw, P_SMAC));
+            p.frame.dst = MacAddr::from_value(param(&rw, P_DMAC));
+            p.frame.src = MacAddr::from_value(param(&rw, P_SMAC));
             p.vlan = param(&rw, P_VLAN_ID) as VlanId;
             p.frame.ttl -= 1;
             self.bridge(t, sw, in_port, p, false);

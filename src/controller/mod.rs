@@ -168,7 +168,9 @@ impl Controller {
                     self.apply_config().await;
                 }
                 Some(ev) = self.events_rx.recv() => self.on_switch_event(ev),
-                _ = sleep_until_opt(self.protocols.as_ref().and_then(|p| p.next_deadline())) => {
+                _ = agent::sleep_until_opt(
+                    self.protocols.as_ref().and_then(|p| p.next_deadline()).map(tokio::time::Instant::from_std),
+                ) => {
                     let now = std::time::Instant::now();
                     let actions = self.protocols.as_mut().map(|p| p.on_tick(now)).unwrap_or_default();
                     self.on_actions(actions);
@@ -540,12 +542,5 @@ impl Controller {
             let _ = w.remove(gone).await;
         }
         self.observed_paths = values.into_keys().collect();
-    }
-}
-
-async fn sleep_until_opt(at: Option<std::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-        None => std::future::pending().await,
     }
 }

@@ -42,21 +42,11 @@ use ra::RouterAdverts;
 use ratelimit::RateLimit;
 
 /// `packet_in.punt_reason` values (docs/pipeline.md).
-pub mod punt {
-    pub const DISCOVERY: u8 = 1;
-    pub const LACP: u8 = 2;
-    pub const ARP: u8 = 3;
-    pub const ND: u8 = 4;
-    pub const TTL_EXPIRED: u8 = 5;
-    pub const ACL: u8 = 6;
-    pub const GLEAN: u8 = 7;
-    pub const FOR_ROUTER: u8 = 8;
-}
-
-/// The table whose idle timeouts age learned MACs.
-pub const SRC_MAC_TABLE: &str = "FabricIngress.learning.src_mac";
+pub use crate::compile::names::reason as punt;
 /// The learning digest's P4Info name.
-pub const LEARN_DIGEST: &str = "mac_learn_digest_t";
+pub use crate::compile::names::D_MAC_LEARN as LEARN_DIGEST;
+/// The table whose idle timeouts age learned MACs.
+pub use crate::compile::names::T_SRC_MAC as SRC_MAC_TABLE;
 
 /// A frame for the daemon to hand to a switch as a P4Runtime PacketOut.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,18 +108,13 @@ pub struct MacLearn {
     pub lag_id: u16,
 }
 
-fn mac_from(v: Value) -> MacAddr {
-    let b = v.to_be_bytes();
-    MacAddr([b[10], b[11], b[12], b[13], b[14], b[15]])
-}
-
 impl MacLearn {
     /// From a decoded digest row (`P4InfoRegistry::decode_digest`).
     pub fn from_row(row: &[(&'static str, Value)]) -> Option<MacLearn> {
         let get = |n: &str| row.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
         Some(MacLearn {
             vlan: u16::try_from(get("vlan_id")?).ok()?,
-            mac: mac_from(get("eth_src")?),
+            mac: MacAddr::from_value(get("eth_src")?),
             ingress_port: u32::try_from(get("ingress_port")?).ok()?,
             lag_id: u16::try_from(get("lag_id").unwrap_or(0)).ok()?,
         })
@@ -159,7 +144,7 @@ impl IdleEntry {
         };
         Some(IdleEntry {
             vlan: u16::try_from(get("vlan_id")?).ok()?,
-            mac: mac_from(get("eth_src")?),
+            mac: MacAddr::from_value(get("eth_src")?),
             ingress_port: u32::try_from(get("ingress_port")?).ok()?,
             lag_id: u16::try_from(get("lag_id").unwrap_or(0)).ok()?,
         })
