@@ -3,11 +3,23 @@
 //! and outlives it.
 //!
 //! Stages (each one batch): 0 meters, digests, clone sessions, multicast
-//! groups; 1 action-profile members; 2 groups; 3 table entries (inserts and
-//! modifies in all of those); then deletes in reverse: 4 table entries,
-//! 5 groups, 6 members, 7 the rest.
+//! groups; 1 action-profile members; 2 groups; 3 groups losing members
+//! (second step, below); 4 table entries (inserts and modifies in all of
+//! those); then deletes in reverse: 5 table entries, 6 groups, 7 members,
+//! 8 the rest.
+//!
+//! A group that loses members is modified in two steps: first to the union
+//! of its old and new members with the leaving members' watch ports
+//! cleared, then (a stage later) to its new members. Make-before-break: the
+//! group is never empty in between (a group going from {1} to {2} would
+//! otherwise be empty for a moment, and bmv2 crashes on a packet that
+//! selects from an empty group). And PI (p4lang/PI, the P4Runtime server of
+//! bmv2) throws out of a MODIFY that removes a member that still has a watch
+//! port (`group_update_members` looks the removed member up again with
+//! `.at()`), leaving its group state half-updated; clearing the watch port
+//! first avoids that path on any target.
 
-use crate::p4rt::entity::{Entity, SwitchEntities};
+use crate::p4rt::entity::{ActionProfileGroup, Entity, GroupMember, SwitchEntities};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OpKind {
@@ -20,6 +32,19 @@ pub enum OpKind {
 pub struct Op {
     pub kind: OpKind,
     pub entity: Entity,
+    /// The second step of a group losing members (written after every
+    /// group's first step).
+    pub shrink: bool,
+}
+
+impl Op {
+    fn new(kind: OpKind, entity: Entity) -> Op {
+        Op {
+            kind,
+            entity,
+            shrink: false,
+        }
+    }
 }
 
 /// Ordered write batches for one switch.
@@ -30,19 +55,59 @@ pub struct Plan {
     pub stages: Vec<Vec<Op>>,
 }
 
-const STAGES: usize = 8;
+const STAGES: usize = 9;
 
-fn stage(kind: OpKind, e: &Entity) -> usize {
-    let level = match e {
-        Entity::Meter(_) | Entity::Digest(_) | Entity::Clone(_) | Entity::Multicast(_) => 0,
-        Entity::Member(_) => 1,
-        Entity::Group(_) => 2,
-        Entity::Table(_) => 3,
-    };
-    match kind {
-        OpKind::Insert | OpKind::Modify => level,
-        OpKind::Delete => STAGES - 1 - level,
+fn stage(op: &Op) -> usize {
+    let writes = matches!(op.kind, OpKind::Insert | OpKind::Modify);
+    match (&op.entity, writes) {
+        (Entity::Meter(_) | Entity::Digest(_) | Entity::Clone(_) | Entity::Multicast(_), true) => 0,
+        (Entity::Member(_), true) => 1,
+        (Entity::Group(_), true) if op.shrink => 3,
+        (Entity::Group(_), true) => 2,
+        (Entity::Table(_), true) => 4,
+        (Entity::Table(_), false) => 5,
+        (Entity::Group(_), false) => 6,
+        (Entity::Member(_), false) => 7,
+        (_, false) => STAGES - 1,
     }
+}
+
+/// The first step of modifying `old` into `new` when members leave: the
+/// union with the leaving members' watch ports cleared (or, where the
+/// union exceeds the group's size, the old members with those watch ports
+/// cleared). `None` when no member leaves.
+fn shrink_first_step(old: &ActionProfileGroup, new: &ActionProfileGroup) -> Option<Entity> {
+    let stays = |id: u32| new.members.iter().any(|m| m.member_id == id);
+    let leaving: Vec<GroupMember> = old
+        .members
+        .iter()
+        .filter(|m| !stays(m.member_id))
+        .map(|m| GroupMember {
+            watch_port: None,
+            ..m.clone()
+        })
+        .collect();
+    if leaving.is_empty() {
+        return None;
+    }
+    let mut union: Vec<GroupMember> = new.members.iter().cloned().chain(leaving).collect();
+    union.sort();
+    let weight: i64 = union.iter().map(|m| i64::from(m.weight)).sum();
+    let members = if weight <= i64::from(old.max_size) {
+        union
+    } else {
+        old.members
+            .iter()
+            .map(|m| GroupMember {
+                watch_port: m.watch_port.filter(|_| stays(m.member_id)),
+                ..m.clone()
+            })
+            .collect()
+    };
+    Some(Entity::Group(ActionProfileGroup {
+        members,
+        ..old.clone()
+    }))
 }
 
 impl Plan {
@@ -56,26 +121,28 @@ impl Plan {
                 // Meter cells always exist on the switch: they are
                 // configured with MODIFY (bmv2 refuses INSERT), and an
                 // unwanted configuration is left alone rather than deleted.
-                (None, Some(n @ Entity::Meter(_))) => Op {
-                    kind: OpKind::Modify,
-                    entity: n.clone(),
-                },
+                (None, Some(n @ Entity::Meter(_))) => Op::new(OpKind::Modify, n.clone()),
                 (Some(Entity::Meter(_)), None) => continue,
-                (None, Some(n)) => Op {
-                    kind: OpKind::Insert,
-                    entity: n.clone(),
-                },
-                (Some(o), None) => Op {
-                    kind: OpKind::Delete,
-                    entity: o.clone(),
-                },
-                (Some(o), Some(n)) if !o.same_on_switch(n) => Op {
-                    kind: OpKind::Modify,
-                    entity: n.clone(),
-                },
+                (None, Some(n)) => Op::new(OpKind::Insert, n.clone()),
+                (Some(o), None) => Op::new(OpKind::Delete, o.clone()),
+                (Some(o), Some(n)) if !o.same_on_switch(n) => {
+                    if let (Entity::Group(og), Entity::Group(ng)) = (o, n) {
+                        if let Some(first) = shrink_first_step(og, ng) {
+                            let first = Op::new(OpKind::Modify, first);
+                            buckets[stage(&first)].push(first);
+                            let second = Op {
+                                shrink: true,
+                                ..Op::new(OpKind::Modify, n.clone())
+                            };
+                            buckets[stage(&second)].push(second);
+                            continue;
+                        }
+                    }
+                    Op::new(OpKind::Modify, n.clone())
+                }
                 _ => continue,
             };
-            buckets[stage(op.kind, &op.entity)].push(op);
+            buckets[stage(&op)].push(op);
         }
         buckets.retain(|b| !b.is_empty());
         Plan { stages: buckets }
@@ -102,7 +169,7 @@ impl Plan {
         all.extend(other.stages.into_iter().flatten());
         let mut buckets: Vec<Vec<Op>> = vec![Vec::new(); STAGES];
         for op in all {
-            buckets[stage(op.kind, &op.entity)].push(op);
+            buckets[stage(&op)].push(op);
         }
         buckets.retain(|b| !b.is_empty());
         self.stages = buckets;
@@ -219,5 +286,109 @@ mod tests {
             ]
         );
         assert!(diff(&desired, &desired).is_empty());
+    }
+
+    fn watched(id: u32, members: &[u32]) -> Entity {
+        let mut g = group(id, members);
+        if let Entity::Group(g) = &mut g {
+            for m in g.members.iter_mut() {
+                m.watch_port = Some(m.member_id);
+            }
+        }
+        g
+    }
+
+    /// (member id, watch port) of each group written, stage by stage.
+    type Members = Vec<(u32, Option<u32>)>;
+
+    fn staged_groups(plan: &Plan) -> Vec<Vec<Members>> {
+        plan.stages
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|o| match &o.entity {
+                        Entity::Group(g) => Some(
+                            g.members
+                                .iter()
+                                .map(|m| (m.member_id, m.watch_port))
+                                .collect(),
+                        ),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_losing_members_is_never_empty_and_drops_watch_ports_first() {
+        // {1} -> {2}: {1 unwatched, 2} first, then {2}.
+        let installed = map(vec![member(1, 1), member(2, 2), watched(7, &[1])]);
+        let desired = map(vec![member(1, 1), member(2, 2), watched(7, &[2])]);
+        let plan = diff(&desired, &installed);
+        assert_eq!(
+            staged_groups(&plan),
+            vec![
+                vec![vec![(1, None), (2, Some(2))]],
+                vec![vec![(2, Some(2))]]
+            ]
+        );
+        // {1, 2} -> {1}: {1, 2 unwatched} first.
+        let installed = map(vec![member(1, 1), member(2, 2), watched(7, &[1, 2])]);
+        let desired = map(vec![member(1, 1), member(2, 2), watched(7, &[1])]);
+        assert_eq!(
+            staged_groups(&diff(&desired, &installed)),
+            vec![
+                vec![vec![(1, Some(1)), (2, None)]],
+                vec![vec![(1, Some(1))]]
+            ]
+        );
+        // Growing needs one step; the second step comes before the table
+        // entries and the member deletes.
+        let plan = diff(&installed, &desired);
+        assert_eq!(
+            staged_groups(&plan),
+            vec![vec![vec![(1, Some(1)), (2, Some(2))]]]
+        );
+        let installed = map(vec![member(1, 1), watched(7, &[1]), entry(1, 7)]);
+        let desired = map(vec![member(2, 2), watched(7, &[2]), entry(1, 7)]);
+        let kinds: Vec<Vec<String>> = diff(&desired, &installed)
+            .stages
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|o| format!("{:?} {}", o.kind, o.entity.key()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                vec!["Insert sel member 2".to_string()],
+                vec!["Modify sel group 7".to_string()],
+                vec!["Modify sel group 7".to_string()],
+                vec!["Delete sel member 1".to_string()],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_group_losing_members_clears_their_watch_ports_in_place() {
+        let mut old = watched(7, &(1..=16).collect::<Vec<_>>());
+        let mut new = watched(7, &(2..=17).collect::<Vec<_>>());
+        for g in [&mut old, &mut new] {
+            if let Entity::Group(g) = g {
+                g.max_size = 16;
+            }
+        }
+        let (Entity::Group(o), Entity::Group(n)) = (&old, &new) else {
+            unreachable!()
+        };
+        let Some(Entity::Group(first)) = shrink_first_step(o, n) else {
+            panic!("no first step")
+        };
+        assert_eq!(first.members.len(), 16);
+        assert_eq!(first.members[0].watch_port, None);
+        assert!(first.members[1..].iter().all(|m| m.watch_port.is_some()));
     }
 }

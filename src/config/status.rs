@@ -114,6 +114,27 @@ pub struct HostStatus {
 }
 
 /// `status/config/<key>`: why a configuration key is not in force.
+/// What the controller observed and compiled with (`status/observed`):
+/// links discovery found or lost, ports down, LACP members out of sync.
+/// Together with the configuration and the learned hosts it determines
+/// every switch's desired state, so a checker can compile it
+/// independently and compare with what the switches hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedStatus {
+    /// `(a, b, seen)`: `seen` false = lost.
+    #[serde(default)]
+    pub links: Vec<(PortRef, PortRef, bool)>,
+    #[serde(default)]
+    pub ports_down: Vec<PortRef>,
+    #[serde(default)]
+    pub lacp_unsynced: Vec<PortRef>,
+    /// The flood tree in force (its links). Not an observation but a
+    /// decision that depends on history (the tree changes as little as
+    /// possible), so a checker needs it to compile the same flood groups.
+    #[serde(default)]
+    pub flood_tree: Vec<(PortRef, PortRef)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigKeyStatus {
     pub error: String,
@@ -146,6 +167,7 @@ pub mod paths {
     pub fn controller(id: &str) -> String {
         format!("controllers/{id}")
     }
+    pub const OBSERVED: &str = "observed";
 }
 
 /// Limit for one status write, so a dead etcd never blocks the caller long.

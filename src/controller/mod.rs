@@ -528,6 +528,26 @@ impl Controller {
             });
             values.insert(format!("lags/{}/{}", m.lag, m.port), v);
         }
+        let observed = st::ObservedStatus {
+            links: self
+                .observed
+                .discovered
+                .iter()
+                .map(|(id, seen)| (id.0.clone(), id.1.clone(), *seen))
+                .collect(),
+            ports_down: self.observed.ports_down.iter().cloned().collect(),
+            lacp_unsynced: self.observed.lacp_unsynced.iter().cloned().collect(),
+            flood_tree: self
+                .previous_tree
+                .iter()
+                .flat_map(|t| t.links.iter())
+                .map(|l| (l.0.clone(), l.1.clone()))
+                .collect(),
+        };
+        values.insert(
+            st::paths::OBSERVED.to_string(),
+            serde_json::to_value(observed).unwrap_or_default(),
+        );
         for (path, v) in &values {
             if let Err(e) = w.set(path, v).await {
                 tracing::debug!(error = %e, path, "cannot write status");

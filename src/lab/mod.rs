@@ -14,6 +14,7 @@ pub mod netns;
 pub mod packet;
 pub mod reach;
 pub mod readback;
+pub mod run;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -317,5 +318,16 @@ impl Drop for Bmv2Switch {
                 .status();
         }
         // `hosts` drops after this and removes the namespace.
+    }
+}
+
+/// Test logging: with `P4FABRIC_TEST_LOG` set (an `EnvFilter`, e.g.
+/// `p4fabric=info`), the controller's logs go to the test's output.
+pub fn init_test_logging() {
+    if let Ok(filter) = std::env::var("P4FABRIC_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }

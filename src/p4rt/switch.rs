@@ -67,6 +67,7 @@ pub async fn write_ops(
         let mut slots = Vec::with_capacity(chunk.len());
         let base = results.len();
         for (i, (kind, entity)) in chunk.iter().enumerate() {
+            tracing::trace!(?kind, key = %entity.key(), ?entity, "write");
             match reg.encode_entity(entity, *kind == UpdateKind::Delete) {
                 Ok(e) => {
                     updates.push(p4::Update {

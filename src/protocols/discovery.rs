@@ -125,11 +125,35 @@ pub struct PortLink {
     pub last_seen: Option<Instant>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct LinkEntry {
     /// Last probe sent by `.0` heard at `.1`, and the reverse.
     heard: [Option<Instant>; 2],
     up: bool,
+    /// Reported lost to the topology: it went down after being up, its
+    /// port heard another neighbour, or it stayed one-way for a whole
+    /// timeout. A link heard one way only just now is neither up nor lost
+    /// (the other direction is usually a probe interval away; reporting it
+    /// lost would take a configured link out of service at every start).
+    lost: bool,
+    /// When the first probe of this link was heard.
+    since: Instant,
+}
+
+impl LinkEntry {
+    fn new(now: Instant) -> Self {
+        LinkEntry {
+            heard: [None, None],
+            up: false,
+            lost: false,
+            since: now,
+        }
+    }
+
+    fn go_down(&mut self) -> bool {
+        self.lost = true;
+        std::mem::take(&mut self.up)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -236,7 +260,7 @@ impl Discovery {
             // fall back to "assumed up".
             if let Some(e) = self.links.get_mut(&l) {
                 e.heard = [None, None];
-                if std::mem::take(&mut e.up) {
+                if e.go_down() {
                     out.changes.push((l, LinkChange::Down));
                 }
             }
@@ -245,7 +269,10 @@ impl Discovery {
             return out;
         }
         let timeout = self.timeout();
-        let entry = self.links.entry(id.clone()).or_default();
+        let entry = self
+            .links
+            .entry(id.clone())
+            .or_insert_with(|| LinkEntry::new(now));
         entry.heard[usize::from(id.0 != from)] = Some(now);
         let fresh = entry
             .heard
@@ -253,6 +280,7 @@ impl Discovery {
             .all(|h| h.is_some_and(|t| now.saturating_duration_since(t) < timeout));
         if fresh && !entry.up {
             entry.up = true;
+            entry.lost = false;
             out.changes.push((id, LinkChange::Up));
         }
         out
@@ -272,8 +300,7 @@ impl Discovery {
         self.ports_down.insert(port.clone());
         for (id, e) in self.links.iter_mut().filter(|(id, _)| id.touches(port)) {
             e.heard = [None, None];
-            if e.up {
-                e.up = false;
+            if e.go_down() {
                 out.changes.push((id.clone(), LinkChange::Down));
             }
         }
@@ -290,7 +317,11 @@ impl Discovery {
                 .iter()
                 .any(|h| h.is_none_or(|t| now.saturating_duration_since(t) >= timeout));
             if e.up && stale {
-                e.up = false;
+                e.go_down();
+                out.changes.push((id.clone(), LinkChange::Down));
+            } else if !e.up && !e.lost && now.saturating_duration_since(e.since) >= timeout {
+                // Heard one way only for a whole timeout: a one-way link.
+                e.lost = true;
                 out.changes.push((id.clone(), LinkChange::Down));
             }
         }
@@ -318,13 +349,18 @@ impl Discovery {
             .values()
             .filter(|e| e.up)
             .filter_map(|e| e.heard.iter().flatten().min().map(|t| *t + timeout));
+        let one_way = self
+            .links
+            .values()
+            .filter(|e| !e.up && !e.lost)
+            .map(|e| e.since + timeout);
         // Down ports send nothing until they come up (which reschedules).
         let probes = self
             .ports
             .iter()
             .filter(|(p, _)| !self.ports_down.contains(*p))
             .map(|(_, t)| *t);
-        probes.chain(expiries).min()
+        probes.chain(expiries).chain(one_way).min()
     }
 
     /// Every link seen or configured, with its state.
@@ -349,6 +385,7 @@ impl Discovery {
     pub fn observed(&self) -> BTreeMap<LinkId, bool> {
         self.links
             .iter()
+            .filter(|(_, e)| e.up || e.lost)
             .map(|(id, e)| (id.clone(), e.up))
             .collect()
     }

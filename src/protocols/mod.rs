@@ -275,6 +275,9 @@ impl Out {
         for (port, frame) in d.send {
             self.push(Action::SendPacket(PacketOut::direct(&port, frame)));
         }
+        for (link, change) in &d.changes {
+            tracing::info!(a = %link.0, b = %link.1, ?change, "fabric link changed");
+        }
         if !d.changes.is_empty() {
             self.push(Action::TopologyChanged);
         }

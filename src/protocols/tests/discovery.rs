@@ -75,13 +75,25 @@ fn one_way_link_is_not_up() {
     // spine1/1 -> leaf1/1 is lost: leaf1/1 hears nothing.
     let cut = BTreeSet::from(["spine1/1".parse().unwrap()]);
     deliver(&mut p, &wires, &cut, &tick, t0);
-    assert_eq!(
-        p.observed_links().get(&link("leaf1/1", "spine1/1")),
-        Some(&false)
-    );
+    // Heard one way only just now: neither up nor lost yet (the other
+    // direction may be a probe interval away — at every start it is).
+    assert_eq!(p.observed_links().get(&link("leaf1/1", "spine1/1")), None);
     assert_eq!(
         p.configured_links_not_seen(),
         vec![link("leaf1/1", "spine1/1")]
+    );
+    // Still one-way after the timeout (3 intervals): lost.
+    let mut changed = false;
+    for s in 1..=3 {
+        let now = t0 + secs(f64::from(s));
+        let tick = p.on_tick(now);
+        changed |= tick.contains(&Action::TopologyChanged);
+        deliver(&mut p, &wires, &cut, &tick, now);
+    }
+    assert!(changed, "the one-way link is reported");
+    assert_eq!(
+        p.observed_links().get(&link("leaf1/1", "spine1/1")),
+        Some(&false)
     );
 }
 

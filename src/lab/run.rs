@@ -1,0 +1,554 @@
+//! A running fabric for the end-to-end tests: a real etcd, a `LabFabric`
+//! of bmv2 switches and host namespaces, and controllers (in-process here;
+//! tests may also start `p4fabric run` processes against `endpoint()`).
+//!
+//! Two things the fault and scenario tests need on top of the lab:
+//! - `check` / `wait_converged`: read every switch back and compare with a
+//!   desired state compiled *here*, from the configuration this harness
+//!   applied plus what the controller reports it observed (`status/observed`:
+//!   links, ports down, LACP members out of sync) and learned
+//!   (`status/hosts/`). The controller's own account of what it wrote is
+//!   never used.
+//! - `Traffic`: pings running in the host namespaces the whole time, with
+//!   per-flow loss and the longest outage (a run of missing replies).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::reach::Probe;
+use super::readback::{self, Convergence};
+use super::{LabFabric, LabOptions};
+use crate::cli::apply::ApplyArgs;
+use crate::cli::EtcdArgs;
+use crate::compile::{self, HostEntry, Hosts};
+use crate::config::etcd::{EtcdOptions, EtcdStore};
+use crate::config::keys::STATUS_DIR;
+use crate::config::status::{paths, HostStatus, ObservedStatus};
+use crate::config::watch::{ConfigWatch, Tuning};
+use crate::config::{Fabric, DEFAULT_PREFIX};
+use crate::controller::{Controller, ControllerOptions, SharedMetrics};
+use crate::net::MacAddr;
+use crate::p4rt::{Pipeline, SwitchEntities};
+use crate::testing::EtcdServer;
+use crate::topo::{FloodTree, LinkId, ObservedState, Topology};
+
+/// Why an end-to-end test cannot run here: bmv2, root, etcd or the compiled
+/// pipeline missing.
+pub fn missing() -> Option<String> {
+    if let Some(why) = super::missing_prerequisite() {
+        return Some(why);
+    }
+    if EtcdServer::binary().is_none() {
+        return Some("etcd not found (apt-get install etcd-server)".into());
+    }
+    let dir = Pipeline::default_dir();
+    for f in ["fabric.json", "fabric.p4info.txt"] {
+        if !dir.join(f).exists() {
+            return Some(format!(
+                "{} missing (the compiled pipeline: p4/compile.sh with p4c)",
+                dir.join(f).display()
+            ));
+        }
+    }
+    None
+}
+
+/// Returns early from an end-to-end test, loudly, where `run::missing()`
+/// says it cannot run.
+#[macro_export]
+macro_rules! require_lab_run {
+    () => {
+        if let Some(why) = $crate::lab::run::missing() {
+            $crate::lab::say_skipped(module_path!(), &why);
+            return;
+        }
+    };
+}
+
+pub struct LabRun {
+    // Drop order: the lab (bmv2 + namespaces) before etcd and the files.
+    pub lab: LabFabric,
+    pub etcd: EtcdServer,
+    pub pipelines: BTreeMap<String, Arc<Pipeline>>,
+    /// The configuration last applied, with the switches' real addresses.
+    fabric: Fabric,
+    dir: tempfile::TempDir,
+}
+
+impl LabRun {
+    /// Starts the switches (free ports) and host namespaces named
+    /// `<ns_prefix><host>`, a fresh etcd, and applies `fabric` with the
+    /// addresses the switches really got. No controller runs yet.
+    pub async fn start(fabric: &Fabric, ns_prefix: &str) -> Result<LabRun> {
+        let opts = LabOptions {
+            free_ports: true,
+            host_ns_prefix: ns_prefix.to_string(),
+            json: None,
+        };
+        let lab = LabFabric::start(fabric, &opts)?;
+        let etcd = EtcdServer::start().await.map_err(anyhow::Error::msg)?;
+        let pipelines = readback::load_pipelines(&Pipeline::default_dir(), fabric)?;
+        let mut run = LabRun {
+            lab,
+            etcd,
+            pipelines,
+            fabric: fabric.clone(),
+            dir: tempfile::tempdir()?,
+        };
+        run.apply(fabric).await?;
+        Ok(run)
+    }
+
+    /// The configuration in force (with real switch addresses).
+    pub fn fabric(&self) -> &Fabric {
+        &self.fabric
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.etcd.endpoint()
+    }
+
+    pub fn etcd_args(&self) -> EtcdArgs {
+        EtcdArgs {
+            endpoints: vec![self.endpoint()],
+            prefix: DEFAULT_PREFIX.into(),
+            ca: None,
+            cert: None,
+            key: None,
+            user: None,
+            password: None,
+        }
+    }
+
+    /// Writes `fabric` to etcd as `p4fabric apply --prune` does; switches
+    /// the lab runs get their real addresses.
+    pub async fn apply(&mut self, fabric: &Fabric) -> Result<()> {
+        let mut fabric = fabric.clone();
+        for (name, addr) in self.lab.addresses() {
+            if let Some(sw) = fabric.switches.get_mut(&name) {
+                sw.address = addr;
+            }
+        }
+        let file = self.dir.path().join("fabric.yaml");
+        std::fs::write(&file, serde_yaml::to_string(&fabric)?)?;
+        crate::cli::apply::run(&ApplyArgs {
+            file,
+            prune: true,
+            dry_run: false,
+            etcd: self.etcd_args(),
+        })
+        .await?;
+        self.fabric = fabric;
+        Ok(())
+    }
+
+    /// Starts a controller in this process, watching this etcd, writing
+    /// status there (so `check` sees what it observed).
+    pub async fn start_controller(&self, id: &str) -> Result<LabController> {
+        LabController::start(&self.endpoint(), id).await
+    }
+
+    async fn store(&self) -> Result<EtcdStore> {
+        Ok(EtcdOptions::new([self.endpoint()]).connect().await?)
+    }
+
+    /// Everything under `status/`, by path relative to it.
+    pub async fn status(&self) -> Result<BTreeMap<String, serde_json::Value>> {
+        let snap = self.store().await?.get_dir(STATUS_DIR).await?;
+        Ok(snap
+            .kvs
+            .iter()
+            .filter_map(|(k, v)| {
+                let path = k.get(STATUS_DIR.len()..)?.to_string();
+                Some((path, serde_json::from_slice(v).ok()?))
+            })
+            .collect())
+    }
+
+    /// What every switch must hold: compiled here from the configuration
+    /// applied and the controller's reported observations and learned hosts.
+    pub async fn expected(&self) -> Result<BTreeMap<String, SwitchEntities>> {
+        let status = self.status().await?;
+        let (observed, tree, hosts) = observations(&status);
+        let topo = Topology::build(&self.fabric, &observed, tree.as_ref());
+        Ok(compile::compile(&self.fabric, &topo, &hosts))
+    }
+
+    /// Reads every switch back once and compares with `expected()`.
+    pub async fn check(&self) -> Convergence {
+        match self.expected().await {
+            Ok(want) => readback::check(&self.fabric, &self.pipelines, &want).await,
+            Err(e) => {
+                let mut c = Convergence::default();
+                c.pending
+                    .insert("etcd".into(), format!("cannot read status: {e:#}"));
+                c
+            }
+        }
+    }
+
+    /// Waits until the controller reports every configured link seen by
+    /// discovery (`status/observed`); false on timeout.
+    pub async fn wait_discovered(&self, timeout: Duration) -> bool {
+        let want: Vec<LinkId> = self
+            .fabric
+            .links
+            .values()
+            .map(|l| LinkId::new(l.a.clone(), l.b.clone()))
+            .collect();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(status) = self.status().await {
+                let (observed, _, _) = observations(&status);
+                if want
+                    .iter()
+                    .all(|l| observed.discovered.get(l) == Some(&true))
+                {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    /// Polls `check` until converged or `timeout` (then the last result).
+    pub async fn wait_converged(&self, timeout: Duration) -> Convergence {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.check().await;
+            if c.converged() || Instant::now() >= deadline {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Starts one ping per probe (every `interval`) in the host namespaces.
+    pub fn traffic(&self, probes: &[Probe], interval: Duration) -> Result<Traffic> {
+        Traffic::start(&self.lab, probes, interval)
+    }
+}
+
+/// The compiler's observed-state inputs and learned hosts, from the status
+/// a controller wrote (`observed`, `hosts/<vlan>/<mac>`).
+pub fn observations(
+    status: &BTreeMap<String, serde_json::Value>,
+) -> (ObservedState, Option<FloodTree>, Hosts) {
+    let mut observed = ObservedState::default();
+    let mut tree = None;
+    if let Some(o) = status
+        .get(paths::OBSERVED)
+        .and_then(|v| serde_json::from_value::<ObservedStatus>(v.clone()).ok())
+    {
+        observed.discovered = o
+            .links
+            .into_iter()
+            .map(|(a, b, seen)| (LinkId::new(a, b), seen))
+            .collect();
+        observed.ports_down = o.ports_down.into_iter().collect();
+        observed.lacp_unsynced = o.lacp_unsynced.into_iter().collect();
+        tree = Some(FloodTree {
+            links: o
+                .flood_tree
+                .into_iter()
+                .map(|(a, b)| LinkId::new(a, b))
+                .collect(),
+        });
+    }
+    let mut hosts = Hosts::new();
+    for (path, v) in status {
+        let Some(rest) = path.strip_prefix("hosts/") else {
+            continue;
+        };
+        let Some((vlan, mac)) = rest.split_once('/') else {
+            continue;
+        };
+        let (Ok(vlan), Ok(mac), Ok(h)) = (
+            vlan.parse(),
+            mac.parse::<MacAddr>(),
+            serde_json::from_value::<HostStatus>(v.clone()),
+        ) else {
+            continue;
+        };
+        if !h.learned {
+            continue;
+        }
+        let e = HostEntry {
+            vlan,
+            mac,
+            ips: h.ips,
+            attachment: h.attachment,
+            learned: true,
+        };
+        hosts.insert(e.key(), e);
+    }
+    (observed, tree, hosts)
+}
+
+/// A controller running in this process.
+pub struct LabController {
+    stop: oneshot::Sender<()>,
+    join: JoinHandle<()>,
+    pub metrics: SharedMetrics,
+    _watch: ConfigWatch,
+    _status: Arc<crate::config::status::StatusWriter>,
+}
+
+impl LabController {
+    pub async fn start(endpoint: &str, id: &str) -> Result<LabController> {
+        let watch = ConfigWatch::etcd(EtcdOptions::new([endpoint.to_string()]), Tuning::default());
+        let store = EtcdOptions::new([endpoint.to_string()]).connect().await?;
+        let status = Arc::new(
+            crate::config::status::StatusWriter::start(
+                &store,
+                &crate::config::status::ControllerStatus::this_process(id),
+                Duration::from_secs(10),
+            )
+            .await?,
+        );
+        let mut opts = ControllerOptions::new(id);
+        opts.status_interval = Duration::from_millis(200);
+        let c = Controller::new(opts, watch.subscribe(), Some(status.clone()));
+        let metrics = c.metrics();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let join = tokio::spawn(c.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok(LabController {
+            stop,
+            join,
+            metrics,
+            _watch: watch,
+            _status: status,
+        })
+    }
+
+    /// Graceful stop: switches keep their forwarding state.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.join.await;
+        if let Ok(s) = Arc::try_unwrap(self._status) {
+            let _ = s.shutdown().await;
+        }
+    }
+
+    /// Total updates the agents wrote so far.
+    pub fn writes(&self) -> u64 {
+        let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        m.agents.values().map(|a| a.counters.updates_written).sum()
+    }
+
+    /// Every one of `n` agents holds its latest desired state.
+    pub fn agents_converged(&self, n: usize) -> bool {
+        let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        m.agents.len() == n && m.agents.values().all(|a| a.converged())
+    }
+}
+
+/// Pings running in host namespaces (one `ping -i interval` per probe).
+pub struct Traffic {
+    flows: Vec<Flow>,
+    interval: Duration,
+}
+
+struct Flow {
+    probe: Probe,
+    child: Child,
+    reader: std::thread::JoinHandle<(Vec<u32>, Option<u32>)>,
+}
+
+/// One flow's result.
+#[derive(Debug, Clone)]
+pub struct FlowReport {
+    pub probe: Probe,
+    pub sent: u32,
+    pub received: u32,
+    /// The longest run of consecutive lost echoes, as time.
+    pub longest_outage: Duration,
+}
+
+impl FlowReport {
+    pub fn lost(&self) -> u32 {
+        self.sent.saturating_sub(self.received)
+    }
+}
+
+impl std::fmt::Display for FlowReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} -> {} ({}): {}/{} received, longest outage {} ms",
+            self.probe.from,
+            self.probe.to,
+            self.probe.ip,
+            self.received,
+            self.sent,
+            self.longest_outage.as_millis()
+        )
+    }
+}
+
+impl Traffic {
+    pub fn start(lab: &LabFabric, probes: &[Probe], interval: Duration) -> Result<Traffic> {
+        let mut flows = Vec::new();
+        for p in probes {
+            let ns = lab
+                .host_ns(&p.from)
+                .with_context(|| format!("no host {}", p.from))?;
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &ns.name, "ping", "-n", "-W", "1", "-i"])
+                .arg(format!("{:.3}", interval.as_secs_f64()))
+                .arg(p.ip.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting ping")?;
+            let out = child.stdout.take().context("ping stdout")?;
+            let reader = std::thread::spawn(move || read_ping(out));
+            flows.push(Flow {
+                probe: p.clone(),
+                child,
+                reader,
+            });
+        }
+        Ok(Traffic { flows, interval })
+    }
+
+    /// Stops every ping (SIGINT, so it prints its summary) and reports.
+    pub fn stop(self) -> Vec<FlowReport> {
+        for f in &self.flows {
+            // SAFETY: kill(2) on a child we started and have not reaped.
+            unsafe {
+                libc::kill(f.child.id() as libc::pid_t, libc::SIGINT);
+            }
+        }
+        let mut out = Vec::new();
+        for mut f in self.flows {
+            let (seqs, transmitted) = f.reader.join().unwrap_or_default();
+            let _ = f.child.wait();
+            out.push(report(f.probe, &seqs, transmitted, self.interval));
+        }
+        out
+    }
+}
+
+/// The echo sequence numbers answered, and the transmitted count from the
+/// summary line.
+fn read_ping(out: impl std::io::Read) -> (Vec<u32>, Option<u32>) {
+    let mut seqs = Vec::new();
+    let mut transmitted = None;
+    for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+        if let Some(seq) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("icmp_seq="))
+            .and_then(|s| s.parse().ok())
+        {
+            if line.contains("bytes from") {
+                seqs.push(seq);
+            }
+        } else if let Some((n, _)) = line.split_once(" packets transmitted") {
+            transmitted = n.trim().parse().ok();
+        }
+    }
+    (seqs, transmitted)
+}
+
+fn report(probe: Probe, seqs: &[u32], transmitted: Option<u32>, interval: Duration) -> FlowReport {
+    let mut seqs = seqs.to_vec();
+    seqs.sort_unstable();
+    seqs.dedup();
+    // The last echo may still have been in flight when ping was stopped.
+    let sent = transmitted
+        .unwrap_or(0)
+        .saturating_sub(1)
+        .max(seqs.last().copied().unwrap_or(0));
+    // Missing runs: before the first answer, between answers, after the
+    // last one (ping numbers echoes from 1).
+    let mut longest = 0u32;
+    let mut prev = 0u32;
+    for &s in &seqs {
+        longest = longest.max(s.saturating_sub(prev + 1));
+        prev = s;
+    }
+    longest = longest.max(sent.saturating_sub(prev));
+    FlowReport {
+        probe,
+        sent,
+        received: seqs.len() as u32,
+        longest_outage: interval * longest,
+    }
+}
+
+/// A probe from host `from` to address `ip` of host `to`.
+pub fn probe(from: &str, to: &str, ip: IpAddr) -> Probe {
+    Probe {
+        from: from.into(),
+        to: to.into(),
+        ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_output_gives_loss_and_longest_outage() {
+        let out = "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n\
+            64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.1 ms\n\
+            64 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=0.1 ms\n\
+            64 bytes from 10.0.0.2: icmp_seq=6 ttl=64 time=0.1 ms\n\
+            From 10.0.0.1 icmp_seq=7 Destination Host Unreachable\n\
+            64 bytes from 10.0.0.2: icmp_seq=8 ttl=64 time=0.1 ms\n\
+            \n--- 10.0.0.2 ping statistics ---\n\
+            9 packets transmitted, 4 received, 55% packet loss, time 400ms\n";
+        let (seqs, tx) = read_ping(out.as_bytes());
+        assert_eq!(seqs, vec![1, 2, 6, 8]);
+        assert_eq!(tx, Some(9));
+        let r = report(
+            probe("a", "b", "10.0.0.2".parse().unwrap()),
+            &seqs,
+            tx,
+            Duration::from_millis(50),
+        );
+        // The 9th echo may have been in flight: 8 count as sent.
+        assert_eq!((r.sent, r.received, r.lost()), (8, 4, 4));
+        // 3, 4, 5 lost in a row.
+        assert_eq!(r.longest_outage, Duration::from_millis(150));
+    }
+
+    #[test]
+    fn observations_come_from_status_keys() {
+        let status: BTreeMap<String, serde_json::Value> = [
+            (
+                "observed".to_string(),
+                serde_json::json!({"links": [["leaf1/1", "spine1/1", false]],
+                                   "ports_down": ["leaf1/1"], "lacp_unsynced": ["leaf2/4"]}),
+            ),
+            (
+                "hosts/10/02:00:00:00:00:09".to_string(),
+                serde_json::json!({"attachment": {"port": "leaf1/3"}, "ips": ["10.0.10.9"],
+                                   "learned": true, "last_seen": 1}),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let (o, _, hosts) = observations(&status);
+        assert_eq!(o.discovered.len(), 1);
+        assert!(o.discovered.values().all(|seen| !seen));
+        assert_eq!(o.ports_down.len(), 1);
+        assert_eq!(o.lacp_unsynced.len(), 1);
+        assert_eq!(hosts.len(), 1);
+        let h = hosts.values().next().unwrap();
+        assert_eq!(h.ips, vec!["10.0.10.9".parse::<IpAddr>().unwrap()]);
+    }
+}
