@@ -1,29 +1,21 @@
 //! The running controller end to end (issue #6) on real bmv2 switches and
-//! a real etcd: a 2-leaf, 1-spine fabric built by `LabFabric`.
+//! a real etcd: a 2-leaf, 1-spine fabric built by `LabRun`.
 //!
 //! Convergence is always checked by reading the switches back and
-//! comparing with `compile()`, never by trusting the controller. Writes are
-//! counted with the agents' `updates_written` and compared with the
-//! difference between two read-backs.
+//! comparing with a desired state compiled by the harness (from the config
+//! and the controller's reported observations), never by trusting the
+//! controller. Writes are counted with the agents' `updates_written` and
+//! compared with the difference between two read-backs.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bmv2_tests::reach;
-use bmv2_tests::readback::{self, Convergence};
-use bmv2_tests::{require_bmv2, LabFabric, LabOptions};
-use p4fabric::cli::apply::ApplyArgs;
-use p4fabric::cli::EtcdArgs;
-use p4fabric::config::etcd::EtcdOptions;
-use p4fabric::config::watch::{ConfigWatch, Tuning};
-use p4fabric::config::{Fabric, DEFAULT_PREFIX};
-use p4fabric::controller::{Controller, ControllerOptions, SharedMetrics};
-use p4fabric::p4rt::{Pipeline, SwitchEntities};
-use p4fabric::testing::EtcdServer;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use bmv2_tests::readback;
+use bmv2_tests::{packet, reach};
+use p4fabric::config::Fabric;
+use p4fabric::lab::run::{LabController, LabRun};
+use p4fabric::p4rt::SwitchEntities;
 
 const FABRIC: &str = r#"
 switches:
@@ -37,6 +29,7 @@ ports:
   leaf1/3: {mode: access, vlan: 10}
   leaf2/3: {mode: access, vlan: 10}
   leaf2/4: {mode: access, vlan: 20}
+  leaf2/5: {mode: access, vlan: 10, description: "a host the config does not name"}
 vlans:
   10: {name: web, ipv4_gateway: 10.0.10.1/24, ipv6_gateway: "2001:db8:10::1/64"}
   20: {name: db, ipv4_gateway: 10.0.20.1/24}
@@ -46,93 +39,8 @@ hosts:
   h3: {mac: "02:00:00:00:00:03", vlan: 20, ips: [10.0.20.13], attachment: {port: leaf2/4}}
 "#;
 
-/// Why this test cannot run here (bmv2, etcd, the compiled pipeline).
-fn missing() -> Option<String> {
-    if let Some(why) = bmv2_tests::missing_prerequisite() {
-        return Some(why);
-    }
-    if EtcdServer::binary().is_none() {
-        return Some("etcd not found (apt-get install etcd-server)".into());
-    }
-    let dir = Pipeline::default_dir();
-    for f in ["fabric.json", "fabric.p4info.txt"] {
-        if !dir.join(f).exists() {
-            return Some(format!(
-                "{} missing (the compiled pipeline: p4/compile.sh with p4c)",
-                dir.join(f).display()
-            ));
-        }
-    }
-    None
-}
-
 /// A named edit of the configuration.
 type Change = fn(&mut Fabric);
-
-struct Running {
-    stop: oneshot::Sender<()>,
-    join: JoinHandle<()>,
-    metrics: SharedMetrics,
-    _watch: ConfigWatch,
-}
-
-fn start_controller(etcd: &str) -> Running {
-    let watch = ConfigWatch::etcd(EtcdOptions::new([etcd.to_string()]), Tuning::default());
-    let mut opts = ControllerOptions::new("e2e");
-    opts.status_interval = Duration::from_millis(200);
-    let c = Controller::new(opts, watch.subscribe(), None);
-    let metrics = c.metrics();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let join = tokio::spawn(c.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        stop,
-        join,
-        metrics,
-        _watch: watch,
-    }
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.join.await;
-    }
-
-    /// Total updates the agents wrote.
-    fn writes(&self) -> u64 {
-        let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
-        m.agents.values().map(|a| a.counters.updates_written).sum()
-    }
-
-    fn agents_converged(&self, n: usize) -> bool {
-        let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
-        m.agents.len() == n && m.agents.values().all(|a| a.converged())
-    }
-}
-
-/// Writes `fabric` to etcd the way `p4fabric apply --prune` does.
-async fn apply(etcd: &str, fabric: &Fabric, dir: &std::path::Path) {
-    let file = dir.join("fabric.yaml");
-    std::fs::write(&file, serde_yaml::to_string(fabric).expect("yaml")).expect("write");
-    p4fabric::cli::apply::run(&ApplyArgs {
-        file,
-        prune: true,
-        dry_run: false,
-        etcd: EtcdArgs {
-            endpoints: vec![etcd.to_string()],
-            prefix: DEFAULT_PREFIX.into(),
-            ca: None,
-            cert: None,
-            key: None,
-            user: None,
-            password: None,
-        },
-    })
-    .await
-    .expect("apply");
-}
 
 async fn until<F: Future<Output = bool>>(timeout: Duration, mut f: impl FnMut() -> F) -> bool {
     let deadline = Instant::now() + timeout;
@@ -145,22 +53,27 @@ async fn until<F: Future<Output = bool>>(timeout: Duration, mut f: impl FnMut() 
     false
 }
 
-/// Reads every switch back until each equals `compile(fabric)`.
-async fn converge(
-    fabric: &Fabric,
-    pipelines: &BTreeMap<String, Arc<Pipeline>>,
-    what: &str,
-) -> BTreeMap<String, SwitchEntities> {
-    let want = readback::expected(fabric);
+/// Reads every switch back until each holds what the harness compiled.
+async fn converge(run: &LabRun, what: &str) -> BTreeMap<String, SwitchEntities> {
     let started = Instant::now();
-    let c: Convergence =
-        readback::wait_converged(fabric, pipelines, &want, Duration::from_secs(60)).await;
+    let c = run.wait_converged(Duration::from_secs(60)).await;
     assert!(c.converged(), "{what}: not converged: {:?}", c.pending);
     eprintln!(
         "{what}: converged (read back) in {:.1}s",
         started.elapsed().as_secs_f64()
     );
     c.installed
+}
+
+/// Waits until the controller's agents hold their latest desired state.
+async fn agents_settle(ctl: &LabController, what: &str) {
+    assert!(
+        until(Duration::from_secs(30), || async {
+            ctl.agents_converged(3)
+        })
+        .await,
+        "{what}: agents did not converge"
+    );
 }
 
 /// Entities that differ between two read-backs (added, removed, changed).
@@ -176,8 +89,8 @@ fn delta(a: &BTreeMap<String, SwitchEntities>, b: &BTreeMap<String, SwitchEntiti
     n as u64
 }
 
-fn pings_ok(lab: &LabFabric, fabric: &Fabric, what: &str) {
-    let results = lab.ping_all(&reach::probes(fabric));
+fn pings_ok(run: &LabRun, what: &str) {
+    let results = run.lab.ping_all(&reach::probes(run.fabric()));
     let failed = reach::failures(&results);
     assert!(
         failed.is_empty(),
@@ -188,40 +101,56 @@ fn pings_ok(lab: &LabFabric, fabric: &Fabric, what: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defects found on real bmv2 at the end of session 1: a restarted controller forgets learned hosts and deletes their entries (learned state is not recovered from the switches), and protocol-driven recompiles (discovery/learning) add writes to the config deltas; run with --ignored"]
 async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silently() {
-    require_bmv2!();
-    if let Some(why) = missing() {
-        bmv2_tests::say_skipped("e2e_controller", &why);
-        return;
-    }
+    p4fabric::require_lab_run!();
+    p4fabric::lab::init_test_logging();
     let t0 = Instant::now();
     let mut fabric: Fabric = serde_yaml::from_str(FABRIC).expect("fabric");
-    let opts = LabOptions {
-        free_ports: true,
-        host_ns_prefix: format!("e2e{}-", bmv2_tests::unique_tag()),
-        json: None,
-    };
-    let mut lab = LabFabric::start(&fabric, &opts).expect("lab");
-    for (name, addr) in lab.addresses() {
-        fabric.switches.get_mut(&name).expect("switch").address = addr;
-    }
-    let pipelines = readback::load_pipelines(&Pipeline::default_dir(), &fabric).expect("pipeline");
-    let etcd = EtcdServer::start().await.expect("etcd");
-    let ep = etcd.endpoint();
-    let dir = tempfile::tempdir().expect("tmp");
+    let prefix = format!("e2e{}-", bmv2_tests::unique_tag());
+    let mut run = LabRun::start(&fabric, &prefix).await.expect("lab");
 
     // 1. Apply, converge (read back), real traffic across the spine.
-    apply(&ep, &fabric, dir.path()).await;
-    let ctl = start_controller(&ep);
-    let base = converge(&fabric, &pipelines, "initial").await;
+    let ctl = run.start_controller("e2e").await.expect("controller");
     assert!(
-        until(Duration::from_secs(10), || async {
-            ctl.agents_converged(3)
-        })
-        .await
+        run.wait_discovered(Duration::from_secs(30)).await,
+        "discovery did not see every configured link"
     );
-    pings_ok(&lab, &fabric, "initial");
+    converge(&run, "initial").await;
+    agents_settle(&ctl, "initial").await;
+    pings_ok(&run, "initial");
+
+    // 1b. A host the configuration does not name is learned from its ARP
+    // (MAC learning + the binding): host entries on every leaf.
+    let sock = run
+        .lab
+        .switch("leaf2")
+        .expect("leaf2")
+        .port_socket(5)
+        .expect("leaf2/5");
+    let learned_mac = "02:00:00:00:0a:01";
+    let arp = packet::pad(packet::arp_frame(
+        [0xff; 6],
+        packet::mac(learned_mac),
+        1,
+        [10, 0, 10, 77],
+        [10, 0, 10, 1],
+    ));
+    let path = format!("hosts/10/{learned_mac}");
+    let learned = until(Duration::from_secs(20), || {
+        let (sock, arp, run, path) = (&sock, &arp, &run, &path);
+        async move {
+            let _ = sock.send(arp);
+            run.status().await.is_ok_and(|s| {
+                s.get(path)
+                    .and_then(|h| h["ips"].as_array())
+                    .is_some_and(|ips| !ips.is_empty())
+            })
+        }
+    })
+    .await;
+    assert!(learned, "{learned_mac} (10.0.10.77) learned");
+    let base = converge(&run, "host learned").await;
+    agents_settle(&ctl, "host learned").await;
 
     // 2. Config changes write exactly their delta.
     let changes: [(&str, Change); 3] = [
@@ -252,14 +181,9 @@ async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silent
     for (what, change) in changes {
         let writes_before = ctl.writes();
         change(&mut fabric);
-        apply(&ep, &fabric, dir.path()).await;
-        let after = converge(&fabric, &pipelines, what).await;
-        assert!(
-            until(Duration::from_secs(10), || async {
-                ctl.agents_converged(3)
-            })
-            .await
-        );
+        run.apply(&fabric).await.expect("apply");
+        let after = converge(&run, what).await;
+        agents_settle(&ctl, what).await;
         let written = ctl.writes() - writes_before;
         let d = delta(&before, &after);
         assert!(d > 0, "{what}: nothing changed on the switches");
@@ -278,16 +202,16 @@ async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silent
 
     // 3. kill -9 leaf2; leaf1 keeps being updated (a route local to it is
     // added meanwhile); leaf2 is restored in full once it is back.
-    lab.switch_mut("leaf2").expect("leaf2").kill();
-    let old_leaf1 = readback::expected(&fabric)
+    run.lab.switch_mut("leaf2").expect("leaf2").kill();
+    let old_leaf1 = readback::expected(run.fabric())
         .remove("leaf1")
         .unwrap_or_default();
     fabric.routes.insert(
         "r2".into(),
         serde_yaml::from_str("{prefix: 198.51.100.0/24, next_hops: [10.0.10.11]}").expect("route"),
     );
-    apply(&ep, &fabric, dir.path()).await;
-    let new_leaf1 = readback::expected(&fabric)
+    run.apply(&fabric).await.expect("apply");
+    let new_leaf1 = readback::expected(run.fabric())
         .remove("leaf1")
         .unwrap_or_default();
     let added: Vec<_> = new_leaf1
@@ -296,8 +220,8 @@ async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silent
         .cloned()
         .collect();
     assert!(!added.is_empty(), "r2 adds entries on leaf1");
-    let leaf1 = fabric.switches["leaf1"].clone();
-    let reg = pipelines["fabric"].registry.clone();
+    let leaf1 = run.fabric().switches["leaf1"].clone();
+    let reg = run.pipelines["fabric"].registry.clone();
     let leaf1_updated = until(Duration::from_secs(30), || {
         let (leaf1, reg, added) = (&leaf1, &reg, &added);
         async move {
@@ -309,37 +233,43 @@ async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silent
     .await;
     assert!(leaf1_updated, "leaf1 updated while leaf2 is down");
     let restart = Instant::now();
-    lab.switch_mut("leaf2")
+    run.lab
+        .switch_mut("leaf2")
         .expect("leaf2")
         .restart_same_address()
         .expect("restart leaf2");
-    converge(&fabric, &pipelines, "leaf2 restarted").await;
+    assert!(
+        run.wait_discovered(Duration::from_secs(30)).await,
+        "leaf2's link is seen again"
+    );
+    converge(&run, "leaf2 restarted").await;
     eprintln!(
         "leaf2 restored {:.1}s after its restart",
         restart.elapsed().as_secs_f64()
     );
-    pings_ok(&lab, &fabric, "after leaf2 restart");
+    pings_ok(&run, "after leaf2 restart");
 
-    // 4. A controller restart reads back and writes nothing.
-    assert!(
-        until(Duration::from_secs(10), || async {
-            ctl.agents_converged(3)
-        })
-        .await
-    );
+    // 4. A controller restart reads back, recovers the learned host and
+    // writes nothing.
+    agents_settle(&ctl, "before the controller restart").await;
+    let state = converge(&run, "before the controller restart").await;
     ctl.stop().await;
-    let ctl = start_controller(&ep);
+    let ctl = run.start_controller("e2e-2").await.expect("controller");
+    agents_settle(&ctl, "after the controller restart").await;
     assert!(
-        until(Duration::from_secs(30), || async {
-            ctl.agents_converged(3)
-        })
-        .await,
-        "new controller's agents converge"
+        run.wait_discovered(Duration::from_secs(30)).await,
+        "the new controller sees every link"
     );
-    let state = converge(&fabric, &pipelines, "after controller restart").await;
+    let after = converge(&run, "after controller restart").await;
+    agents_settle(&ctl, "after the controller restart").await;
     assert_eq!(ctl.writes(), 0, "a restarted controller writes nothing");
-    assert_eq!(state, readback::expected(&fabric));
-    pings_ok(&lab, &fabric, "after controller restart");
+    assert_eq!(after, state, "the switches hold what they held");
+    let status = run.status().await.expect("status");
+    assert!(
+        status.contains_key(&path),
+        "the new controller knows the learned host"
+    );
+    pings_ok(&run, "after controller restart");
     ctl.stop().await;
     eprintln!("e2e_controller: {:.1}s", t0.elapsed().as_secs_f64());
 }

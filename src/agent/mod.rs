@@ -48,6 +48,10 @@ pub struct AgentConfig {
     pub resync_interval: Duration,
     pub reconnect: Backoff,
     pub retry: Backoff,
+    /// Report each session's first read-back here and wait for a newer
+    /// desired state before writing: the controller recovers learned
+    /// hosts from it, so they are not deleted as unknown.
+    pub report_read_back: Option<mpsc::Sender<ReadBack>>,
 }
 
 impl AgentConfig {
@@ -66,6 +70,7 @@ impl AgentConfig {
             resync_interval: Duration::from_secs(60),
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             retry: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+            report_read_back: None,
         }
     }
 }
@@ -152,6 +157,18 @@ impl AgentStatus {
             && self.converged_generation == Some(self.desired_generation)
     }
 }
+
+/// What a switch held when its agent's session started, reported before
+/// the agent writes anything (see `AgentConfig::report_read_back`).
+#[derive(Debug, Clone)]
+pub struct ReadBack {
+    pub switch: String,
+    pub installed: Arc<SwitchEntities>,
+}
+
+/// How long an agent waits, after reporting its read-back, for a desired
+/// state that takes it into account before reconciling anyway.
+pub const READ_BACK_WAIT: Duration = Duration::from_secs(10);
 
 /// Something a switch told the controller, tagged with the switch name.
 #[derive(Debug, Clone)]
@@ -429,6 +446,37 @@ impl Agent {
         Ok(())
     }
 
+    /// Hands the session's read-back to the controller and waits (bounded)
+    /// for a desired state newer than the one it had, which accounts for
+    /// what the switch holds.
+    async fn report_read_back(&mut self) -> Result<(), SessionEnd> {
+        let Some(tx) = self.cfg.report_read_back.clone() else {
+            return Ok(());
+        };
+        let seen = self.desired.borrow().generation;
+        let report = ReadBack {
+            switch: self.cfg.name.clone(),
+            installed: Arc::new(self.installed.clone()),
+        };
+        if tx.send(report).await.is_err() {
+            return Ok(());
+        }
+        let mut stop = self.shutdown.clone();
+        let mut desired = self.desired.clone();
+        tokio::select! {
+            r = desired.wait_for(|d| d.generation > seen) => {
+                if r.is_err() {
+                    return Err(SessionEnd::Shutdown);
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return Err(SessionEnd::Shutdown),
+            _ = tokio::time::sleep(READ_BACK_WAIT) => {
+                tracing::warn!(switch = %self.cfg.name, "no desired state after read-back; reconciling with the last one");
+            }
+        }
+        Ok(())
+    }
+
     async fn primary_loop(
         &mut self,
         client: &Client,
@@ -438,6 +486,7 @@ impl Agent {
     ) -> Result<(), SessionEnd> {
         self.ensure_pipeline(client).await?;
         self.read_back(client).await?;
+        self.report_read_back().await?;
         let mut retry = self.cfg.retry.clone();
         let mut retry_at: Option<Instant> = None;
         let mut resync_at = Instant::now() + self.cfg.resync_interval;

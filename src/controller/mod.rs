@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::{self, AgentConfig, AgentHandle, Desired, SessionState, SwitchEvent};
+use crate::agent::{self, AgentConfig, AgentHandle, Desired, ReadBack, SessionState, SwitchEvent};
 use crate::compile::{self, HostEntry, Hosts};
 use crate::config::status::{self as st, StatusWriter};
 use crate::config::watch::ConfigUpdate;
@@ -26,6 +26,21 @@ use crate::protocols::{self, Action, IdleEntry, MacLearn, Protocols};
 use crate::topo::{FloodTree, ObservedState, Topology};
 
 pub use metrics::{ControllerMetrics, MetricsState, SharedMetrics};
+
+/// At start, how long the controller waits for every switch's read-back
+/// before it hands out a desired state built from what was recovered so
+/// far (a switch that is down must not hold up the others for long).
+pub const RECOVERY_GRACE: Duration = Duration::from_secs(5);
+
+/// The start-up window in which read-backs are collected before the first
+/// desired state that accounts for them: a learned host is recovered from
+/// its home leaf, and every other leaf holds entries for it too — releasing
+/// a leaf before the home leaf has reported would delete them.
+#[derive(Debug)]
+struct Recovery {
+    waiting_for: std::collections::BTreeSet<String>,
+    until: Instant,
+}
 
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {
@@ -91,6 +106,11 @@ pub struct Controller {
     generation: u64,
     events_tx: mpsc::Sender<SwitchEvent>,
     events_rx: mpsc::Receiver<SwitchEvent>,
+    read_backs_tx: mpsc::Sender<ReadBack>,
+    read_backs_rx: mpsc::Receiver<ReadBack>,
+    /// Set from the first configuration until every switch's read-back is
+    /// in (or `RECOVERY_GRACE` passed).
+    recovery: Option<Recovery>,
     metrics: SharedMetrics,
     fabric: Arc<Fabric>,
     /// When each switch entered its current session state (unix seconds).
@@ -104,6 +124,7 @@ impl Controller {
         status: Option<Arc<StatusWriter>>,
     ) -> Self {
         let (events_tx, events_rx) = mpsc::channel(4096);
+        let (read_backs_tx, read_backs_rx) = mpsc::channel(64);
         let metrics = SharedMetrics::default();
         metrics
             .lock()
@@ -126,6 +147,9 @@ impl Controller {
             generation: 0,
             events_tx,
             events_rx,
+            read_backs_tx,
+            read_backs_rx,
+            recovery: None,
             metrics,
             fabric: Arc::new(Fabric::default()),
             state_since: BTreeMap::new(),
@@ -168,6 +192,10 @@ impl Controller {
                     self.apply_config().await;
                 }
                 Some(ev) = self.events_rx.recv() => self.on_switch_event(ev),
+                Some(rb) = self.read_backs_rx.recv() => self.on_read_back(rb),
+                _ = agent::sleep_until_opt(
+                    self.recovery.as_ref().map(|r| tokio::time::Instant::from_std(r.until)),
+                ) => self.end_recovery(),
                 _ = agent::sleep_until_opt(
                     self.protocols.as_ref().and_then(|p| p.next_deadline()).map(tokio::time::Instant::from_std),
                 ) => {
@@ -182,6 +210,54 @@ impl Controller {
         for (_, (_, a)) in std::mem::take(&mut self.agents) {
             a.stop().await;
         }
+    }
+
+    /// Ends the start-up recovery window: one desired state for all.
+    fn end_recovery(&mut self) {
+        if let Some(r) = self.recovery.take() {
+            if !r.waiting_for.is_empty() {
+                tracing::warn!(switches = ?r.waiting_for, "no read-back yet from these switches; programming the others");
+            }
+            self.refresh_observed();
+            self.recompute();
+        }
+    }
+
+    /// A switch's read-back at session start: recover what was learned
+    /// there, then hand out a new desired state (the agent waits for one
+    /// before writing) — at start, once every switch has reported.
+    fn on_read_back(&mut self, rb: ReadBack) {
+        if !self.agents.contains_key(&rb.switch) {
+            return;
+        }
+        let recovered = protocols::recover::from_switch(&rb.installed);
+        if let Some(p) = self.protocols.as_mut() {
+            if !recovered.is_empty() {
+                let actions = p.restore(&rb.switch, &recovered, std::time::Instant::now());
+                tracing::info!(
+                    switch = %rb.switch,
+                    macs = recovered.macs.len(),
+                    bindings = recovered.bindings.len(),
+                    "recovered learned state from the switch"
+                );
+                // Packets (none expected) go out; the recompile below
+                // covers any host change.
+                let packets: Vec<Action> = actions
+                    .into_iter()
+                    .filter(|a| matches!(a, Action::SendPacket(_)))
+                    .collect();
+                self.on_actions(packets);
+            }
+        }
+        if let Some(r) = self.recovery.as_mut() {
+            r.waiting_for.remove(&rb.switch);
+            if !r.waiting_for.is_empty() {
+                return;
+            }
+        }
+        self.recovery = None;
+        self.refresh_observed();
+        self.recompute();
     }
 
     /// Packet-ins, digests and idle timeouts feed the control protocols
@@ -349,6 +425,10 @@ impl Controller {
             Some(p) => p.on_config(&self.fabric, now),
             None => {
                 self.protocols = Some(Protocols::new(&self.fabric, now));
+                self.recovery = Some(Recovery {
+                    waiting_for: self.agents.keys().cloned().collect(),
+                    until: Instant::now() + RECOVERY_GRACE,
+                });
                 Vec::new()
             }
         };
@@ -383,7 +463,8 @@ impl Controller {
                 continue;
             };
             let client = ClientOptions::new(&sw.address, sw.device_id, self.opts.election_id);
-            let cfg = AgentConfig::new(name, client, pipeline.clone(), agent::diff_planner());
+            let mut cfg = AgentConfig::new(name, client, pipeline.clone(), agent::diff_planner());
+            cfg.report_read_back = Some(self.read_backs_tx.clone());
             let handle = agent::spawn(cfg, self.events_tx.clone());
             self.switch_pipelines.insert(name.clone(), pipeline);
             if let Some((_, old)) = self.agents.insert(name.clone(), (id, handle)) {
@@ -394,6 +475,11 @@ impl Controller {
 
     /// Topology + compile + hand every agent its new desired state.
     fn recompute(&mut self) {
+        if self.recovery.is_some() {
+            // Agents are still reporting what their switches hold; the
+            // first desired state comes when that is complete.
+            return;
+        }
         let started = Instant::now();
         let topo = Topology::build(&self.fabric, &self.observed, self.previous_tree.as_ref());
         self.previous_tree = Some(topo.flood_tree().clone());

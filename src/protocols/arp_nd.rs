@@ -182,6 +182,17 @@ impl ArpNd {
         out
     }
 
+    /// A binding read back from a switch's host route (recovery).
+    pub fn restore(
+        &mut self,
+        vlan: VlanId,
+        ip: IpAddr,
+        mac: MacAddr,
+        now: Instant,
+    ) -> NeighborOutput {
+        self.learn(vlan, ip, mac, now)
+    }
+
     /// Drops every binding of a host that left (aged out or removed).
     pub fn forget_mac(&mut self, vlan: VlanId, mac: MacAddr, now: Instant) -> NeighborOutput {
         NeighborOutput {

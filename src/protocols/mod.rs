@@ -19,6 +19,7 @@ pub mod learning;
 pub mod ports;
 pub mod ra;
 pub mod ratelimit;
+pub mod recover;
 
 #[cfg(test)]
 mod tests;
@@ -506,6 +507,28 @@ impl Protocols {
             );
         }
         out.actions
+    }
+
+    /// Learned state read back from `switch` (a controller starting or
+    /// taking over): its learned MACs go through the learning path, its
+    /// host routes restore the address bindings.
+    pub fn restore(
+        &mut self,
+        switch: &str,
+        recovered: &recover::Recovered,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut actions = self.on_digest(switch, &recovered.macs, now);
+        let mut out = Out::default();
+        for (vlan, ip, mac) in &recovered.bindings {
+            out.neighbors(&self.neighbors.restore(*vlan, *ip, *mac, now));
+        }
+        for a in out.actions {
+            if !actions.contains(&a) {
+                actions.push(a);
+            }
+        }
+        actions
     }
 
     /// Idle-timeout notifications from `switch` for `learning.src_mac`.

@@ -7,6 +7,7 @@ mod decode;
 mod discovery;
 mod lacp;
 mod learning;
+mod recover;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
