@@ -1,6 +1,7 @@
 //! Fabric pipeline on bmv2: LAG member hashing, member failover by watch
-//! port, a LAG whose member is a remote leaf, LAG miss (docs/pipeline.md
-//! test plan cases 38, 43-45).
+//! port, a LAG whose member is a remote leaf, LAG miss, membership changes
+//! as the controller's diff writes them (docs/pipeline.md test plan cases
+//! 38, 43-45b).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use anyhow::{ensure, Result};
 use bmv2_tests::pipeline::*;
 use bmv2_tests::require_bmv2;
 use bmv2_tests::rig::{Flow, Rig};
+use p4fabric::p4rt::{Entity, SwitchEntities};
 
 /// 64 flows from H1 (port 1) to `dst`; `out(frame)` lists where each may go.
 fn flows(dst: [u8; 6], out: impl Fn(&[u8]) -> Vec<(u32, Vec<u8>)>) -> Vec<Flow> {
@@ -82,6 +84,43 @@ async fn cases(rig: &mut Rig) -> Result<()> {
         ]
     });
     rig.spread("44 LAG to_leaf", &remote[..8]).await?;
+
+    // 45b. Membership changes written the way the controller writes them
+    // (compile::diff): {4, 5} -> {5} -> {4} -> {4, 5}. A plain MODIFY that
+    // drops a member with a watch port makes PI throw ("Unexpected error
+    // in RPC handling") and leaves the group half-updated; the diff clears
+    // the watch port first and never empties the group. Every step writes
+    // without error and reads back exact; the flows follow.
+    let lag = |m: &[(u32, Option<u32>)]| group(P_LAG, 7, m);
+    let steps = [
+        (
+            lag(&[(1, Some(4)), (2, Some(5))]),
+            lag(&[(2, Some(5))]),
+            vec![5],
+        ),
+        (lag(&[(2, Some(5))]), lag(&[(1, Some(4))]), vec![4]),
+        (
+            lag(&[(1, Some(4))]),
+            lag(&[(1, Some(4)), (2, Some(5))]),
+            vec![4, 5],
+        ),
+    ];
+    for (i, (from, to, ports)) in steps.iter().enumerate() {
+        let installed: SwitchEntities = [(from.key(), from.clone())].into();
+        let desired: SwitchEntities = [(to.key(), to.clone())].into();
+        for stage in p4fabric::compile::diff(&desired, &installed).stages {
+            let ops: Vec<Entity> = stage.into_iter().map(|op| op.entity).collect();
+            rig.modify(&ops).await?;
+        }
+        rig.expect_installed(std::slice::from_ref(to)).await?;
+        rig.spread_until(
+            &format!("45b step {i}"),
+            &to_h4,
+            Duration::from_secs(5),
+            |used| used.iter().all(|p| ports.contains(p)) && count(used).len() == ports.len(),
+        )
+        .await?;
+    }
 
     // 45. A LAG without a members entry: dropped.
     let x = [0, 0, 0, 0, 0, 0x45];
