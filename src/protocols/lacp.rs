@@ -62,6 +62,10 @@ struct Member {
     next_tx: Option<Instant>,
     /// Start of the current rate-limit window and the PDUs sent in it.
     window: Option<(Instant, u8)>,
+    /// Adopted from the switch at a controller's start (the member was in
+    /// service under the previous controller): usable and silent until the
+    /// partner's next LACPDU, or until this deadline (its current_while).
+    adopted_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +215,7 @@ impl Lacp {
                     ntt: true,
                     next_tx: Some(now),
                     window: None,
+                    adopted_until: None,
                 });
                 members.insert(port.clone(), m);
             }
@@ -280,12 +285,38 @@ impl Lacp {
             expires: now + timeout,
         });
         m.expired = false;
+        m.adopted_until = None;
         if changed_partner {
             m.ntt = true;
         }
         let lag = m.lag.clone();
         self.settle(&lag, &mut out);
         self.transmit(now, &mut out);
+        out
+    }
+
+    /// Members that were in service on a switch a new controller found
+    /// (read back from its LAG selector groups): they stay usable and our
+    /// actor stays silent on them until the partner's next LACPDU (then the
+    /// normal machines take over without a flap) or its current_while.
+    pub fn adopt(&mut self, ports: &[PortRef], now: Instant) -> LacpOutput {
+        let mut out = LacpOutput::default();
+        let mut lags = BTreeSet::new();
+        for port in ports {
+            let timeout = self.current_while(port);
+            let Some(m) = self.members.get_mut(port) else {
+                continue;
+            };
+            if m.partner.is_some() || self.ports_down.contains(port) {
+                continue;
+            }
+            m.adopted_until = Some(now + timeout);
+            m.ntt = false;
+            lags.insert(m.lag.clone());
+        }
+        for lag in lags {
+            self.settle(&lag, &mut out);
+        }
         out
     }
 
@@ -325,6 +356,13 @@ impl Lacp {
         let mut out = LacpOutput::default();
         let mut lags = BTreeSet::new();
         for m in self.members.values_mut() {
+            if m.adopted_until.is_some_and(|t| t <= now) {
+                // The partner never spoke up: back to the normal machines.
+                m.adopted_until = None;
+                m.ntt = true;
+                m.next_tx = Some(now);
+                lags.insert(m.lag.clone());
+            }
             if m.partner.as_ref().is_some_and(|p| p.expires <= now) {
                 m.partner = None;
                 m.expired = true;
@@ -345,7 +383,13 @@ impl Lacp {
         self.members
             .iter()
             .filter(|(p, _)| !self.ports_down.contains(*p))
-            .flat_map(|(_, m)| [m.next_tx, m.partner.as_ref().map(|p| p.expires)])
+            .flat_map(|(_, m)| {
+                [
+                    m.next_tx,
+                    m.partner.as_ref().map(|p| p.expires),
+                    m.adopted_until,
+                ]
+            })
             .flatten()
             .min()
     }
@@ -437,7 +481,11 @@ impl Lacp {
             let partner_sync = m.partner.as_ref().is_some_and(|pt| {
                 pt.info.state.has(LacpState::SYNCHRONIZATION) && me.same_port(&pt.view_of_us)
             });
-            let cd = selected && partner_sync;
+            let adopted = m.adopted_until.is_some() && m.partner.is_none() && admin_up && !down;
+            let cd = (selected && partner_sync) || adopted;
+            if adopted {
+                state.set(LacpState::SYNCHRONIZATION, true);
+            }
             state.set(LacpState::COLLECTING, cd);
             state.set(LacpState::DISTRIBUTING, cd);
             if state != m.state || selected != m.selected {
@@ -468,6 +516,11 @@ impl Lacp {
             let Some(m) = self.members.get_mut(&port) else {
                 continue;
             };
+            if m.adopted_until.is_some() {
+                // Silent: what we would say before hearing the partner
+                // (not in sync) would make it stop using the link.
+                continue;
+            }
             let due = m.next_tx.is_some_and(|t| t <= now);
             if !(m.ntt || due) {
                 continue;

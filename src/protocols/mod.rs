@@ -520,6 +520,12 @@ impl Protocols {
     ) -> Vec<Action> {
         let mut actions = self.on_digest(switch, &recovered.macs, now);
         let mut out = Out::default();
+        let lag_ports: Vec<PortRef> = recovered
+            .lag_ports
+            .iter()
+            .map(|p| PortRef::new(switch, *p))
+            .collect();
+        out.lacp(self.lacp.adopt(&lag_ports, now));
         for (vlan, ip, mac) in &recovered.bindings {
             out.neighbors(&self.neighbors.restore(*vlan, *ip, *mac, now));
         }

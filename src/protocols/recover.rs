@@ -7,12 +7,20 @@
 //! routes (`route_direct` to a MAC on a VLAN) their addresses. Fed back
 //! through the learning path, they compile to exactly the entries found,
 //! so nothing learned is deleted and a stable fabric sees no write.
+//!
+//! The same goes for LACP: the ports in a switch's LAG selector groups were
+//! collecting and distributing under the previous controller; they stay in
+//! service (and the new actor stays silent on them) until their partner's
+//! next LACPDU, instead of being withdrawn while LACP re-synchronizes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{IdleEntry, MacLearn};
-use crate::compile::names::{A_ROUTE_DIRECT, P_DMAC, P_VLAN_ID, T_IPV4, T_IPV6};
-use crate::config::VlanId;
+use crate::compile::names::{
+    A_ROUTE_DIRECT, A_TO_MEMBER, P_DMAC, P_LAG, P_PORT, P_VLAN_ID, T_IPV4, T_IPV6,
+};
+use crate::config::{PortNum, VlanId};
 use crate::net::MacAddr;
 use crate::p4rt::entity::{Entity, Match, TableAction};
 use crate::p4rt::SwitchEntities;
@@ -24,11 +32,13 @@ pub struct Recovered {
     pub macs: Vec<MacLearn>,
     /// (VLAN, address, MAC) of every host route.
     pub bindings: Vec<(VlanId, IpAddr, MacAddr)>,
+    /// Ports that are members of a LAG selector group (in service).
+    pub lag_ports: Vec<PortNum>,
 }
 
 impl Recovered {
     pub fn is_empty(&self) -> bool {
-        self.macs.is_empty() && self.bindings.is_empty()
+        self.macs.is_empty() && self.bindings.is_empty() && self.lag_ports.is_empty()
     }
 }
 
@@ -36,7 +46,23 @@ impl Recovered {
 /// skips them as it skips their digests).
 pub fn from_switch(installed: &SwitchEntities) -> Recovered {
     let mut out = Recovered::default();
+    let mut member_ports: BTreeMap<u32, PortNum> = BTreeMap::new();
+    let mut grouped: BTreeSet<u32> = BTreeSet::new();
     for e in installed.values() {
+        match e {
+            Entity::Member(m) if m.profile == P_LAG && m.action.name == A_TO_MEMBER => {
+                let port = m.action.params.iter().find(|(n, _)| *n == P_PORT);
+                if let Some(port) = port.and_then(|(_, v)| PortNum::try_from(*v).ok()) {
+                    member_ports.insert(m.member_id, port);
+                }
+                continue;
+            }
+            Entity::Group(g) if g.profile == P_LAG => {
+                grouped.extend(g.members.iter().map(|m| m.member_id));
+                continue;
+            }
+            _ => {}
+        }
         let Entity::Table(t) = e else { continue };
         if let Some(i) = IdleEntry::from_key(&t.key) {
             out.macs.push(MacLearn {
@@ -78,5 +104,11 @@ pub fn from_switch(installed: &SwitchEntities) -> Recovered {
             out.bindings.push((vlan, ip, MacAddr::from_value(dmac)));
         }
     }
+    out.lag_ports = grouped
+        .iter()
+        .filter_map(|id| member_ports.get(id).copied())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     out
 }

@@ -464,3 +464,88 @@ fn unrelated_config_change_does_not_flap_members() {
         [99]
     );
 }
+
+/// What a new controller recovers from a leaf whose LAG group carries
+/// `port` (only the LAG ports matter here).
+fn in_service(port: u32) -> crate::protocols::recover::Recovered {
+    crate::protocols::recover::Recovered {
+        lag_ports: vec![port],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_new_controller_adopts_a_bond_in_service_without_a_flap() {
+    let t0 = Instant::now();
+    let f = fabric();
+    // The first controller brings the bond up.
+    let mut old = Protocols::new(&f, t0);
+    let mut server = Server::new("52:54:00:00:00:01", &["leaf1/5", "leaf2/5"]);
+    let first = old.on_tick(t0);
+    let (_, t1) = converge(&mut old, &mut server, first, t0);
+    assert_eq!(members(&old, "bond1"), ["leaf1/5", "leaf2/5"]);
+    let in_sync = |s: &Server| {
+        s.ports
+            .keys()
+            .all(|at| s.pdu(at).actor.state.has(LacpState::DISTRIBUTING))
+    };
+    assert!(in_sync(&server));
+
+    // It dies; a new one reads both leaves back: the members stay usable
+    // and it says nothing until the server speaks.
+    let mut new = Protocols::new(&f, t1);
+    let mut acts = new.restore("leaf1", &in_service(5), t1);
+    acts.extend(new.restore("leaf2", &in_service(5), t1));
+    assert!(acts.contains(&Action::LagMembersChanged {
+        lag: "bond1".into()
+    }));
+    assert_eq!(members(&new, "bond1"), ["leaf1/5", "leaf2/5"]);
+    assert!(new.lacp_unsynced().is_empty());
+    let tick = new.on_tick(t1 + secs(0.5));
+    assert!(
+        sent_with_type(&tick, ETH_SLOW).is_empty(),
+        "silent while adopted"
+    );
+
+    // The server's periodic LACPDUs arrive: the normal machines take over,
+    // the server stays in sync and the usable set never changes.
+    let mut now = t1 + secs(0.9);
+    let mut changed = false;
+    for _ in 0..20 {
+        let mut pending = Vec::new();
+        for at in server.ports.keys().cloned().collect::<Vec<_>>() {
+            pending.extend(new.on_frame(&at.switch, at.port, punt::LACP, &server.frame(&at), now));
+        }
+        pending.extend(new.on_tick(now));
+        changed |= pending
+            .iter()
+            .any(|a| matches!(a, Action::LagMembersChanged { .. }));
+        server.receive(&pending);
+        assert!(in_sync(&server), "the server stays in sync");
+        assert_eq!(members(&new, "bond1"), ["leaf1/5", "leaf2/5"]);
+        now += secs(0.3);
+    }
+    assert!(!changed, "no member left the LAG");
+}
+
+#[test]
+fn an_adopted_member_whose_partner_is_silent_leaves_after_current_while() {
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&fabric(), t0);
+    let acts = p.restore("leaf1", &in_service(5), t0);
+    assert!(acts.contains(&Action::LagMembersChanged {
+        lag: "bond1".into()
+    }));
+    assert_eq!(members(&p, "bond1"), ["leaf1/5"]);
+    // Fast rate: current_while is 3 s.
+    assert!(!p
+        .on_tick(t0 + secs(2.9))
+        .iter()
+        .any(|a| matches!(a, Action::LagMembersChanged { .. })));
+    let late = p.on_tick(t0 + secs(3.0));
+    assert!(late.contains(&Action::LagMembersChanged {
+        lag: "bond1".into()
+    }));
+    assert!(members(&p, "bond1").is_empty());
+    assert!(!sent_with_type(&late, ETH_SLOW).is_empty(), "speaks again");
+}
