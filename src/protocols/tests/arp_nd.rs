@@ -482,3 +482,114 @@ fn gleans_are_limited_fabric_wide() {
     // 99 gleans (10.0.20.1 is the gateway itself), 20 sent.
     assert_eq!(p.counters().rate_limited, 79);
 }
+
+/// A configured host's address that is not in the configuration (its
+/// SLAAC address: hosts take one from our router advertisements) is
+/// gleaned, the host's NA is learned for the configured host, and the
+/// compiler routes it to that host: a reply to such an address is not
+/// lost in a glean loop.
+#[test]
+fn glean_routes_an_unconfigured_address_of_a_static_host() {
+    use crate::compile::{compile, names, HostEntry, Hosts};
+    use crate::p4rt::entity::{Entity, TableAction};
+    use crate::topo::{ObservedState, Topology};
+
+    let t0 = Instant::now();
+    let f = fabric();
+    let mut p = Protocols::new(&f, t0);
+    let static1 = mac("02:00:00:00:00:99");
+    let slaac: Ipv6Addr = "2001:db8:10::ff:fe00:99".parse().unwrap();
+    let gw: Ipv6Addr = "2001:db8:10::1".parse().unwrap();
+    // An echo routed towards it, punted as GLEAN on leaf2.
+    let mut ip6 = vec![0x60, 0, 0, 0, 0, 8, 58, 64];
+    ip6.extend("2001:db8:10::5".parse::<Ipv6Addr>().unwrap().octets());
+    ip6.extend(slaac.octets());
+    ip6.extend([128, 0, 0, 0, 0, 1, 0, 1]);
+    let f6 = build_eth(MacAddr(GW), MacAddr(HOST), Some(10), ETH_IPV6, &ip6);
+    let got = p.on_frame("leaf2", 3, punt::GLEAN, &f6, t0);
+    let asked = sent_with_type(&got, ETH_IPV6).into_iter().any(|o| {
+        (o.switch.as_str(), o.egress_port) == ("leaf1", 3)
+            && parse_eth(&o.frame)
+                .and_then(|e| NdPacket::parse(e.payload))
+                .is_some_and(
+                    |ns| matches!(ns.msg, NdMessage::Solicit { target, .. } if target == slaac),
+                )
+    });
+    assert!(asked, "no NS for {slaac} out of leaf1/3: {got:?}");
+    // static1 answers.
+    let na = NdPacket {
+        src: slaac,
+        dst: gw,
+        msg: NdMessage::Advert {
+            target: slaac,
+            router: false,
+            solicited: true,
+            override_: true,
+            target_mac: Some(static1),
+        },
+    };
+    let fna = build_eth(MacAddr(GW), static1, None, ETH_IPV6, &na.encode());
+    let got = p.on_frame("leaf1", 3, punt::ND, &fna, t0);
+    assert!(got.contains(&Action::HostsChanged), "{got:?}");
+    let hosts = p.learned_hosts();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(
+        (
+            hosts[0].vlan,
+            hosts[0].mac,
+            &hosts[0].ips,
+            &hosts[0].attachment
+        ),
+        (
+            10,
+            static1,
+            &vec![IpAddr::V6(slaac)],
+            &Attachment::Port("leaf1/3".parse().unwrap())
+        )
+    );
+    // What the controller compiles from it: every leaf routes the address
+    // to static1.
+    let learned: Hosts = hosts
+        .into_iter()
+        .map(|h| {
+            let e = HostEntry {
+                vlan: h.vlan,
+                mac: h.mac,
+                ips: h.ips,
+                attachment: h.attachment,
+                learned: true,
+            };
+            (e.key(), e)
+        })
+        .collect();
+    let topo = Topology::build(&f, &ObservedState::default(), None);
+    let compiled = compile(&f, &topo, &learned);
+    for leaf in ["leaf1", "leaf2"] {
+        let dmac = compiled[leaf].values().find_map(|e| match e {
+            Entity::Table(t)
+                if t.key.table == names::T_IPV6
+                    && t.key.matches.iter().any(|(_, m)| {
+                        *m == Match::Lpm {
+                            value: u128::from(slaac),
+                            prefix_len: 128,
+                        }
+                    }) =>
+            {
+                match &t.action {
+                    TableAction::Direct(a) if a.name == names::A_ROUTE_DIRECT => a
+                        .params
+                        .iter()
+                        .find(|(n, _)| *n == names::P_DMAC)
+                        .map(|(_, v)| *v),
+                    _ => None,
+                }
+            }
+            _ => None,
+        });
+        assert_eq!(
+            dmac,
+            Some(u128::from(static1.as_u64())),
+            "{leaf}: no host route to {slaac}"
+        );
+    }
+}
