@@ -58,6 +58,10 @@ hosts:
 const H1: [u8; 6] = [0, 0, 0, 0, 0, 0x01];
 const H4: [u8; 6] = [0, 0, 0, 0, 0, 0x04];
 const H9: [u8; 6] = [0, 0, 0, 0, 0, 0x09];
+const GW: [u8; 6] = [0x00, 0x00, 0x5e, 0x00, 0x01, 0x01];
+/// Switch MACs: `02:fa:b1` + the label (none configured).
+const LEAF1: [u8; 6] = [0x02, 0xfa, 0xb1, 0, 0, 101];
+const SPINE1: [u8; 6] = [0x02, 0xfa, 0xb1, 0, 0, 201];
 
 fn fixture_c() -> Result<Fabric> {
     let f: Fabric = serde_yaml::from_str(FIXTURE_C).context("fixture C parses")?;
@@ -187,6 +191,10 @@ async fn case_60(fx: &mut Programmed) -> Result<()> {
         bmv2_tests::netns::run("ip", &["-n", ns, "neigh", "del", peer, "dev", "eth0"])?;
     }
     fx.punted("leaf1")?;
+    // What leaf1 sends up to the spine (read where spine1 receives it).
+    let uplink = fx.lab.switch("spine1").context("spine1")?;
+    let uplink = PortSocket::open(uplink.switch_ifname(1).context("spine1/1")?)?;
+    uplink.drain()?;
     for (from, to, ttl, what) in [
         (&h1, "10.0.10.19", 64, "H1 -> H9 IPv4, bridged"),
         (&h1, "2001:db8:10::19", 64, "H1 -> H9 IPv6, bridged"),
@@ -199,6 +207,26 @@ async fn case_60(fx: &mut Programmed) -> Result<()> {
     ] {
         let got = ping_ttl(from, to).with_context(|| format!("60 {what}"))?;
         ensure!(got == ttl, "60 {what}: reply with TTL {got}, want {ttl}");
+    }
+    // The echo requests crossed leaf1 -> spine1 encapsulated for leaf2:
+    // outer MACs of the link, label 102, MPLS TTL 64, inner frame tagged
+    // VLAN 10; bridged ones unchanged, routed ones rewritten (from the
+    // gateway MAC, TTL 63).
+    let mut up = Vec::new();
+    while let Some(f) = uplink.recv(Duration::ZERO)? {
+        up.push(f);
+    }
+    for (inner_src, v6, hop, what) in [
+        (H1, false, 64, "H1 -> H9 IPv4"),
+        (H1, true, 64, "H1 -> H9 IPv6"),
+        (GW, false, 63, "H3 -> H9 IPv4"),
+        (GW, true, 63, "H3 -> H9 IPv6"),
+    ] {
+        ensure!(
+            up.iter().any(|f| echo_to_leaf2(f, inner_src, v6, hop)),
+            "60 {what}: no echo request to H9 with label 102 on leaf1 -> spine1; saw {}",
+            up.iter().map(|f| hex(f)).collect::<Vec<_>>().join("\n  ")
+        );
     }
     // Resolved through the fabric, to the right MACs.
     for (ns, ip, mac) in [
@@ -235,6 +263,30 @@ async fn case_60(fx: &mut Programmed) -> Result<()> {
             .collect::<Vec<_>>()
     );
     Ok(())
+}
+
+/// Is `f` an echo request to H9 from `inner_src` as leaf1 sends it to
+/// spine1 (`Eth(S1, L1, 0x8847) MPLS(102, 64) Eth(H9, src, 0x8100) Q(10)`,
+/// IPv4 TTL / IPv6 hop limit `hop`)?
+fn echo_to_leaf2(f: &[u8], inner_src: [u8; 6], v6: bool, hop: u8) -> bool {
+    let mpls = (102u32 << 12 | 1 << 8 | 64).to_be_bytes();
+    let (ethertype, hop_at, proto_at, proto, icmp_at, echo) = if v6 {
+        (0x86dd_u16, 36 + 7, 36 + 6, 58, 36 + 40, 128)
+    } else {
+        (0x0800, 36 + 8, 36 + 9, 1, 36 + 20, 8)
+    };
+    f.len() > icmp_at
+        && f[0..6] == SPINE1
+        && f[6..12] == LEAF1
+        && f[12..14] == [0x88, 0x47]
+        && f[14..18] == mpls
+        && f[18..24] == H9
+        && f[24..30] == inner_src
+        && f[30..34] == [0x81, 0x00, 0x00, 10]
+        && f[34..36] == ethertype.to_be_bytes()
+        && f[hop_at] == hop
+        && f[proto_at] == proto
+        && f[icmp_at] == echo
 }
 
 /// How many copies of `frame` each socket received within `dur`.
