@@ -172,7 +172,7 @@ fn has_copy(
     })
 }
 
-/// 60. Pings between namespace hosts with real IP stacks: H1 <-> H9 in
+/// Case 60: pings between namespace hosts with real IP stacks: H1 <-> H9 in
 /// VLAN 10, bridged across the fabric (MPLS label of the other leaf),
 /// resolving each other by ARP / ND (copied to the CPU and flooded over
 /// the fabric: no static neighbour entries between them); H3 (VLAN 20,
@@ -305,7 +305,7 @@ fn copies(socks: &[&PortSocket], frame: &[u8], dur: Duration) -> Result<Vec<usiz
     Ok(n)
 }
 
-/// 61. Split LAG 7 over leaf1/4 and leaf2/4, leaf1 the designated
+/// Case 61: split LAG 7 over leaf1/4 and leaf2/4, leaf1 the designated
 /// forwarder for VLAN 10: a broadcast from H9 (leaf2) reaches the LAG
 /// exactly once, through leaf1; a broadcast from the LAG's host sent on
 /// the leaf2 member reaches H1 (leaf1) and H9 (leaf2) once each and comes
