@@ -289,10 +289,15 @@ fn echo_to_leaf2(f: &[u8], inner_src: [u8; 6], v6: bool, hop: u8) -> bool {
         && f[icmp_at] == echo
 }
 
-/// How many copies of `frame` each socket received within `dur`.
-fn copies(socks: &[&PortSocket], frame: &[u8], dur: Duration) -> Result<Vec<usize>> {
+/// Sends `frame` on `from`, then counts for 1.5 s how many copies of it
+/// each of `socks` receives (a socket does not see what it sent itself).
+fn send_and_count(from: &PortSocket, frame: &[u8], socks: &[&PortSocket]) -> Result<Vec<usize>> {
+    for s in socks {
+        s.drain()?;
+    }
+    from.send(frame)?;
     let mut n = vec![0; socks.len()];
-    let until = Instant::now() + dur;
+    let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
         for (i, s) in socks.iter().enumerate() {
             while let Some(f) = s.recv(Duration::from_millis(5))? {
@@ -319,67 +324,58 @@ async fn case_61(fx: &mut Programmed) -> Result<()> {
     let eth0 =
         |h: &str| -> Result<PortSocket> { lab.host_ns(h).context("host")?.packet_socket("eth0") };
     let (h1, h9) = (eth0("h1")?, eth0("h9")?);
-    let settle = Duration::from_millis(1500);
+    let watched = [&m1, &m2, &h1, &h9];
+    let bcast = |src: [u8; 6], host: u8, port: u16| {
+        packet::udp4_frame(
+            [0xff; 6],
+            src,
+            [10, 0, 10, host],
+            [10, 0, 10, 255],
+            port,
+            port,
+            64,
+        )
+    };
 
-    let from_h9 = packet::udp4_frame(
-        [0xff; 6],
-        H9,
-        [10, 0, 10, 19],
-        [10, 0, 10, 255],
-        6101,
-        6101,
-        64,
-    );
-    for s in [&m1, &m2, &h1] {
-        s.drain()?;
-    }
-    h9.send(&from_h9)?;
-    let n = copies(&[&m1, &m2, &h1], &from_h9, settle)?;
+    let from_h9 = bcast(H9, 19, 6101);
+    let n = send_and_count(&h9, &from_h9, &watched)?;
     ensure!(
-        n == [1, 0, 1],
-        "61 broadcast from H9: copies on leaf1/4, leaf2/4, H1 = {n:?}, want [1, 0, 1] ({})",
+        n == [1, 0, 1, 0],
+        "61 broadcast from H9: copies on leaf1/4, leaf2/4, H1, H9 = {n:?}, want [1, 0, 1, 0] ({})",
         hex(&from_h9)
     );
-
-    let from_lag = packet::udp4_frame(
-        [0xff; 6],
-        H4,
-        [10, 0, 10, 14],
-        [10, 0, 10, 255],
-        6102,
-        6102,
-        64,
-    );
-    for s in [&m1, &m2, &h1, &h9] {
-        s.drain()?;
-    }
-    m2.send(&from_lag)?;
-    let n = copies(&[&m1, &m2, &h1, &h9], &from_lag, settle)?;
+    let from_lag = bcast(H4, 14, 6102);
+    let n = send_and_count(&m2, &from_lag, &watched)?;
     ensure!(
         n == [0, 0, 1, 1],
-        "61 broadcast from the LAG on leaf2/4: copies on leaf1/4, leaf2/4, H1, H9 = {n:?}, want [0, 0, 1, 1]"
+        "61 broadcast from the LAG on leaf2/4: copies on leaf1/4, leaf2/4, H1, H9 = {n:?}, want [0, 0, 1, 1] ({})",
+        hex(&from_lag)
     );
     Ok(())
+}
+
+/// Fixture C, running and programmed; host namespaces `<prefix>NNN-<host>`.
+async fn programmed(prefix: &str) -> Programmed {
+    let fabric = fixture_c().expect("fixture C");
+    Programmed::start(&fabric, prefix)
+        .await
+        .expect("fixture C lab, programmed")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_ping_across_the_fabric_bridged_and_routed() {
     require_bmv2!();
     bmv2_tests::require_fabric_pipeline!();
-    let fabric = fixture_c().expect("fixture C");
-    let mut fx = Programmed::start(&fabric, "c60")
+    case_60(&mut programmed("c60").await)
         .await
-        .expect("fixture C lab, programmed");
-    case_60(&mut fx).await.expect("case 60");
+        .expect("case 60");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_lag_floods_reach_it_once_and_never_return() {
     require_bmv2!();
     bmv2_tests::require_fabric_pipeline!();
-    let fabric = fixture_c().expect("fixture C");
-    let mut fx = Programmed::start(&fabric, "c61")
+    case_61(&mut programmed("c61").await)
         .await
-        .expect("fixture C lab, programmed");
-    case_61(&mut fx).await.expect("case 61");
+        .expect("case 61");
 }

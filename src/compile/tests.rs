@@ -242,17 +242,17 @@ fn borrowed_view_and_diff_match_the_materialized_switch() {
     }
 }
 
-/// The host route of `ip` on `m`: the action's destination MAC, if any.
-fn host_route_dmac(m: &SwitchEntities, ip: std::net::Ipv4Addr) -> Option<u128> {
+/// The host route (/32, /128) of `ip` on `m`: its `route_direct`
+/// destination MAC, if it has one.
+pub(crate) fn host_route_dmac(m: &SwitchEntities, ip: std::net::IpAddr) -> Option<u128> {
+    let (table, value, prefix_len) = match ip {
+        std::net::IpAddr::V4(a) => (names::T_IPV4, u128::from(u32::from(a)), 32),
+        std::net::IpAddr::V6(a) => (names::T_IPV6, u128::from(a), 128),
+    };
+    let lpm = crate::p4rt::entity::Match::Lpm { value, prefix_len };
     m.values().find_map(|e| match e {
         Entity::Table(t)
-            if t.key.table == names::T_IPV4
-                && t.key.matches.iter().any(|(_, m)| {
-                    *m == crate::p4rt::entity::Match::Lpm {
-                        value: u128::from(u32::from(ip)),
-                        prefix_len: 32,
-                    }
-                }) =>
+            if t.key.table == table && t.key.matches.iter().any(|(_, m)| *m == lpm) =>
         {
             match &t.action {
                 TableAction::Direct(a) if a.name == names::A_ROUTE_DIRECT => a
@@ -275,11 +275,11 @@ fn addresses_learned_for_a_static_host_are_routed() {
     let f = small_fabric();
     let topo = Topology::build(&f, &ObservedState::default(), None);
     let h1 = MacAddr([2, 0, 0, 0, 0, 1]);
-    let extra: std::net::Ipv4Addr = "10.0.10.99".parse().unwrap();
+    let extra: std::net::IpAddr = "10.0.10.99".parse().unwrap();
     let learned = HostEntry {
         vlan: 10,
         mac: h1,
-        ips: vec![extra.into()],
+        ips: vec![extra],
         // Heard elsewhere: the configuration says where h1 is.
         attachment: Attachment::Port(PortRef::new("leaf02", 10)),
         learned: true,

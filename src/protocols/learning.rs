@@ -33,6 +33,19 @@ pub struct LearnedHost {
     pub last_seen: Instant,
 }
 
+impl From<LearnedHost> for crate::compile::HostEntry {
+    /// What the compiler gets for a learned host (it ages out).
+    fn from(h: LearnedHost) -> Self {
+        crate::compile::HostEntry {
+            vlan: h.vlan,
+            mac: h.mac,
+            ips: h.ips,
+            attachment: h.attachment,
+            learned: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     attachment: Attachment,

@@ -337,6 +337,23 @@ fn next_hops_resolve_with_backoff_and_track_changes() {
     assert!(!requests_for(&p.on_tick(now + secs(1.0)), "10.0.10.254").is_empty());
 }
 
+/// The NA `mac` sends for `target` to the VLAN 10 gateway (answering its
+/// NS), untagged.
+fn na_to_gateway(target: Ipv6Addr, mac: MacAddr, router: bool) -> Vec<u8> {
+    let na = NdPacket {
+        src: target,
+        dst: "2001:db8:10::1".parse().unwrap(),
+        msg: NdMessage::Advert {
+            target,
+            router,
+            solicited: true,
+            override_: true,
+            target_mac: Some(mac),
+        },
+    };
+    build_eth(MacAddr(GW), mac, None, ETH_IPV6, &na.encode())
+}
+
 #[test]
 fn ipv6_next_hop_resolves_by_ns_and_na() {
     let t0 = Instant::now();
@@ -352,18 +369,7 @@ fn ipv6_next_hop_resolves_by_ns_and_na() {
     assert_eq!(nss[0].src, "2001:db8:10::1".parse::<Ipv6Addr>().unwrap());
     // The router's NA resolves it.
     let router = mac("02:00:00:00:01:fe");
-    let na = NdPacket {
-        src: target,
-        dst: "2001:db8:10::1".parse().unwrap(),
-        msg: NdMessage::Advert {
-            target,
-            router: true,
-            solicited: true,
-            override_: true,
-            target_mac: Some(router),
-        },
-    };
-    let f = build_eth(MacAddr(GW), router, None, ETH_IPV6, &na.encode());
+    let f = na_to_gateway(target, router, true);
     let got = p.on_frame("leaf1", 3, punt::ND, &f, t0);
     assert!(got.contains(&Action::NextHopsChanged));
     assert_eq!(
@@ -490,8 +496,8 @@ fn gleans_are_limited_fabric_wide() {
 /// lost in a glean loop.
 #[test]
 fn glean_routes_an_unconfigured_address_of_a_static_host() {
-    use crate::compile::{compile, names, HostEntry, Hosts};
-    use crate::p4rt::entity::{Entity, TableAction};
+    use crate::compile::tests::host_route_dmac;
+    use crate::compile::{compile, HostEntry, Hosts};
     use crate::topo::{ObservedState, Topology};
 
     let t0 = Instant::now();
@@ -499,7 +505,6 @@ fn glean_routes_an_unconfigured_address_of_a_static_host() {
     let mut p = Protocols::new(&f, t0);
     let static1 = mac("02:00:00:00:00:99");
     let slaac: Ipv6Addr = "2001:db8:10::ff:fe00:99".parse().unwrap();
-    let gw: Ipv6Addr = "2001:db8:10::1".parse().unwrap();
     // An echo routed towards it, punted as GLEAN on leaf2.
     let mut ip6 = vec![0x60, 0, 0, 0, 0, 8, 58, 64];
     ip6.extend("2001:db8:10::5".parse::<Ipv6Addr>().unwrap().octets());
@@ -517,18 +522,7 @@ fn glean_routes_an_unconfigured_address_of_a_static_host() {
     });
     assert!(asked, "no NS for {slaac} out of leaf1/3: {got:?}");
     // static1 answers.
-    let na = NdPacket {
-        src: slaac,
-        dst: gw,
-        msg: NdMessage::Advert {
-            target: slaac,
-            router: false,
-            solicited: true,
-            override_: true,
-            target_mac: Some(static1),
-        },
-    };
-    let fna = build_eth(MacAddr(GW), static1, None, ETH_IPV6, &na.encode());
+    let fna = na_to_gateway(slaac, static1, false);
     let got = p.on_frame("leaf1", 3, punt::ND, &fna, t0);
     assert!(got.contains(&Action::HostsChanged), "{got:?}");
     let hosts = p.learned_hosts();
@@ -552,42 +546,15 @@ fn glean_routes_an_unconfigured_address_of_a_static_host() {
     let learned: Hosts = hosts
         .into_iter()
         .map(|h| {
-            let e = HostEntry {
-                vlan: h.vlan,
-                mac: h.mac,
-                ips: h.ips,
-                attachment: h.attachment,
-                learned: true,
-            };
+            let e = HostEntry::from(h);
             (e.key(), e)
         })
         .collect();
     let topo = Topology::build(&f, &ObservedState::default(), None);
     let compiled = compile(&f, &topo, &learned);
     for leaf in ["leaf1", "leaf2"] {
-        let dmac = compiled[leaf].values().find_map(|e| match e {
-            Entity::Table(t)
-                if t.key.table == names::T_IPV6
-                    && t.key.matches.iter().any(|(_, m)| {
-                        *m == Match::Lpm {
-                            value: u128::from(slaac),
-                            prefix_len: 128,
-                        }
-                    }) =>
-            {
-                match &t.action {
-                    TableAction::Direct(a) if a.name == names::A_ROUTE_DIRECT => a
-                        .params
-                        .iter()
-                        .find(|(n, _)| *n == names::P_DMAC)
-                        .map(|(_, v)| *v),
-                    _ => None,
-                }
-            }
-            _ => None,
-        });
         assert_eq!(
-            dmac,
+            host_route_dmac(&compiled[leaf], IpAddr::V6(slaac)),
             Some(u128::from(static1.as_u64())),
             "{leaf}: no host route to {slaac}"
         );
