@@ -244,24 +244,26 @@ async fn case_60(fx: &mut Programmed) -> Result<()> {
     // ... and leaf1 got copies of H1's ARP request for H9 and of its
     // neighbour solicitation (ACL copy_to_cpu), from H1's port.
     let punted = fx.punted("leaf1")?;
-    let arp_for_h9 = [10, 0, 10, 19];
-    let ns_for_h9 = packet::ip6("2001:db8:10::19");
-    ensure!(
-        has_copy(&punted, 2, 3, H1, 0x0806, &arp_for_h9),
-        "60: no ARP copy (port 2, reason 3) of H1's request for 10.0.10.19 on leaf1: {:?}",
-        punted
-            .iter()
-            .map(|p| (p.ingress_port, p.reason))
-            .collect::<Vec<_>>()
-    );
-    ensure!(
-        has_copy(&punted, 2, 4, H1, 0x86dd, &ns_for_h9),
-        "60: no ND copy (port 2, reason 4) of H1's solicitation for 2001:db8:10::19 on leaf1: {:?}",
-        punted
-            .iter()
-            .map(|p| (p.ingress_port, p.reason))
-            .collect::<Vec<_>>()
-    );
+    let seen: Vec<_> = punted.iter().map(|p| (p.ingress_port, p.reason)).collect();
+    for (reason, ethertype, target, what) in [
+        (
+            3,
+            0x0806,
+            &[10, 0, 10, 19][..],
+            "ARP request for 10.0.10.19",
+        ),
+        (
+            4,
+            0x86dd,
+            &packet::ip6("2001:db8:10::19")[..],
+            "NS for 2001:db8:10::19",
+        ),
+    ] {
+        ensure!(
+            has_copy(&punted, 2, reason, H1, ethertype, target),
+            "60: leaf1 sent no copy (port 2, reason {reason}) of H1's {what}; PacketIns {seen:?}"
+        );
+    }
     Ok(())
 }
 
