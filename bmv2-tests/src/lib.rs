@@ -6,7 +6,9 @@
 //! The pipeline packet tests (`tests/pipeline_*.rs`, one file per concern)
 //! follow the "Test plan" of docs/pipeline.md, case numbers in comments and
 //! failure messages. Each test starts one switch, pushes `p4/build/fabric.*`
-//! and checks many cases on it. As root:
+//! and checks many cases on it; the end-to-end cases 60 and 61
+//! (`pipeline_fabric_hosts`) program a three-switch `LabFabric` with the
+//! compiler's entities through `rig::Primary`. As root:
 //! `cargo test -p bmv2-tests -- --test-threads 2` (all bmv2 tests), or one
 //! file with `--test pipeline_routing`. `P4FABRIC_BMV2_LOG=1` keeps bmv2's
 //! packet log in the temp directory.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use p4fabric::compile::{OpKind, Plan};
 use p4fabric::lab::packet::hex;
 use p4fabric::lab::{Bmv2Switch, PortSocket, SwitchOptions};
 use p4fabric::p4rt::switch::DigestRow;
@@ -107,28 +108,16 @@ impl Rig {
             "{} missing: compile the pipeline (p4/compile.sh)",
             dir.join("fabric.json").display()
         );
-        let pipeline = Pipeline::load(&dir, "fabric")
-            .with_context(|| format!("loading the fabric pipeline from {}", dir.display()))?;
         let sw = Bmv2Switch::start(SwitchOptions {
             device_id,
             ports: ports.to_vec(),
             json: None,
         })?;
-        let client = Client::connect(ClientOptions::new(&sw.grpc_addr, device_id, 1)).await?;
-        let mut session = client.open_session().await?;
-        session
-            .wait_primary(Duration::from_secs(5))
-            .await
-            .context("becoming primary")?;
-        client
-            .set_pipeline(
-                PipelineAction::VerifyAndCommit,
-                pipeline.registry.p4info().clone(),
-                pipeline.device_config.to_vec(),
-                pipeline.cookie,
-            )
-            .await
-            .context("pushing the fabric pipeline")?;
+        let Primary {
+            client,
+            session,
+            reg,
+        } = Primary::connect(&sw.grpc_addr, device_id).await?;
         let mut sockets = Vec::with_capacity(ports.len());
         for p in ports {
             sockets.push((*p, sw.port_socket(*p)?));
@@ -137,7 +126,7 @@ impl Rig {
             sw,
             client,
             session,
-            reg: pipeline.registry.clone(),
+            reg,
             sockets,
         };
         Ok(rig)
@@ -146,12 +135,7 @@ impl Rig {
     /// Writes `entities` (one batch per call, in order); fails naming the
     /// first refused entity.
     pub async fn write(&self, kind: UpdateKind, entities: &[Entity]) -> Result<()> {
-        let ops: Vec<_> = entities.iter().map(|e| (kind, e)).collect();
-        let results = write_ops(&self.client, &self.reg, &ops, 500).await;
-        for (r, e) in results.into_iter().zip(entities) {
-            r.with_context(|| format!("{kind:?} {}", e.key()))?;
-        }
-        Ok(())
+        write_entities(&self.client, &self.reg, kind, entities).await
     }
 
     pub async fn insert(&self, entities: &[Entity]) -> Result<()> {
@@ -245,42 +229,7 @@ impl Rig {
     }
 
     fn poll_events(&mut self, obs: &mut Observed) -> Result<bool> {
-        let mut any = false;
-        loop {
-            let ev = match self.session.events.try_recv() {
-                Ok(ev) => ev,
-                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return Ok(any),
-                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
-                    bail!("the P4Runtime stream is gone")
-                }
-            };
-            any = true;
-            match ev {
-                StreamEvent::PacketIn(p) => {
-                    let p = self.reg.decode_packet_in(&p)?;
-                    obs.punted.push(Punted {
-                        ingress_port: p.get("ingress_port").unwrap_or(u128::MAX) as u32,
-                        reason: p.get("punt_reason").unwrap_or(u128::MAX) as u32,
-                        payload: p.payload,
-                    });
-                }
-                StreamEvent::Digest(d) => {
-                    let (_, rows) = self.reg.decode_digest(&d)?;
-                    obs.digests.push(DigestList {
-                        digest_id: d.digest_id,
-                        list_id: d.list_id,
-                        rows,
-                    });
-                }
-                StreamEvent::IdleTimeout(n) => {
-                    for t in &n.table_entry {
-                        obs.idle.push(self.reg.decode_table_key(t)?);
-                    }
-                }
-                StreamEvent::Error(e) => bail!("stream error from the switch: {e:?}"),
-                StreamEvent::Closed(s) => bail!("the P4Runtime stream closed: {s:?}"),
-            }
-        }
+        take_events(&mut self.session, &self.reg, obs)
     }
 
     /// Collects until at least `frames` frames and `punts` PacketIns have
@@ -419,6 +368,129 @@ impl Rig {
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+/// A P4Runtime primary on one running switch, with the fabric pipeline
+/// pushed: for switches the test did not start itself (a `LabFabric`'s).
+pub struct Primary {
+    pub client: Client,
+    pub session: Session,
+    pub reg: Arc<P4InfoRegistry>,
+}
+
+impl Primary {
+    /// Connects to `grpc_addr`, becomes primary and pushes the fabric
+    /// pipeline (`fabric_build_dir`).
+    pub async fn connect(grpc_addr: &str, device_id: u64) -> Result<Primary> {
+        let dir = fabric_build_dir();
+        let pipeline = Pipeline::load(&dir, "fabric")
+            .with_context(|| format!("loading the fabric pipeline from {}", dir.display()))?;
+        let client = Client::connect(ClientOptions::new(grpc_addr, device_id, 1)).await?;
+        let mut session = client.open_session().await?;
+        session
+            .wait_primary(Duration::from_secs(5))
+            .await
+            .context("becoming primary")?;
+        client
+            .set_pipeline(
+                PipelineAction::VerifyAndCommit,
+                pipeline.registry.p4info().clone(),
+                pipeline.device_config.to_vec(),
+                pipeline.cookie,
+            )
+            .await
+            .context("pushing the fabric pipeline")?;
+        Ok(Primary {
+            client,
+            session,
+            reg: pipeline.registry.clone(),
+        })
+    }
+
+    /// Writes a plan (`p4fabric::compile::diff`), stage by stage; fails
+    /// naming the first refused entity.
+    pub async fn write_plan(&self, plan: &Plan) -> Result<()> {
+        for stage in &plan.stages {
+            for kind in [OpKind::Insert, OpKind::Modify, OpKind::Delete] {
+                let entities: Vec<Entity> = stage
+                    .iter()
+                    .filter(|op| op.kind == kind)
+                    .map(|op| op.entity.clone())
+                    .collect();
+                let kind = match kind {
+                    OpKind::Insert => UpdateKind::Insert,
+                    OpKind::Modify => UpdateKind::Modify,
+                    OpKind::Delete => UpdateKind::Delete,
+                };
+                write_entities(&self.client, &self.reg, kind, &entities).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything the switch sent on the stream since the last call.
+    pub fn events(&mut self) -> Result<Observed> {
+        let mut obs = Observed::default();
+        take_events(&mut self.session, &self.reg, &mut obs)?;
+        Ok(obs)
+    }
+}
+
+/// Writes `entities` with one update kind (batches of 500); fails naming
+/// the first refused entity.
+async fn write_entities(
+    client: &Client,
+    reg: &P4InfoRegistry,
+    kind: UpdateKind,
+    entities: &[Entity],
+) -> Result<()> {
+    let ops: Vec<_> = entities.iter().map(|e| (kind, e)).collect();
+    let results = write_ops(client, reg, &ops, 500).await;
+    for (r, e) in results.into_iter().zip(entities) {
+        r.with_context(|| format!("{kind:?} {}", e.key()))?;
+    }
+    Ok(())
+}
+
+/// Moves what is queued on `session`'s stream into `obs` (PacketIns,
+/// digests, idle timeouts); true if anything was there.
+fn take_events(session: &mut Session, reg: &P4InfoRegistry, obs: &mut Observed) -> Result<bool> {
+    let mut any = false;
+    loop {
+        let ev = match session.events.try_recv() {
+            Ok(ev) => ev,
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return Ok(any),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                bail!("the P4Runtime stream is gone")
+            }
+        };
+        any = true;
+        match ev {
+            StreamEvent::PacketIn(p) => {
+                let p = reg.decode_packet_in(&p)?;
+                obs.punted.push(Punted {
+                    ingress_port: p.get("ingress_port").unwrap_or(u128::MAX) as u32,
+                    reason: p.get("punt_reason").unwrap_or(u128::MAX) as u32,
+                    payload: p.payload,
+                });
+            }
+            StreamEvent::Digest(d) => {
+                let (_, rows) = reg.decode_digest(&d)?;
+                obs.digests.push(DigestList {
+                    digest_id: d.digest_id,
+                    list_id: d.list_id,
+                    rows,
+                });
+            }
+            StreamEvent::IdleTimeout(n) => {
+                for t in &n.table_entry {
+                    obs.idle.push(reg.decode_table_key(t)?);
+                }
+            }
+            StreamEvent::Error(e) => bail!("stream error from the switch: {e:?}"),
+            StreamEvent::Closed(s) => bail!("the P4Runtime stream closed: {s:?}"),
         }
     }
 }

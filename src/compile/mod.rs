@@ -20,7 +20,7 @@ pub mod names;
 pub mod sample;
 mod state;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

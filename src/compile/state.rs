@@ -39,7 +39,9 @@ struct Journal {
 pub struct CompiledFabric {
     pub(super) ctx: Ctx,
     pub(super) hosts: BTreeMap<HostKey, HostEntry>,
-    static_hosts: BTreeSet<HostKey>,
+    /// Configured hosts as configured (`hosts` holds them with the
+    /// addresses learned for them added).
+    static_hosts: BTreeMap<HostKey, HostEntry>,
     roles: BTreeMap<String, Role>,
     /// The topology compiled against (to see what a change touches).
     topo: Topology,
@@ -82,7 +84,7 @@ impl CompiledFabric {
             l3: L3::new(fabric),
             ctx,
             hosts: BTreeMap::new(),
-            static_hosts: BTreeSet::new(),
+            static_hosts: BTreeMap::new(),
             common: SwitchEntities::new(),
             journal: None,
             pending: Some(Vec::new()),
@@ -97,11 +99,11 @@ impl CompiledFabric {
             learned: false,
         });
         for h in statics {
-            c.static_hosts.insert(h.key());
-            c.add_host(h);
+            c.add_host(with_learned_ips(&h, learned.get(&h.key())));
+            c.static_hosts.insert(h.key(), h);
         }
         for h in learned.values() {
-            if !c.static_hosts.contains(&h.key()) {
+            if !c.static_hosts.contains_key(&h.key()) {
                 c.add_host(h.clone());
             }
         }
@@ -132,11 +134,13 @@ impl CompiledFabric {
     }
 
     /// Applies a learned host appearing, moving or going (`None`); static
-    /// hosts are not overridden. Returns the writes per switch.
+    /// hosts are not overridden, only the addresses learned for them
+    /// change. Returns the writes per switch.
     pub fn update_host(&mut self, key: HostKey, new: Option<HostEntry>) -> BTreeMap<String, Plan> {
-        if self.static_hosts.contains(&key) {
-            return BTreeMap::new();
-        }
+        let new = match self.static_hosts.get(&key) {
+            Some(s) => Some(with_learned_ips(s, new.as_ref())),
+            None => new,
+        };
         self.journal = Some(Journal::default());
         let new = new.map(|h| HostEntry {
             vlan: key.0,
@@ -433,4 +437,17 @@ fn table_range<'a>(
         (EntityKey::Table(tk), Entity::Table(te)) if tk.table == table => Some((k, te)),
         _ => None,
     })
+}
+
+/// A configured host with the addresses learned for it (ARP / ND from its
+/// MAC: a SLAAC address, a secondary IPv4) added after its configured
+/// ones; the configured attachment stays.
+fn with_learned_ips(configured: &HostEntry, learned: Option<&HostEntry>) -> HostEntry {
+    let mut h = configured.clone();
+    for ip in learned.map_or(&[][..], |l| l.ips.as_slice()) {
+        if !h.ips.contains(ip) {
+            h.ips.push(*ip);
+        }
+    }
+    h
 }

@@ -241,3 +241,80 @@ fn borrowed_view_and_diff_match_the_materialized_switch() {
         assert_eq!(c.diff_switch(sw, &SwitchEntities::new()).len(), full.len());
     }
 }
+
+/// The host route (/32, /128) of `ip` on `m`: its `route_direct`
+/// destination MAC, if it has one.
+pub(crate) fn host_route_dmac(m: &SwitchEntities, ip: std::net::IpAddr) -> Option<u128> {
+    let (table, value, prefix_len) = match ip {
+        std::net::IpAddr::V4(a) => (names::T_IPV4, u128::from(u32::from(a)), 32),
+        std::net::IpAddr::V6(a) => (names::T_IPV6, u128::from(a), 128),
+    };
+    let lpm = crate::p4rt::entity::Match::Lpm { value, prefix_len };
+    m.values().find_map(|e| match e {
+        Entity::Table(t)
+            if t.key.table == table && t.key.matches.iter().any(|(_, m)| *m == lpm) =>
+        {
+            match &t.action {
+                TableAction::Direct(a) if a.name == names::A_ROUTE_DIRECT => a
+                    .params
+                    .iter()
+                    .find(|(p, _)| *p == names::P_DMAC)
+                    .map(|(_, v)| *v),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+}
+
+/// An address learned for a configured host's MAC (a second IPv4, a SLAAC
+/// IPv6 address) is routed to that host like its configured ones, on the
+/// full compile and incrementally; the configured attachment stays.
+#[test]
+fn addresses_learned_for_a_static_host_are_routed() {
+    let f = small_fabric();
+    let topo = Topology::build(&f, &ObservedState::default(), None);
+    let h1 = MacAddr([2, 0, 0, 0, 0, 1]);
+    let extra: std::net::IpAddr = "10.0.10.99".parse().unwrap();
+    let learned = HostEntry {
+        vlan: 10,
+        mac: h1,
+        ips: vec![extra],
+        // Heard elsewhere: the configuration says where h1 is.
+        attachment: Attachment::Port(PortRef::new("leaf02", 10)),
+        learned: true,
+    };
+    let with: Hosts = [(learned.key(), learned.clone())].into();
+    let full = compile(&f, &topo, &with);
+    let plain = compile(&f, &topo, &Hosts::new());
+    for leaf in ["leaf01", "leaf02"] {
+        assert_eq!(
+            host_route_dmac(&full[leaf], extra),
+            Some(build::mac(h1)),
+            "{leaf}: no host route to the learned address"
+        );
+        assert_eq!(host_route_dmac(&plain[leaf], extra), None);
+    }
+    // Nothing else of h1 changed: same bridging and learning entries.
+    let without_route = |m: &SwitchEntities| -> String {
+        dump(m)
+            .lines()
+            .filter(|l| !l.contains("routing.ipv4"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for sw in ["leaf01", "leaf02", "spine1"] {
+        assert_eq!(without_route(&full[sw]), without_route(&plain[sw]), "{sw}");
+    }
+    // Incrementally: learned, then gone again.
+    let mut c = CompiledFabric::new(&f, &topo, &Hosts::new());
+    assert!(!c
+        .update_host(learned.key(), Some(learned.clone()))
+        .is_empty());
+    assert_eq!(c.materialize(), full);
+    assert!(c
+        .update_host(learned.key(), Some(learned.clone()))
+        .is_empty());
+    assert!(!c.update_host(learned.key(), None).is_empty());
+    assert_eq!(c.materialize(), plain);
+}

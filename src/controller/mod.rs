@@ -361,13 +361,7 @@ impl Controller {
         self.observed.lacp_unsynced = p.lacp_unsynced();
         self.hosts = self.seeded_hosts.clone();
         self.hosts.extend(p.learned_hosts().into_iter().map(|h| {
-            let e = HostEntry {
-                vlan: h.vlan,
-                mac: h.mac,
-                ips: h.ips,
-                attachment: h.attachment,
-                learned: true,
-            };
+            let e = HostEntry::from(h);
             (e.key(), e)
         }));
     }

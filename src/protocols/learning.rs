@@ -7,7 +7,10 @@
 //! compiler installs `src_mac` entries with an idle timeout, and each
 //! timeout notification removes the (switch, port) it names; the host goes
 //! when no switch has seen it any more (a LAG host may be seen on both
-//! leaves). Static hosts from the configuration win over learned ones.
+//! leaves). Static hosts from the configuration win over learned ones;
+//! addresses learned from a static host's ARP / ND beyond its configured
+//! ones (a SLAAC address, say) are reported under the static host, so the
+//! compiler routes them too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -28,6 +31,19 @@ pub struct LearnedHost {
     pub leaf: String,
     /// When a digest or ARP/ND last reported it (for status).
     pub last_seen: Instant,
+}
+
+impl From<LearnedHost> for crate::compile::HostEntry {
+    /// What the compiler gets for a learned host (it ages out).
+    fn from(h: LearnedHost) -> Self {
+        crate::compile::HostEntry {
+            vlan: h.vlan,
+            mac: h.mac,
+            ips: h.ips,
+            attachment: h.attachment,
+            learned: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +86,11 @@ pub struct Learning {
     entries: BTreeMap<(VlanId, MacAddr), Entry>,
     /// Learned MACs per attachment (for the limit, without a scan).
     counts: BTreeMap<Attachment, usize>,
-    statics: BTreeSet<(VlanId, MacAddr)>,
+    /// Configured hosts: where the configuration puts them, and the leaf
+    /// reported for them.
+    statics: BTreeMap<(VlanId, MacAddr), (Attachment, String)>,
+    /// When ARP / ND last proved a configured host was there.
+    statics_seen: BTreeMap<(VlanId, MacAddr), Instant>,
     /// Most learned MACs per attachment (port or LAG), if limited.
     limit: Option<usize>,
 }
@@ -88,7 +108,26 @@ impl Learning {
     /// Applies the static hosts and drops hosts whose port or LAG is no
     /// longer configured; returns the learned hosts removed.
     pub fn configure(&mut self, fabric: &Fabric) -> Vec<(VlanId, MacAddr)> {
-        self.statics = fabric.hosts.values().map(|h| (h.vlan, h.mac)).collect();
+        self.statics = fabric
+            .hosts
+            .values()
+            .map(|h| {
+                let leaf = match &h.attachment {
+                    Attachment::Port(p) => Some(p.switch.clone()),
+                    Attachment::Lag(l) => fabric
+                        .lags
+                        .get(l)
+                        .and_then(|g| g.members.first())
+                        .map(|p| p.switch.clone()),
+                };
+                (
+                    (h.vlan, h.mac),
+                    (h.attachment.clone(), leaf.unwrap_or_default()),
+                )
+            })
+            .collect();
+        let statics = &self.statics;
+        self.statics_seen.retain(|k, _| statics.contains_key(k));
         let exists = |a: &Attachment| match a {
             Attachment::Port(p) => fabric.ports.contains_key(p),
             Attachment::Lag(l) => fabric.lags.contains_key(l),
@@ -96,7 +135,7 @@ impl Learning {
         let gone: Vec<_> = self
             .entries
             .iter()
-            .filter(|(k, e)| self.statics.contains(k) || !exists(&e.attachment))
+            .filter(|(k, e)| self.statics.contains_key(k) || !exists(&e.attachment))
             .map(|(k, _)| *k)
             .collect();
         for k in &gone {
@@ -129,7 +168,8 @@ impl Learning {
         now: Instant,
     ) -> Learned {
         let key = (vlan, mac);
-        if self.statics.contains(&key) {
+        if self.statics.contains_key(&key) {
+            self.statics_seen.insert(key, now);
             return Learned::Static;
         }
         if let Some(e) = self.entries.get_mut(&key) {
@@ -204,18 +244,32 @@ impl Learning {
         self.entries.is_empty()
     }
 
-    /// The learned hosts, with their IPs from `ips_of`.
+    /// The learned hosts, with their IPs from `ips_of`; and the configured
+    /// hosts `ips_of` knows addresses of (learned beyond the configured
+    /// ones), at their configured attachment.
     pub fn hosts(&self, ips_of: impl Fn(VlanId, MacAddr) -> Vec<IpAddr>) -> Vec<LearnedHost> {
-        self.entries
-            .iter()
-            .map(|((vlan, mac), e)| LearnedHost {
-                vlan: *vlan,
-                mac: *mac,
-                ips: ips_of(*vlan, *mac),
-                attachment: e.attachment.clone(),
-                leaf: e.leaf.clone(),
-                last_seen: e.last_seen,
+        let learned = self.entries.iter().map(|((vlan, mac), e)| LearnedHost {
+            vlan: *vlan,
+            mac: *mac,
+            ips: ips_of(*vlan, *mac),
+            attachment: e.attachment.clone(),
+            leaf: e.leaf.clone(),
+            last_seen: e.last_seen,
+        });
+        let configured = self.statics_seen.iter().filter_map(|(key, seen)| {
+            let (attachment, leaf) = self.statics.get(key)?;
+            let ips = ips_of(key.0, key.1);
+            (!ips.is_empty()).then(|| LearnedHost {
+                vlan: key.0,
+                mac: key.1,
+                ips,
+                attachment: attachment.clone(),
+                leaf: leaf.clone(),
+                last_seen: *seen,
             })
-            .collect()
+        });
+        let mut all: Vec<LearnedHost> = learned.chain(configured).collect();
+        all.sort_by_key(|h| (h.vlan, h.mac));
+        all
     }
 }

@@ -725,7 +725,10 @@ impl Protocols {
         self.lacp.status()
     }
 
-    /// The learned hosts (static hosts are the compiler's from config).
+    /// The learned hosts (static hosts are the compiler's from config),
+    /// plus, for a static host whose ARP / ND showed addresses beyond its
+    /// configured ones (a SLAAC address), an entry with those addresses:
+    /// the compiler adds them to the static host's host routes.
     pub fn learned_hosts(&self) -> Vec<LearnedHost> {
         self.learning
             .hosts(|vlan, mac| self.neighbors.ips_of(vlan, mac))

@@ -337,6 +337,23 @@ fn next_hops_resolve_with_backoff_and_track_changes() {
     assert!(!requests_for(&p.on_tick(now + secs(1.0)), "10.0.10.254").is_empty());
 }
 
+/// The NA `mac` sends for `target` to the VLAN 10 gateway (answering its
+/// NS), untagged.
+fn na_to_gateway(target: Ipv6Addr, mac: MacAddr, router: bool) -> Vec<u8> {
+    let na = NdPacket {
+        src: target,
+        dst: "2001:db8:10::1".parse().unwrap(),
+        msg: NdMessage::Advert {
+            target,
+            router,
+            solicited: true,
+            override_: true,
+            target_mac: Some(mac),
+        },
+    };
+    build_eth(MacAddr(GW), mac, None, ETH_IPV6, &na.encode())
+}
+
 #[test]
 fn ipv6_next_hop_resolves_by_ns_and_na() {
     let t0 = Instant::now();
@@ -352,18 +369,7 @@ fn ipv6_next_hop_resolves_by_ns_and_na() {
     assert_eq!(nss[0].src, "2001:db8:10::1".parse::<Ipv6Addr>().unwrap());
     // The router's NA resolves it.
     let router = mac("02:00:00:00:01:fe");
-    let na = NdPacket {
-        src: target,
-        dst: "2001:db8:10::1".parse().unwrap(),
-        msg: NdMessage::Advert {
-            target,
-            router: true,
-            solicited: true,
-            override_: true,
-            target_mac: Some(router),
-        },
-    };
-    let f = build_eth(MacAddr(GW), router, None, ETH_IPV6, &na.encode());
+    let f = na_to_gateway(target, router, true);
     let got = p.on_frame("leaf1", 3, punt::ND, &f, t0);
     assert!(got.contains(&Action::NextHopsChanged));
     assert_eq!(
@@ -481,4 +487,76 @@ fn gleans_are_limited_fabric_wide() {
     assert_eq!(floods, 20);
     // 99 gleans (10.0.20.1 is the gateway itself), 20 sent.
     assert_eq!(p.counters().rate_limited, 79);
+}
+
+/// A configured host's address that is not in the configuration (its
+/// SLAAC address: hosts take one from our router advertisements) is
+/// gleaned, the host's NA is learned for the configured host, and the
+/// compiler routes it to that host: a reply to such an address is not
+/// lost in a glean loop.
+#[test]
+fn glean_routes_an_unconfigured_address_of_a_static_host() {
+    use crate::compile::tests::host_route_dmac;
+    use crate::compile::{compile, HostEntry, Hosts};
+    use crate::topo::{ObservedState, Topology};
+
+    let t0 = Instant::now();
+    let f = fabric();
+    let mut p = Protocols::new(&f, t0);
+    let static1 = mac("02:00:00:00:00:99");
+    let slaac: Ipv6Addr = "2001:db8:10::ff:fe00:99".parse().unwrap();
+    // An echo routed towards it, punted as GLEAN on leaf2.
+    let mut ip6 = vec![0x60, 0, 0, 0, 0, 8, 58, 64];
+    ip6.extend("2001:db8:10::5".parse::<Ipv6Addr>().unwrap().octets());
+    ip6.extend(slaac.octets());
+    ip6.extend([128, 0, 0, 0, 0, 1, 0, 1]);
+    let f6 = build_eth(MacAddr(GW), MacAddr(HOST), Some(10), ETH_IPV6, &ip6);
+    let got = p.on_frame("leaf2", 3, punt::GLEAN, &f6, t0);
+    let asked = sent_with_type(&got, ETH_IPV6).into_iter().any(|o| {
+        (o.switch.as_str(), o.egress_port) == ("leaf1", 3)
+            && parse_eth(&o.frame)
+                .and_then(|e| NdPacket::parse(e.payload))
+                .is_some_and(
+                    |ns| matches!(ns.msg, NdMessage::Solicit { target, .. } if target == slaac),
+                )
+    });
+    assert!(asked, "no NS for {slaac} out of leaf1/3: {got:?}");
+    // static1 answers.
+    let fna = na_to_gateway(slaac, static1, false);
+    let got = p.on_frame("leaf1", 3, punt::ND, &fna, t0);
+    assert!(got.contains(&Action::HostsChanged), "{got:?}");
+    let hosts = p.learned_hosts();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(
+        (
+            hosts[0].vlan,
+            hosts[0].mac,
+            &hosts[0].ips,
+            &hosts[0].attachment
+        ),
+        (
+            10,
+            static1,
+            &vec![IpAddr::V6(slaac)],
+            &Attachment::Port("leaf1/3".parse().unwrap())
+        )
+    );
+    // What the controller compiles from it: every leaf routes the address
+    // to static1.
+    let learned: Hosts = hosts
+        .into_iter()
+        .map(|h| {
+            let e = HostEntry::from(h);
+            (e.key(), e)
+        })
+        .collect();
+    let topo = Topology::build(&f, &ObservedState::default(), None);
+    let compiled = compile(&f, &topo, &learned);
+    for leaf in ["leaf1", "leaf2"] {
+        assert_eq!(
+            host_route_dmac(&compiled[leaf], IpAddr::V6(slaac)),
+            Some(u128::from(static1.as_u64())),
+            "{leaf}: no host route to {slaac}"
+        );
+    }
 }
