@@ -67,6 +67,10 @@ fn details(v: &serde_json::Value) -> String {
                 .into_iter()
                 .map(|(k, v)| match v {
                     serde_json::Value::String(s) => format!("{k}={s}"),
+                    // Long lists (status/observed) in full with --json.
+                    serde_json::Value::Array(a) if a.len() > 3 => {
+                        format!("{k}=[{} items]", a.len())
+                    }
                     other => format!("{k}={other}"),
                 })
                 .collect::<Vec<_>>()
