@@ -419,10 +419,12 @@ impl Controller {
             Some(p) => p.on_config(&self.fabric, now),
             None => {
                 self.protocols = Some(Protocols::new(&self.fabric, now));
-                self.recovery = Some(Recovery {
-                    waiting_for: self.agents.keys().cloned().collect(),
-                    until: Instant::now() + RECOVERY_GRACE,
-                });
+                if !self.agents.is_empty() {
+                    self.recovery = Some(Recovery {
+                        waiting_for: self.agents.keys().cloned().collect(),
+                        until: Instant::now() + RECOVERY_GRACE,
+                    });
+                }
                 Vec::new()
             }
         };
