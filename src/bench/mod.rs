@@ -39,6 +39,17 @@ pub fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
     (at(0.5), at(0.99), at(1.0))
 }
 
+/// The 1/5/15-minute load averages (`/proc/loadavg`), printed with every
+/// figure: the machine is shared.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A short description of the machine, printed with every result.
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism()
