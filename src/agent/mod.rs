@@ -33,8 +33,10 @@ pub type Changes<'a> = Vec<(Option<&'a Entity>, Option<&'a Entity>)>;
 
 /// Ordered write stages that turn the installed entities into the desired
 /// ones, given their (installed, desired) pairs (the compiler's diff); ops
-/// within a stage are independent.
-pub type Planner = Arc<dyn for<'a> Fn(Changes<'a>) -> Vec<Vec<(UpdateKind, Entity)>> + Send + Sync>;
+/// within a stage are independent. Ops borrow the entities: writing a whole
+/// switch copies none of them.
+pub type Planner =
+    Arc<dyn for<'a> Fn(Changes<'a>) -> Vec<Vec<(UpdateKind, &'a Entity)>> + Send + Sync>;
 
 /// A version of the desired state.
 #[derive(Debug, Clone, Default)]
@@ -706,7 +708,6 @@ impl Agent {
         let started = std::time::Instant::now();
         let desired = self.desired.borrow_and_update().clone();
         let name = self.cfg.name.clone();
-        let stages = (self.cfg.planner)(self.installed.changes(&desired.entities, &name));
         let reg = self.cfg.pipeline.registry.clone();
         let mut failing: Vec<(String, String)> = Vec::new();
         let mut failing_count = 0usize;
@@ -715,37 +716,43 @@ impl Agent {
             s.desired_generation = desired.generation;
             s.desired = desired.entities.len(&name);
         });
-        for stage in &stages {
-            let ops: Vec<(UpdateKind, &Entity)> = stage.iter().map(|(k, e)| (*k, e)).collect();
-            let results = write_ops(client, &reg, &ops, self.cfg.batch_size).await;
-            for ((kind, entity), r) in stage.iter().zip(results) {
-                match r {
-                    Ok(()) => {
-                        written += 1;
-                        self.installed.apply(*kind, entity);
-                    }
-                    Err(OpError::Call(msg)) => {
-                        // The call itself failed: the session is in doubt.
-                        return Err(ClientError::StreamClosed(Some(tonic::Status::unavailable(
-                            msg,
-                        )))
-                        .into());
-                    }
-                    Err(e) => {
-                        failing_count += 1;
-                        if failing.len() < 20 {
-                            failing.push((format!("{kind:?} {}", entity.key()), e.to_string()));
+        // The ops borrow from `installed` and `desired`; what succeeded is
+        // recorded after the pass (copied only if something failed:
+        // otherwise the switch holds exactly `desired`).
+        let succeeded: Vec<(UpdateKind, Entity)> = {
+            let stages = (self.cfg.planner)(self.installed.changes(&desired.entities, &name));
+            let mut ok: Vec<(UpdateKind, &Entity)> = Vec::new();
+            for ops in &stages {
+                let results = write_ops(client, &reg, ops, self.cfg.batch_size).await;
+                for ((kind, entity), r) in ops.iter().zip(results) {
+                    match r {
+                        Ok(()) => {
+                            written += 1;
+                            ok.push((*kind, *entity));
+                        }
+                        Err(OpError::Call(msg)) => {
+                            // The call itself failed: the session is in doubt
+                            // (the next one reads the switch back).
+                            return Err(ClientError::StreamClosed(Some(
+                                tonic::Status::unavailable(msg),
+                            ))
+                            .into());
+                        }
+                        Err(e) => {
+                            failing_count += 1;
+                            if failing.len() < 20 {
+                                failing.push((format!("{kind:?} {}", entity.key()), e.to_string()));
+                            }
                         }
                     }
                 }
             }
-        }
-        let elapsed = started.elapsed();
-        if failing_count > 0 {
-            tracing::warn!(switch = %self.cfg.name, failing = failing_count, first = ?failing.first(), "updates failed; will retry");
-        } else if written > 0 {
-            tracing::info!(switch = %self.cfg.name, written, ms = elapsed.as_millis() as u64, generation = desired.generation, "reconciled");
-        }
+            if failing_count == 0 {
+                Vec::new()
+            } else {
+                ok.into_iter().map(|(k, e)| (k, e.clone())).collect()
+            }
+        };
         if failing_count == 0 {
             // The switch now holds exactly the desired state: keep that
             // (shared) instead of our own copy.
@@ -753,6 +760,16 @@ impl Agent {
                 base: desired.entities.clone(),
                 overlay: BTreeMap::new(),
             };
+        } else {
+            for (kind, entity) in &succeeded {
+                self.installed.apply(*kind, entity);
+            }
+        }
+        let elapsed = started.elapsed();
+        if failing_count > 0 {
+            tracing::warn!(switch = %self.cfg.name, failing = failing_count, first = ?failing.first(), "updates failed; will retry");
+        } else if written > 0 {
+            tracing::info!(switch = %self.cfg.name, written, ms = elapsed.as_millis() as u64, generation = desired.generation, "reconciled");
         }
         let installed = self.installed.len(&name);
         self.update_status(|s| {
@@ -802,19 +819,18 @@ pub(crate) async fn sleep_until_opt(at: Option<Instant>) {
 /// The planner the daemon uses: the compiler's staged diff.
 pub fn diff_planner() -> Planner {
     Arc::new(|changes| {
-        crate::compile::Plan::from_changes(changes)
-            .stages
+        crate::compile::diff::staged(changes)
             .into_iter()
             .map(|stage| {
                 stage
                     .into_iter()
-                    .map(|op| {
-                        let kind = match op.kind {
+                    .map(|(kind, e)| {
+                        let kind = match kind {
                             crate::compile::OpKind::Insert => UpdateKind::Insert,
                             crate::compile::OpKind::Modify => UpdateKind::Modify,
                             crate::compile::OpKind::Delete => UpdateKind::Delete,
                         };
-                        (kind, op.entity)
+                        (kind, e)
                     })
                     .collect()
             })

@@ -50,35 +50,19 @@ impl Plan {
     pub fn from_changes<'a>(
         changes: impl IntoIterator<Item = (Option<&'a Entity>, Option<&'a Entity>)>,
     ) -> Plan {
-        let mut buckets: Vec<Vec<Op>> = vec![Vec::new(); STAGES];
-        for (old, new) in changes {
-            let op = match (old, new) {
-                // Meter cells always exist on the switch: they are
-                // configured with MODIFY (bmv2 refuses INSERT), and an
-                // unwanted configuration is left alone rather than deleted.
-                (None, Some(n @ Entity::Meter(_))) => Op {
-                    kind: OpKind::Modify,
-                    entity: n.clone(),
-                },
-                (Some(Entity::Meter(_)), None) => continue,
-                (None, Some(n)) => Op {
-                    kind: OpKind::Insert,
-                    entity: n.clone(),
-                },
-                (Some(o), None) => Op {
-                    kind: OpKind::Delete,
-                    entity: o.clone(),
-                },
-                (Some(o), Some(n)) if !o.same_on_switch(n) => Op {
-                    kind: OpKind::Modify,
-                    entity: n.clone(),
-                },
-                _ => continue,
-            };
-            buckets[stage(op.kind, &op.entity)].push(op);
-        }
-        buckets.retain(|b| !b.is_empty());
-        Plan { stages: buckets }
+        let stages = staged(changes)
+            .into_iter()
+            .map(|stage| {
+                stage
+                    .into_iter()
+                    .map(|(kind, e)| Op {
+                        kind,
+                        entity: e.clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        Plan { stages }
     }
 
     pub fn ops(&self) -> impl Iterator<Item = &Op> {
@@ -107,6 +91,31 @@ impl Plan {
         buckets.retain(|b| !b.is_empty());
         self.stages = buckets;
     }
+}
+
+/// The ops of a plan, borrowing the entities (no copies: an agent writing
+/// a whole switch holds references into the desired state only). Non-empty
+/// stages in write order.
+pub fn staged<'a>(
+    changes: impl IntoIterator<Item = (Option<&'a Entity>, Option<&'a Entity>)>,
+) -> Vec<Vec<(OpKind, &'a Entity)>> {
+    let mut buckets: Vec<Vec<(OpKind, &'a Entity)>> = vec![Vec::new(); STAGES];
+    for (old, new) in changes {
+        let op = match (old, new) {
+            // Meter cells always exist on the switch: they are configured
+            // with MODIFY (bmv2 refuses INSERT), and an unwanted
+            // configuration is left alone rather than deleted.
+            (None, Some(n @ Entity::Meter(_))) => (OpKind::Modify, n),
+            (Some(Entity::Meter(_)), None) => continue,
+            (None, Some(n)) => (OpKind::Insert, n),
+            (Some(o), None) => (OpKind::Delete, o),
+            (Some(o), Some(n)) if !o.same_on_switch(n) => (OpKind::Modify, n),
+            _ => continue,
+        };
+        buckets[stage(op.0, op.1)].push(op);
+    }
+    buckets.retain(|b| !b.is_empty());
+    buckets
 }
 
 /// The plan that turns `installed` into `desired`.
