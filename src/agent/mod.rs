@@ -718,39 +718,51 @@ impl Agent {
         });
         // The ops borrow from `installed` and `desired`; what succeeded is
         // recorded after the pass (copied only if something failed:
-        // otherwise the switch holds exactly `desired`).
+        // otherwise the switch holds exactly `desired`). Results are kept
+        // per batch, failures by position: memory stays at one reference
+        // per op however large the switch.
         let succeeded: Vec<(UpdateKind, Entity)> = {
             let stages = (self.cfg.planner)(self.installed.changes(&desired.entities, &name));
-            let mut ok: Vec<(UpdateKind, &Entity)> = Vec::new();
-            for ops in &stages {
-                let results = write_ops(client, &reg, ops, self.cfg.batch_size).await;
-                for ((kind, entity), r) in ops.iter().zip(results) {
-                    match r {
-                        Ok(()) => {
-                            written += 1;
-                            ok.push((*kind, *entity));
-                        }
-                        Err(OpError::Call(msg)) => {
-                            // The call itself failed: the session is in doubt
-                            // (the next one reads the switch back).
-                            return Err(ClientError::StreamClosed(Some(
-                                tonic::Status::unavailable(msg),
-                            ))
-                            .into());
-                        }
-                        Err(e) => {
-                            failing_count += 1;
-                            if failing.len() < 20 {
-                                failing.push((format!("{kind:?} {}", entity.key()), e.to_string()));
+            let mut failed: BTreeSet<(usize, usize)> = BTreeSet::new();
+            let batch = self.cfg.batch_size.max(1);
+            for (si, ops) in stages.iter().enumerate() {
+                for (ci, chunk) in ops.chunks(batch).enumerate() {
+                    let results = write_ops(client, &reg, chunk, batch).await;
+                    for (j, ((kind, entity), r)) in chunk.iter().zip(results).enumerate() {
+                        match r {
+                            Ok(()) => written += 1,
+                            Err(OpError::Call(msg)) => {
+                                // The call itself failed: the session is in
+                                // doubt (the next one reads the switch back).
+                                return Err(ClientError::StreamClosed(Some(
+                                    tonic::Status::unavailable(msg),
+                                ))
+                                .into());
+                            }
+                            Err(e) => {
+                                failed.insert((si, ci * batch + j));
+                                failing_count += 1;
+                                if failing.len() < 20 {
+                                    failing.push((
+                                        format!("{kind:?} {}", entity.key()),
+                                        e.to_string(),
+                                    ));
+                                }
                             }
                         }
                     }
                 }
             }
-            if failing_count == 0 {
+            if failed.is_empty() {
                 Vec::new()
             } else {
-                ok.into_iter().map(|(k, e)| (k, e.clone())).collect()
+                stages
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(si, ops)| ops.iter().enumerate().map(move |(i, op)| (si, i, op)))
+                    .filter(|(si, i, _)| !failed.contains(&(*si, *i)))
+                    .map(|(_, _, (k, e))| (*k, (*e).clone()))
+                    .collect()
             }
         };
         if failing_count == 0 {

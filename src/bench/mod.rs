@@ -1,6 +1,7 @@
 //! Load commands that print figures (`p4fabric bench ...`). Benchmarks,
 //! not tests: they measure and report, with the exact setup printed.
 
+pub mod converge;
 pub mod scale;
 pub mod sim;
 pub mod write;

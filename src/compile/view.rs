@@ -236,6 +236,9 @@ fn layer_diff(old: Option<&Layer>, new: Option<&Layer>, keys: &mut BTreeSet<Enti
 
 /// Makes `layer` (same content) an edited copy of `old`.
 fn rebase(layer: &mut Layer, old: &Layer) {
+    if old.is_empty() {
+        return; // nothing to share (and no copy of `layer` needed)
+    }
     let mut shared = old.clone();
     for d in old.diff(layer) {
         match d {
