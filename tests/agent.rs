@@ -25,7 +25,7 @@ async fn converges_exactly_after_chaos() {
         for a in &agents {
             a.set_desired(Desired {
                 generation: 1,
-                entities: want.clone(),
+                entities: want.clone().into(),
             });
         }
         // Change the desired state while the switches misbehave.
@@ -37,7 +37,7 @@ async fn converges_exactly_after_chaos() {
             for a in &agents {
                 a.set_desired(Desired {
                     generation: 2,
-                    entities: final_want.clone(),
+                    entities: final_want.clone().into(),
                 });
             }
         });
@@ -67,11 +67,11 @@ async fn slow_switch_does_not_delay_a_fast_one() {
     let want = Arc::new(desired(20, 0));
     a_slow.set_desired(Desired {
         generation: 1,
-        entities: want.clone(),
+        entities: want.clone().into(),
     });
     a_fast.set_desired(Desired {
         generation: 1,
-        entities: want.clone(),
+        entities: want.clone().into(),
     });
     let started = std::time::Instant::now();
     assert!(
@@ -93,7 +93,7 @@ async fn latest_desired_state_wins_and_stale_ones_are_skipped() {
     let (a, _) = start_agent(&t, 10);
     a.set_desired(Desired {
         generation: 1,
-        entities: Arc::new(desired(5, 0)),
+        entities: Arc::new(desired(5, 0)).into(),
     });
     assert!(a.wait_converged(1, Duration::from_secs(5)).await);
     // Slow the switch down, then publish 20 versions in a burst.
@@ -105,7 +105,7 @@ async fn latest_desired_state_wins_and_stale_ones_are_skipped() {
     for g in 2..=21u64 {
         a.set_desired(Desired {
             generation: g,
-            entities: Arc::new(desired(5 + g, g)),
+            entities: Arc::new(desired(5 + g, g)).into(),
         });
     }
     assert!(
@@ -129,7 +129,7 @@ async fn restarted_controller_writes_nothing_when_nothing_changed() {
     let (a, _) = start_agent(&t, 10);
     a.set_desired(Desired {
         generation: 1,
-        entities: want.clone(),
+        entities: want.clone().into(),
     });
     assert!(a.wait_converged(1, Duration::from_secs(5)).await);
     a.stop().await;
@@ -137,7 +137,7 @@ async fn restarted_controller_writes_nothing_when_nothing_changed() {
     let (b, _) = start_agent(&t, 11);
     b.set_desired(Desired {
         generation: 1,
-        entities: want.clone(),
+        entities: want.clone().into(),
     });
     assert!(b.wait_converged(1, Duration::from_secs(5)).await);
     let after = t.stats();
@@ -163,7 +163,7 @@ async fn switch_restart_is_restored_and_strays_are_removed() {
     let (a, _) = start_agent(&t, 10);
     a.set_desired(Desired {
         generation: 1,
-        entities: want.clone(),
+        entities: want.clone().into(),
     });
     assert!(a.wait_converged(1, Duration::from_secs(5)).await);
     t.restart();
@@ -187,7 +187,7 @@ async fn switch_restart_is_restored_and_strays_are_removed() {
     );
     a.set_desired(Desired {
         generation: 3,
-        entities: want.clone(),
+        entities: want.clone().into(),
     });
     assert!(a.wait_converged(3, Duration::from_secs(5)).await);
     assert!(

@@ -55,7 +55,7 @@ fn instance(
                             let a = start_agent_at(addr, *dev, election_id);
                             a.set_desired(Desired {
                                 generation: 1,
-                                entities: want.clone(),
+                                entities: want.clone().into(),
                             });
                             a
                         })

@@ -10,6 +10,7 @@
 //! that restarts (stream lost, no pipeline) is restored in full. Each agent
 //! is its own task: a slow or dead switch never delays another.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,22 +20,218 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::compile::diff::merge_join;
+use crate::compile::FabricView;
 use crate::p4rt::backoff::Backoff;
 use crate::p4rt::switch::{read_all, write_ops, OpError, UpdateKind, DEFAULT_BATCH};
 use crate::p4rt::{Client, ClientError, ClientOptions, Entity, Mastership, Pipeline, StreamEvent};
 use crate::p4rt::{EntityKey, SwitchEntities};
 
-/// Ordered write stages that turn `installed` into `desired` (the
-/// compiler's diff); ops within a stage are independent.
-pub type Planner =
-    Arc<dyn Fn(&SwitchEntities, &SwitchEntities) -> Vec<Vec<(UpdateKind, Entity)>> + Send + Sync>;
+/// (installed, desired) pairs of the same key, for every key that may
+/// differ.
+pub type Changes<'a> = Vec<(Option<&'a Entity>, Option<&'a Entity>)>;
+
+/// Ordered write stages that turn the installed entities into the desired
+/// ones, given their (installed, desired) pairs (the compiler's diff); ops
+/// within a stage are independent. Ops borrow the entities: writing a whole
+/// switch copies none of them.
+pub type Planner = Arc<
+    dyn for<'a> Fn(Changes<'a>) -> Vec<Vec<(UpdateKind, std::borrow::Cow<'a, Entity>)>>
+        + Send
+        + Sync,
+>;
 
 /// A version of the desired state.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
     /// Increases with every new desired state (e.g. the config revision).
     pub generation: u64,
-    pub entities: Arc<SwitchEntities>,
+    pub entities: DesiredEntities,
+}
+
+/// A switch's desired entities: a plain map, or the switch's part of a
+/// compiled-fabric snapshot that every agent of the generation shares (the
+/// controller's way: no per-switch copy, and consecutive snapshots share
+/// structure, so finding what changed costs O(changes)).
+#[derive(Debug, Clone)]
+pub enum DesiredEntities {
+    Map(Arc<SwitchEntities>),
+    Fabric(Arc<FabricView>),
+}
+
+impl Default for DesiredEntities {
+    fn default() -> Self {
+        DesiredEntities::Map(Arc::default())
+    }
+}
+
+impl From<Arc<SwitchEntities>> for DesiredEntities {
+    fn from(m: Arc<SwitchEntities>) -> Self {
+        DesiredEntities::Map(m)
+    }
+}
+
+impl From<Arc<FabricView>> for DesiredEntities {
+    fn from(v: Arc<FabricView>) -> Self {
+        DesiredEntities::Fabric(v)
+    }
+}
+
+impl DesiredEntities {
+    /// The entity of `switch` with this key.
+    pub fn get<'a>(&'a self, switch: &str, key: &EntityKey) -> Option<&'a Entity> {
+        match self {
+            DesiredEntities::Map(m) => m.get(key),
+            DesiredEntities::Fabric(v) => v.get(switch, key),
+        }
+    }
+
+    /// The entities of `switch` in key order.
+    pub fn iter<'a>(
+        &'a self,
+        switch: &str,
+    ) -> Box<dyn Iterator<Item = (&'a EntityKey, &'a Entity)> + 'a> {
+        match self {
+            DesiredEntities::Map(m) => Box::new(m.iter()),
+            DesiredEntities::Fabric(v) => Box::new(v.iter_switch(switch)),
+        }
+    }
+
+    pub fn len(&self, switch: &str) -> usize {
+        match self {
+            DesiredEntities::Map(m) => m.len(),
+            DesiredEntities::Fabric(v) => v.switch_len(switch),
+        }
+    }
+
+    pub fn is_empty(&self, switch: &str) -> bool {
+        self.len(switch) == 0
+    }
+
+    /// The keys of `switch` that may differ from `old`; `None` when the
+    /// two cannot be compared cheaply (then diff everything).
+    fn changed_keys(&self, old: &DesiredEntities, switch: &str) -> Option<BTreeSet<EntityKey>> {
+        match (old, self) {
+            (DesiredEntities::Map(o), DesiredEntities::Map(n)) if Arc::ptr_eq(o, n) => {
+                Some(BTreeSet::new())
+            }
+            (DesiredEntities::Fabric(o), DesiredEntities::Fabric(n)) => {
+                if Arc::ptr_eq(o, n) {
+                    Some(BTreeSet::new())
+                } else {
+                    Some(n.changed_keys(o, switch))
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What the agent believes its switch holds.
+#[derive(Debug, Clone)]
+enum Installed {
+    /// Read back from the switch (plus the writes since).
+    Read(SwitchEntities),
+    /// Exactly a desired state this agent installed in full, plus the
+    /// writes since (`None`: deleted). Shares the desired snapshot rather
+    /// than holding a copy of the switch's entities.
+    Based {
+        base: DesiredEntities,
+        overlay: BTreeMap<EntityKey, Option<Entity>>,
+    },
+}
+
+impl Installed {
+    fn get<'a>(&'a self, switch: &str, key: &EntityKey) -> Option<&'a Entity> {
+        match self {
+            Installed::Read(m) => m.get(key),
+            Installed::Based { base, overlay } => match overlay.get(key) {
+                Some(e) => e.as_ref(),
+                None => base.get(switch, key),
+            },
+        }
+    }
+
+    /// Entities in key order.
+    fn iter<'a>(
+        &'a self,
+        switch: &str,
+    ) -> Box<dyn Iterator<Item = (&'a EntityKey, &'a Entity)> + 'a> {
+        match self {
+            Installed::Read(m) => Box::new(m.iter()),
+            Installed::Based { base, overlay } => {
+                let mut a = base.iter(switch).peekable();
+                let mut b = overlay.iter().peekable();
+                Box::new(std::iter::from_fn(move || loop {
+                    let next = match (a.peek(), b.peek()) {
+                        (None, None) => return None,
+                        (Some(_), None) => return a.next(),
+                        (None, Some(_)) => b.next(),
+                        (Some((ka, _)), Some((kb, _))) => match (*ka).cmp(*kb) {
+                            std::cmp::Ordering::Less => return a.next(),
+                            std::cmp::Ordering::Greater => b.next(),
+                            std::cmp::Ordering::Equal => {
+                                a.next();
+                                b.next()
+                            }
+                        },
+                    };
+                    if let Some((k, Some(e))) = next {
+                        return Some((k, e));
+                    }
+                }))
+            }
+        }
+    }
+
+    fn len(&self, switch: &str) -> usize {
+        match self {
+            Installed::Read(m) => m.len(),
+            Installed::Based { base, overlay } => {
+                let mut n = base.len(switch) as isize;
+                for (k, e) in overlay {
+                    match (base.get(switch, k).is_some(), e.is_some()) {
+                        (false, true) => n += 1,
+                        (true, false) => n -= 1,
+                        _ => {}
+                    }
+                }
+                n.max(0) as usize
+            }
+        }
+    }
+
+    /// Records a successful write.
+    fn apply(&mut self, kind: UpdateKind, entity: &Entity) {
+        let key = entity.key();
+        match self {
+            Installed::Read(m) => {
+                if kind == UpdateKind::Delete {
+                    m.remove(&key);
+                } else {
+                    m.insert(key, entity.clone());
+                }
+            }
+            Installed::Based { overlay, .. } => {
+                let v = (kind != UpdateKind::Delete).then(|| entity.clone());
+                overlay.insert(key, v);
+            }
+        }
+    }
+
+    /// The (installed, desired) pairs of every key that may differ.
+    fn changes<'a>(&'a self, desired: &'a DesiredEntities, switch: &str) -> Changes<'a> {
+        if let Installed::Based { base, overlay } = self {
+            if let Some(mut keys) = desired.changed_keys(base, switch) {
+                keys.extend(overlay.keys().cloned());
+                return keys
+                    .iter()
+                    .map(|k| (self.get(switch, k), desired.get(switch, k)))
+                    .collect();
+            }
+        }
+        merge_join(self.iter(switch), desired.iter(switch)).collect()
+    }
 }
 
 #[derive(Clone)]
@@ -267,7 +464,7 @@ pub fn spawn(cfg: AgentConfig, events: mpsc::Sender<SwitchEvent>) -> AgentHandle
         events,
         packet_out: packet_rx,
         shutdown: shutdown_rx,
-        installed: SwitchEntities::new(),
+        installed: Installed::Read(SwitchEntities::new()),
     };
     let join = tokio::spawn(agent.run());
     AgentHandle {
@@ -288,8 +485,9 @@ struct Agent {
     packet_out: mpsc::Receiver<Outbound>,
     shutdown: watch::Receiver<bool>,
     /// What we believe the switch holds: read back at session start and
-    /// after failures, updated with every successful write.
-    installed: SwitchEntities,
+    /// after failures, updated with every successful write, and the
+    /// desired snapshot itself once that is installed in full.
+    installed: Installed,
 }
 
 /// Why a session ended.
@@ -438,10 +636,11 @@ impl Agent {
 
     async fn read_back(&mut self, client: &Client) -> Result<(), SessionEnd> {
         let reg = self.cfg.pipeline.registry.clone();
-        self.installed = read_all(client, &reg)
+        let read = read_all(client, &reg)
             .await
             .map_err(|e| SessionEnd::Read(e.to_string()))?;
-        let n = self.installed.len();
+        let n = read.len();
+        self.installed = Installed::Read(read);
         self.update_status(|s| s.installed = n);
         Ok(())
     }
@@ -453,10 +652,13 @@ impl Agent {
         let Some(tx) = self.cfg.report_read_back.clone() else {
             return Ok(());
         };
+        let Installed::Read(read) = &self.installed else {
+            return Ok(());
+        };
         let seen = self.desired.borrow().generation;
         let report = ReadBack {
             switch: self.cfg.name.clone(),
-            installed: Arc::new(self.installed.clone()),
+            installed: Arc::new(read.clone()),
         };
         if tx.send(report).await.is_err() {
             return Ok(());
@@ -560,43 +762,76 @@ impl Agent {
     async fn reconcile(&mut self, client: &Client) -> Result<bool, SessionEnd> {
         let started = std::time::Instant::now();
         let desired = self.desired.borrow_and_update().clone();
-        let stages = (self.cfg.planner)(&desired.entities, &self.installed);
+        let name = self.cfg.name.clone();
         let reg = self.cfg.pipeline.registry.clone();
         let mut failing: Vec<(String, String)> = Vec::new();
         let mut failing_count = 0usize;
         let mut written = 0u64;
         self.update_status(|s| {
             s.desired_generation = desired.generation;
-            s.desired = desired.entities.len();
+            s.desired = desired.entities.len(&name);
         });
-        for stage in &stages {
-            let ops: Vec<(UpdateKind, &Entity)> = stage.iter().map(|(k, e)| (*k, e)).collect();
-            let results = write_ops(client, &reg, &ops, self.cfg.batch_size).await;
-            for ((kind, entity), r) in stage.iter().zip(results) {
-                match r {
-                    Ok(()) => {
-                        written += 1;
-                        let key: EntityKey = entity.key();
-                        if *kind == UpdateKind::Delete {
-                            self.installed.remove(&key);
-                        } else {
-                            self.installed.insert(key, entity.clone());
-                        }
-                    }
-                    Err(OpError::Call(msg)) => {
-                        // The call itself failed: the session is in doubt.
-                        return Err(ClientError::StreamClosed(Some(tonic::Status::unavailable(
-                            msg,
-                        )))
-                        .into());
-                    }
-                    Err(e) => {
-                        failing_count += 1;
-                        if failing.len() < 20 {
-                            failing.push((format!("{kind:?} {}", entity.key()), e.to_string()));
+        // The ops borrow from `installed` and `desired`; what succeeded is
+        // recorded after the pass (copied only if something failed:
+        // otherwise the switch holds exactly `desired`). Results are kept
+        // per batch, failures by position: memory stays at one reference
+        // per op however large the switch.
+        let succeeded: Vec<(UpdateKind, Entity)> = {
+            let stages = (self.cfg.planner)(self.installed.changes(&desired.entities, &name));
+            let mut failed: BTreeSet<(usize, usize)> = BTreeSet::new();
+            let batch = self.cfg.batch_size.max(1);
+            for (si, ops) in stages.iter().enumerate() {
+                for (ci, chunk) in ops.chunks(batch).enumerate() {
+                    let chunk: Vec<(UpdateKind, &Entity)> =
+                        chunk.iter().map(|(k, e)| (*k, e.as_ref())).collect();
+                    let results = write_ops(client, &reg, &chunk, batch).await;
+                    for (j, ((kind, entity), r)) in chunk.iter().zip(results).enumerate() {
+                        match r {
+                            Ok(()) => written += 1,
+                            Err(OpError::Call(msg)) => {
+                                // The call itself failed: the session is in
+                                // doubt (the next one reads the switch back).
+                                return Err(ClientError::StreamClosed(Some(
+                                    tonic::Status::unavailable(msg),
+                                ))
+                                .into());
+                            }
+                            Err(e) => {
+                                failed.insert((si, ci * batch + j));
+                                failing_count += 1;
+                                if failing.len() < 20 {
+                                    failing.push((
+                                        format!("{kind:?} {}", entity.key()),
+                                        e.to_string(),
+                                    ));
+                                }
+                            }
                         }
                     }
                 }
+            }
+            if failed.is_empty() {
+                Vec::new()
+            } else {
+                stages
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(si, ops)| ops.iter().enumerate().map(move |(i, op)| (si, i, op)))
+                    .filter(|(si, i, _)| !failed.contains(&(*si, *i)))
+                    .map(|(_, _, (k, e))| (*k, e.clone().into_owned()))
+                    .collect()
+            }
+        };
+        if failing_count == 0 {
+            // The switch now holds exactly the desired state: keep that
+            // (shared) instead of our own copy.
+            self.installed = Installed::Based {
+                base: desired.entities.clone(),
+                overlay: BTreeMap::new(),
+            };
+        } else {
+            for (kind, entity) in &succeeded {
+                self.installed.apply(*kind, entity);
             }
         }
         let elapsed = started.elapsed();
@@ -605,7 +840,7 @@ impl Agent {
         } else if written > 0 {
             tracing::info!(switch = %self.cfg.name, written, ms = elapsed.as_millis() as u64, generation = desired.generation, "reconciled");
         }
-        let installed = self.installed.len();
+        let installed = self.installed.len(&name);
         self.update_status(|s| {
             s.last_reconcile = Some(SystemTime::now());
             s.installed = installed;
@@ -652,20 +887,19 @@ pub(crate) async fn sleep_until_opt(at: Option<Instant>) {
 
 /// The planner the daemon uses: the compiler's staged diff.
 pub fn diff_planner() -> Planner {
-    Arc::new(|desired, installed| {
-        crate::compile::diff(desired, installed)
-            .stages
+    Arc::new(|changes| {
+        crate::compile::diff::staged(changes)
             .into_iter()
             .map(|stage| {
                 stage
                     .into_iter()
-                    .map(|op| {
-                        let kind = match op.kind {
+                    .map(|(kind, e)| {
+                        let kind = match kind {
                             crate::compile::OpKind::Insert => UpdateKind::Insert,
                             crate::compile::OpKind::Modify => UpdateKind::Modify,
                             crate::compile::OpKind::Delete => UpdateKind::Delete,
                         };
-                        (kind, op.entity)
+                        (kind, e)
                     })
                     .collect()
             })

@@ -1,6 +1,7 @@
 //! Load commands that print figures (`p4fabric bench ...`). Benchmarks,
 //! not tests: they measure and report, with the exact setup printed.
 
+pub mod converge;
 pub mod scale;
 pub mod sim;
 pub mod write;
@@ -37,6 +38,17 @@ pub fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
         samples[i].as_secs_f64() * 1000.0
     };
     (at(0.5), at(0.99), at(1.0))
+}
+
+/// The 1/5/15-minute load averages (`/proc/loadavg`), printed with every
+/// figure: the machine is shared.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A short description of the machine, printed with every result.

@@ -10,7 +10,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::sim::SimSwitches;
 use super::{cpu_time, machine, peak_rss_mib, percentiles};
-use crate::compile::sample;
+use crate::compile::{sample, HostEntry};
 use crate::config::watch::ConfigUpdate;
 use crate::config::{Attachment, Fabric, Host, PortRef};
 use crate::controller::{Controller, ControllerOptions, SharedMetrics};
@@ -112,7 +112,8 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     if let Some(d) = &args.pipeline_dir {
         opts.pipeline_dir = d.clone();
     }
-    let controller = Controller::new(opts, rx, None).with_hosts(hosts);
+    let mut controller = Controller::new(opts, rx, None).with_hosts(hosts);
+    let learn = controller.host_updates();
     let metrics = controller.metrics();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let cpu0 = cpu_time();
@@ -132,11 +133,12 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
         .map(|a| a.installed)
         .sum();
     println!(
-        "cold start: converged in {:.2} s; {entities} entities on {n} switches ({:.0} entities/s); controller CPU {:.2} s; peak RSS {:.0} MiB",
+        "cold start: converged in {:.2} s; {entities} entities on {n} switches ({:.0} entities/s); controller CPU {:.2} s; peak RSS {:.0} MiB; load average {}",
         cold.as_secs_f64(),
         entities as f64 / cold.as_secs_f64(),
         cpu.as_secs_f64(),
-        peak_rss_mib()
+        peak_rss_mib(),
+        super::load_average()
     );
     let mut samples = Vec::with_capacity(args.changes);
     for i in 0..args.changes {
@@ -156,10 +158,38 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     }
     let (p50, p99, max) = percentiles(&mut samples);
     println!(
-        "one host added ({} times): every switch converged in p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        "one static host added ({} times; a config change: full compile): every switch converged in p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
         samples.len()
     );
-    println!("peak RSS after changes: {:.0} MiB", peak_rss_mib());
+    let mut samples = Vec::with_capacity(args.changes);
+    for i in 0..args.changes {
+        let Some((_, host)) = extra_host(&fabric, 1000 + i) else {
+            break;
+        };
+        let entry = HostEntry {
+            vlan: host.vlan,
+            mac: host.mac,
+            ips: vec![std::net::Ipv4Addr::new(10, 99, (i >> 8) as u8, i as u8).into()],
+            attachment: host.attachment,
+            learned: true,
+        };
+        let t = Instant::now();
+        learn.send((entry.key(), Some(entry))).await?;
+        generation = converged(&metrics, n, generation, timeout).await?;
+        samples.push(t.elapsed());
+    }
+    let (p50, p99, max) = percentiles(&mut samples);
+    println!(
+        "one learned host with an address ({} times; incremental update_host, host route on every leaf): every switch converged in p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        samples.len()
+    );
+    let cpu = cpu_time() - cpu0;
+    println!(
+        "peak RSS after changes: {:.0} MiB; controller CPU in all {:.2} s; load average {}",
+        peak_rss_mib(),
+        cpu.as_secs_f64(),
+        super::load_average()
+    );
     let _ = stop_tx.send(());
     let _ = task.await;
     drop(sims);

@@ -133,7 +133,7 @@ async fn controller_rate(
     let handle = agent::spawn(cfg, tx);
     handle.set_desired(Desired {
         generation: 1,
-        entities: Arc::new(desired),
+        entities: Arc::new(desired).into(),
     });
     if !handle.wait_converged(1, Duration::from_secs(600)).await {
         bail!("agent did not converge: {:?}", handle.status().last_error);

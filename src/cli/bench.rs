@@ -9,11 +9,15 @@ pub enum BenchCommand {
     Scale(bench::scale::ScaleArgs),
     /// Write throughput through the controller vs a raw client.
     Write(bench::write::WriteArgs),
+    /// Config-to-wire latency on bmv2: etcd commit -> entries readable on
+    /// every affected switch, over N single-key changes.
+    Converge(bench::converge::ConvergeArgs),
 }
 
 pub async fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Scale(a) => bench::scale::run(a).await,
         BenchCommand::Write(a) => bench::write::run(a).await,
+        BenchCommand::Converge(a) => bench::converge::run(a).await,
     }
 }

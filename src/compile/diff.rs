@@ -19,6 +19,8 @@
 //! `.at()`), leaving its group state half-updated; clearing the watch port
 //! first avoids that path on any target.
 
+use std::borrow::Cow;
+
 use crate::p4rt::entity::{ActionProfileGroup, Entity, GroupMember, SwitchEntities};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,16 +39,6 @@ pub struct Op {
     pub shrink: bool,
 }
 
-impl Op {
-    fn new(kind: OpKind, entity: Entity) -> Op {
-        Op {
-            kind,
-            entity,
-            shrink: false,
-        }
-    }
-}
-
 /// Ordered write batches for one switch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -57,12 +49,12 @@ pub struct Plan {
 
 const STAGES: usize = 9;
 
-fn stage(op: &Op) -> usize {
-    let writes = matches!(op.kind, OpKind::Insert | OpKind::Modify);
-    match (&op.entity, writes) {
+fn stage(kind: OpKind, entity: &Entity, shrink: bool) -> usize {
+    let writes = matches!(kind, OpKind::Insert | OpKind::Modify);
+    match (entity, writes) {
         (Entity::Meter(_) | Entity::Digest(_) | Entity::Clone(_) | Entity::Multicast(_), true) => 0,
         (Entity::Member(_), true) => 1,
-        (Entity::Group(_), true) if op.shrink => 3,
+        (Entity::Group(_), true) if shrink => 3,
         (Entity::Group(_), true) => 2,
         (Entity::Table(_), true) => 4,
         (Entity::Table(_), false) => 5,
@@ -115,37 +107,20 @@ impl Plan {
     pub fn from_changes<'a>(
         changes: impl IntoIterator<Item = (Option<&'a Entity>, Option<&'a Entity>)>,
     ) -> Plan {
-        let mut buckets: Vec<Vec<Op>> = vec![Vec::new(); STAGES];
-        for (old, new) in changes {
-            let op = match (old, new) {
-                // Meter cells always exist on the switch: they are
-                // configured with MODIFY (bmv2 refuses INSERT), and an
-                // unwanted configuration is left alone rather than deleted.
-                (None, Some(n @ Entity::Meter(_))) => Op::new(OpKind::Modify, n.clone()),
-                (Some(Entity::Meter(_)), None) => continue,
-                (None, Some(n)) => Op::new(OpKind::Insert, n.clone()),
-                (Some(o), None) => Op::new(OpKind::Delete, o.clone()),
-                (Some(o), Some(n)) if !o.same_on_switch(n) => {
-                    if let (Entity::Group(og), Entity::Group(ng)) = (o, n) {
-                        if let Some(first) = shrink_first_step(og, ng) {
-                            let first = Op::new(OpKind::Modify, first);
-                            buckets[stage(&first)].push(first);
-                            let second = Op {
-                                shrink: true,
-                                ..Op::new(OpKind::Modify, n.clone())
-                            };
-                            buckets[stage(&second)].push(second);
-                            continue;
-                        }
-                    }
-                    Op::new(OpKind::Modify, n.clone())
-                }
-                _ => continue,
-            };
-            buckets[stage(&op)].push(op);
-        }
-        buckets.retain(|b| !b.is_empty());
-        Plan { stages: buckets }
+        let stages = bucketed(changes)
+            .into_iter()
+            .map(|stage| {
+                stage
+                    .into_iter()
+                    .map(|(kind, e, shrink)| Op {
+                        kind,
+                        entity: e.into_owned(),
+                        shrink,
+                    })
+                    .collect()
+            })
+            .collect();
+        Plan { stages }
     }
 
     pub fn ops(&self) -> impl Iterator<Item = &Op> {
@@ -169,11 +144,63 @@ impl Plan {
         all.extend(other.stages.into_iter().flatten());
         let mut buckets: Vec<Vec<Op>> = vec![Vec::new(); STAGES];
         for op in all {
-            buckets[stage(&op)].push(op);
+            buckets[stage(op.kind, &op.entity, op.shrink)].push(op);
         }
         buckets.retain(|b| !b.is_empty());
         self.stages = buckets;
     }
+}
+
+/// One write: what, the entity (borrowed from the desired or installed
+/// state, or a group's intermediate step), second step of a shrink.
+type StagedOp<'a> = (OpKind, Cow<'a, Entity>, bool);
+
+/// The ops of a plan in non-empty stages, in write order.
+fn bucketed<'a>(
+    changes: impl IntoIterator<Item = (Option<&'a Entity>, Option<&'a Entity>)>,
+) -> Vec<Vec<StagedOp<'a>>> {
+    let mut buckets: Vec<Vec<StagedOp<'a>>> = vec![Vec::new(); STAGES];
+    let mut push = |kind: OpKind, e: Cow<'a, Entity>, shrink: bool| {
+        buckets[stage(kind, &e, shrink)].push((kind, e, shrink));
+    };
+    for (old, new) in changes {
+        match (old, new) {
+            // Meter cells always exist on the switch: they are configured
+            // with MODIFY (bmv2 refuses INSERT), and an unwanted
+            // configuration is left alone rather than deleted.
+            (None, Some(n @ Entity::Meter(_))) => push(OpKind::Modify, Cow::Borrowed(n), false),
+            (Some(Entity::Meter(_)), None) => {}
+            (None, Some(n)) => push(OpKind::Insert, Cow::Borrowed(n), false),
+            (Some(o), None) => push(OpKind::Delete, Cow::Borrowed(o), false),
+            (Some(o), Some(n)) if !o.same_on_switch(n) => {
+                let first = match (o, n) {
+                    (Entity::Group(og), Entity::Group(ng)) => shrink_first_step(og, ng),
+                    _ => None,
+                };
+                let shrink = first.is_some();
+                if let Some(first) = first {
+                    push(OpKind::Modify, Cow::Owned(first), false);
+                }
+                push(OpKind::Modify, Cow::Borrowed(n), shrink);
+            }
+            _ => {}
+        }
+    }
+    buckets.retain(|b| !b.is_empty());
+    buckets
+}
+
+/// The ops of a plan, borrowing the entities (no copies: an agent writing
+/// a whole switch holds references into the desired state only, plus the
+/// intermediate step of groups losing members). Non-empty stages in write
+/// order.
+pub fn staged<'a>(
+    changes: impl IntoIterator<Item = (Option<&'a Entity>, Option<&'a Entity>)>,
+) -> Vec<Vec<(OpKind, Cow<'a, Entity>)>> {
+    bucketed(changes)
+        .into_iter()
+        .map(|stage| stage.into_iter().map(|(k, e, _)| (k, e)).collect())
+        .collect()
 }
 
 /// The plan that turns `installed` into `desired`.

@@ -21,6 +21,7 @@ pub mod sample;
 mod state;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -32,6 +33,7 @@ use crate::topo::Topology;
 
 pub use diff::{diff, Op, OpKind, Plan};
 pub use state::CompiledFabric;
+pub use view::FabricView;
 
 /// A host is known by its VLAN and MAC.
 pub type HostKey = (VlanId, MacAddr);

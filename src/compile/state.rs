@@ -10,6 +10,7 @@
 //! old value of every key they touch; the journal becomes the plans.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::config::{Fabric, Role, Settings, Vlan, VlanId};
 use crate::p4rt::entity::{Entity, EntityKey, SwitchEntities, TableEntry};
@@ -18,6 +19,7 @@ use crate::topo::{LagGroup, Topology};
 use super::diff::{merge_join, Plan};
 use super::infra::{changed_parts, part, update_labels, Part, PARTS};
 use super::l3::L3;
+use super::view::{FabricView, Layer};
 use super::{HostEntry, HostKey, Hosts};
 
 /// What host and route compilation needs to know of config and topology.
@@ -45,10 +47,9 @@ pub struct CompiledFabric {
     roles: BTreeMap<String, Role>,
     /// The topology compiled against (to see what a change touches).
     topo: Topology,
-    /// Per switch, one map per `Part`.
-    infra: BTreeMap<String, Vec<SwitchEntities>>,
-    common: SwitchEntities,
-    local: BTreeMap<String, SwitchEntities>,
+    /// The entities, in layers (infra per switch and `Part`, common,
+    /// local); cheap to snapshot (`view`).
+    view: FabricView,
     pub(super) l3: L3,
     journal: Option<Journal>,
     /// During the initial build, common-layer writes are collected here and
@@ -64,28 +65,34 @@ impl CompiledFabric {
             leaf_labels: topo.leaves().map(|s| (s.name.clone(), s.label)).collect(),
             lags: topo.lags().clone(),
         };
-        let mut c = CompiledFabric {
-            roles: topo.switches().map(|s| (s.name.clone(), s.role)).collect(),
+        let view = FabricView {
             local: ctx
                 .leaf_labels
                 .keys()
-                .map(|l| (l.clone(), SwitchEntities::new()))
+                .map(|l| (l.clone(), Layer::new()))
                 .collect(),
             infra: topo
                 .switches()
                 .map(|s| {
                     (
                         s.name.clone(),
-                        PARTS.iter().map(|p| part(fabric, topo, s, *p)).collect(),
+                        PARTS
+                            .iter()
+                            .map(|p| Arc::new(part(fabric, topo, s, *p)))
+                            .collect(),
                     )
                 })
                 .collect(),
+            common: Layer::new(),
+        };
+        let mut c = CompiledFabric {
+            roles: topo.switches().map(|s| (s.name.clone(), s.role)).collect(),
+            view,
             topo: topo.clone(),
             l3: L3::new(fabric),
             ctx,
             hosts: BTreeMap::new(),
             static_hosts: BTreeMap::new(),
-            common: SwitchEntities::new(),
             journal: None,
             pending: Some(Vec::new()),
         };
@@ -126,10 +133,10 @@ impl CompiledFabric {
                 _ => last.push((k, e)),
             }
         }
-        if self.common.is_empty() {
-            self.common = last.into_iter().collect();
+        if self.view.common.is_empty() {
+            self.view.common = last.into_iter().collect();
         } else {
-            self.common.extend(last);
+            self.view.common.extend(last);
         }
     }
 
@@ -173,18 +180,20 @@ impl CompiledFabric {
             .flat_map(|(_, g)| g.leaves.iter().map(String::as_str))
             .collect();
         for sw in topo.switches() {
-            let parts = match self.infra.get(&sw.name) {
+            let parts = match self.view.infra.get(&sw.name) {
                 Some(_) => changed_parts(&self.topo, topo, &sw.name, &lag_leaves),
                 None => PARTS.to_vec(),
             };
             let slots = self
+                .view
                 .infra
                 .entry(sw.name.clone())
-                .or_insert_with(|| vec![SwitchEntities::new(); PARTS.len()]);
+                .or_insert_with(|| PARTS.iter().map(|_| Arc::default()).collect());
             let mut plan = Plan::default();
             for p in parts {
                 if p == Part::Labels {
-                    let slot = &mut slots[p as usize];
+                    // Copied only if a snapshot still shares it.
+                    let slot = Arc::make_mut(&mut slots[p as usize]);
                     let changes = update_labels(&self.topo, topo, sw, slot);
                     plan.merge(Plan::from_changes(
                         changes.iter().map(|(o, n)| (o.as_ref(), n.as_ref())),
@@ -194,7 +203,7 @@ impl CompiledFabric {
                 let new = part(fabric, topo, sw, p);
                 let old = &slots[p as usize];
                 plan.merge(Plan::from_changes(merge_join(old.iter(), new.iter())));
-                slots[p as usize] = new;
+                slots[p as usize] = Arc::new(new);
             }
             if !plan.is_empty() {
                 plans.insert(sw.name.clone(), plan);
@@ -233,15 +242,7 @@ impl CompiledFabric {
 
     /// One switch's entities.
     pub fn switch_entities(&self, switch: &str) -> SwitchEntities {
-        let mut out = SwitchEntities::new();
-        for p in self.infra.get(switch).into_iter().flatten() {
-            out.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        if let Some(local) = self.local.get(switch) {
-            out.extend(self.common.iter().map(|(k, v)| (k.clone(), v.clone())));
-            out.extend(local.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        out
+        self.view.switch_entities(switch)
     }
 
     /// One switch's entities in key order, borrowed (no copy of the shared
@@ -250,55 +251,17 @@ impl CompiledFabric {
         &'a self,
         switch: &str,
     ) -> impl Iterator<Item = (&'a EntityKey, &'a Entity)> + 'a {
-        // The per-switch layers are small: merge them into one sorted map.
-        let mut own: BTreeMap<&EntityKey, &Entity> = BTreeMap::new();
-        for p in self.infra.get(switch).into_iter().flatten() {
-            own.extend(p.iter());
-        }
-        let local = self.local.get(switch);
-        own.extend(local.into_iter().flatten());
-        let common = local.map(|_| self.common.iter()).into_iter().flatten();
-        let mut a = own.into_iter().peekable();
-        let mut b = common.peekable();
-        std::iter::from_fn(move || match (a.peek(), b.peek()) {
-            (None, None) => None,
-            (Some(_), None) => a.next(),
-            (None, Some(_)) => b.next(),
-            (Some((ka, _)), Some((kb, _))) => match (*ka).cmp(*kb) {
-                std::cmp::Ordering::Less => a.next(),
-                std::cmp::Ordering::Greater => b.next(),
-                std::cmp::Ordering::Equal => {
-                    b.next(); // the local entry overrides the shared one
-                    a.next()
-                }
-            },
-        })
+        self.view.iter_switch(switch)
     }
 
     /// The writes that turn `installed` into this switch's entities.
     pub fn diff_switch(&self, switch: &str, installed: &SwitchEntities) -> Plan {
-        Plan::from_changes(merge_join(installed.iter(), self.iter_switch(switch)))
+        self.view.diff_switch(switch, installed)
     }
 
     /// Number of entities a switch holds (without materializing).
     pub fn switch_len(&self, switch: &str) -> usize {
-        let infra: usize = self
-            .infra
-            .get(switch)
-            .into_iter()
-            .flatten()
-            .map(|m| m.len())
-            .sum();
-        match self.local.get(switch) {
-            Some(local) => {
-                let overridden = local
-                    .keys()
-                    .filter(|k| self.common.contains_key(*k))
-                    .count();
-                infra + self.common.len() + local.len() - overridden
-            }
-            None => infra,
-        }
+        self.view.switch_len(switch)
     }
 
     pub fn switch_names(&self) -> impl Iterator<Item = &str> {
@@ -307,27 +270,24 @@ impl CompiledFabric {
 
     /// An entity of `switch` by key.
     pub fn get(&self, switch: &str, key: &EntityKey) -> Option<&Entity> {
-        for p in self.infra.get(switch).into_iter().flatten() {
-            if let Some(e) = p.get(key) {
-                return Some(e);
-            }
-        }
-        let local = self.local.get(switch)?;
-        local.get(key).or_else(|| self.common.get(key))
+        self.view.get(switch, key)
     }
 
     /// The entries of one table of `switch`.
     pub fn table_entries(&self, switch: &str, table: &'static str) -> Vec<&TableEntry> {
-        let mut out: BTreeMap<&EntityKey, &TableEntry> = BTreeMap::new();
-        let infra = self.infra.get(switch).into_iter().flatten();
-        let hosts = [
-            self.local.get(switch).map(|_| &self.common),
-            self.local.get(switch),
-        ];
-        for layer in infra.chain(hosts.into_iter().flatten()) {
-            out.extend(table_range(layer, table));
-        }
-        out.into_values().collect()
+        self.view.table_entries(switch, table)
+    }
+
+    /// The current entities as a snapshot: a few pointer copies; later
+    /// updates copy only the tree paths they touch.
+    pub fn view(&self) -> &FabricView {
+        &self.view
+    }
+
+    /// Makes this (freshly compiled) fabric's layers share structure with
+    /// `old` where their content is equal (see `FabricView::share_with`).
+    pub fn share_with(&mut self, old: &FabricView) {
+        self.view.share_with(old);
     }
 
     // ---- journalled writes ----------------------------------------------
@@ -338,7 +298,7 @@ impl CompiledFabric {
             return;
         }
         let key = e.key();
-        let old = self.common.insert(key.clone(), e);
+        let old = self.view.common.insert(key.clone(), e);
         if let Some(j) = &mut self.journal {
             j.common.entry(key).or_insert(old);
         }
@@ -349,14 +309,14 @@ impl CompiledFabric {
             self.flush_pending();
             self.pending = Some(Vec::new());
         }
-        let old = self.common.remove(key);
+        let old = self.view.common.remove(key);
         if let Some(j) = &mut self.journal {
             j.common.entry(key.clone()).or_insert(old);
         }
     }
 
     pub(super) fn set_local(&mut self, leaf: &str, e: Entity) {
-        let Some(map) = self.local.get_mut(leaf) else {
+        let Some(map) = self.view.local.get_mut(leaf) else {
             return;
         };
         let key = e.key();
@@ -371,7 +331,7 @@ impl CompiledFabric {
     }
 
     pub(super) fn remove_local(&mut self, leaf: &str, key: &EntityKey) {
-        let Some(map) = self.local.get_mut(leaf) else {
+        let Some(map) = self.view.local.get_mut(leaf) else {
             return;
         };
         let old = map.remove(key);
@@ -396,10 +356,10 @@ impl CompiledFabric {
         let common: Vec<(&EntityKey, Option<&Entity>, Option<&Entity>)> = j
             .common
             .iter()
-            .map(|(k, old)| (k, old.as_ref(), self.common.get(k)))
+            .map(|(k, old)| (k, old.as_ref(), self.view.common.get(k)))
             .filter(|(_, old, new)| old != new)
             .collect();
-        for (leaf, local) in &self.local {
+        for (leaf, local) in &self.view.local {
             let touched = j.local.get(leaf).unwrap_or(&no_local);
             if common.is_empty() && touched.is_empty() {
                 continue;
@@ -413,10 +373,10 @@ impl CompiledFabric {
             for (key, old_local) in touched {
                 let old_common = match j.common.get(key) {
                     Some(old) => old.as_ref(),
-                    None => self.common.get(key),
+                    None => self.view.common.get(key),
                 };
                 let old = old_local.as_ref().or(old_common);
-                changes.push((old, local.get(key).or_else(|| self.common.get(key))));
+                changes.push((old, local.get(key).or_else(|| self.view.common.get(key))));
             }
             let plan = Plan::from_changes(changes);
             if !plan.is_empty() {
@@ -425,18 +385,6 @@ impl CompiledFabric {
         }
         plans
     }
-}
-
-/// The table entries of `table` in one layer (entries sort by table first).
-fn table_range<'a>(
-    layer: &'a SwitchEntities,
-    table: &'static str,
-) -> impl Iterator<Item = (&'a EntityKey, &'a TableEntry)> {
-    let start = EntityKey::Table(crate::p4rt::entity::TableKey::new(table).priority(i32::MIN));
-    layer.range(start..).map_while(move |(k, e)| match (k, e) {
-        (EntityKey::Table(tk), Entity::Table(te)) if tk.table == table => Some((k, te)),
-        _ => None,
-    })
 }
 
 /// A configured host with the addresses learned for it (ARP / ND from its

@@ -2,10 +2,13 @@
 //! switch out.
 //!
 //! Level-triggered: whenever the configuration or the observed state
-//! changes, the topology is rebuilt, the whole fabric is compiled (a pure
-//! function), and each agent is handed its switch's new desired state —
-//! agents diff against what their switch holds, so an unchanged switch
-//! gets no writes. Status goes to etcd (with a lease) and to `/metrics`.
+//! changes, the controller brings its `CompiledFabric` up to date — a new
+//! one for a configuration change, `update_topology` for links, ports and
+//! LACP state, `update_host` per learned host that changed — and hands every
+//! agent a snapshot of it (`Arc<FabricView>`, shared by all agents; a
+//! snapshot costs a few pointer copies). Agents diff that against what
+//! their switch holds, so an unchanged switch gets no writes. Status goes
+//! to etcd (with a lease) and to `/metrics`.
 
 pub mod metrics;
 
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::{self, AgentConfig, AgentHandle, Desired, ReadBack, SessionState, SwitchEvent};
-use crate::compile::{self, HostEntry, Hosts};
+use crate::compile::{self, CompiledFabric, FabricView, HostEntry, HostKey, Hosts};
 use crate::config::status::{self as st, StatusWriter};
 use crate::config::watch::ConfigUpdate;
 use crate::config::{Fabric, Switch};
@@ -97,12 +100,17 @@ pub struct Controller {
     protocols: Option<Protocols>,
     /// Hosts given at start (benchmarks), merged with learned ones.
     seeded_hosts: Hosts,
+    /// Changes to the seeded hosts (benchmarks: a learned host appearing
+    /// or going without a switch to learn it from).
+    host_updates: Option<mpsc::Receiver<(HostKey, Option<HostEntry>)>>,
     /// Status paths of observed links/hosts/LAG members last written.
     observed_paths: std::collections::BTreeSet<String>,
     pipelines: BTreeMap<String, Arc<Pipeline>>,
     observed: ObservedState,
     hosts: Hosts,
-    previous_tree: Option<FloodTree>,
+    compiler: IncrementalCompiler,
+    /// A configuration arrived that is not compiled yet.
+    config_pending: bool,
     generation: u64,
     events_tx: mpsc::Sender<SwitchEvent>,
     events_rx: mpsc::Receiver<SwitchEvent>,
@@ -139,11 +147,13 @@ impl Controller {
             switch_pipelines: BTreeMap::new(),
             protocols: None,
             seeded_hosts: Hosts::new(),
+            host_updates: None,
             observed_paths: Default::default(),
             pipelines: BTreeMap::new(),
             observed: ObservedState::default(),
             hosts: Hosts::new(),
-            previous_tree: None,
+            compiler: IncrementalCompiler::default(),
+            config_pending: false,
             generation: 0,
             events_tx,
             events_rx,
@@ -165,6 +175,14 @@ impl Controller {
     pub fn with_hosts(mut self, hosts: Hosts) -> Self {
         self.seeded_hosts = hosts;
         self
+    }
+
+    /// A channel to add (`Some`) or remove (`None`) seeded hosts while
+    /// running, as learning would (benchmarks).
+    pub fn host_updates(&mut self) -> mpsc::Sender<(HostKey, Option<HostEntry>)> {
+        let (tx, rx) = mpsc::channel(64);
+        self.host_updates = Some(rx);
+        tx
     }
 
     /// Shares a metrics state across terms (HA: one endpoint per process).
@@ -196,6 +214,14 @@ impl Controller {
                 _ = agent::sleep_until_opt(
                     self.recovery.as_ref().map(|r| tokio::time::Instant::from_std(r.until)),
                 ) => self.end_recovery(),
+                Some((key, host)) = recv_opt(&mut self.host_updates) => {
+                    match host {
+                        Some(h) => self.seeded_hosts.insert(key, h),
+                        None => self.seeded_hosts.remove(&key),
+                    };
+                    self.refresh_observed();
+                    self.recompute(false);
+                }
                 _ = agent::sleep_until_opt(
                     self.protocols.as_ref().and_then(|p| p.next_deadline()).map(tokio::time::Instant::from_std),
                 ) => {
@@ -219,7 +245,7 @@ impl Controller {
                 tracing::warn!(switches = ?r.waiting_for, "no read-back yet from these switches; programming the others");
             }
             self.refresh_observed();
-            self.recompute();
+            self.recompute(false);
         }
     }
 
@@ -257,7 +283,7 @@ impl Controller {
         }
         self.recovery = None;
         self.refresh_observed();
-        self.recompute();
+        self.recompute(false);
     }
 
     /// Packet-ins, digests and idle timeouts feed the control protocols
@@ -346,7 +372,7 @@ impl Controller {
         }
         if recompile {
             self.refresh_observed();
-            self.recompute();
+            self.recompute(false);
         }
     }
 
@@ -400,6 +426,7 @@ impl Controller {
             return; // nothing read yet
         }
         self.fabric = update.fabric.clone();
+        self.config_pending = true;
         {
             let mut m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
             m.controller.config_revision = update.revision;
@@ -429,8 +456,10 @@ impl Controller {
             }
         };
         self.on_actions(actions);
-        self.refresh_observed();
-        self.recompute();
+        if self.config_pending {
+            self.refresh_observed();
+            self.recompute(true);
+        }
     }
 
     /// Starts agents for new switches, restarts those whose address,
@@ -469,23 +498,31 @@ impl Controller {
         }
     }
 
-    /// Topology + compile + hand every agent its new desired state.
-    fn recompute(&mut self) {
+    /// Brings the compiled fabric up to date and hands every agent the new
+    /// desired state. `config_changed`: compile anew (config changes touch
+    /// anything); otherwise apply only what changed in the observed state
+    /// (`update_topology`) and the host set (`update_host` per host).
+    fn recompute(&mut self, config_changed: bool) {
         if self.recovery.is_some() {
             // Agents are still reporting what their switches hold; the
             // first desired state comes when that is complete.
+            self.config_pending |= config_changed;
             return;
         }
         let started = Instant::now();
-        let topo = Topology::build(&self.fabric, &self.observed, self.previous_tree.as_ref());
-        self.previous_tree = Some(topo.flood_tree().clone());
-        let mut desired = compile::compile(&self.fabric, &topo, &self.hosts);
+        let config_changed = config_changed || std::mem::take(&mut self.config_pending);
+        let Some(full) =
+            self.compiler
+                .update(&self.fabric, &self.observed, &self.hosts, config_changed)
+        else {
+            return;
+        };
+        let snapshot = self.compiler.snapshot();
         self.generation += 1;
-        for (name, (_, agent)) in &self.agents {
-            let entities = desired.remove(name).unwrap_or_default();
+        for (_, agent) in self.agents.values() {
             agent.set_desired(Desired {
                 generation: self.generation,
-                entities: Arc::new(entities),
+                entities: snapshot.clone().into(),
             });
         }
         let secs = started.elapsed().as_secs_f64();
@@ -494,6 +531,7 @@ impl Controller {
         m.controller.compile_seconds_total += secs;
         tracing::debug!(
             generation = self.generation,
+            full,
             ms = secs * 1000.0,
             "compiled fabric"
         );
@@ -620,8 +658,9 @@ impl Controller {
             ports_down: self.observed.ports_down.iter().cloned().collect(),
             lacp_unsynced: self.observed.lacp_unsynced.iter().cloned().collect(),
             flood_tree: self
-                .previous_tree
-                .iter()
+                .compiler
+                .flood_tree()
+                .into_iter()
                 .flat_map(|t| t.links.iter())
                 .map(|l| (l.0.clone(), l.1.clone()))
                 .collect(),
@@ -644,5 +683,98 @@ impl Controller {
             let _ = w.remove(gone).await;
         }
         self.observed_paths = values.into_keys().collect();
+    }
+}
+
+/// The controller's compiled fabric, kept up to date incrementally: a
+/// configuration change compiles anew, an observed-state change (links,
+/// ports, LACP) runs `update_topology`, a host change `update_host`. The
+/// result always equals `compile::compile` of the same inputs (and the same
+/// previous flood tree); `tests/controller_incremental.rs` checks that.
+#[derive(Debug, Default)]
+pub struct IncrementalCompiler {
+    /// None before the first configuration.
+    compiled: Option<CompiledFabric>,
+    /// The observed state and hosts `compiled` reflects.
+    observed: ObservedState,
+    hosts: Hosts,
+    /// The snapshot taken after the last update.
+    snapshot: Arc<FabricView>,
+    previous_tree: Option<FloodTree>,
+}
+
+impl IncrementalCompiler {
+    /// Brings the compiled fabric up to `fabric` (when `config_changed`, or
+    /// the first time: compiled anew), `observed` and `hosts`, and takes a
+    /// new snapshot. Returns whether it compiled anew.
+    pub fn update(
+        &mut self,
+        fabric: &Fabric,
+        observed: &ObservedState,
+        hosts: &Hosts,
+        config_changed: bool,
+    ) -> Option<bool> {
+        let full = config_changed || self.compiled.is_none();
+        if full {
+            let topo = Topology::build(fabric, observed, self.previous_tree.as_ref());
+            self.previous_tree = Some(topo.flood_tree().clone());
+            let mut c = CompiledFabric::new(fabric, &topo, hosts);
+            // Share structure with what the agents hold, so each finds the
+            // difference without comparing every entity.
+            c.share_with(&self.snapshot);
+            self.compiled = Some(c);
+            self.observed = observed.clone();
+            self.hosts = hosts.clone();
+        } else {
+            let c = self.compiled.as_mut()?;
+            if *observed != self.observed {
+                let topo = Topology::build(fabric, observed, self.previous_tree.as_ref());
+                self.previous_tree = Some(topo.flood_tree().clone());
+                c.update_topology(fabric, &topo);
+                self.observed = observed.clone();
+            }
+            apply_host_changes(c, &mut self.hosts, hosts);
+        }
+        let c = self.compiled.as_ref()?;
+        self.snapshot = Arc::new(c.view().clone());
+        Some(full)
+    }
+
+    /// The desired entities of every switch as of the last update (shared;
+    /// cheap to clone).
+    pub fn snapshot(&self) -> Arc<FabricView> {
+        self.snapshot.clone()
+    }
+
+    /// The flood tree of the last update (the next update builds on it).
+    pub fn flood_tree(&self) -> Option<&FloodTree> {
+        self.previous_tree.as_ref()
+    }
+}
+
+/// Applies the difference between the hosts `compiled` reflects
+/// (`applied`, brought up to date) and `hosts`, one `update_host` each.
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn apply_host_changes(compiled: &mut CompiledFabric, applied: &mut Hosts, hosts: &Hosts) {
+    let gone: Vec<compile::HostKey> = applied
+        .keys()
+        .filter(|k| !hosts.contains_key(*k))
+        .copied()
+        .collect();
+    for k in gone {
+        compiled.update_host(k, None);
+        applied.remove(&k);
+    }
+    for (k, h) in hosts {
+        if applied.get(k) != Some(h) {
+            compiled.update_host(*k, Some(h.clone()));
+            applied.insert(*k, h.clone());
+        }
     }
 }
