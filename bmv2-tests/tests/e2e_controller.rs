@@ -201,6 +201,7 @@ async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silent
         free_ports: true,
         host_ns_prefix: format!("e2e{}-", bmv2_tests::unique_tag()),
         json: None,
+        ..LabOptions::default()
     };
     let mut lab = LabFabric::start(&fabric, &opts).expect("lab");
     for (name, addr) in lab.addresses() {

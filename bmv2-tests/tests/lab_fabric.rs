@@ -70,6 +70,7 @@ fn lab_fabric_wires_links_hosts_and_bonds_and_cleans_up() {
         free_ports: true,
         host_ns_prefix: prefix.clone(),
         json: None,
+        ..LabOptions::default()
     };
     {
         let lab = LabFabric::start(&fabric, &opts).expect("lab starts");

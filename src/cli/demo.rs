@@ -220,6 +220,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
             free_ports: args.free_ports,
             host_ns_prefix: args.ns_prefix.clone(),
             json: None,
+            ..LabOptions::default()
         };
         let lab = LabFabric::start(&fabric, &opts)?;
         for (name, addr) in lab.addresses() {
