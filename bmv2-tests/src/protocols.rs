@@ -186,3 +186,42 @@ pub async fn lag_member_usable(run: &LabRun, lag: &str, port: &PortRef) -> Optio
 pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
 }
+
+/// The learned host (VLAN, MAC) as the controller reports it.
+pub async fn learned_host(
+    run: &LabRun,
+    vlan: p4fabric::config::VlanId,
+    mac: p4fabric::net::MacAddr,
+) -> Option<p4fabric::config::status::HostStatus> {
+    let v = status_at(run, &p4fabric::config::status::paths::host(vlan, mac)).await?;
+    serde_json::from_value(v).ok()
+}
+
+/// A host the configuration does not list, for the fabric to learn: MAC
+/// `02:00:00:00:10:99`, 10.0.10.99 and 2001:db8:10::99 in VLAN 10, on the
+/// ports given (the first is where it starts).
+pub fn unlisted_host(run: &mut LabRun, name: &str, ports: &[&str]) -> p4fabric::config::Host {
+    let host: p4fabric::config::Host = serde_yaml::from_str(
+        r#"{mac: "02:00:00:00:10:99", vlan: 10, ips: [10.0.10.99, "2001:db8:10::99"], attachment: {port: leaf1/6}}"#,
+    )
+    .expect("host");
+    let ports: Vec<PortRef> = ports.iter().map(|p| p.parse().expect("port")).collect();
+    let fabric = run.fabric().clone();
+    run.lab
+        .add_host(&fabric, name, &host, &ports)
+        .expect("unlisted host");
+    host
+}
+
+/// Entities on any switch whose key mentions `needle` (e.g. a MAC as
+/// `0x20000001099`), from the last read-back.
+pub fn entities_mentioning(c: &p4fabric::lab::readback::Convergence, needle: &str) -> Vec<String> {
+    c.installed
+        .iter()
+        .flat_map(|(sw, ents)| {
+            ents.keys()
+                .map(move |k| format!("{sw}: {k}"))
+                .filter(|s| s.contains(needle))
+        })
+        .collect()
+}
