@@ -353,6 +353,13 @@ impl LabController {
         m.agents.values().map(|a| a.counters.updates_written).sum()
     }
 
+    /// What the control protocols handled so far (as of the last status
+    /// publication).
+    pub fn protocol_counters(&self) -> crate::protocols::Counters {
+        let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        m.controller.protocols.clone()
+    }
+
     /// Every one of `n` agents holds its latest desired state.
     pub fn agents_converged(&self, n: usize) -> bool {
         let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
