@@ -213,9 +213,9 @@ impl Bond<'_> {
                         }
                     };
                     if i < self.uplinks.len() {
-                        self.from_uplink(i, &frame);
+                        self.on_uplink_frame(i, &frame);
                     } else {
-                        self.from_host(&self.hosts[i - self.uplinks.len()], &frame);
+                        self.on_host_frame(&self.hosts[i - self.uplinks.len()], &frame);
                     }
                 }
             }
@@ -248,7 +248,7 @@ impl Bond<'_> {
             .collect()
     }
 
-    fn from_host(&self, host: &HostLeg, frame: &[u8]) {
+    fn on_host_frame(&self, host: &HostLeg, frame: &[u8]) {
         if frame.len() < 14 {
             return;
         }
@@ -280,7 +280,7 @@ impl Bond<'_> {
         }
     }
 
-    fn from_uplink(&self, i: usize, frame: &[u8]) {
+    fn on_uplink_frame(&self, i: usize, frame: &[u8]) {
         let (vid, inner) = pop_tag(frame);
         if inner.len() < 14 {
             return;
