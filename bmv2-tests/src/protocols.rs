@@ -126,24 +126,16 @@ pub fn ping_until(run: &LabRun, host: &str, ip: IpAddr, tries: u32) -> Option<u3
     (1..=tries).find(|_| exec(run, host, &["ping", "-n", "-c1", "-W1", &ip]).0)
 }
 
-/// `count` pings 100 ms apart from `host` to `ip`: how many were answered.
-pub fn ping_count(run: &LabRun, host: &str, ip: IpAddr, count: u32) -> u32 {
-    let (_, out) = exec(
-        run,
-        host,
-        &[
-            "ping",
-            "-n",
-            "-q",
-            "-i",
-            "0.1",
-            "-W",
-            "1",
-            "-c",
-            &count.to_string(),
-            &ip.to_string(),
-        ],
-    );
+/// `count` pings 100 ms apart from `host` to `ip` (from source address
+/// `src` if given): how many were answered.
+pub fn ping_count(run: &LabRun, host: &str, ip: IpAddr, src: Option<&str>, count: u32) -> u32 {
+    let (count, ip) = (count.to_string(), ip.to_string());
+    let mut cmd = vec!["ping", "-n", "-q", "-i", "0.1", "-W", "1", "-c", &count];
+    if let Some(s) = src {
+        cmd.extend(["-I", s]);
+    }
+    cmd.push(&ip);
+    let (_, out) = exec(run, host, &cmd);
     out.lines()
         .find_map(|l| {
             let (_, rest) = l.split_once(" packets transmitted, ")?;

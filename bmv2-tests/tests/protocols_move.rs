@@ -91,7 +91,7 @@ async fn learned_host_moves_to_another_leaf_and_keeps_working() {
         ("m", "10.0.20.11"),
     ] {
         assert_eq!(
-            ping_count(&run, from, ip(to), 10),
+            ping_count(&run, from, ip(to), None, 10),
             10,
             "{from} -> {to} after the move"
         );

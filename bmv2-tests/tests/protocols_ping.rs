@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bmv2_tests::protocols::{exec, ip, ping_until, start};
+use bmv2_tests::protocols::{exec, ip, ping_count, ping_until, start};
 use p4fabric::lab::run::probe;
 
 /// (from, to, destination, source for routed IPv6): same VLAN on the other
@@ -26,33 +26,6 @@ const FLOWS: [(&str, &str, &str, Option<&str>); 9] = [
     ("b2", "b1", "2001:db8:20::11", None),
 ];
 
-/// `count` pings 100 ms apart (from `src` if given): how many answered.
-fn pings(
-    run: &p4fabric::lab::run::LabRun,
-    from: &str,
-    to: &str,
-    src: Option<&str>,
-    count: u32,
-) -> u32 {
-    let count_s = count.to_string();
-    let mut cmd = vec!["ping", "-n", "-q", "-i", "0.1", "-W", "1", "-c", &count_s];
-    if let Some(s) = src {
-        cmd.extend(["-I", s]);
-    }
-    cmd.push(to);
-    let (_, out) = exec(run, from, &cmd);
-    out.lines()
-        .find_map(|l| {
-            l.split_once(" packets transmitted, ")?
-                .1
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_ping_v4_and_v6_across_leaves_and_vlans() {
     p4fabric::require_lab_run!();
@@ -62,7 +35,7 @@ async fn hosts_ping_v4_and_v6_across_leaves_and_vlans() {
     // The first echo may wait for ARP / ND or a glean: a few tries each.
     let mut failed = Vec::new();
     for (from, _, to, src) in FLOWS {
-        if !(0..5).any(|_| pings(&run, from, to, src, 1) == 1) {
+        if !(0..5).any(|_| ping_count(&run, from, ip(to), src, 1) == 1) {
             failed.push(format!("{from} -> {to}"));
         }
     }
@@ -86,7 +59,13 @@ async fn hosts_ping_v4_and_v6_across_leaves_and_vlans() {
     let lost: Vec<String> = std::thread::scope(|s| {
         let running: Vec<_> = FLOWS
             .iter()
-            .map(|(from, _, to, src)| (from, to, s.spawn(|| pings(&run, from, to, *src, 20))))
+            .map(|(from, _, to, src)| {
+                (
+                    from,
+                    to,
+                    s.spawn(|| ping_count(&run, from, ip(to), *src, 20)),
+                )
+            })
             .collect();
         running
             .into_iter()
