@@ -60,6 +60,17 @@ async fn lacp_members_sync_time_out_and_come_back() {
     assert!(c.converged(), "{:?}", c.pending);
     assert_eq!(selector_ports(&run, "leaf1", 1).await, Some(vec![5]));
     assert_eq!(selector_ports(&run, "leaf2", 1).await, Some(vec![5]));
+    // LACPDUs are the bond's, not a host's: their sources (the lab bond's
+    // 02:1a:c9:... member MACs) must not be learned.
+    let status = run.status().await.expect("status");
+    let lacp_hosts: Vec<&String> = status
+        .keys()
+        .filter(|k| k.starts_with("hosts/") && k.contains("02:1a:c9"))
+        .collect();
+    assert!(
+        lacp_hosts.is_empty(),
+        "LACPDU senders learned: {lacp_hosts:?}"
+    );
 
     // Traffic from the server leaves through both leaves.
     let probes = [
