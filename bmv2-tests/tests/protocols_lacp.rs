@@ -7,7 +7,9 @@
 //! - a member whose partner stops sending LACPDUs times out (3 s, fast
 //!   rate) and leaves the LAG's selector; traffic continues on the other;
 //! - while it is unsynced it stays out, and it comes back only after the
-//!   LACPDU exchange syncs it again.
+//!   LACPDU exchange syncs it again;
+//! - a member losing carrier goes out too (LACP timeout; the leaf keeps
+//!   forwarding though its LAG group loses its only member), and returns.
 
 use std::time::Duration;
 
@@ -154,5 +156,36 @@ async fn lacp_members_sync_time_out_and_come_back() {
             "after resync: {p:?}"
         );
     }
+
+    // leaf1's member loses carrier. Its group on leaf1 has that one
+    // member: the switch must not crash when it deactivates it (it did
+    // while every member was watched), and LACP takes the member out.
+    let traffic = run
+        .traffic(&probes, Duration::from_millis(50))
+        .expect("traffic");
+    run.lab.set_edge_carrier(&m1, false).expect("carrier off");
+    let out = wait_for(Duration::from_secs(8), || async {
+        (!lag_member_usable(&run, "bond1", &m1).await?).then_some(())
+    })
+    .await;
+    assert!(out.is_some(), "{m1} did not go out without carrier");
+    let c = run.wait_converged(Duration::from_secs(10)).await;
+    assert!(c.converged(), "after carrier loss: {:?}", c.pending);
+    let reports = traffic.stop();
+    for r in &reports {
+        eprintln!("carrier loss: {r}");
+        assert!(
+            r.received > 0 && r.longest_outage <= Duration::from_secs(4),
+            "carrier loss: {r}"
+        );
+    }
+    run.lab.set_edge_carrier(&m1, true).expect("carrier on");
+    let back = wait_for(Duration::from_secs(8), || async {
+        lag_member_usable(&run, "bond1", &m1).await?.then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "{m1} did not come back with carrier");
+    let c = run.wait_converged(Duration::from_secs(10)).await;
+    assert!(c.converged(), "after carrier is back: {:?}", c.pending);
     ctl.stop().await;
 }

@@ -377,6 +377,19 @@ impl LabFabric {
         Ok(())
     }
 
+    /// Carrier loss (or back) on an edge port: its far end goes down,
+    /// wherever it lives (the wires namespace for bond uplinks, the
+    /// switch's far-end namespace for unused ports). Not for ports a host
+    /// namespace owns (`move_host` does that).
+    pub fn set_edge_carrier(&self, port: &PortRef, up: bool) -> Result<()> {
+        let (sw, far) = self.far_end(port)?;
+        let state = if up { "up" } else { "down" };
+        self.wires
+            .ip(&["link", "set", &far, state])
+            .or_else(|_| sw.hosts.ip(&["link", "set", &far, state]))
+            .with_context(|| format!("{port}: far end {far} not in the wires or switch namespace"))
+    }
+
     /// One `ping -c1 -W1` from host `from` to `ip`.
     pub fn ping(&self, from: &str, ip: IpAddr) -> Result<bool> {
         let ns = self
