@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use p4fabric::config::{Fabric, PortRef};
-use p4fabric::lab::run::{LabController, LabRun};
+use p4fabric::lab::reach::Probe;
+use p4fabric::lab::run::{FlowReport, LabController, LabRun};
 use p4fabric::lab::LabOptions;
 
 /// Two spines, two leaves (ports 1 and 2 up to the spines); on each leaf
@@ -216,4 +217,39 @@ pub fn entities_mentioning(c: &p4fabric::lab::readback::Convergence, needle: &st
                 .filter(|s| s.contains(needle))
         })
         .collect()
+}
+
+/// Waits until `status/lags/<lag>/<port>` says `usable`; false on timeout.
+pub async fn wait_member(run: &LabRun, lag: &str, port: &PortRef, usable: bool) -> bool {
+    wait_for(Duration::from_secs(8), || async {
+        (lag_member_usable(run, lag, port).await? == usable).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+/// Every probe answers within `tries` one-second pings.
+pub fn assert_reachable(run: &LabRun, probes: &[Probe], tries: u32, what: &str) {
+    for p in probes {
+        assert!(
+            ping_until(run, &p.from, p.ip, tries).is_some(),
+            "{what}: {} -> {} ({}) unanswered",
+            p.from,
+            p.to,
+            p.ip
+        );
+    }
+}
+
+/// Prints the flows and asserts each got answers and no outage longer
+/// than `bound`.
+pub fn assert_outages(reports: &[FlowReport], bound: Duration, what: &str) {
+    for r in reports {
+        eprintln!("{what}: {r}");
+        assert!(
+            r.received > 0 && r.longest_outage <= bound,
+            "{what}: outage over {} ms or nothing received: {r}",
+            bound.as_millis()
+        );
+    }
 }

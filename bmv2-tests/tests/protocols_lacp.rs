@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use bmv2_tests::protocols::{fabric_with_lag, ip, lag_member_usable, ping_until, start, wait_for};
+use bmv2_tests::protocols::{
+    assert_outages, assert_reachable, fabric_with_lag, ip, lag_member_usable, start, wait_member,
+};
 use p4fabric::compile::names::P_LAG;
 use p4fabric::config::PortRef;
 use p4fabric::lab::run::{probe, LabRun};
@@ -41,13 +43,12 @@ async fn lacp_members_sync_time_out_and_come_back() {
     let bond = || run.lab.bond("bond1").expect("bond1's forwarder");
 
     // Both members in sync, on both sides.
-    let both = wait_for(Duration::from_secs(10), || async {
-        let a = lag_member_usable(&run, "bond1", &m1).await?;
-        let b = lag_member_usable(&run, "bond1", &m2).await?;
-        (a && b).then_some(())
-    })
-    .await;
-    assert!(both.is_some(), "bond1 members never both usable");
+    for m in [&m1, &m2] {
+        assert!(
+            wait_member(&run, "bond1", m, true).await,
+            "{m} never usable"
+        );
+    }
     let lacp = bond().lacp().expect("LACP bond");
     assert!(
         lacp.iter().all(|m| m.distributing()),
@@ -83,9 +84,7 @@ async fn lacp_members_sync_time_out_and_come_back() {
         probe("a1", "srv", ip("10.0.20.30")),
         probe("b2", "srv", ip("10.0.20.30")),
     ];
-    for p in &probes {
-        assert!(ping_until(&run, &p.from, p.ip, 5).is_some(), "{p:?}");
-    }
+    assert_reachable(&run, &probes, 5, "before");
     let sent_before = bond().sent();
     let traffic = run
         .traffic(&probes, Duration::from_millis(50))
@@ -104,11 +103,10 @@ async fn lacp_members_sync_time_out_and_come_back() {
 
     // leaf2's member: the server stops sending LACPDUs there.
     bond().set_lacp_muted(1, true);
-    let out = wait_for(Duration::from_secs(8), || async {
-        (!lag_member_usable(&run, "bond1", &m2).await?).then_some(())
-    })
-    .await;
-    assert!(out.is_some(), "{m2} did not time out");
+    assert!(
+        wait_member(&run, "bond1", &m2, false).await,
+        "{m2} did not time out"
+    );
     let c = run.wait_converged(Duration::from_secs(10)).await;
     assert!(c.converged(), "after the timeout: {:?}", c.pending);
     assert_ne!(
@@ -125,23 +123,14 @@ async fn lacp_members_sync_time_out_and_come_back() {
         lacp[0].distributing() && !lacp[1].distributing(),
         "server side: {lacp:?}"
     );
-    let reports = traffic.stop();
-    for r in &reports {
-        eprintln!("{r}");
-        assert!(r.received > 0, "{r}");
-        assert!(
-            r.longest_outage <= Duration::from_secs(4),
-            "outage over 4 s: {r}"
-        );
-    }
+    assert_outages(&traffic.stop(), Duration::from_secs(4), "LACP timeout");
 
     // Back: only after the exchange syncs it.
     bond().set_lacp_muted(1, false);
-    let back = wait_for(Duration::from_secs(8), || async {
-        lag_member_usable(&run, "bond1", &m2).await?.then_some(())
-    })
-    .await;
-    assert!(back.is_some(), "{m2} did not come back");
+    assert!(
+        wait_member(&run, "bond1", &m2, true).await,
+        "{m2} did not come back"
+    );
     let c = run.wait_converged(Duration::from_secs(10)).await;
     assert!(c.converged(), "after the resync: {:?}", c.pending);
     assert_eq!(selector_ports(&run, "leaf2", 1).await, Some(vec![5]));
@@ -150,12 +139,7 @@ async fn lacp_members_sync_time_out_and_come_back() {
         .expect("LACP")
         .iter()
         .all(|m| m.distributing()));
-    for p in &probes {
-        assert!(
-            ping_until(&run, &p.from, p.ip, 3).is_some(),
-            "after resync: {p:?}"
-        );
-    }
+    assert_reachable(&run, &probes, 3, "after resync");
 
     // leaf1's member loses carrier. Its group on leaf1 has that one
     // member: the switch must not crash when it deactivates it (it did
@@ -164,27 +148,18 @@ async fn lacp_members_sync_time_out_and_come_back() {
         .traffic(&probes, Duration::from_millis(50))
         .expect("traffic");
     run.lab.set_edge_carrier(&m1, false).expect("carrier off");
-    let out = wait_for(Duration::from_secs(8), || async {
-        (!lag_member_usable(&run, "bond1", &m1).await?).then_some(())
-    })
-    .await;
-    assert!(out.is_some(), "{m1} did not go out without carrier");
+    assert!(
+        wait_member(&run, "bond1", &m1, false).await,
+        "{m1} did not go out without carrier"
+    );
     let c = run.wait_converged(Duration::from_secs(10)).await;
     assert!(c.converged(), "after carrier loss: {:?}", c.pending);
-    let reports = traffic.stop();
-    for r in &reports {
-        eprintln!("carrier loss: {r}");
-        assert!(
-            r.received > 0 && r.longest_outage <= Duration::from_secs(4),
-            "carrier loss: {r}"
-        );
-    }
+    assert_outages(&traffic.stop(), Duration::from_secs(4), "carrier loss");
     run.lab.set_edge_carrier(&m1, true).expect("carrier on");
-    let back = wait_for(Duration::from_secs(8), || async {
-        lag_member_usable(&run, "bond1", &m1).await?.then_some(())
-    })
-    .await;
-    assert!(back.is_some(), "{m1} did not come back with carrier");
+    assert!(
+        wait_member(&run, "bond1", &m1, true).await,
+        "{m1} did not come back with carrier"
+    );
     let c = run.wait_converged(Duration::from_secs(10)).await;
     assert!(c.converged(), "after carrier is back: {:?}", c.pending);
     ctl.stop().await;

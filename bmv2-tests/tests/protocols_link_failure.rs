@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use bmv2_tests::protocols::{ip, ping_until, start, wait_for};
+use bmv2_tests::protocols::{assert_outages, assert_reachable, ip, start, wait_for};
 use p4fabric::lab::run::{observations, probe};
 use p4fabric::topo::LinkId;
 
@@ -27,9 +27,7 @@ async fn cut_fabric_link_is_detected_and_traffic_takes_the_other_spine() {
         probe("a1", "b2", ip("10.0.20.12")),
         probe("b1", "a2", ip("10.0.10.12")),
     ];
-    for p in &probes {
-        assert!(ping_until(&run, &p.from, p.ip, 5).is_some(), "{p:?}");
-    }
+    assert_reachable(&run, &probes, 5, "before the cut");
     let traffic = run
         .traffic(&probes, Duration::from_millis(50))
         .expect("traffic");
@@ -47,17 +45,8 @@ async fn cut_fabric_link_is_detected_and_traffic_takes_the_other_spine() {
     let c = run.wait_converged(Duration::from_secs(20)).await;
     assert!(c.converged(), "after the cut: {:?}", c.pending);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let reports = traffic.stop();
     let bound = detect + Duration::from_secs(1);
-    for r in &reports {
-        eprintln!("{r}");
-        assert!(r.received > 0, "{r}");
-        assert!(
-            r.longest_outage <= bound,
-            "outage over {} ms: {r}",
-            bound.as_millis()
-        );
-    }
+    assert_outages(&traffic.stop(), bound, "cut");
 
     // The link back: found again, converged again, traffic unharmed.
     let traffic = run
@@ -70,14 +59,6 @@ async fn cut_fabric_link_is_detected_and_traffic_takes_the_other_spine() {
     );
     let c = run.wait_converged(Duration::from_secs(20)).await;
     assert!(c.converged(), "after the restore: {:?}", c.pending);
-    let reports = traffic.stop();
-    for r in &reports {
-        eprintln!("restore: {r}");
-        assert!(
-            r.longest_outage <= bound,
-            "outage over {} ms on restore: {r}",
-            bound.as_millis()
-        );
-    }
+    assert_outages(&traffic.stop(), bound, "restore");
     ctl.stop().await;
 }

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use bmv2_tests::protocols::{
-    ip, learned_host, ping_count, ping_until, start, unlisted_host, wait_for,
+    assert_outages, assert_reachable, ip, learned_host, ping_count, ping_until, start,
+    unlisted_host, wait_for,
 };
 use p4fabric::config::Attachment;
 use p4fabric::lab::run::probe;
@@ -52,12 +53,7 @@ async fn learned_host_moves_to_another_leaf_and_keeps_working() {
         probe("b2", "m", ip("10.0.10.99")),
         probe("a1", "m", ip("10.0.10.99")),
     ];
-    for p in &probes {
-        assert!(
-            ping_until(&run, &p.from, p.ip, 5).is_some(),
-            "before the move: {p:?}"
-        );
-    }
+    assert_reachable(&run, &probes, 5, "before the move");
 
     let traffic = run
         .traffic(&probes, Duration::from_millis(50))
@@ -74,14 +70,7 @@ async fn learned_host_moves_to_another_leaf_and_keeps_working() {
     let c = run.wait_converged(Duration::from_secs(10)).await;
     assert!(c.converged(), "after the move: {:?}", c.pending);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let reports = traffic.stop();
-    for r in &reports {
-        eprintln!("{r}");
-        assert!(
-            r.longest_outage <= Duration::from_secs(3),
-            "outage over 3 s: {r}"
-        );
-    }
+    assert_outages(&traffic.stop(), Duration::from_secs(3), "move");
     // And steady afterwards, both families, bridged and routed.
     for (from, to) in [
         ("a2", "10.0.10.99"),

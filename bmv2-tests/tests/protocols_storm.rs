@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bmv2_tests::packet::{arp_frame, mac};
-use bmv2_tests::protocols::{fabric_with_lag, ip, lag_member_usable, ping_until, start};
+use bmv2_tests::protocols::{
+    fabric_with_lag, ip, lag_member_usable, ping_until, start, wait_member,
+};
 use p4fabric::config::PortRef;
 use p4fabric::lab::run::observations;
 
@@ -24,11 +26,10 @@ async fn arp_storm_breaks_neither_lacp_nor_discovery() {
     let (run, ctl) = start(&fabric, "p4f-pw-").await;
     let members: [PortRef; 2] = ["leaf1/5".parse().unwrap(), "leaf2/5".parse().unwrap()];
     for m in &members {
-        let usable = bmv2_tests::protocols::wait_for(Duration::from_secs(10), || async {
-            lag_member_usable(&run, "bond1", m).await?.then_some(())
-        })
-        .await;
-        assert!(usable.is_some(), "{m} not usable before the storm");
+        assert!(
+            wait_member(&run, "bond1", m, true).await,
+            "{m} not usable before the storm"
+        );
     }
     assert!(ping_until(&run, "srv", ip("10.0.10.11"), 5).is_some());
     // Let the status carry the counters of a quiet fabric.
