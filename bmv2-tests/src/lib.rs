@@ -14,6 +14,7 @@
 //! packet log in the temp directory.
 
 pub mod pipeline;
+pub mod protocols;
 pub mod rig;
 
 pub use p4fabric::lab::*;

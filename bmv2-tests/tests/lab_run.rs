@@ -14,7 +14,8 @@ fn demo_fabric() -> Fabric {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/fabric.yaml");
     let doc = p4fabric::cli::document::Document::read(path.as_ref()).expect("examples/fabric.yaml");
     let mut f = doc.fabric.expect("fabric");
-    // The lab's user-space bond has no LACP partner.
+    // Static LAGs: this test is about steady forwarding (protocols_lacp
+    // covers the lab bond's LACP partner).
     for lag in f.lags.values_mut() {
         lag.protocol = LagMode::Static;
     }

@@ -85,6 +85,7 @@ impl Programmed {
                 free_ports: true,
                 host_ns_prefix: format!("{ns_prefix}{}-", bmv2_tests::unique_tag()),
                 json: None,
+                ..LabOptions::default()
             },
         )?;
         let topo = Topology::build(fabric, &ObservedState::default(), None);

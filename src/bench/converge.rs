@@ -200,6 +200,7 @@ pub async fn run(args: &ConvergeArgs) -> anyhow::Result<()> {
             free_ports: true,
             host_ns_prefix: format!("p4c{}-", std::process::id() % 10_000),
             json: None,
+            ..LabOptions::default()
         },
     )?;
     for (name, addr) in lab.addresses() {

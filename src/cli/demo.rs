@@ -181,13 +181,14 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
     if simulated {
         println!("=> {SIMULATED}");
     }
-    // Neither the lab's user-space bond nor a simulated switch has an LACP
-    // partner: run LACP LAGs as static bonds, and say so.
+    // On bmv2 the lab's user-space bond is the server's LACP partner
+    // (lab::lacp_partner). A simulated switch passes no frames: there,
+    // LACP LAGs run as static bonds, and say so.
     for (name, lag) in fabric.lags.iter_mut() {
-        if lag.protocol == LagMode::Lacp {
+        if lag.protocol == LagMode::Lacp && simulated {
             lag.protocol = LagMode::Static;
             println!(
-                "note: LAG {name} runs as a static bond in the demo (no LACP partner in the lab)"
+                "note: LAG {name} runs as a static bond on simulated switches (no frames, no LACP partner)"
             );
         }
     }
@@ -220,6 +221,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
             free_ports: args.free_ports,
             host_ns_prefix: args.ns_prefix.clone(),
             json: None,
+            ..LabOptions::default()
         };
         let lab = LabFabric::start(&fabric, &opts)?;
         for (name, addr) in lab.addresses() {

@@ -62,6 +62,18 @@ pub fn member(profile: &'static str, member_id: u32, action: ActionCall) -> Enti
 }
 
 /// A group over `members` (id, watch port); sorted by member id.
+///
+/// At least one member is never watched: the first (lowest id) loses its
+/// watch port when every member has one. A watch port going down makes
+/// the switch deactivate that member by itself (PI's watch-port
+/// enforcer), and bmv2 crashes on the next packet that selects from a
+/// group whose members are all inactive (`GroupSelection::get_from_hash`
+/// takes the hash modulo zero active members): a spine's single-member
+/// group to a leaf, or a leaf's group over one LAG member, took the whole
+/// switch down when that one port lost carrier. The unwatched member
+/// keeps the group selectable until the controller reprograms it;
+/// traffic on it waits for discovery / LACP to notice, the others still
+/// fail over in the data plane.
 pub fn group(
     profile: &'static str,
     group_id: u32,
@@ -77,6 +89,11 @@ pub fn group(
         })
         .collect();
     members.sort();
+    if members.iter().all(|m| m.watch_port.is_some()) {
+        if let Some(first) = members.first_mut() {
+            first.watch_port = None;
+        }
+    }
     let max_size = max_size.max(i32::try_from(members.len()).unwrap_or(i32::MAX));
     Entity::Group(ActionProfileGroup {
         profile,
@@ -88,4 +105,32 @@ pub fn group(
 
 pub fn put(map: &mut SwitchEntities, e: Entity) {
     map.insert(e.key(), e);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch_ports(e: &Entity) -> Vec<(u32, Option<u32>)> {
+        match e {
+            Entity::Group(g) => g
+                .members
+                .iter()
+                .map(|m| (m.member_id, m.watch_port))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_group_always_keeps_one_unwatched_member() {
+        // One watched member: bmv2 would crash once its port went down.
+        let g = group("p", 1, [(5, Some(5))], 16);
+        assert_eq!(watch_ports(&g), [(5, None)]);
+        let g = group("p", 1, [(2, Some(2)), (1, Some(1))], 16);
+        assert_eq!(watch_ports(&g), [(1, None), (2, Some(2))]);
+        // Already one unwatched: left as given.
+        let g = group("p", 1, [(1, Some(1)), (9, None)], 16);
+        assert_eq!(watch_ports(&g), [(1, Some(1)), (9, None)]);
+    }
 }

@@ -17,6 +17,9 @@ pub struct ControllerMetrics {
     pub compile_seconds_total: f64,
     pub leader: bool,
     pub election_id: u128,
+    /// Frames and events the control protocols handled (a punt storm
+    /// shows as `rate_limited`).
+    pub protocols: crate::protocols::Counters,
 }
 
 /// The latest snapshot, shared with the HTTP server.
@@ -76,6 +79,24 @@ pub fn render(m: &MetricsState) -> String {
     let _ = writeln!(o, "p4fabric_leader {}", u8::from(c.leader));
     let _ = writeln!(o, "# TYPE p4fabric_election_id gauge");
     let _ = writeln!(o, "p4fabric_election_id {}", c.election_id);
+    let p = &c.protocols;
+    let _ = writeln!(
+        o,
+        "# HELP p4fabric_protocol_events_total Frames and events the control protocols handled, by kind."
+    );
+    let _ = writeln!(o, "# TYPE p4fabric_protocol_events_total counter");
+    for (kind, n) in [
+        ("probe", p.probes),
+        ("lacpdu", p.lacpdus),
+        ("host_frame", p.host_frames),
+        ("rate_limited", p.rate_limited),
+        ("ignored", p.ignored),
+        ("digest_row", p.digest_rows),
+        ("idle_timeout", p.idle_timeouts),
+        ("packet_out", p.packets_out),
+    ] {
+        let _ = writeln!(o, "p4fabric_protocol_events_total{{kind=\"{kind}\"}} {n}");
+    }
     let up = m
         .agents
         .values()

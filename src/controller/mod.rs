@@ -576,10 +576,13 @@ impl Controller {
                 }
             }
         }
-        self.metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .agents = statuses;
+        {
+            let mut m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            m.agents = statuses;
+            if let Some(p) = &self.protocols {
+                m.controller.protocols = p.counters().clone();
+            }
+        }
         self.publish_observed().await;
     }
 

@@ -22,10 +22,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use super::bond::{HostLeg, UserBond};
+use super::lacp_partner::{LacpPartner, PartnerConfig};
 use super::netns::offloads_off;
 use super::reach::{Probe, ProbeResult};
 use super::{unique_tag, Bmv2Switch, Netns, SwitchOptions};
-use crate::config::{Attachment, Fabric, Host, PortNum, PortRef, VlanMode};
+use crate::config::{Attachment, Fabric, Host, LacpRate, LagMode, PortNum, PortRef, VlanMode};
+use crate::net::MacAddr;
 
 #[derive(Debug, Clone)]
 pub struct LabOptions {
@@ -36,6 +38,10 @@ pub struct LabOptions {
     pub host_ns_prefix: String,
     /// A bmv2 JSON to start with; `None`: the controller pushes it.
     pub json: Option<PathBuf>,
+    /// Hosts resolve the gateway and each other with real ARP / ND
+    /// (the fabric's responder); `false`: permanent neighbour entries, so
+    /// only forwarding is exercised.
+    pub resolve_neighbors: bool,
 }
 
 impl Default for LabOptions {
@@ -44,6 +50,7 @@ impl Default for LabOptions {
             free_ports: false,
             host_ns_prefix: "p4f-".into(),
             json: None,
+            resolve_neighbors: false,
         }
     }
 }
@@ -53,6 +60,9 @@ pub struct LabFabric {
     // namespaces go, then the switches (process + veths), then the wires.
     bonds: Vec<UserBond>,
     hosts: BTreeMap<String, Netns>,
+    /// Hosts added with `add_host`: their ports' interfaces, in order.
+    extra_hosts: BTreeMap<String, (Host, Vec<String>)>,
+    opts: LabOptions,
     switches: BTreeMap<String, Bmv2Switch>,
     wires: Netns,
     /// Link name -> the two far ends (in `wires`).
@@ -124,6 +134,8 @@ impl LabFabric {
         let mut lab = LabFabric {
             bonds: Vec::new(),
             hosts: BTreeMap::new(),
+            extra_hosts: BTreeMap::new(),
+            opts: opts.clone(),
             switches: BTreeMap::new(),
             wires,
             links: BTreeMap::new(),
@@ -159,7 +171,7 @@ impl LabFabric {
             }
             lab.links.insert(name.clone(), [a, b]);
         }
-        lab.start_hosts(fabric, opts, &tag)?;
+        lab.start_hosts(fabric, &tag)?;
         Ok(lab)
     }
 
@@ -185,7 +197,8 @@ impl LabFabric {
         Ok((sw, far))
     }
 
-    fn start_hosts(&mut self, fabric: &Fabric, opts: &LabOptions, tag: &str) -> Result<()> {
+    fn start_hosts(&mut self, fabric: &Fabric, tag: &str) -> Result<()> {
+        let opts = self.opts.clone();
         // Hosts sharing an attachment, or tagged on it, need the forwarder.
         let mut per_attachment: BTreeMap<&Attachment, Vec<&str>> = BTreeMap::new();
         for (name, h) in &fabric.hosts {
@@ -199,19 +212,7 @@ impl LabFabric {
             let mut legs = Vec::new();
             for name in names {
                 let h = &fabric.hosts[*name];
-                let ns_name = format!("{}{name}", opts.host_ns_prefix);
-                let ns = Netns::create(&ns_name).with_context(|| {
-                    format!("namespace {ns_name} for host {name} (left over from an earlier run? ip netns del {ns_name})")
-                })?;
-                ns.exec(
-                    "sysctl",
-                    &[
-                        "-qw",
-                        "net.ipv6.conf.all.accept_dad=0",
-                        "net.ipv6.conf.default.accept_dad=0",
-                        "net.ipv6.conf.default.router_solicitations=0",
-                    ],
-                )?;
+                let ns = self.host_netns(name)?;
                 if let (true, Attachment::Port(p)) = (direct, att) {
                     let (sw, far) = self.far_end(p)?;
                     sw.hosts.ip(&["link", "set", &far, "netns", &ns.name])?;
@@ -231,7 +232,8 @@ impl LabFabric {
                         tagged: host_tagged(fabric, h),
                     });
                 }
-                configure_host(&ns, fabric, h).with_context(|| format!("host {name}"))?;
+                configure_host(&ns, "eth0", fabric, h, !opts.resolve_neighbors)
+                    .with_context(|| format!("host {name}"))?;
                 self.hosts.insert(name.to_string(), ns);
             }
             if !direct {
@@ -244,14 +246,92 @@ impl LabFabric {
                     let far = self.move_to_wires(&p)?;
                     uplinks.push(self.wires.packet_socket(&far)?);
                 }
-                let label = match att {
-                    Attachment::Port(p) => p.to_string(),
-                    Attachment::Lag(l) => l.clone(),
+                let (label, lacp) = match att {
+                    Attachment::Port(p) => (p.to_string(), None),
+                    Attachment::Lag(l) => (l.clone(), fabric.lags.get(l).and_then(lacp_partner)),
                 };
-                self.bonds.push(UserBond::start(&label, uplinks, legs));
+                self.bonds
+                    .push(UserBond::start(&label, uplinks, legs, lacp));
             }
         }
         Ok(())
+    }
+
+    /// A new host namespace `<prefix><name>`, DAD and router solicitations
+    /// off.
+    fn host_netns(&self, name: &str) -> Result<Netns> {
+        let ns_name = format!("{}{name}", self.opts.host_ns_prefix);
+        let ns = Netns::create(&ns_name).with_context(|| {
+            format!("namespace {ns_name} for host {name} (left over from an earlier run? ip netns del {ns_name})")
+        })?;
+        ns.exec(
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.default.router_solicitations=0",
+            ],
+        )?;
+        Ok(ns)
+    }
+
+    /// Adds a host the configuration does not list (the fabric has to
+    /// learn it): a namespace `<prefix><name>` owning the far ends of
+    /// `ports` (untagged edge ports no configured host uses) as `p0`,
+    /// `p1`, ... It starts on `ports[0]`; `move_host` moves it. Its
+    /// neighbours are always resolved with real ARP / ND.
+    pub fn add_host(
+        &mut self,
+        fabric: &Fabric,
+        name: &str,
+        host: &Host,
+        ports: &[PortRef],
+    ) -> Result<()> {
+        if self.hosts.contains_key(name) {
+            bail!("host {name} exists");
+        }
+        let ns = self.host_netns(name)?;
+        let mut ifaces = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            let (sw, far) = self.far_end(p)?;
+            let ifname = format!("p{i}");
+            sw.hosts.ip(&["link", "set", &far, "netns", &ns.name])?;
+            ns.ip(&["link", "set", &far, "name", &ifname])?;
+            offloads_off(&ns, &ifname);
+            ifaces.push(ifname);
+        }
+        let first = ifaces.first().context("a host needs a port")?.clone();
+        configure_host(&ns, &first, fabric, host, false).with_context(|| format!("host {name}"))?;
+        self.hosts.insert(name.to_string(), ns);
+        self.extra_hosts
+            .insert(name.to_string(), (host.clone(), ifaces));
+        Ok(())
+    }
+
+    /// Moves an `add_host` host to its `to`-th port, like a VM migrating:
+    /// the old port loses carrier (its far end goes down), the host's MAC,
+    /// addresses and routes come up on the new one. Nothing is announced:
+    /// the fabric finds the host at its first packet (Linux keeps
+    /// neighbours per interface, so that is usually an ARP request or NS).
+    pub fn move_host(&self, fabric: &Fabric, name: &str, to: usize) -> Result<()> {
+        let (Some(ns), Some((host, ifaces))) = (self.hosts.get(name), self.extra_hosts.get(name))
+        else {
+            bail!("no added host {name}");
+        };
+        let target = ifaces
+            .get(to)
+            .with_context(|| format!("{name} has no port {to}"))?;
+        for i in ifaces.iter().filter(|i| *i != target) {
+            ns.ip(&["addr", "flush", "dev", i])?;
+            ns.ip(&["link", "set", i, "down"])?;
+        }
+        configure_host(ns, target, fabric, host, false)
+    }
+
+    /// The user-space bond serving LAG `lag` (or port `leaf/port`).
+    pub fn bond(&self, name: &str) -> Option<&UserBond> {
+        self.bonds.iter().find(|b| b.name == name)
     }
 
     /// The namespace of host `name` (`ip netns exec <name> ...`).
@@ -295,6 +375,19 @@ impl LabFabric {
                 .ip(&["link", "set", e, if up { "up" } else { "down" }])?;
         }
         Ok(())
+    }
+
+    /// Carrier loss (or back) on an edge port: its far end goes down,
+    /// wherever it lives (the wires namespace for bond uplinks, the
+    /// switch's far-end namespace for unused ports). Not for ports a host
+    /// namespace owns (`move_host` does that).
+    pub fn set_edge_carrier(&self, port: &PortRef, up: bool) -> Result<()> {
+        let (sw, far) = self.far_end(port)?;
+        let state = if up { "up" } else { "down" };
+        self.wires
+            .ip(&["link", "set", &far, state])
+            .or_else(|_| sw.hosts.ip(&["link", "set", &far, state]))
+            .with_context(|| format!("{port}: far end {far} not in the wires or switch namespace"))
     }
 
     /// One `ping -c1 -W1` from host `from` to `ip`.
@@ -354,20 +447,45 @@ impl Drop for LabFabric {
     }
 }
 
-/// Addresses, routes and neighbours of a host's `eth0`.
-fn configure_host(ns: &Netns, fabric: &Fabric, h: &Host) -> Result<()> {
+/// The LACP partner a lab bond runs for an LACP LAG (`None`: static).
+fn lacp_partner(lag: &crate::config::Lag) -> Option<LacpPartner> {
+    if lag.protocol != LagMode::Lacp {
+        return None;
+    }
+    let [hi, lo] = lag.id.to_be_bytes();
+    let cfg = PartnerConfig {
+        system: MacAddr([0x02, 0x1a, 0xc9, 0, hi, lo]),
+        system_priority: 65535,
+        key: 1,
+        fast: lag.lacp.rate == LacpRate::Fast,
+    };
+    let macs: Vec<MacAddr> = (0..lag.members.len())
+        .map(|i| MacAddr([0x02, 0x1a, 0xc9, (i + 1) as u8, hi, lo]))
+        .collect();
+    Some(LacpPartner::new(cfg, &macs, std::time::Instant::now()))
+}
+
+/// Addresses, routes and (with `static_neighbors`) permanent neighbours
+/// of a host's interface `dev`.
+fn configure_host(
+    ns: &Netns,
+    dev: &str,
+    fabric: &Fabric,
+    h: &Host,
+    static_neighbors: bool,
+) -> Result<()> {
     let mac = h.mac.to_string();
-    ns.ip(&["link", "set", "eth0", "address", &mac])?;
-    offloads_off(ns, "eth0");
+    ns.ip(&["link", "set", dev, "address", &mac])?;
+    offloads_off(ns, dev);
     ns.exec(
         "sysctl",
         &[
             "-qw",
-            "net.ipv6.conf.eth0.disable_ipv6=0",
-            "net.ipv6.conf.eth0.accept_dad=0",
+            &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+            &format!("net.ipv6.conf.{dev}.accept_dad=0"),
         ],
     )?;
-    ns.ip(&["link", "set", "eth0", "mtu", "1500", "up"])?;
+    ns.ip(&["link", "set", dev, "mtu", "1500", "up"])?;
     let vlan = fabric.vlans.get(&h.vlan);
     let v4 = vlan.and_then(|v| v.ipv4_gateway);
     let v6 = vlan.and_then(|v| v.ipv6_gateway);
@@ -381,28 +499,30 @@ fn configure_host(ns: &Netns, fabric: &Fabric, h: &Host) -> Result<()> {
             IpAddr::V6(_) => (v6.map_or(128, |n| n.prefix_len()), Some("nodad")),
         };
         let addr = format!("{ip}/{len}");
-        let mut args = vec!["addr", "add", addr.as_str(), "dev", "eth0"];
+        let mut args = vec!["addr", "replace", addr.as_str(), "dev", dev];
         args.extend(extra);
         ns.ip(&args)?;
     }
-    // The fabric's ARP/ND responder is not in this path yet: static
-    // neighbours for the gateway and the VLAN's other hosts keep the demo
-    // about forwarding, not about address resolution.
+    // Static neighbours for the gateway and the VLAN's other hosts keep
+    // the demo about forwarding, not about address resolution.
     let mut neigh: Vec<(String, String)> = Vec::new();
     if let Some(g) = v4.filter(|_| h.ips.iter().any(|i| i.is_ipv4())) {
-        ns.ip(&["route", "add", "default", "via", &g.addr().to_string()])?;
+        ns.ip(&["route", "replace", "default", "via", &g.addr().to_string()])?;
         neigh.push((g.addr().to_string(), gw_mac.clone()));
     }
     if let Some(g) = v6.filter(|_| h.ips.iter().any(|i| i.is_ipv6())) {
         ns.ip(&[
             "-6",
             "route",
-            "add",
+            "replace",
             "default",
             "via",
             &g.addr().to_string(),
         ])?;
         neigh.push((g.addr().to_string(), gw_mac.clone()));
+    }
+    if !static_neighbors {
+        return Ok(());
     }
     for other in fabric.hosts.values() {
         if other.vlan == h.vlan && other.mac != h.mac {
@@ -421,7 +541,7 @@ fn configure_host(ns: &Netns, fabric: &Fabric, h: &Host) -> Result<()> {
             "nud",
             "permanent",
             "dev",
-            "eth0",
+            dev,
         ])?;
     }
     Ok(())

@@ -10,6 +10,7 @@
 
 pub mod bond;
 pub mod fabric;
+pub mod lacp_partner;
 pub mod netns;
 pub mod packet;
 pub mod reach;

@@ -89,10 +89,16 @@ impl LabRun {
     /// addresses the switches really got. No controller runs yet.
     pub async fn start(fabric: &Fabric, ns_prefix: &str) -> Result<LabRun> {
         let opts = LabOptions {
-            free_ports: true,
             host_ns_prefix: ns_prefix.to_string(),
-            json: None,
+            ..LabOptions::default()
         };
+        Self::start_with(fabric, opts).await
+    }
+
+    /// `start` with lab options (the switches always get free ports).
+    pub async fn start_with(fabric: &Fabric, mut opts: LabOptions) -> Result<LabRun> {
+        opts.free_ports = true;
+        opts.json = None;
         let lab = LabFabric::start(fabric, &opts)?;
         let etcd = EtcdServer::start().await.map_err(anyhow::Error::msg)?;
         let pipelines = readback::load_pipelines(&Pipeline::default_dir(), fabric)?;
@@ -345,6 +351,13 @@ impl LabController {
     pub fn writes(&self) -> u64 {
         let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
         m.agents.values().map(|a| a.counters.updates_written).sum()
+    }
+
+    /// What the control protocols handled so far (as of the last status
+    /// publication).
+    pub fn protocol_counters(&self) -> crate::protocols::Counters {
+        let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        m.controller.protocols.clone()
     }
 
     /// Every one of `n` agents holds its latest desired state.
