@@ -12,6 +12,7 @@ pub mod bond;
 pub mod fabric;
 pub mod netns;
 pub mod packet;
+pub mod process;
 pub mod reach;
 pub mod readback;
 pub mod run;
