@@ -68,7 +68,9 @@ fn settled(c: &ControllerProcess) -> bool {
     })
 }
 
-fn lossless(what: &str, reports: &[FlowReport]) {
+/// Prints the flows; asserts none lost a ping (with the controllers' logs
+/// if one did).
+fn lossless(what: &str, reports: &[FlowReport], ctls: &[&ControllerProcess]) {
     for r in reports {
         eprintln!("{what}: {r}");
     }
@@ -77,6 +79,11 @@ fn lossless(what: &str, reports: &[FlowReport]) {
         .filter(|r| r.received == 0 || r.lost() > 0)
         .map(|r| r.to_string())
         .collect();
+    if !bad.is_empty() {
+        for c in ctls {
+            eprintln!("---- {} ----\n{}", c.id, c.log());
+        }
+    }
     assert!(
         bad.is_empty(),
         "{what}: flows with loss:\n{}",
@@ -148,7 +155,7 @@ async fn leader_killed_or_stopped_standby_takes_over_hitless_and_writes_nothing(
     let b_writes = b.writes().expect("b metrics");
     let c = run.check().await;
     assert!(c.converged(), "after the failover: {:?}", c.pending);
-    lossless("SIGKILL failover", &reports);
+    lossless("SIGKILL failover", &reports, &[&b]);
     assert_eq!(b_writes, 0, "the new leader wrote to a stable fabric");
 
     // 2. A change after the failover reaches the switches.
@@ -204,7 +211,8 @@ routes:
     let a2_writes = a2.writes().expect("a2 metrics");
     let c = run.check().await;
     assert!(c.converged(), "after the handover: {:?}", c.pending);
-    lossless("SIGTERM handover", &reports);
+    eprintln!("a2 wrote {a2_writes} updates");
+    lossless("SIGTERM handover", &reports, &[&b, &a2]);
     assert_eq!(a2_writes, 0, "the new leader wrote to a stable fabric");
     let _ = a2.terminate(Duration::from_secs(10));
     eprintln!("ha_bmv2 took {} s", started.elapsed().as_secs());

@@ -374,6 +374,8 @@ pub struct FlowReport {
     pub received: u32,
     /// The longest run of consecutive lost echoes, as time.
     pub longest_outage: Duration,
+    /// When that run started, from the flow's start (by echo sequence).
+    pub outage_started: Option<Duration>,
 }
 
 impl FlowReport {
@@ -393,7 +395,13 @@ impl std::fmt::Display for FlowReport {
             self.received,
             self.sent,
             self.longest_outage.as_millis()
-        )
+        )?;
+        match self.outage_started {
+            Some(t) if !self.longest_outage.is_zero() => {
+                write!(f, " (from {:.2} s)", t.as_secs_f64())
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -405,7 +413,9 @@ impl Traffic {
                 .host_ns(&p.from)
                 .with_context(|| format!("no host {}", p.from))?;
             let mut child = Command::new("ip")
-                .args(["netns", "exec", &ns.name, "ping", "-n", "-W", "1", "-i"])
+                .args(["netns", "exec", &ns.name, "ping", "-n", "-W"])
+                .arg(REPLY_TIMEOUT.as_secs().to_string())
+                .arg("-i")
                 .arg(format!("{:.3}", interval.as_secs_f64()))
                 .arg(p.ip.to_string())
                 .stdout(Stdio::piped())
@@ -466,27 +476,43 @@ fn report(probe: Probe, seqs: &[u32], transmitted: Option<u32>, interval: Durati
     let mut seqs = seqs.to_vec();
     seqs.sort_unstable();
     seqs.dedup();
-    // The last echo may still have been in flight when ping was stopped.
+    // Echoes sent within the reply timeout (`-W 1`) before ping was
+    // stopped may still have been in flight: they count as sent only if a
+    // later one was answered. (At a 20 ms interval and a loaded machine the
+    // round trip through three bmv2 switches can exceed the interval.)
+    let in_flight = (REPLY_TIMEOUT.as_micros() / interval.as_micros().max(1)).max(1) as u32;
     let sent = transmitted
         .unwrap_or(0)
-        .saturating_sub(1)
+        .saturating_sub(in_flight)
         .max(seqs.last().copied().unwrap_or(0));
     // Missing runs: before the first answer, between answers, after the
     // last one (ping numbers echoes from 1).
     let mut longest = 0u32;
+    let mut outage_after = None;
     let mut prev = 0u32;
     for &s in &seqs {
-        longest = longest.max(s.saturating_sub(prev + 1));
+        let gap = s.saturating_sub(prev + 1);
+        if gap > longest {
+            longest = gap;
+            outage_after = Some(prev);
+        }
         prev = s;
     }
-    longest = longest.max(sent.saturating_sub(prev));
+    if sent.saturating_sub(prev) > longest {
+        longest = sent.saturating_sub(prev);
+        outage_after = Some(prev);
+    }
     FlowReport {
         probe,
         sent,
         received: seqs.len() as u32,
         longest_outage: interval * longest,
+        outage_started: outage_after.map(|s| interval * s),
     }
 }
+
+/// `ping -W`: how long ping waits for a reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A probe from host `from` to address `ip` of host `to`.
 pub fn probe(from: &str, to: &str, ip: IpAddr) -> Probe {
@@ -522,8 +548,18 @@ mod tests {
         );
         // The 9th echo may have been in flight: 8 count as sent.
         assert_eq!((r.sent, r.received, r.lost()), (8, 4, 4));
-        // 3, 4, 5 lost in a row.
+        // 3, 4, 5 lost in a row, after the 2nd echo.
         assert_eq!(r.longest_outage, Duration::from_millis(150));
+        assert_eq!(r.outage_started, Some(Duration::from_millis(100)));
+        // At 20 ms, two echoes unanswered at the stop were in flight.
+        let seqs: Vec<u32> = (1..=98).collect();
+        let r = report(
+            probe("a", "b", "10.0.0.2".parse().unwrap()),
+            &seqs,
+            Some(100),
+            Duration::from_millis(20),
+        );
+        assert_eq!((r.sent, r.lost()), (98, 0));
     }
 
     #[test]
