@@ -77,6 +77,17 @@ pub fn group(
         })
         .collect();
     members.sort();
+    // bmv2 (PI) selects from a group with `hash % active members` and dies
+    // of a divide error when watch ports have deactivated them all — which
+    // happens before the controller can react to the port going down (a
+    // single-member group toward a spine whose link was cut killed the
+    // spine in the fault suite). One member always stays unwatched: a
+    // group can never be emptied by the data plane alone.
+    if members.iter().all(|m| m.watch_port.is_some()) {
+        if let Some(first) = members.first_mut() {
+            first.watch_port = None;
+        }
+    }
     let max_size = max_size.max(i32::try_from(members.len()).unwrap_or(i32::MAX));
     Entity::Group(ActionProfileGroup {
         profile,

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -312,6 +313,33 @@ impl LabFabric {
             .context("running ping")?;
         Ok(out.success())
     }
+
+    /// Carrier loss (or back) on an edge port or LAG member whose far end
+    /// the lab moved into the wires namespace (a bond uplink): the host
+    /// side sees the leg down, bmv2 sees carrier loss.
+    pub fn set_edge_link(&self, port: &PortRef, up: bool) -> Result<()> {
+        let (_, far) = self.far_end(port)?;
+        self.wires
+            .ip(&["link", "set", &far, if up { "up" } else { "down" }])
+    }
+
+    /// A server "reboot": host `name`'s `eth0` goes down for `down_for`,
+    /// comes back and is configured again (addresses, routes, neighbours
+    /// the kernel dropped with the link). For a host cabled straight to a
+    /// switch port, that port sees carrier loss meanwhile.
+    pub fn reboot_host(&self, fabric: &Fabric, name: &str, down_for: Duration) -> Result<()> {
+        let ns = self
+            .hosts
+            .get(name)
+            .with_context(|| format!("no host {name}"))?;
+        let h = fabric
+            .hosts
+            .get(name)
+            .with_context(|| format!("host {name} not configured"))?;
+        ns.ip(&["link", "set", "eth0", "down"])?;
+        std::thread::sleep(down_for);
+        configure_host(ns, fabric, h)
+    }
 }
 
 impl LabFabric {
@@ -381,7 +409,7 @@ fn configure_host(ns: &Netns, fabric: &Fabric, h: &Host) -> Result<()> {
             IpAddr::V6(_) => (v6.map_or(128, |n| n.prefix_len()), Some("nodad")),
         };
         let addr = format!("{ip}/{len}");
-        let mut args = vec!["addr", "add", addr.as_str(), "dev", "eth0"];
+        let mut args = vec!["addr", "replace", addr.as_str(), "dev", "eth0"];
         args.extend(extra);
         ns.ip(&args)?;
     }
@@ -390,14 +418,14 @@ fn configure_host(ns: &Netns, fabric: &Fabric, h: &Host) -> Result<()> {
     // about forwarding, not about address resolution.
     let mut neigh: Vec<(String, String)> = Vec::new();
     if let Some(g) = v4.filter(|_| h.ips.iter().any(|i| i.is_ipv4())) {
-        ns.ip(&["route", "add", "default", "via", &g.addr().to_string()])?;
+        ns.ip(&["route", "replace", "default", "via", &g.addr().to_string()])?;
         neigh.push((g.addr().to_string(), gw_mac.clone()));
     }
     if let Some(g) = v6.filter(|_| h.ips.iter().any(|i| i.is_ipv6())) {
         ns.ip(&[
             "-6",
             "route",
-            "add",
+            "replace",
             "default",
             "via",
             &g.addr().to_string(),
