@@ -156,43 +156,20 @@ impl LabRun {
         LabController::start(&self.endpoint(), id).await
     }
 
-    async fn store(&self) -> Result<EtcdStore> {
-        Ok(EtcdOptions::new([self.endpoint()]).connect().await?)
-    }
-
     /// Everything under `status/`, by path relative to it.
     pub async fn status(&self) -> Result<BTreeMap<String, serde_json::Value>> {
-        let snap = self.store().await?.get_dir(STATUS_DIR).await?;
-        Ok(snap
-            .kvs
-            .iter()
-            .filter_map(|(k, v)| {
-                let path = k.get(STATUS_DIR.len()..)?.to_string();
-                Some((path, serde_json::from_slice(v).ok()?))
-            })
-            .collect())
+        read_status(&self.endpoint()).await
     }
 
     /// What every switch must hold: compiled here from the configuration
     /// applied and the controller's reported observations and learned hosts.
     pub async fn expected(&self) -> Result<BTreeMap<String, SwitchEntities>> {
-        let status = self.status().await?;
-        let (observed, tree, hosts) = observations(&status);
-        let topo = Topology::build(&self.fabric, &observed, tree.as_ref());
-        Ok(compile::compile(&self.fabric, &topo, &hosts))
+        Ok(expected_with(&self.fabric, &self.status().await?))
     }
 
     /// Reads every switch back once and compares with `expected()`.
     pub async fn check(&self) -> Convergence {
-        match self.expected().await {
-            Ok(want) => readback::check(&self.fabric, &self.pipelines, &want).await,
-            Err(e) => {
-                let mut c = Convergence::default();
-                c.pending
-                    .insert("etcd".into(), format!("cannot read status: {e:#}"));
-                c
-            }
-        }
+        check_with_status(&self.fabric, &self.pipelines, &self.endpoint()).await
     }
 
     /// Waits until the controller reports every configured link seen by
@@ -222,19 +199,74 @@ impl LabRun {
 
     /// Polls `check` until converged or `timeout` (then the last result).
     pub async fn wait_converged(&self, timeout: Duration) -> Convergence {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let c = self.check().await;
-            if c.converged() || Instant::now() >= deadline {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        wait_converged_with_status(&self.fabric, &self.pipelines, &self.endpoint(), timeout).await
     }
 
     /// Starts one ping per probe (every `interval`) in the host namespaces.
     pub fn traffic(&self, probes: &[Probe], interval: Duration) -> Result<Traffic> {
         Traffic::start(&self.lab, probes, interval)
+    }
+}
+
+/// Everything under `status/` in the etcd at `endpoint`, by path relative
+/// to it.
+pub async fn read_status(endpoint: &str) -> Result<BTreeMap<String, serde_json::Value>> {
+    let store: EtcdStore = EtcdOptions::new([endpoint.to_string()]).connect().await?;
+    let snap = store.get_dir(STATUS_DIR).await?;
+    Ok(snap
+        .kvs
+        .iter()
+        .filter_map(|(k, v)| {
+            let path = k.get(STATUS_DIR.len()..)?.to_string();
+            Some((path, serde_json::from_slice(v).ok()?))
+        })
+        .collect())
+}
+
+/// What every switch must hold: `fabric` compiled with the observations
+/// and learned hosts a controller reported in `status`.
+pub fn expected_with(
+    fabric: &Fabric,
+    status: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, SwitchEntities> {
+    let (observed, tree, hosts) = observations(status);
+    let topo = Topology::build(fabric, &observed, tree.as_ref());
+    compile::compile(fabric, &topo, &hosts)
+}
+
+/// Reads every switch back once and compares with `fabric` compiled with
+/// what the controller writing status to `endpoint` observed.
+pub async fn check_with_status(
+    fabric: &Fabric,
+    pipelines: &BTreeMap<String, Arc<Pipeline>>,
+    endpoint: &str,
+) -> Convergence {
+    match read_status(endpoint).await {
+        Ok(status) => readback::check(fabric, pipelines, &expected_with(fabric, &status)).await,
+        Err(e) => {
+            let mut c = Convergence::default();
+            c.pending
+                .insert("etcd".into(), format!("cannot read status: {e:#}"));
+            c
+        }
+    }
+}
+
+/// Polls `check_with_status` until converged or `timeout` (then the last
+/// result).
+pub async fn wait_converged_with_status(
+    fabric: &Fabric,
+    pipelines: &BTreeMap<String, Arc<Pipeline>>,
+    endpoint: &str,
+    timeout: Duration,
+) -> Convergence {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let c = check_with_status(fabric, pipelines, endpoint).await;
+        if c.converged() || Instant::now() >= deadline {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
