@@ -159,13 +159,7 @@ async fn faults_with_full_mesh_traffic() {
     );
     let c = run.wait_converged(Duration::from_secs(60)).await;
     assert!(c.converged(), "not converged: {:?}", c.pending);
-    // IPv6 between VLANs (routed) does not answer on bmv2 yet (noted in
-    // docs/lab.md): v6 flows stay within a VLAN.
-    let vlan = |h: &str| run.fabric().hosts.get(h).map(|h| h.vlan);
-    let probes: Vec<Probe> = reach::probes(run.fabric())
-        .into_iter()
-        .filter(|p| p.ip.is_ipv4() || vlan(&p.from) == vlan(&p.to))
-        .collect();
+    let probes = reach::probes(run.fabric());
     let failures = reach::failures(&run.lab.ping_all(&probes));
     assert!(
         failures.is_empty(),

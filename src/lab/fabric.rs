@@ -387,12 +387,18 @@ fn configure_host(ns: &Netns, fabric: &Fabric, h: &Host) -> Result<()> {
     let mac = h.mac.to_string();
     ns.ip(&["link", "set", "eth0", "address", &mac])?;
     offloads_off(ns, "eth0");
+    // No SLAAC: the fabric's router advertisements would give the host an
+    // EUI-64 address it then prefers as the source toward other subnets —
+    // an address the configuration does not know, so routed IPv6 replies
+    // never came back (the demo's IPv6 matrix failed between VLANs).
     ns.exec(
         "sysctl",
         &[
             "-qw",
             "net.ipv6.conf.eth0.disable_ipv6=0",
             "net.ipv6.conf.eth0.accept_dad=0",
+            "net.ipv6.conf.eth0.autoconf=0",
+            "net.ipv6.conf.eth0.accept_ra=0",
         ],
     )?;
     ns.ip(&["link", "set", "eth0", "mtu", "1500", "up"])?;
