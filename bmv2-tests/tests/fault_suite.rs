@@ -12,24 +12,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use p4fabric::config::{Attachment, Fabric, LagMode};
+use p4fabric::config::{Attachment, Fabric};
 use p4fabric::lab::reach::{self, Probe};
 use p4fabric::lab::run::{FlowReport, LabController, LabRun, Traffic};
 
 const INTERVAL: Duration = Duration::from_millis(100);
 /// Generous bound on an affected flow's outage.
 const MAX_OUTAGE: Duration = Duration::from_secs(15);
-
-fn demo_fabric() -> Fabric {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/fabric.yaml");
-    let doc = p4fabric::cli::document::Document::read(path.as_ref()).expect("examples/fabric.yaml");
-    let mut f = doc.fabric.expect("fabric");
-    // The lab's user-space bond has no LACP partner (as in `p4fabric demo`).
-    for lag in f.lags.values_mut() {
-        lag.protocol = LagMode::Static;
-    }
-    f
-}
 
 /// The leaves a host is attached to (both for a LAG host).
 fn leaves_of(f: &Fabric, host: &str) -> BTreeSet<String> {
@@ -147,7 +136,7 @@ async fn faults_with_full_mesh_traffic() {
     p4fabric::require_lab_run!();
     p4fabric::lab::init_test_logging();
     let t0 = Instant::now();
-    let fabric = demo_fabric();
+    let fabric = p4fabric::lab::run::demo_fabric().expect("examples/fabric.yaml");
     let run = LabRun::start(&fabric, "p4f-fs-").await.expect("lab");
     let ctl = run
         .start_controller("fault-suite")
@@ -236,8 +225,8 @@ async fn faults_with_full_mesh_traffic() {
     // -- Config churn: a VLAN, a port, a host and a route come and go.
     let started = Instant::now();
     let traffic = s.traffic();
-    let mut churn = s.run.fabric().clone();
-    let extra: Fabric = serde_yaml::from_str(
+    let churn = p4fabric::lab::run::extended(
+        s.run.fabric(),
         r#"
 ports:
   leaf3/4: {mode: access, vlan: 40}
@@ -250,10 +239,6 @@ routes:
 "#,
     )
     .expect("churn");
-    churn.ports.extend(extra.ports);
-    churn.vlans.extend(extra.vlans);
-    churn.hosts.extend(extra.hosts);
-    churn.routes.extend(extra.routes);
     let base = s.run.fabric().clone();
     for round in 0..2 {
         s.run.apply(&churn).await.expect("apply churn");

@@ -159,8 +159,8 @@ async fn leader_killed_or_stopped_standby_takes_over_hitless_and_writes_nothing(
     assert_eq!(b_writes, 0, "the new leader wrote to a stable fabric");
 
     // 2. A change after the failover reaches the switches.
-    let mut changed = run.fabric().clone();
-    let extra: Fabric = serde_yaml::from_str(
+    let changed = p4fabric::lab::run::extended(
+        run.fabric(),
         r#"
 ports:
   leaf1/5: {mode: access, vlan: 30}
@@ -171,9 +171,6 @@ routes:
 "#,
     )
     .expect("change");
-    changed.ports.extend(extra.ports);
-    changed.vlans.extend(extra.vlans);
-    changed.routes.extend(extra.routes);
     run.apply(&changed).await.expect("apply");
     let c = run.wait_converged(Duration::from_secs(30)).await;
     assert!(c.converged(), "change not installed: {:?}", c.pending);

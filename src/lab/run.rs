@@ -260,14 +260,34 @@ pub async fn wait_converged_with_status(
     endpoint: &str,
     timeout: Duration,
 ) -> Convergence {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let c = check_with_status(fabric, pipelines, endpoint).await;
-        if c.converged() || Instant::now() >= deadline {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    readback::poll_converged(timeout, || check_with_status(fabric, pipelines, endpoint)).await
+}
+
+/// examples/fabric.yaml (the demo topology) with its LAGs static, as
+/// `p4fabric demo` runs it: the lab's user-space bond has no LACP partner.
+pub fn demo_fabric() -> Result<Fabric> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fabric.yaml");
+    let doc = crate::cli::document::Document::read(path.as_ref())?;
+    let mut f = doc.fabric.context("examples/fabric.yaml has no fabric")?;
+    for lag in f.lags.values_mut() {
+        lag.protocol = crate::config::LagMode::Static;
     }
+    Ok(f)
+}
+
+/// `fabric` with the items of the YAML fragment `extra` (any sections of a
+/// fabric file) added, or replacing those of the same name.
+pub fn extended(fabric: &Fabric, extra: &str) -> Result<Fabric> {
+    let x: Fabric = serde_yaml::from_str(extra).context("fabric fragment")?;
+    let mut f = fabric.clone();
+    f.switches.extend(x.switches);
+    f.links.extend(x.links);
+    f.ports.extend(x.ports);
+    f.lags.extend(x.lags);
+    f.vlans.extend(x.vlans);
+    f.routes.extend(x.routes);
+    f.hosts.extend(x.hosts);
+    Ok(f)
 }
 
 /// The compiler's observed-state inputs and learned hosts, from the status
