@@ -401,3 +401,89 @@ async fn wait_back(s: &mut Suite, name: &str, sessions_before: u64) {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 }
+
+/// MAC aging: a host the configuration does not know is learned from its
+/// traffic (status/hosts, entries on the switches), and once it falls
+/// silent it ages out after `mac_aging_secs`: its status goes and no entry
+/// of it stays on any switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_host_ages_out_when_silent() {
+    p4fabric::require_lab_run!();
+    p4fabric::lab::init_test_logging();
+    const AGING: u64 = 3;
+    let with_h9: Fabric = serde_yaml::from_str(&format!(
+        r#"
+settings: {{mac_aging_secs: {AGING}}}
+switches:
+  leaf1: {{address: "127.0.0.1:1", device_id: 1, role: leaf, label: 101, fabric_ports: [1]}}
+  leaf2: {{address: "127.0.0.1:2", device_id: 2, role: leaf, label: 102, fabric_ports: [1]}}
+  spine1: {{address: "127.0.0.1:3", device_id: 3, role: spine, label: 201, fabric_ports: [1, 2]}}
+links:
+  leaf1-spine1: {{a: leaf1/1, b: spine1/1}}
+  leaf2-spine1: {{a: leaf2/1, b: spine1/2}}
+ports:
+  leaf1/3: {{mode: access, vlan: 10}}
+  leaf2/3: {{mode: access, vlan: 10}}
+  leaf2/4: {{mode: access, vlan: 10}}
+vlans:
+  10: {{name: a, ipv4_gateway: 10.0.10.1/24}}
+hosts:
+  h1: {{mac: "02:00:00:00:0a:01", vlan: 10, ips: [10.0.10.11], attachment: {{port: leaf1/3}}}}
+  h2: {{mac: "02:00:00:00:0a:02", vlan: 10, ips: [10.0.10.12], attachment: {{port: leaf2/3}}}}
+  h9: {{mac: "02:00:00:00:0a:09", vlan: 10, ips: [10.0.10.19], attachment: {{port: leaf2/4}}}}
+"#
+    ))
+    .expect("fabric");
+    // The lab builds h9's namespace; the controller never hears of it.
+    let mut run = LabRun::start(&with_h9, "p4f-fa-").await.expect("lab");
+    let mut without = run.fabric().clone();
+    without.hosts.remove("h9");
+    run.apply(&without).await.expect("apply");
+    let ctl = run.start_controller("aging").await.expect("controller");
+    assert!(run.wait_discovered(Duration::from_secs(60)).await);
+    let c = run.wait_converged(Duration::from_secs(60)).await;
+    assert!(c.converged(), "not converged: {:?}", c.pending);
+
+    let key = "hosts/10/02:00:00:00:0a:09";
+    let probes = vec![
+        p4fabric::lab::run::probe("h9", "h1", "10.0.10.11".parse().expect("ip")),
+        p4fabric::lab::run::probe("h1", "h9", "10.0.10.19".parse().expect("ip")),
+    ];
+    let traffic = run.traffic(&probes, INTERVAL).expect("traffic");
+    let started = Instant::now();
+    let mut learned = None;
+    while started.elapsed() < Duration::from_secs(15) {
+        if run.status().await.is_ok_and(|s| s.contains_key(key)) {
+            learned = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let learned = learned.expect("h9 was never learned");
+    let c = run.wait_converged(Duration::from_secs(30)).await;
+    assert!(c.converged(), "learned host not installed: {:?}", c.pending);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reports = traffic.stop();
+    for r in &reports {
+        eprintln!("learning: {r}");
+        assert!(r.received > 0, "{r}");
+    }
+    let silent = Instant::now();
+    let mut aged = None;
+    while silent.elapsed() < Duration::from_secs(AGING * 3 + 15) {
+        if run.status().await.is_ok_and(|s| !s.contains_key(key)) {
+            aged = Some(silent.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let aged = aged.expect("h9 never aged out of status/hosts");
+    let c = run.wait_converged(Duration::from_secs(30)).await;
+    assert!(c.converged(), "after aging: {:?}", c.pending);
+    eprintln!(
+        "MAC aging ({AGING} s): h9 learned {} ms after its first ping, aged out {} ms after it fell silent",
+        learned.as_millis(),
+        aged.as_millis()
+    );
+    ctl.stop().await;
+}
