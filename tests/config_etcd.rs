@@ -755,3 +755,56 @@ async fn status_is_rewritten_under_a_new_lease_when_the_old_one_is_lost() {
     }
     assert_ne!(w.lease().await, old);
 }
+
+/// A leader's election key lives under the prefix too: `apply --prune` must
+/// not delete it (that handed leadership to a second controller while the
+/// first still led, found by the bmv2 HA test), and the configuration
+/// watch must not take it for a configuration key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_prune_and_the_config_watch_leave_the_election_alone() {
+    let Some(etcd) = EtcdServer::start_or_skip().await else {
+        return;
+    };
+    let ep = etcd.endpoint();
+    let s = store(&etcd).await;
+    let mut watch = ConfigWatch::etcd(EtcdOptions::new([ep.clone()]), tuning());
+    let opts = p4fabric::ha::HaOptions::new(s.prefix(), "c1");
+    let term = p4fabric::ha::campaign(&s.client(), &opts).await.unwrap();
+    let file = example_path();
+    let (ok, out, err) = cli(&[
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--prune",
+        "--etcd",
+        &ep,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("removed 0"), "{out}");
+    assert!(!out.contains("election"), "{out}");
+    let all = s.get_dir("").await.unwrap();
+    assert_eq!(
+        all.kvs
+            .keys()
+            .filter(|k| k.starts_with("election/"))
+            .count(),
+        1,
+        "the election key is gone: {:?}",
+        all.kvs.keys().collect::<Vec<_>>()
+    );
+    let rev = all.revision;
+    let cur = tokio::time::timeout(Duration::from_secs(5), watch.wait_for_revision(rev))
+        .await
+        .expect("the watch saw the apply");
+    assert!(cur.errors.is_empty(), "{:?}", cur.errors);
+    // A second candidate waits: the first still leads.
+    let opts2 = p4fabric::ha::HaOptions::new(s.prefix(), "c2");
+    let client = s.client();
+    let second = tokio::time::timeout(
+        Duration::from_secs(1),
+        p4fabric::ha::campaign(&client, &opts2),
+    )
+    .await;
+    assert!(second.is_err(), "two leaders");
+    term.resign().await;
+}

@@ -6,27 +6,14 @@
 
 use std::time::Duration;
 
-use p4fabric::config::{Fabric, LagMode};
 use p4fabric::lab::reach;
 use p4fabric::lab::run::LabRun;
-
-fn demo_fabric() -> Fabric {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/fabric.yaml");
-    let doc = p4fabric::cli::document::Document::read(path.as_ref()).expect("examples/fabric.yaml");
-    let mut f = doc.fabric.expect("fabric");
-    // Static LAGs: this test is about steady forwarding (protocols_lacp
-    // covers the lab bond's LACP partner).
-    for lag in f.lags.values_mut() {
-        lag.protocol = LagMode::Static;
-    }
-    f
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_converges_demo_fabric_and_steady_traffic_loses_nothing() {
     p4fabric::require_lab_run!();
     p4fabric::lab::init_test_logging();
-    let fabric = demo_fabric();
+    let fabric = p4fabric::lab::run::demo_fabric().expect("examples/fabric.yaml");
     let run = LabRun::start(&fabric, "p4f-lr-").await.expect("lab");
     let ctl = run.start_controller("lab-run").await.expect("controller");
     assert!(

@@ -297,10 +297,30 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
         let _ = ctl_stopped.await;
     }));
 
-    let want = readback::expected(&fabric);
+    // Converged = every switch read back equals the configuration compiled
+    // with what the controller reports it observed (discovered links, the
+    // flood tree, learned hosts: `status/` in etcd). The file store has no
+    // status: there, the configuration alone with every link up.
     let timeout = Duration::from_secs(args.timeout);
+    let converge = async {
+        match &etcd {
+            Some(e) => {
+                crate::lab::run::wait_converged_with_status(
+                    &fabric,
+                    &pipelines,
+                    &e.endpoint(),
+                    timeout,
+                )
+                .await
+            }
+            None => {
+                let want = readback::expected(&fabric);
+                readback::wait_converged(&fabric, &pipelines, &want, timeout).await
+            }
+        }
+    };
     let conv = tokio::select! {
-        c = readback::wait_converged(&fabric, &pipelines, &want, timeout) => Some(c),
+        c = converge => Some(c),
         _ = &mut stop => None,
     };
     let report = match conv {

@@ -12,7 +12,7 @@ use etcd_client::{
     Identity, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
 
-use super::keys::{CONFIG_DIRS, DEFAULT_PREFIX, STATUS_DIR};
+use super::keys::{controller_owned, CONFIG_DIRS, DEFAULT_PREFIX};
 use super::store::{ConfigStore, RawSnapshot, StoreError};
 
 /// How to reach etcd.
@@ -277,10 +277,11 @@ impl EtcdStore {
 }
 
 impl ConfigStore for EtcdStore {
-    /// Every configuration key (status excluded) at one revision.
+    /// Every configuration key (status and election excluded) at one
+    /// revision.
     async fn load(&self) -> Result<RawSnapshot, StoreError> {
         let mut snap = self.get_dir("").await?;
-        snap.kvs.retain(|k, _| !k.starts_with(STATUS_DIR));
+        snap.kvs.retain(|k, _| !controller_owned(k));
         Ok(snap)
     }
 }

@@ -14,6 +14,18 @@ use super::model::*;
 pub const DEFAULT_PREFIX: &str = "/p4fabric/v1/";
 /// Keys under this relative path are written by controllers, never config.
 pub const STATUS_DIR: &str = "status/";
+/// The controllers' leader election (`src/ha`): `election/<lease>` keys.
+pub const ELECTION: &str = "election";
+
+/// Is the key (relative to the prefix) written by controllers — status or
+/// the leader election — rather than configuration? `apply --prune` and the
+/// configuration watch leave these alone.
+pub fn controller_owned(rel: &str) -> bool {
+    rel.starts_with(STATUS_DIR)
+        || rel
+            .strip_prefix(ELECTION)
+            .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+}
 /// The directories of configuration keys (plus the single key `settings`).
 pub const CONFIG_DIRS: [&str; 7] = [
     "switches", "links", "ports", "lags", "vlans", "routes", "hosts",

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::etcd::EtcdOptions;
-use super::keys::STATUS_DIR;
+use super::keys::controller_owned;
 use super::model::Fabric;
 use super::state::{Change, ConfigState, KeyError};
 use super::store::{ConfigStore, Source, StoreError};
@@ -305,7 +305,7 @@ async fn session(
             let Some(rel) = store.relative(kv.key()) else {
                 continue;
             };
-            if rel.starts_with(STATUS_DIR) {
+            if controller_owned(&rel) {
                 continue;
             }
             changes.push(match ev.event_type() {

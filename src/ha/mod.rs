@@ -30,7 +30,7 @@ pub struct HaOptions {
 impl HaOptions {
     pub fn new(prefix: &str, instance: impl Into<String>) -> Self {
         HaOptions {
-            name: format!("{prefix}election"),
+            name: format!("{prefix}{}", crate::config::keys::ELECTION),
             instance: instance.into(),
             ttl: Duration::from_secs(3),
         }

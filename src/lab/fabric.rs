@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -404,6 +405,33 @@ impl LabFabric {
             .status()
             .context("running ping")?;
         Ok(out.success())
+    }
+
+    /// Carrier loss (or back) on an edge port or LAG member whose far end
+    /// the lab moved into the wires namespace (a bond uplink): the host
+    /// side sees the leg down, bmv2 sees carrier loss.
+    pub fn set_edge_link(&self, port: &PortRef, up: bool) -> Result<()> {
+        let (_, far) = self.far_end(port)?;
+        self.wires
+            .ip(&["link", "set", &far, if up { "up" } else { "down" }])
+    }
+
+    /// A server "reboot": host `name`'s `eth0` goes down for `down_for`,
+    /// comes back and is configured again (addresses, routes, neighbours
+    /// the kernel dropped with the link). For a host cabled straight to a
+    /// switch port, that port sees carrier loss meanwhile.
+    pub fn reboot_host(&self, fabric: &Fabric, name: &str, down_for: Duration) -> Result<()> {
+        let ns = self
+            .hosts
+            .get(name)
+            .with_context(|| format!("no host {name}"))?;
+        let h = fabric
+            .hosts
+            .get(name)
+            .with_context(|| format!("host {name} not configured"))?;
+        ns.ip(&["link", "set", "eth0", "down"])?;
+        std::thread::sleep(down_for);
+        configure_host(ns, "eth0", fabric, h, !self.opts.resolve_neighbors)
     }
 }
 

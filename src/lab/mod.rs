@@ -13,6 +13,7 @@ pub mod fabric;
 pub mod lacp_partner;
 pub mod netns;
 pub mod packet;
+pub mod process;
 pub mod reach;
 pub mod readback;
 pub mod run;

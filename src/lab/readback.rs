@@ -147,9 +147,19 @@ pub async fn wait_converged(
     want: &BTreeMap<String, SwitchEntities>,
     timeout: Duration,
 ) -> Convergence {
+    poll_converged(timeout, || check(fabric, pipelines, want)).await
+}
+
+/// Runs `check` every 300 ms until it says converged or `timeout` passes
+/// (then its last result).
+pub async fn poll_converged<F, Fut>(timeout: Duration, mut check: F) -> Convergence
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Convergence>,
+{
     let deadline = Instant::now() + timeout;
     loop {
-        let c = check(fabric, pipelines, want).await;
+        let c = check().await;
         if c.converged() || Instant::now() >= deadline {
             return c;
         }

@@ -162,43 +162,20 @@ impl LabRun {
         LabController::start(&self.endpoint(), id).await
     }
 
-    async fn store(&self) -> Result<EtcdStore> {
-        Ok(EtcdOptions::new([self.endpoint()]).connect().await?)
-    }
-
     /// Everything under `status/`, by path relative to it.
     pub async fn status(&self) -> Result<BTreeMap<String, serde_json::Value>> {
-        let snap = self.store().await?.get_dir(STATUS_DIR).await?;
-        Ok(snap
-            .kvs
-            .iter()
-            .filter_map(|(k, v)| {
-                let path = k.get(STATUS_DIR.len()..)?.to_string();
-                Some((path, serde_json::from_slice(v).ok()?))
-            })
-            .collect())
+        read_status(&self.endpoint()).await
     }
 
     /// What every switch must hold: compiled here from the configuration
     /// applied and the controller's reported observations and learned hosts.
     pub async fn expected(&self) -> Result<BTreeMap<String, SwitchEntities>> {
-        let status = self.status().await?;
-        let (observed, tree, hosts) = observations(&status);
-        let topo = Topology::build(&self.fabric, &observed, tree.as_ref());
-        Ok(compile::compile(&self.fabric, &topo, &hosts))
+        Ok(expected_with(&self.fabric, &self.status().await?))
     }
 
     /// Reads every switch back once and compares with `expected()`.
     pub async fn check(&self) -> Convergence {
-        match self.expected().await {
-            Ok(want) => readback::check(&self.fabric, &self.pipelines, &want).await,
-            Err(e) => {
-                let mut c = Convergence::default();
-                c.pending
-                    .insert("etcd".into(), format!("cannot read status: {e:#}"));
-                c
-            }
-        }
+        check_with_status(&self.fabric, &self.pipelines, &self.endpoint()).await
     }
 
     /// Waits until the controller reports every configured link seen by
@@ -228,20 +205,95 @@ impl LabRun {
 
     /// Polls `check` until converged or `timeout` (then the last result).
     pub async fn wait_converged(&self, timeout: Duration) -> Convergence {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let c = self.check().await;
-            if c.converged() || Instant::now() >= deadline {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        wait_converged_with_status(&self.fabric, &self.pipelines, &self.endpoint(), timeout).await
     }
 
     /// Starts one ping per probe (every `interval`) in the host namespaces.
     pub fn traffic(&self, probes: &[Probe], interval: Duration) -> Result<Traffic> {
         Traffic::start(&self.lab, probes, interval)
     }
+}
+
+/// Everything under `status/` in the etcd at `endpoint`, by path relative
+/// to it.
+pub async fn read_status(endpoint: &str) -> Result<BTreeMap<String, serde_json::Value>> {
+    let store: EtcdStore = EtcdOptions::new([endpoint.to_string()]).connect().await?;
+    let snap = store.get_dir(STATUS_DIR).await?;
+    Ok(snap
+        .kvs
+        .iter()
+        .filter_map(|(k, v)| {
+            let path = k.get(STATUS_DIR.len()..)?.to_string();
+            Some((path, serde_json::from_slice(v).ok()?))
+        })
+        .collect())
+}
+
+/// What every switch must hold: `fabric` compiled with the observations
+/// and learned hosts a controller reported in `status`.
+pub fn expected_with(
+    fabric: &Fabric,
+    status: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, SwitchEntities> {
+    let (observed, tree, hosts) = observations(status);
+    let topo = Topology::build(fabric, &observed, tree.as_ref());
+    compile::compile(fabric, &topo, &hosts)
+}
+
+/// Reads every switch back once and compares with `fabric` compiled with
+/// what the controller writing status to `endpoint` observed.
+pub async fn check_with_status(
+    fabric: &Fabric,
+    pipelines: &BTreeMap<String, Arc<Pipeline>>,
+    endpoint: &str,
+) -> Convergence {
+    match read_status(endpoint).await {
+        Ok(status) => readback::check(fabric, pipelines, &expected_with(fabric, &status)).await,
+        Err(e) => {
+            let mut c = Convergence::default();
+            c.pending
+                .insert("etcd".into(), format!("cannot read status: {e:#}"));
+            c
+        }
+    }
+}
+
+/// Polls `check_with_status` until converged or `timeout` (then the last
+/// result).
+pub async fn wait_converged_with_status(
+    fabric: &Fabric,
+    pipelines: &BTreeMap<String, Arc<Pipeline>>,
+    endpoint: &str,
+    timeout: Duration,
+) -> Convergence {
+    readback::poll_converged(timeout, || check_with_status(fabric, pipelines, endpoint)).await
+}
+
+/// examples/fabric.yaml (the demo topology) with its LAGs static, as
+/// `p4fabric demo` runs it: the lab's user-space bond has no LACP partner.
+pub fn demo_fabric() -> Result<Fabric> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fabric.yaml");
+    let doc = crate::cli::document::Document::read(path.as_ref())?;
+    let mut f = doc.fabric.context("examples/fabric.yaml has no fabric")?;
+    for lag in f.lags.values_mut() {
+        lag.protocol = crate::config::LagMode::Static;
+    }
+    Ok(f)
+}
+
+/// `fabric` with the items of the YAML fragment `extra` (any sections of a
+/// fabric file) added, or replacing those of the same name.
+pub fn extended(fabric: &Fabric, extra: &str) -> Result<Fabric> {
+    let x: Fabric = serde_yaml::from_str(extra).context("fabric fragment")?;
+    let mut f = fabric.clone();
+    f.switches.extend(x.switches);
+    f.links.extend(x.links);
+    f.ports.extend(x.ports);
+    f.lags.extend(x.lags);
+    f.vlans.extend(x.vlans);
+    f.routes.extend(x.routes);
+    f.hosts.extend(x.hosts);
+    Ok(f)
 }
 
 /// The compiler's observed-state inputs and learned hosts, from the status
@@ -387,6 +439,8 @@ pub struct FlowReport {
     pub received: u32,
     /// The longest run of consecutive lost echoes, as time.
     pub longest_outage: Duration,
+    /// When that run started, from the flow's start (by echo sequence).
+    pub outage_started: Option<Duration>,
 }
 
 impl FlowReport {
@@ -406,7 +460,13 @@ impl std::fmt::Display for FlowReport {
             self.received,
             self.sent,
             self.longest_outage.as_millis()
-        )
+        )?;
+        match self.outage_started {
+            Some(t) if !self.longest_outage.is_zero() => {
+                write!(f, " (from {:.2} s)", t.as_secs_f64())
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -418,7 +478,9 @@ impl Traffic {
                 .host_ns(&p.from)
                 .with_context(|| format!("no host {}", p.from))?;
             let mut child = Command::new("ip")
-                .args(["netns", "exec", &ns.name, "ping", "-n", "-W", "1", "-i"])
+                .args(["netns", "exec", &ns.name, "ping", "-n", "-W"])
+                .arg(REPLY_TIMEOUT.as_secs().to_string())
+                .arg("-i")
                 .arg(format!("{:.3}", interval.as_secs_f64()))
                 .arg(p.ip.to_string())
                 .stdout(Stdio::piped())
@@ -479,27 +541,43 @@ fn report(probe: Probe, seqs: &[u32], transmitted: Option<u32>, interval: Durati
     let mut seqs = seqs.to_vec();
     seqs.sort_unstable();
     seqs.dedup();
-    // The last echo may still have been in flight when ping was stopped.
+    // Echoes sent within the reply timeout (`-W 1`) before ping was
+    // stopped may still have been in flight: they count as sent only if a
+    // later one was answered. (At a 20 ms interval and a loaded machine the
+    // round trip through three bmv2 switches can exceed the interval.)
+    let in_flight = (REPLY_TIMEOUT.as_micros() / interval.as_micros().max(1)).max(1) as u32;
     let sent = transmitted
         .unwrap_or(0)
-        .saturating_sub(1)
+        .saturating_sub(in_flight)
         .max(seqs.last().copied().unwrap_or(0));
     // Missing runs: before the first answer, between answers, after the
     // last one (ping numbers echoes from 1).
     let mut longest = 0u32;
+    let mut outage_after = None;
     let mut prev = 0u32;
     for &s in &seqs {
-        longest = longest.max(s.saturating_sub(prev + 1));
+        let gap = s.saturating_sub(prev + 1);
+        if gap > longest {
+            longest = gap;
+            outage_after = Some(prev);
+        }
         prev = s;
     }
-    longest = longest.max(sent.saturating_sub(prev));
+    if sent.saturating_sub(prev) > longest {
+        longest = sent.saturating_sub(prev);
+        outage_after = Some(prev);
+    }
     FlowReport {
         probe,
         sent,
         received: seqs.len() as u32,
         longest_outage: interval * longest,
+        outage_started: outage_after.map(|s| interval * s),
     }
 }
+
+/// `ping -W`: how long ping waits for a reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A probe from host `from` to address `ip` of host `to`.
 pub fn probe(from: &str, to: &str, ip: IpAddr) -> Probe {
@@ -535,8 +613,18 @@ mod tests {
         );
         // The 9th echo may have been in flight: 8 count as sent.
         assert_eq!((r.sent, r.received, r.lost()), (8, 4, 4));
-        // 3, 4, 5 lost in a row.
+        // 3, 4, 5 lost in a row, after the 2nd echo.
         assert_eq!(r.longest_outage, Duration::from_millis(150));
+        assert_eq!(r.outage_started, Some(Duration::from_millis(100)));
+        // At 20 ms, two echoes unanswered at the stop were in flight.
+        let seqs: Vec<u32> = (1..=98).collect();
+        let r = report(
+            probe("a", "b", "10.0.0.2".parse().unwrap()),
+            &seqs,
+            Some(100),
+            Duration::from_millis(20),
+        );
+        assert_eq!((r.sent, r.lost()), (98, 0));
     }
 
     #[test]
