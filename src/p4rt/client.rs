@@ -215,6 +215,9 @@ pub struct Client {
     opts: ClientOptions,
 }
 
+/// Largest response header block (trailers with per-update errors) taken.
+const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024 * 1024;
+
 impl Client {
     /// Connects once, within `connect_timeout`.
     pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
@@ -227,7 +230,12 @@ impl Client {
             // nothing is being written.
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            // A Write whose 1,000 updates all fail carries 1,000 decoded
+            // errors in its `grpc-status-details-bin` trailer: far beyond
+            // h2's 16 KiB default, which would tear the connection down
+            // (GOAWAY ENHANCE_YOUR_CALM) instead of reporting the errors.
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
         if let Some(tls) = &opts.tls {
             let mut cfg = ClientTlsConfig::new();
             if let Some(ca) = &tls.ca_pem {
