@@ -40,28 +40,6 @@ pub struct ScaleArgs {
     pub table_scale: u64,
 }
 
-/// A copy of the pipeline in `dir` whose P4Info sizes are `scale` times
-/// larger, in a temporary directory.
-fn scaled_pipeline(dir: &std::path::Path, scale: u64) -> anyhow::Result<tempfile::TempDir> {
-    let tmp = tempfile::tempdir()?;
-    let txt = std::fs::read_to_string(dir.join("fabric.p4info.txt"))
-        .context("fabric.p4info.txt (p4/compile.sh)")?;
-    let scaled: Vec<String> = txt
-        .lines()
-        .map(
-            |l| match l.strip_prefix("  size: ").map(str::parse::<u64>) {
-                Some(Ok(n)) => format!("  size: {}", n * scale),
-                _ => l.to_string(),
-            },
-        )
-        .collect();
-    std::fs::write(tmp.path().join("fabric.p4info.txt"), scaled.join("\n"))?;
-    if let Ok(json) = std::fs::read(dir.join("fabric.json")) {
-        std::fs::write(tmp.path().join("fabric.json"), json)?;
-    }
-    Ok(tmp)
-}
-
 /// Waits until every agent holds a desired state newer than `after`.
 async fn converged(
     metrics: &SharedMetrics,
@@ -140,7 +118,7 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
         opts.pipeline_dir = d.clone();
     }
     let _scaled = if args.table_scale > 1 {
-        let tmp = scaled_pipeline(&opts.pipeline_dir, args.table_scale)?;
+        let tmp = super::scaled_pipeline(&opts.pipeline_dir, args.table_scale)?;
         opts.pipeline_dir = tmp.path().to_path_buf();
         println!(
             "table sizes x{} (P4Info pushed to the simulated switches; the compiled bmv2 program holds 16384 IPv4 / 8192 IPv6 routes)",
