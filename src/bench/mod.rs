@@ -60,14 +60,20 @@ pub fn scaled_pipeline(dir: &std::path::Path, scale: u64) -> anyhow::Result<temp
     let tmp = tempfile::tempdir()?;
     let txt = std::fs::read_to_string(dir.join("fabric.p4info.txt"))
         .context("fabric.p4info.txt (p4/compile.sh)")?;
+    // Tables and action profiles only (meter and counter cells stay).
+    let mut block = "";
     let scaled: Vec<String> = txt
         .lines()
-        .map(
-            |l| match l.strip_prefix("  size: ").map(str::parse::<u64>) {
-                Some(Ok(n)) => format!("  size: {}", n * scale),
+        .map(|l| {
+            if let Some(b) = l.strip_suffix(" {").filter(|b| !b.starts_with(' ')) {
+                block = b;
+            }
+            let sized = matches!(block, "tables" | "action_profiles");
+            match l.strip_prefix("  size: ").map(str::parse::<u64>) {
+                Some(Ok(n)) if sized => format!("  size: {}", n * scale),
                 _ => l.to_string(),
-            },
-        )
+            }
+        })
         .collect();
     std::fs::write(tmp.path().join("fabric.p4info.txt"), scaled.join("\n"))?;
     if let Ok(json) = std::fs::read_to_string(dir.join("fabric.json")) {
