@@ -38,6 +38,10 @@ pub struct ScaleArgs {
     /// IPv4 and 8k IPv6 routes: 100k routes need a bigger switch).
     #[arg(long, default_value_t = 1)]
     pub table_scale: u64,
+    /// HTTP/2 keepalive timeout of the controller's switch connections
+    /// (the daemon's is 5 s; the simulated switches share two cores).
+    #[arg(long, default_value_t = 5)]
+    pub keepalive_secs: u64,
 }
 
 /// Waits until every agent holds a desired state newer than `after`.
@@ -114,6 +118,8 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     let mut opts = ControllerOptions::new("bench");
     opts.status_interval = Duration::from_millis(2);
     opts.simulated = true;
+    opts.switch_keepalive_timeout = Duration::from_secs(args.keepalive_secs);
+    println!("switch keepalive timeout {} s", args.keepalive_secs);
     if let Some(d) = &args.pipeline_dir {
         opts.pipeline_dir = d.clone();
     }
