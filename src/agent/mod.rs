@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::compile::diff::merge_join;
 use crate::compile::FabricView;
 use crate::p4rt::backoff::Backoff;
-use crate::p4rt::switch::{read_all, write_ops, OpError, UpdateKind, DEFAULT_BATCH};
+use crate::p4rt::switch::{read_all, write_ops_with, OpError, UpdateKind, DEFAULT_BATCH};
 use crate::p4rt::{Client, ClientError, ClientOptions, Entity, Mastership, Pipeline, StreamEvent};
 use crate::p4rt::{EntityKey, SwitchEntities};
 
@@ -781,33 +781,35 @@ impl Agent {
             let mut failed: BTreeSet<(usize, usize)> = BTreeSet::new();
             let batch = self.cfg.batch_size.max(1);
             for (si, ops) in stages.iter().enumerate() {
-                for (ci, chunk) in ops.chunks(batch).enumerate() {
-                    let chunk: Vec<(UpdateKind, &Entity)> =
-                        chunk.iter().map(|(k, e)| (*k, e.as_ref())).collect();
-                    let results = write_ops(client, &reg, &chunk, batch).await;
-                    for (j, ((kind, entity), r)) in chunk.iter().zip(results).enumerate() {
-                        match r {
-                            Ok(()) => written += 1,
-                            Err(OpError::Call(msg)) => {
-                                // The call itself failed: the session is in
-                                // doubt (the next one reads the switch back).
-                                return Err(ClientError::StreamClosed(Some(
-                                    tonic::Status::unavailable(msg),
-                                ))
-                                .into());
-                            }
-                            Err(e) => {
-                                failed.insert((si, ci * batch + j));
-                                failing_count += 1;
-                                if failing.len() < 20 {
-                                    failing.push((
-                                        format!("{kind:?} {}", entity.key()),
-                                        e.to_string(),
-                                    ));
-                                }
-                            }
-                        }
+                let ops: Vec<(UpdateKind, &Entity)> =
+                    ops.iter().map(|(k, e)| (*k, e.as_ref())).collect();
+                let mut call_failed: Option<String> = None;
+                write_ops_with(client, &reg, &ops, batch, |i, r| match r {
+                    Ok(()) => {
+                        written += 1;
+                        true
                     }
+                    Err(OpError::Call(msg)) => {
+                        call_failed = Some(msg);
+                        false
+                    }
+                    Err(e) => {
+                        failed.insert((si, i));
+                        failing_count += 1;
+                        if failing.len() < 20 {
+                            let (kind, entity) = &ops[i];
+                            failing.push((format!("{kind:?} {}", entity.key()), e.to_string()));
+                        }
+                        true
+                    }
+                })
+                .await;
+                if let Some(msg) = call_failed {
+                    // The call itself failed: the session is in doubt (the
+                    // next one reads the switch back).
+                    return Err(
+                        ClientError::StreamClosed(Some(tonic::Status::unavailable(msg))).into(),
+                    );
                 }
             }
             if failed.is_empty() {

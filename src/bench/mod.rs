@@ -8,6 +8,8 @@ pub mod write;
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 /// Peak resident set size of this process (VmHWM), in MiB.
 pub fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -49,6 +51,54 @@ pub fn load_average() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A copy of the fabric pipeline in `dir` whose table and action-profile
+/// sizes (P4Info `size`, bmv2 JSON `max_size`) are `scale` times larger, in
+/// a temporary directory.
+pub fn scaled_pipeline(dir: &std::path::Path, scale: u64) -> anyhow::Result<tempfile::TempDir> {
+    let tmp = tempfile::tempdir()?;
+    let txt = std::fs::read_to_string(dir.join("fabric.p4info.txt"))
+        .context("fabric.p4info.txt (p4/compile.sh)")?;
+    // Tables and action profiles only (meter and counter cells stay).
+    let mut block = "";
+    let scaled: Vec<String> = txt
+        .lines()
+        .map(|l| {
+            if let Some(b) = l.strip_suffix(" {").filter(|b| !b.starts_with(' ')) {
+                block = b;
+            }
+            let sized = matches!(block, "tables" | "action_profiles");
+            match l.strip_prefix("  size: ").map(str::parse::<u64>) {
+                Some(Ok(n)) if sized => format!("  size: {}", n * scale),
+                _ => l.to_string(),
+            }
+        })
+        .collect();
+    std::fs::write(tmp.path().join("fabric.p4info.txt"), scaled.join("\n"))?;
+    if let Ok(json) = std::fs::read_to_string(dir.join("fabric.json")) {
+        let mut out = String::with_capacity(json.len());
+        let mut rest = json.as_str();
+        while let Some(at) = rest.find("\"max_size\"") {
+            let (head, tail) = rest.split_at(at);
+            out.push_str(head);
+            let colon = tail.find(':').map_or(tail.len(), |c| c + 1);
+            out.push_str(&tail[..colon]);
+            let value = &tail[colon..];
+            let digits_at = value.len() - value.trim_start().len();
+            let digits = value[digits_at..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(value.len() - digits_at, |e| e);
+            match value[digits_at..digits_at + digits].parse::<u64>() {
+                Ok(n) => out.push_str(&format!(" {}", n * scale)),
+                Err(_) => out.push_str(&value[..digits_at + digits]),
+            }
+            rest = &value[digits_at + digits..];
+        }
+        out.push_str(rest);
+        std::fs::write(tmp.path().join("fabric.json"), out)?;
+    }
+    Ok(tmp)
 }
 
 /// A short description of the machine, printed with every result.

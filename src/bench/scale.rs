@@ -33,6 +33,15 @@ pub struct ScaleArgs {
     pub timeout_secs: u64,
     #[arg(long)]
     pub pipeline_dir: Option<std::path::PathBuf>,
+    /// Multiply every table and action-profile size of the P4Info the
+    /// simulated switches enforce (the compiled bmv2 program holds 16k
+    /// IPv4 and 8k IPv6 routes: 100k routes need a bigger switch).
+    #[arg(long, default_value_t = 1)]
+    pub table_scale: u64,
+    /// HTTP/2 keepalive timeout of the controller's switch connections
+    /// (the daemon's is 5 s; the simulated switches share two cores).
+    #[arg(long, default_value_t = 5)]
+    pub keepalive_secs: u64,
 }
 
 /// Waits until every agent holds a desired state newer than `after`.
@@ -109,9 +118,22 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     let mut opts = ControllerOptions::new("bench");
     opts.status_interval = Duration::from_millis(2);
     opts.simulated = true;
+    opts.switch_keepalive_timeout = Duration::from_secs(args.keepalive_secs);
+    println!("switch keepalive timeout {} s", args.keepalive_secs);
     if let Some(d) = &args.pipeline_dir {
         opts.pipeline_dir = d.clone();
     }
+    let _scaled = if args.table_scale > 1 {
+        let tmp = super::scaled_pipeline(&opts.pipeline_dir, args.table_scale)?;
+        opts.pipeline_dir = tmp.path().to_path_buf();
+        println!(
+            "table sizes x{} (P4Info pushed to the simulated switches; the compiled bmv2 program holds 16384 IPv4 / 8192 IPv6 routes)",
+            args.table_scale
+        );
+        Some(tmp)
+    } else {
+        None
+    };
     let mut controller = Controller::new(opts, rx, None).with_hosts(hosts);
     let learn = controller.host_updates();
     let metrics = controller.metrics();

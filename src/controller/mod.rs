@@ -57,6 +57,10 @@ pub struct ControllerOptions {
     /// Simulated switches only: where the compiled fabric pipeline is
     /// missing, use the contract's P4Info (`compile::contract`).
     pub simulated: bool,
+    /// HTTP/2 keepalive timeout of the switch connections (5 s; the scale
+    /// bench raises it: hundreds of simulated switches on two cores answer
+    /// pings late).
+    pub switch_keepalive_timeout: Duration,
 }
 
 impl ControllerOptions {
@@ -67,6 +71,7 @@ impl ControllerOptions {
             controller_id: controller_id.into(),
             status_interval: Duration::from_millis(500),
             simulated: false,
+            switch_keepalive_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -487,7 +492,8 @@ impl Controller {
             let Some(pipeline) = self.pipeline(&sw.pipeline) else {
                 continue;
             };
-            let client = ClientOptions::new(&sw.address, sw.device_id, self.opts.election_id);
+            let mut client = ClientOptions::new(&sw.address, sw.device_id, self.opts.election_id);
+            client.keepalive_timeout = self.opts.switch_keepalive_timeout;
             let mut cfg = AgentConfig::new(name, client, pipeline.clone(), agent::diff_planner());
             cfg.report_read_back = Some(self.read_backs_tx.clone());
             let handle = agent::spawn(cfg, self.events_tx.clone());

@@ -43,6 +43,9 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Deadline of each unary RPC (a Read is bounded by this per message).
     pub rpc_timeout: Duration,
+    /// An HTTP/2 ping not answered within this long drops the connection
+    /// (finds a dead switch or path even when idle).
+    pub keepalive_timeout: Duration,
     pub tls: Option<TlsOptions>,
 }
 
@@ -55,6 +58,7 @@ impl ClientOptions {
             role: None,
             connect_timeout: Duration::from_secs(3),
             rpc_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(5),
             tls: None,
         }
     }
@@ -215,6 +219,9 @@ pub struct Client {
     opts: ClientOptions,
 }
 
+/// Largest response header block (trailers with per-update errors) taken.
+const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024 * 1024;
+
 impl Client {
     /// Connects once, within `connect_timeout`.
     pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
@@ -226,8 +233,13 @@ impl Client {
             // Keepalive finds a dead switch or path within seconds even when
             // nothing is being written.
             .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
+            .keep_alive_timeout(opts.keepalive_timeout)
+            .keep_alive_while_idle(true)
+            // A Write whose 1,000 updates all fail carries 1,000 decoded
+            // errors in its `grpc-status-details-bin` trailer: far beyond
+            // h2's 16 KiB default, which would tear the connection down
+            // (GOAWAY ENHANCE_YOUR_CALM) instead of reporting the errors.
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
         if let Some(tls) = &opts.tls {
             let mut cfg = ClientTlsConfig::new();
             if let Some(ca) = &tls.ca_pem {

@@ -62,11 +62,31 @@ pub async fn write_ops(
     batch: usize,
 ) -> Vec<Result<(), OpError>> {
     let mut results: Vec<Result<(), OpError>> = Vec::with_capacity(ops.len());
-    for chunk in ops.chunks(batch.max(1)) {
+    write_ops_with(client, reg, ops, batch, |_, r| {
+        results.push(r);
+        true
+    })
+    .await;
+    results
+}
+
+/// Like `write_ops`, but hands each op's result to `on_result(index,
+/// result)` in order (no result vector; `false` stops after the current
+/// batch). The next batch is encoded while the current one is on the wire,
+/// so encoding costs no switch time.
+pub async fn write_ops_with(
+    client: &Client,
+    reg: &P4InfoRegistry,
+    ops: &[(UpdateKind, &Entity)],
+    batch: usize,
+    mut on_result: impl FnMut(usize, Result<(), OpError>) -> bool,
+) {
+    let batch = batch.max(1);
+    // One batch: its updates and, per op, the encode failure if any.
+    let encode = |chunk: &[(UpdateKind, &Entity)]| {
         let mut updates = Vec::with_capacity(chunk.len());
-        let mut slots = Vec::with_capacity(chunk.len());
-        let base = results.len();
-        for (i, (kind, entity)) in chunk.iter().enumerate() {
+        let mut failed: Vec<Option<OpError>> = Vec::with_capacity(chunk.len());
+        for (kind, entity) in chunk {
             tracing::trace!(?kind, key = %entity.key(), ?entity, "write");
             match reg.encode_entity(entity, *kind == UpdateKind::Delete) {
                 Ok(e) => {
@@ -74,30 +94,49 @@ pub async fn write_ops(
                         r#type: kind.wire() as i32,
                         entity: Some(e),
                     });
-                    slots.push(base + i);
-                    results.push(Ok(()));
+                    failed.push(None);
                 }
-                Err(e) => results.push(Err(OpError::Encode(e.to_string()))),
+                Err(e) => failed.push(Some(OpError::Encode(e.to_string()))),
             }
         }
-        match client.write(updates).await {
-            Ok(()) => {}
-            Err(WriteError::Partial(per_update)) => {
-                for (slot, r) in slots.iter().zip(per_update) {
-                    if let Err(e) = r {
-                        results[*slot] = Err(OpError::Refused(e));
-                    }
-                }
-            }
+        (updates, failed)
+    };
+    let mut chunks = ops.chunks(batch);
+    let mut next = chunks.next().map(encode);
+    let mut base = 0usize;
+    while let Some((updates, failed)) = next.take() {
+        let upcoming = chunks.next();
+        let (written, encoded) =
+            tokio::join!(client.write(updates), async { upcoming.map(encode) });
+        next = encoded;
+        // Per written update (in order), its error.
+        let mut per_update: Box<dyn Iterator<Item = Result<(), OpError>>> = match written {
+            Ok(()) => Box::new(std::iter::repeat_with(|| Ok(()))),
+            Err(WriteError::Partial(rs)) => Box::new(
+                rs.into_iter()
+                    .map(|r| r.map_err(OpError::Refused))
+                    .chain(std::iter::repeat_with(|| Ok(()))),
+            ),
             Err(WriteError::Call(e)) => {
                 let msg = e.to_string();
-                for slot in &slots {
-                    results[*slot] = Err(OpError::Call(msg.clone()));
-                }
+                Box::new(std::iter::repeat_with(move || {
+                    Err(OpError::Call(msg.clone()))
+                }))
             }
+        };
+        let mut go_on = true;
+        for (i, f) in failed.into_iter().enumerate() {
+            let r = match f {
+                Some(e) => Err(e),
+                None => per_update.next().unwrap_or(Ok(())),
+            };
+            go_on &= on_result(base + i, r);
+        }
+        base += batch;
+        if !go_on {
+            return;
         }
     }
-    results
 }
 
 /// Wildcard read requests for everything p4fabric writes: every table, every
