@@ -17,6 +17,10 @@ use p4fabric::lab::reach::{self, Probe};
 use p4fabric::lab::run::{FlowReport, LabController, LabRun, Traffic};
 
 const INTERVAL: Duration = Duration::from_millis(100);
+/// The tests of this file take turns: outages are measured on a machine
+/// otherwise quiet (as far as this file goes).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Generous bound on an affected flow's outage.
 const MAX_OUTAGE: Duration = Duration::from_secs(15);
 
@@ -134,6 +138,7 @@ impl Suite {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_with_full_mesh_traffic() {
     p4fabric::require_lab_run!();
+    let _turn = SERIAL.lock().await;
     p4fabric::lab::init_test_logging();
     let t0 = Instant::now();
     let fabric = p4fabric::lab::run::demo_fabric().expect("examples/fabric.yaml");
@@ -409,6 +414,7 @@ async fn wait_back(s: &mut Suite, name: &str, sessions_before: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learned_host_ages_out_when_silent() {
     p4fabric::require_lab_run!();
+    let _turn = SERIAL.lock().await;
     p4fabric::lab::init_test_logging();
     const AGING: u64 = 3;
     let with_h9: Fabric = serde_yaml::from_str(&format!(
