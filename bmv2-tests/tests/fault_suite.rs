@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 
 use p4fabric::config::{Attachment, Fabric};
 use p4fabric::lab::reach::{self, Probe};
-use p4fabric::lab::run::{FlowReport, LabController, LabRun, Traffic};
+use p4fabric::lab::run::{ns_prefix, FlowReport, LabController, LabRun, Traffic};
 
 const INTERVAL: Duration = Duration::from_millis(100);
+/// The tests of this file take turns: outages are measured on a machine
+/// otherwise quiet (as far as this file goes).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Generous bound on an affected flow's outage.
 const MAX_OUTAGE: Duration = Duration::from_secs(15);
 
@@ -134,10 +138,13 @@ impl Suite {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_with_full_mesh_traffic() {
     p4fabric::require_lab_run!();
+    let _turn = SERIAL.lock().await;
     p4fabric::lab::init_test_logging();
     let t0 = Instant::now();
     let fabric = p4fabric::lab::run::demo_fabric().expect("examples/fabric.yaml");
-    let run = LabRun::start(&fabric, "p4f-fs-").await.expect("lab");
+    let run = LabRun::start(&fabric, &ns_prefix("p4f-fs"))
+        .await
+        .expect("lab");
     let ctl = run
         .start_controller("fault-suite")
         .await
@@ -314,35 +321,14 @@ routes:
     s.finish("server reboot (vm4)", started, traffic, touches(&["vm4"]))
         .await;
 
-    // -- A leaf restarted (empty, no pipeline).
-    let started = Instant::now();
-    let traffic = s.traffic();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (sessions, _) = agent(&s, "leaf3");
-    restart_switch(&mut s.run, "leaf3").await;
-    wait_back(&mut s, "leaf3", sessions).await;
-    s.finish(
-        "leaf restart (leaf3)",
-        started,
-        traffic,
-        on(&fabric, "leaf3"),
-    )
-    .await;
-
-    // -- A whole spine restarted: every flow between leaves may cross it.
-    let started = Instant::now();
-    let traffic = s.traffic();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (sessions, _) = agent(&s, "spine2");
-    restart_switch(&mut s.run, "spine2").await;
-    wait_back(&mut s, "spine2", sessions).await;
+    // -- A leaf restarted (empty, no pipeline), then a whole spine: every
+    // flow between leaves may cross it.
+    restart_phase(&mut s, "leaf3", on(&fabric, "leaf3")).await;
     let f = fabric.clone();
-    s.finish("spine restart (spine2)", started, traffic, move |p| {
+    restart_phase(&mut s, "spine2", move |p| {
         leaves_of(&f, &p.from) != leaves_of(&f, &p.to) || leaves_of(&f, &p.from).len() > 1
     })
     .await;
-
-    // MAC aging needs learned hosts; every host here is configured.
 
     eprintln!("\nfault                                       worst outage   lost pings   flows exposed   phase");
     for r in &s.rows {
@@ -362,6 +348,28 @@ routes:
         c.stop().await;
     }
     assert!(s.problems.is_empty(), "\n{}", s.problems.join("\n"));
+}
+
+/// One phase: `name` killed, restarted empty, and back.
+async fn restart_phase(s: &mut Suite, name: &str, affected: impl Fn(&Probe) -> bool) {
+    let started = Instant::now();
+    let traffic = s.traffic();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (sessions, _) = agent(s, name);
+    restart_switch(&mut s.run, name).await;
+    wait_back(s, name, sessions).await;
+    let role = if name.starts_with("spine") {
+        "spine"
+    } else {
+        "leaf"
+    };
+    s.finish(
+        &format!("{role} restart ({name})"),
+        started,
+        traffic,
+        affected,
+    )
+    .await;
 }
 
 /// kill -9 a switch, leave it down 2 s, start it again on the same address
@@ -409,6 +417,7 @@ async fn wait_back(s: &mut Suite, name: &str, sessions_before: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learned_host_ages_out_when_silent() {
     p4fabric::require_lab_run!();
+    let _turn = SERIAL.lock().await;
     p4fabric::lab::init_test_logging();
     const AGING: u64 = 3;
     let with_h9: Fabric = serde_yaml::from_str(&format!(
@@ -435,7 +444,9 @@ hosts:
     ))
     .expect("fabric");
     // The lab builds h9's namespace; the controller never hears of it.
-    let mut run = LabRun::start(&with_h9, "p4f-fa-").await.expect("lab");
+    let mut run = LabRun::start(&with_h9, &ns_prefix("p4f-fa"))
+        .await
+        .expect("lab");
     let mut without = run.fabric().clone();
     without.hosts.remove("h9");
     run.apply(&without).await.expect("apply");
@@ -450,15 +461,7 @@ hosts:
         p4fabric::lab::run::probe("h1", "h9", "10.0.10.19".parse().expect("ip")),
     ];
     let traffic = run.traffic(&probes, INTERVAL).expect("traffic");
-    let started = Instant::now();
-    let mut learned = None;
-    while started.elapsed() < Duration::from_secs(15) {
-        if run.status().await.is_ok_and(|s| s.contains_key(key)) {
-            learned = Some(started.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let learned = status_key(&run, key, true, Duration::from_secs(15)).await;
     let learned = learned.expect("h9 was never learned");
     let c = run.wait_converged(Duration::from_secs(30)).await;
     assert!(c.converged(), "learned host not installed: {:?}", c.pending);
@@ -468,15 +471,7 @@ hosts:
         eprintln!("learning: {r}");
         assert!(r.received > 0, "{r}");
     }
-    let silent = Instant::now();
-    let mut aged = None;
-    while silent.elapsed() < Duration::from_secs(AGING * 3 + 15) {
-        if run.status().await.is_ok_and(|s| !s.contains_key(key)) {
-            aged = Some(silent.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let aged = status_key(&run, key, false, Duration::from_secs(AGING * 3 + 15)).await;
     let aged = aged.expect("h9 never aged out of status/hosts");
     let c = run.wait_converged(Duration::from_secs(30)).await;
     assert!(c.converged(), "after aging: {:?}", c.pending);
@@ -486,4 +481,21 @@ hosts:
         aged.as_millis()
     );
     ctl.stop().await;
+}
+
+/// How long until status key `key` is there (`present`) or gone; `None`
+/// after `timeout`.
+async fn status_key(run: &LabRun, key: &str, present: bool, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if run
+            .status()
+            .await
+            .is_ok_and(|s| s.contains_key(key) == present)
+        {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }

@@ -96,7 +96,9 @@ async fn leader_killed_or_stopped_standby_takes_over_hitless_and_writes_nothing(
     p4fabric::require_lab_run!();
     p4fabric::lab::init_test_logging();
     let started = Instant::now();
-    let mut run = LabRun::start(&fabric(), "p4f-ha-").await.expect("lab");
+    let mut run = LabRun::start(&fabric(), &p4fabric::lab::run::ns_prefix("p4f-ha"))
+        .await
+        .expect("lab");
     let logs = tempfile::tempdir().expect("tempdir");
     let ep = run.endpoint();
     let mut a = ControllerProcess::start(&ep, "ha-a", TTL, logs.path()).expect("controller a");

@@ -16,6 +16,14 @@ use anyhow::{bail, Context, Result};
 /// `P4FABRIC_BIN`. It is (re)built with `cargo build --bin p4fabric` when
 /// the test runs under cargo, so a test never runs a stale daemon.
 pub fn binary() -> Result<PathBuf> {
+    // Built (or found) once per test process.
+    static BIN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| find_or_build().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn find_or_build() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("P4FABRIC_BIN") {
         return Ok(PathBuf::from(p));
     }

@@ -214,6 +214,13 @@ impl LabRun {
     }
 }
 
+/// A host-namespace prefix for one test run: `<base><tag>-`, unique to
+/// this process (`lab::unique_tag`), so two engineers running the same test
+/// on one machine do not collide.
+pub fn ns_prefix(base: &str) -> String {
+    format!("{base}{}-", super::unique_tag())
+}
+
 /// Everything under `status/` in the etcd at `endpoint`, by path relative
 /// to it.
 pub async fn read_status(endpoint: &str) -> Result<BTreeMap<String, serde_json::Value>> {
