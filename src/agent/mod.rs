@@ -249,6 +249,9 @@ pub struct AgentConfig {
     /// desired state before writing: the controller recovers learned
     /// hosts from it, so they are not deleted as unknown.
     pub report_read_back: Option<mpsc::Sender<ReadBack>>,
+    /// Where discovery / LACP packet-ins go (a channel the controller
+    /// serves first); `None`: with the other events.
+    pub control_events: Option<mpsc::Sender<SwitchEvent>>,
 }
 
 impl AgentConfig {
@@ -268,6 +271,7 @@ impl AgentConfig {
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             retry: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
             report_read_back: None,
+            control_events: None,
         }
     }
 }
@@ -374,6 +378,13 @@ pub struct SwitchEvent {
     pub event: StreamEvent,
 }
 
+impl SwitchEvent {
+    /// A discovery or LACP packet-in.
+    pub fn is_control(&self) -> bool {
+        matches!(&self.event, StreamEvent::PacketIn(p) if crate::protocols::frames::is_control_frame(&p.payload))
+    }
+}
+
 /// What the controller sends on a switch's stream.
 #[derive(Debug, Clone)]
 enum Outbound {
@@ -387,6 +398,8 @@ pub struct AgentHandle {
     desired: watch::Sender<Desired>,
     status: watch::Receiver<AgentStatus>,
     packet_out: mpsc::Sender<Outbound>,
+    /// Discovery / LACP packet-outs: a queue of their own, served first.
+    control_out: mpsc::Sender<Outbound>,
     shutdown: watch::Sender<bool>,
     join: Option<JoinHandle<()>>,
 }
@@ -407,8 +420,15 @@ impl AgentHandle {
     }
 
     /// Queues a packet-out; dropped (false) if the queue is full.
+    /// Discovery and LACP frames have a queue of their own that the agent
+    /// serves first, so a flood of ARP replies cannot delay them.
     pub fn send_packet(&self, p: p4::PacketOut) -> bool {
-        self.packet_out.try_send(Outbound::Packet(p)).is_ok()
+        let queue = if crate::protocols::frames::is_control_frame(&p.payload) {
+            &self.control_out
+        } else {
+            &self.packet_out
+        };
+        queue.try_send(Outbound::Packet(p)).is_ok()
     }
 
     /// Acknowledges a digest list so the switch sends the next one.
@@ -455,6 +475,7 @@ pub fn spawn(cfg: AgentConfig, events: mpsc::Sender<SwitchEvent>) -> AgentHandle
     let (desired_tx, desired_rx) = watch::channel(Desired::default());
     let (status_tx, status_rx) = watch::channel(AgentStatus::new(&cfg.name));
     let (packet_tx, packet_rx) = mpsc::channel(1024);
+    let (control_tx, control_rx) = mpsc::channel(256);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let name = cfg.name.clone();
     let agent = Agent {
@@ -463,6 +484,7 @@ pub fn spawn(cfg: AgentConfig, events: mpsc::Sender<SwitchEvent>) -> AgentHandle
         status: status_tx,
         events,
         packet_out: packet_rx,
+        control_out: control_rx,
         shutdown: shutdown_rx,
         installed: Installed::Read(SwitchEntities::new()),
     };
@@ -472,6 +494,7 @@ pub fn spawn(cfg: AgentConfig, events: mpsc::Sender<SwitchEvent>) -> AgentHandle
         desired: desired_tx,
         status: status_rx,
         packet_out: packet_tx,
+        control_out: control_tx,
         shutdown: shutdown_tx,
         join: Some(join),
     }
@@ -483,6 +506,7 @@ struct Agent {
     status: watch::Sender<AgentStatus>,
     events: mpsc::Sender<SwitchEvent>,
     packet_out: mpsc::Receiver<Outbound>,
+    control_out: mpsc::Receiver<Outbound>,
     shutdown: watch::Receiver<bool>,
     /// What we believe the switch holds: read back at session start and
     /// after failures, updated with every successful write, and the
@@ -582,6 +606,7 @@ impl Agent {
         // long reconcile never holds up packet-ins.
         let (closed_tx, mut closed) = watch::channel(None::<String>);
         let events_out = self.events.clone();
+        let control_events = self.cfg.control_events.clone();
         let ev_name = name.clone();
         let forward = tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
@@ -593,10 +618,21 @@ impl Agent {
                     closed_tx.send_replace(Some(why));
                     break;
                 }
-                let _ = events_out.try_send(SwitchEvent {
+                let ev = SwitchEvent {
                     switch: ev_name.clone(),
                     event: ev,
-                });
+                };
+                // Discovery / LACP packet-ins go ahead of everything else
+                // and are never dropped; the rest is dropped when the
+                // controller lags (an ARP storm must not grow memory).
+                match &control_events {
+                    Some(c) if ev.is_control() => {
+                        let _ = c.send(ev).await;
+                    }
+                    _ => {
+                        let _ = events_out.try_send(ev);
+                    }
+                }
             }
             closed_tx.send_replace(Some("closed".into()));
         });
@@ -723,6 +759,7 @@ impl Agent {
                     r = self.desired.changed() => {
                         if r.is_err() { Wake::Shutdown } else { Wake::Desired }
                     }
+                    Some(out) = self.control_out.recv() => Wake::Outbound(out),
                     Some(out) = self.packet_out.recv() => Wake::Outbound(out),
                     _ = sleep_until_opt(retry_at) => Wake::Retry,
                     _ = tokio::time::sleep_until(resync_at) => Wake::Resync,

@@ -119,6 +119,9 @@ pub struct Controller {
     generation: u64,
     events_tx: mpsc::Sender<SwitchEvent>,
     events_rx: mpsc::Receiver<SwitchEvent>,
+    /// Discovery / LACP packet-ins, served before `events_rx`.
+    control_tx: mpsc::Sender<SwitchEvent>,
+    control_rx: mpsc::Receiver<SwitchEvent>,
     read_backs_tx: mpsc::Sender<ReadBack>,
     read_backs_rx: mpsc::Receiver<ReadBack>,
     /// Set from the first configuration until every switch's read-back is
@@ -137,6 +140,7 @@ impl Controller {
         status: Option<Arc<StatusWriter>>,
     ) -> Self {
         let (events_tx, events_rx) = mpsc::channel(4096);
+        let (control_tx, control_rx) = mpsc::channel(1024);
         let (read_backs_tx, read_backs_rx) = mpsc::channel(64);
         let metrics = SharedMetrics::default();
         metrics
@@ -162,6 +166,8 @@ impl Controller {
             generation: 0,
             events_tx,
             events_rx,
+            control_tx,
+            control_rx,
             read_backs_tx,
             read_backs_rx,
             recovery: None,
@@ -209,12 +215,17 @@ impl Controller {
         self.apply_config().await;
         loop {
             tokio::select! {
+                // In this order: the ordinary switch events (packet-ins an
+                // ARP / ND flood may fill) come last, so a flood delays
+                // neither discovery / LACP frames nor the timers that send
+                // probes and LACPDUs.
+                biased;
                 _ = &mut shutdown => break,
                 r = self.config.changed() => {
                     if r.is_err() { break }
                     self.apply_config().await;
                 }
-                Some(ev) = self.events_rx.recv() => self.on_switch_event(ev),
+                Some(ev) = self.control_rx.recv() => self.on_switch_event(ev),
                 Some(rb) = self.read_backs_rx.recv() => self.on_read_back(rb),
                 _ = agent::sleep_until_opt(
                     self.recovery.as_ref().map(|r| tokio::time::Instant::from_std(r.until)),
@@ -235,6 +246,7 @@ impl Controller {
                     self.on_actions(actions);
                 }
                 _ = status_tick.tick() => self.publish_status().await,
+                Some(ev) = self.events_rx.recv() => self.on_switch_event(ev),
             }
         }
         tracing::info!("shutting down; switches keep their forwarding state");
@@ -496,6 +508,7 @@ impl Controller {
             client.keepalive_timeout = self.opts.switch_keepalive_timeout;
             let mut cfg = AgentConfig::new(name, client, pipeline.clone(), agent::diff_planner());
             cfg.report_read_back = Some(self.read_backs_tx.clone());
+            cfg.control_events = Some(self.control_tx.clone());
             let handle = agent::spawn(cfg, self.events_tx.clone());
             self.switch_pipelines.insert(name.clone(), pipeline);
             if let Some((_, old)) = self.agents.insert(name.clone(), (id, handle)) {

@@ -14,6 +14,16 @@ pub const ETH_IPV6: u16 = 0x86dd;
 pub const ETH_SLOW: u16 = 0x8809;
 pub const ETH_LLDP: u16 = 0x88cc;
 
+/// Discovery and LACP frames (untagged LLDP, slow protocols): the control
+/// traffic that must not queue behind an ARP / ND storm, in either
+/// direction.
+pub fn is_control_frame(frame: &[u8]) -> bool {
+    matches!(
+        frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]])),
+        Some(ETH_LLDP | ETH_SLOW)
+    )
+}
+
 /// Ethernet frames shorter than this (without FCS) are padded on the wire.
 const MIN_FRAME: usize = 60;
 
