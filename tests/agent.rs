@@ -196,3 +196,37 @@ async fn switch_restart_is_restored_and_strays_are_removed() {
         difference(&t.entities(), &want)
     );
 }
+
+/// More entries than a table holds: the switch refuses the excess (table
+/// full, hundreds of errors in one batch's trailer), the rest is installed
+/// and the session survives (no reconnect-and-reread loop).
+#[tokio::test]
+async fn a_full_table_refuses_the_excess_and_the_session_survives() {
+    let t = TestTarget::start(7).await.unwrap();
+    let (a, _events) = start_agent(&t, 10);
+    let want = Arc::new(desired(1500, 0)); // TestIngress.dmac holds 1024
+    a.set_desired(Desired {
+        generation: 1,
+        entities: want.clone().into(),
+    });
+    let mut status = a.status_watch();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.failing_count == 1500 - 1024),
+    )
+    .await;
+    assert!(refused.is_ok(), "status: {:?}", a.status());
+    let s = a.status();
+    assert!(
+        s.failing.iter().any(|(_, why)| why.contains("full")),
+        "{:?}",
+        s.failing.first()
+    );
+    assert_eq!(s.counters.sessions, 1, "the session was torn down");
+    let dmac = t
+        .entities()
+        .keys()
+        .filter(|k| matches!(k, EntityKey::Table(tk) if tk.table == "TestIngress.dmac"))
+        .count();
+    assert_eq!(dmac, 1024);
+}

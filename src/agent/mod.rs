@@ -727,12 +727,19 @@ impl Agent {
         self.report_read_back().await?;
         let mut retry = self.cfg.retry.clone();
         let mut retry_at: Option<Instant> = None;
+        // Counted from the end of the first pass (which may take minutes on
+        // a large switch: it just wrote everything), jittered so hundreds
+        // of agents started together do not all re-read at once.
         let mut resync_at = Instant::now() + self.cfg.resync_interval;
+        let mut first_pass = true;
         let mut dirty = true;
         loop {
             if dirty {
                 dirty = false;
                 let failed = self.reconcile(client).await?;
+                if std::mem::take(&mut first_pass) {
+                    resync_at = Instant::now() + jittered(self.cfg.resync_interval);
+                }
                 if failed {
                     retry_at = Some(Instant::now() + retry.next_delay());
                 } else {
@@ -787,7 +794,7 @@ impl Agent {
                 }
                 Wake::Resync => {
                     self.read_back(client).await?;
-                    resync_at = Instant::now() + self.cfg.resync_interval;
+                    resync_at = Instant::now() + jittered(self.cfg.resync_interval);
                     dirty = true;
                 }
             }
@@ -914,6 +921,11 @@ enum Wake {
     Outbound(Outbound),
     Retry,
     Resync,
+}
+
+/// `d` +- 25%, at random.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::random_range(0.75..1.25))
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.

@@ -403,13 +403,19 @@ fn apply_update(
                 let table = reg
                     .table(t.key.table)
                     .map_err(|e| (Code::InvalidArgument, e.to_string()))?;
-                let used = entities
-                    .range(EntityKey::Table(super::TableKey::new(t.key.table))..)
-                    .take_while(
-                        |(k, _)| matches!(k, EntityKey::Table(tk) if tk.table == t.key.table),
-                    )
-                    .count();
-                if table.size > 0 && used as i64 >= table.size {
+                // Counting the table's entries is a scan: only when the
+                // switch holds enough entities for the table to be full
+                // (else inserting n entries costs O(n^2)).
+                let full = table.size > 0
+                    && entities.len() as i64 >= table.size
+                    && entities
+                        .range(EntityKey::Table(super::TableKey::new(t.key.table))..)
+                        .take_while(
+                            |(k, _)| matches!(k, EntityKey::Table(tk) if tk.table == t.key.table),
+                        )
+                        .count() as i64
+                        >= table.size;
+                if full {
                     return Err((
                         Code::ResourceExhausted,
                         format!("table {} is full", table.name),
