@@ -92,12 +92,9 @@ pub async fn start(fabric: &Fabric, ns_prefix: &str) -> (LabRun, LabController) 
         .start_controller(ns_prefix.trim_end_matches('-'))
         .await
         .expect("controller");
-    assert!(
-        run.wait_discovered(Duration::from_secs(30)).await,
-        "discovery did not see every configured link"
-    );
-    let c = run.wait_converged(Duration::from_secs(30)).await;
-    assert!(c.converged(), "not converged: {:?}", c.pending);
+    run.wait_settled(Duration::from_secs(30))
+        .await
+        .expect("settled");
     (run, ctl)
 }
 

@@ -149,12 +149,9 @@ async fn faults_with_full_mesh_traffic() {
         .start_controller("fault-suite")
         .await
         .expect("controller");
-    assert!(
-        run.wait_discovered(Duration::from_secs(60)).await,
-        "discovery did not see every configured link"
-    );
-    let c = run.wait_converged(Duration::from_secs(60)).await;
-    assert!(c.converged(), "not converged: {:?}", c.pending);
+    run.wait_settled(Duration::from_secs(60))
+        .await
+        .expect("settled");
     let probes = reach::probes(run.fabric());
     let failures = reach::failures(&run.lab.ping_all(&probes));
     assert!(
@@ -451,9 +448,9 @@ hosts:
     without.hosts.remove("h9");
     run.apply(&without).await.expect("apply");
     let ctl = run.start_controller("aging").await.expect("controller");
-    assert!(run.wait_discovered(Duration::from_secs(60)).await);
-    let c = run.wait_converged(Duration::from_secs(60)).await;
-    assert!(c.converged(), "not converged: {:?}", c.pending);
+    run.wait_settled(Duration::from_secs(60))
+        .await
+        .expect("settled");
 
     let key = "hosts/10/02:00:00:00:0a:09";
     let probes = vec![

@@ -203,6 +203,19 @@ impl LabRun {
         false
     }
 
+    /// A stable start: discovery has seen every configured link, then every
+    /// switch reads back converged (each within `timeout`).
+    pub async fn wait_settled(&self, timeout: Duration) -> Result<Convergence> {
+        if !self.wait_discovered(timeout).await {
+            anyhow::bail!("discovery did not see every configured link within {timeout:?}");
+        }
+        let c = self.wait_converged(timeout).await;
+        if !c.converged() {
+            anyhow::bail!("not converged within {timeout:?}: {:?}", c.pending);
+        }
+        Ok(c)
+    }
+
     /// Polls `check` until converged or `timeout` (then the last result).
     pub async fn wait_converged(&self, timeout: Duration) -> Convergence {
         wait_converged_with_status(&self.fabric, &self.pipelines, &self.endpoint(), timeout).await
