@@ -518,8 +518,10 @@ impl Protocols {
         recovered: &recover::Recovered,
         now: Instant,
     ) -> Vec<Action> {
-        let mut actions = self.on_digest(switch, &recovered.macs, now);
         let mut out = Out::default();
+        for a in self.on_digest(switch, &recovered.macs, now) {
+            out.push(a);
+        }
         let lag_ports: Vec<PortRef> = recovered
             .lag_ports
             .iter()
@@ -529,12 +531,7 @@ impl Protocols {
         for (vlan, ip, mac) in &recovered.bindings {
             out.neighbors(&self.neighbors.restore(*vlan, *ip, *mac, now));
         }
-        for a in out.actions {
-            if !actions.contains(&a) {
-                actions.push(a);
-            }
-        }
-        actions
+        out.actions
     }
 
     /// Idle-timeout notifications from `switch` for `learning.src_mac`.
