@@ -398,7 +398,8 @@ pub struct AgentHandle {
     desired: watch::Sender<Desired>,
     status: watch::Receiver<AgentStatus>,
     packet_out: mpsc::Sender<Outbound>,
-    /// Discovery / LACP packet-outs: a queue of their own, served first.
+    /// Discovery / LACP packet-outs and digest acks: a queue of their own,
+    /// served first.
     control_out: mpsc::Sender<Outbound>,
     shutdown: watch::Sender<bool>,
     join: Option<JoinHandle<()>>,
@@ -433,7 +434,9 @@ impl AgentHandle {
 
     /// Acknowledges a digest list so the switch sends the next one.
     pub fn ack_digest(&self, digest_id: u32, list_id: u64) -> bool {
-        self.packet_out
+        // With the control frames: the switch holds back further digests
+        // until this ack, so it must not wait behind a reconcile pass.
+        self.control_out
             .try_send(Outbound::DigestAck { digest_id, list_id })
             .is_ok()
     }
@@ -752,6 +755,10 @@ impl Agent {
             let wake = {
                 let mut stop = self.shutdown.clone();
                 tokio::select! {
+                    // In this order: control frames and digest acks before
+                    // a new desired state; ordinary packet-outs (which an
+                    // ARP flood may keep ready) last.
+                    biased;
                     _ = stop.wait_for(|s| *s) => Wake::Shutdown,
                     why = closed.wait_for(|c| c.is_some()) => {
                         Wake::Closed(why.ok().and_then(|w| w.clone()))
@@ -763,13 +770,13 @@ impl Agent {
                             Wake::Nothing
                         }
                     }
+                    Some(out) = self.control_out.recv() => Wake::Outbound(out),
                     r = self.desired.changed() => {
                         if r.is_err() { Wake::Shutdown } else { Wake::Desired }
                     }
-                    Some(out) = self.control_out.recv() => Wake::Outbound(out),
-                    Some(out) = self.packet_out.recv() => Wake::Outbound(out),
                     _ = sleep_until_opt(retry_at) => Wake::Retry,
                     _ = tokio::time::sleep_until(resync_at) => Wake::Resync,
+                    Some(out) = self.packet_out.recv() => Wake::Outbound(out),
                 }
             };
             match wake {
