@@ -8,18 +8,27 @@
 //!   rate) and leaves the LAG's selector; traffic continues on the other;
 //! - while it is unsynced it stays out, and it comes back only after the
 //!   LACPDU exchange syncs it again;
-//! - a member losing carrier goes out too (LACP timeout; the leaf keeps
-//!   forwarding though its LAG group loses its only member), and returns.
+//! - a member losing carrier goes out within a port-status poll (the
+//!   controller reads bmv2's port status over Thrift, `port_events`; the
+//!   leaf keeps forwarding though its LAG group loses its only member),
+//!   and returns;
+//! - the same for a *static* LAG, where no protocol would notice.
 
 use std::time::Duration;
 
 use bmv2_tests::protocols::{
-    assert_outages, assert_reachable, fabric_with_lag, ip, lag_member_usable, start, wait_member,
+    assert_outages, assert_reachable, fabric_with_lag, ip, lag_member_usable, start, status_at,
+    wait_for, wait_member,
 };
 use p4fabric::compile::names::P_LAG;
 use p4fabric::config::PortRef;
 use p4fabric::lab::run::{probe, LabRun};
 use p4fabric::p4rt::Entity;
+
+/// The worst outage a member's carrier loss may cause: bmv2 and the
+/// controller each poll port status every 200 ms, plus one recompile and
+/// write (measured: 150 ms).
+const CARRIER_OUTAGE: Duration = Duration::from_millis(1000);
 
 /// The member ports of LAG group `id` that `switch` holds (read back).
 async fn selector_ports(run: &LabRun, switch: &str, id: u32) -> Option<Vec<u32>> {
@@ -143,7 +152,8 @@ async fn lacp_members_sync_time_out_and_come_back() {
 
     // leaf1's member loses carrier. Its group on leaf1 has that one
     // member: the switch must not crash when it deactivates it (it did
-    // while every member was watched), and LACP takes the member out.
+    // while every member was watched), and the port-status event takes
+    // the member out (before port status: the 3 s LACP timeout).
     let traffic = run
         .traffic(&probes, Duration::from_millis(50))
         .expect("traffic");
@@ -154,7 +164,7 @@ async fn lacp_members_sync_time_out_and_come_back() {
     );
     let c = run.wait_converged(Duration::from_secs(10)).await;
     assert!(c.converged(), "after carrier loss: {:?}", c.pending);
-    assert_outages(&traffic.stop(), Duration::from_secs(4), "carrier loss");
+    assert_outages(&traffic.stop(), CARRIER_OUTAGE, "carrier loss");
     run.lab.set_edge_carrier(&m1, true).expect("carrier on");
     assert!(
         wait_member(&run, "bond1", &m1, true).await,
@@ -162,5 +172,65 @@ async fn lacp_members_sync_time_out_and_come_back() {
     );
     let c = run.wait_converged(Duration::from_secs(10)).await;
     assert!(c.converged(), "after carrier is back: {:?}", c.pending);
+    ctl.stop().await;
+}
+
+/// Ports the controller reports down (`status/observed`).
+async fn ports_down(run: &LabRun) -> Vec<String> {
+    status_at(run, "observed")
+        .await
+        .and_then(|o| serde_json::from_value(o.get("ports_down")?.clone()).ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_lag_member_losing_carrier_leaves_at_once() {
+    p4fabric::require_lab_run!();
+    let mut fabric = fabric_with_lag();
+    for lag in fabric.lags.values_mut() {
+        lag.protocol = p4fabric::config::LagMode::Static;
+    }
+    let (run, ctl) = start(&fabric, "p4f-ps-").await;
+    let m1: PortRef = "leaf1/5".parse().unwrap();
+    let probes = [
+        probe("srv", "a1", ip("10.0.10.11")),
+        probe("srv", "b1", ip("10.0.20.11")),
+        probe("a1", "srv", ip("10.0.20.30")),
+        probe("b2", "srv", ip("10.0.20.30")),
+    ];
+    assert_reachable(&run, &probes, 5, "before");
+    for round in 0..2 {
+        let traffic = run
+            .traffic(&probes, Duration::from_millis(50))
+            .expect("traffic");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        run.lab.set_edge_carrier(&m1, false).expect("carrier off");
+        let seen = wait_for(Duration::from_secs(5), || async {
+            ports_down(&run)
+                .await
+                .contains(&m1.to_string())
+                .then_some(())
+        })
+        .await;
+        assert!(seen.is_some(), "round {round}: {m1} never reported down");
+        let c = run.wait_converged(Duration::from_secs(10)).await;
+        assert!(c.converged(), "after carrier loss: {:?}", c.pending);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        run.lab.set_edge_carrier(&m1, true).expect("carrier on");
+        let back = wait_for(Duration::from_secs(5), || async {
+            (!ports_down(&run).await.contains(&m1.to_string())).then_some(())
+        })
+        .await;
+        assert!(back.is_some(), "round {round}: {m1} never reported up");
+        let c = run.wait_converged(Duration::from_secs(10)).await;
+        assert!(c.converged(), "after carrier is back: {:?}", c.pending);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_outages(
+            &traffic.stop(),
+            CARRIER_OUTAGE,
+            "static member carrier loss",
+        );
+    }
+    assert_reachable(&run, &probes, 3, "after");
     ctl.stop().await;
 }

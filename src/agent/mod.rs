@@ -10,6 +10,8 @@
 //! that restarts (stream lost, no pipeline) is restored in full. Each agent
 //! is its own task: a slow or dead switch never delays another.
 
+pub mod port_events;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

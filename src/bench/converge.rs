@@ -203,11 +203,7 @@ pub async fn run(args: &ConvergeArgs) -> anyhow::Result<()> {
             ..LabOptions::default()
         },
     )?;
-    for (name, addr) in lab.addresses() {
-        if let Some(sw) = fabric.switches.get_mut(&name) {
-            sw.address = addr;
-        }
-    }
+    lab.wire_config(&mut fabric);
     let etcd = EtcdServer::start().await.map_err(anyhow::Error::msg)?;
     let store = EtcdOptions::new([etcd.endpoint()]).connect().await?;
     commit(&store, &Fabric::default(), &fabric).await?;

@@ -224,11 +224,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
             ..LabOptions::default()
         };
         let lab = LabFabric::start(&fabric, &opts)?;
-        for (name, addr) in lab.addresses() {
-            if let Some(sw) = fabric.switches.get_mut(&name) {
-                sw.address = addr;
-            }
-        }
+        lab.wire_config(&mut fabric);
         println!(
             "bmv2 fabric up: {} switches, {} hosts (namespaces {}<host>) in {:.1}s",
             fabric.switches.len(),

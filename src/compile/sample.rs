@@ -36,6 +36,7 @@ pub fn leaf_spine(spines: usize, leaves: usize) -> Fabric {
         pipeline: "fabric".into(),
         fabric_ports: Vec::new(),
         mac: None,
+        port_events: None,
     };
     for s in 1..=spines {
         f.switches

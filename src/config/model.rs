@@ -122,6 +122,13 @@ pub struct Switch {
     /// fabric-encapsulated frames). Derived from the label when absent.
     #[serde(default)]
     pub mac: Option<MacAddr>,
+    /// Where the controller reads the switch's port status, so LAG
+    /// members and fabric links leave service within a poll interval
+    /// instead of a protocol timeout: `thrift://host:port`, bmv2's Thrift
+    /// management service (simple_switch `--thrift-port`). Absent: LACP
+    /// and discovery timeouts only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_events: Option<String>,
 }
 
 fn default_pipeline() -> String {

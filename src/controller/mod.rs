@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
+use crate::agent::port_events::{self, PortEvent};
 use crate::agent::{self, AgentConfig, AgentHandle, Desired, ReadBack, SessionState, SwitchEvent};
 use crate::compile::{self, CompiledFabric, FabricView, HostEntry, HostKey, Hosts};
 use crate::config::status::{self as st, StatusWriter};
@@ -122,6 +124,12 @@ pub struct Controller {
     /// Discovery / LACP packet-ins, served before `events_rx`.
     control_tx: mpsc::Sender<SwitchEvent>,
     control_rx: mpsc::Receiver<SwitchEvent>,
+    /// Port up/down from the switches that publish it (`port_events`),
+    /// served with the control frames.
+    port_events_tx: mpsc::Sender<PortEvent>,
+    port_events_rx: mpsc::Receiver<PortEvent>,
+    /// Per switch: the address subscribed to and the subscriber task.
+    port_watchers: BTreeMap<String, (String, JoinHandle<()>)>,
     read_backs_tx: mpsc::Sender<ReadBack>,
     read_backs_rx: mpsc::Receiver<ReadBack>,
     /// Set from the first configuration until every switch's read-back is
@@ -141,6 +149,7 @@ impl Controller {
     ) -> Self {
         let (events_tx, events_rx) = mpsc::channel(4096);
         let (control_tx, control_rx) = mpsc::channel(1024);
+        let (port_events_tx, port_events_rx) = mpsc::channel(1024);
         let (read_backs_tx, read_backs_rx) = mpsc::channel(64);
         let metrics = SharedMetrics::default();
         metrics
@@ -168,6 +177,9 @@ impl Controller {
             events_rx,
             control_tx,
             control_rx,
+            port_events_tx,
+            port_events_rx,
+            port_watchers: BTreeMap::new(),
             read_backs_tx,
             read_backs_rx,
             recovery: None,
@@ -226,6 +238,7 @@ impl Controller {
                     self.apply_config().await;
                 }
                 Some(ev) = self.control_rx.recv() => self.on_switch_event(ev),
+                Some(ev) = self.port_events_rx.recv() => self.on_port_event(ev),
                 Some(rb) = self.read_backs_rx.recv() => self.on_read_back(rb),
                 _ = agent::sleep_until_opt(
                     self.recovery.as_ref().map(|r| tokio::time::Instant::from_std(r.until)),
@@ -252,6 +265,50 @@ impl Controller {
         tracing::info!("shutting down; switches keep their forwarding state");
         for (_, (_, a)) in std::mem::take(&mut self.agents) {
             a.stop().await;
+        }
+        for (_, (_, w)) in std::mem::take(&mut self.port_watchers) {
+            w.abort();
+        }
+    }
+
+    /// A port went up or down: the protocols update links, LACP and the
+    /// ports down, and one recompile takes what changed out of service.
+    fn on_port_event(&mut self, ev: PortEvent) {
+        let Some(protocols) = self.protocols.as_mut() else {
+            return;
+        };
+        let actions =
+            protocols.on_port_status(&ev.switch, ev.port, ev.up, std::time::Instant::now());
+        self.on_actions(actions);
+    }
+
+    /// One port-event subscriber per switch that has `port_events`.
+    fn sync_port_watchers(&mut self) {
+        let wanted: BTreeMap<&String, &String> = self
+            .fabric
+            .switches
+            .iter()
+            .filter_map(|(n, sw)| sw.port_events.as_ref().map(|a| (n, a)))
+            .collect();
+        self.port_watchers.retain(|name, (addr, task)| {
+            let keep = wanted.get(name).is_some_and(|a| *a == addr);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (name, addr) in wanted {
+            if self.port_watchers.contains_key(name) {
+                continue;
+            }
+            match port_events::spawn(name.clone(), addr, self.port_events_tx.clone()) {
+                Ok(task) => {
+                    self.port_watchers
+                        .insert(name.clone(), (addr.clone(), task));
+                }
+                // Validation rejects such an address before it gets here.
+                Err(e) => tracing::warn!(switch = %name, error = %e, "port events not subscribed"),
+            }
         }
     }
 
@@ -482,6 +539,7 @@ impl Controller {
     /// Starts agents for new switches, restarts those whose address,
     /// device id or pipeline changed, stops those removed.
     fn sync_agents(&mut self) {
+        self.sync_port_watchers();
         let fabric = self.fabric.clone();
         let gone: Vec<String> = self
             .agents

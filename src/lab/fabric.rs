@@ -357,6 +357,17 @@ impl LabFabric {
             .collect()
     }
 
+    /// Points `fabric`'s switches at the lab's: the gRPC address each
+    /// really listens on and its port-event socket.
+    pub fn wire_config(&self, fabric: &mut Fabric) {
+        for (name, s) in &self.switches {
+            if let Some(sw) = fabric.switches.get_mut(name) {
+                sw.address = s.grpc_addr.clone();
+                sw.port_events = Some(s.port_events());
+            }
+        }
+    }
+
     /// Cuts a configured link: both ends lose carrier.
     pub fn cut_link(&self, name: &str) -> Result<()> {
         self.set_link(name, false)

@@ -229,6 +229,12 @@ impl Bmv2Switch {
         }
     }
 
+    /// Where the switch reports its ports' status: bmv2's Thrift
+    /// management service (a config's `port_events`).
+    pub fn port_events(&self) -> String {
+        format!("thrift://127.0.0.1:{}", self.thrift_port)
+    }
+
     /// kill -9, like a crash. Ports stay.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

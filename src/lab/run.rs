@@ -138,11 +138,7 @@ impl LabRun {
     /// the lab runs get their real addresses.
     pub async fn apply(&mut self, fabric: &Fabric) -> Result<()> {
         let mut fabric = fabric.clone();
-        for (name, addr) in self.lab.addresses() {
-            if let Some(sw) = fabric.switches.get_mut(&name) {
-                sw.address = addr;
-            }
-        }
+        self.lab.wire_config(&mut fabric);
         let file = self.dir.path().join("fabric.yaml");
         std::fs::write(&file, serde_yaml::to_string(&fabric)?)?;
         crate::cli::apply::run(&ApplyArgs {

@@ -567,8 +567,15 @@ impl Protocols {
     ) -> Vec<Action> {
         let mut out = Out::default();
         let p = PortRef::new(switch, port);
+        let was_down = self.discovery.ports_down().contains(&p);
         out.discovery(self.discovery.on_port_status(&p, up, now));
         out.lacp(self.lacp.on_port_status(&p, up, now));
+        if was_down == up {
+            // `ports_down` is a compiler input of its own: a static LAG's
+            // member leaves service with it (no protocol would notice).
+            tracing::info!(port = %p, up, "port status changed");
+            out.push(Action::TopologyChanged);
+        }
         self.count_out(&out);
         out.actions
     }
