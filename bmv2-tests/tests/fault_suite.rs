@@ -1,5 +1,5 @@
 //! The fault suite (issue #9) on the demo topology (examples/fabric.yaml:
-//! 2 spines, 4 leaves, srv1 dual-homed on a static two-leaf LAG), with
+//! 2 spines, 4 leaves, srv1 dual-homed on a two-leaf LACP bond), with
 //! full-mesh IPv4 and IPv6 pings running through every fault.
 //!
 //! One fabric and one controller, faults in sequence. For each: the pings
@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use p4fabric::config::{Attachment, Fabric};
+use p4fabric::lab::process::ControllerProcess;
 use p4fabric::lab::reach::{self, Probe};
 use p4fabric::lab::run::{ns_prefix, FlowReport, LabController, LabRun, Traffic};
 
@@ -305,6 +306,37 @@ routes:
     )
     .await;
 
+    // -- srv1's LACP stops on its leaf2 leg (the link stays up): the
+    // fabric times the partner out (3 s, fast rate) and tells the server,
+    // which stops using the leg; when LACP speaks again the leg rejoins.
+    let started = Instant::now();
+    let traffic = s.traffic();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let leg = bond_leg(s.run.fabric(), "bond1", "leaf2/4");
+    let bond = || s.run.lab.bond("bond1").expect("srv1's bond");
+    bond().set_lacp_muted(leg, true);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    if bond().lacp().is_some_and(|m| m[leg].distributing()) {
+        s.problems
+            .push("LACP stop: the server still distributes on the silent leg".into());
+    }
+    bond().set_lacp_muted(leg, false);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if !bond()
+        .lacp()
+        .is_some_and(|m| m.iter().all(|m| m.distributing()))
+    {
+        s.problems
+            .push("LACP stop: the leg did not rejoin after LACP resumed".into());
+    }
+    s.finish(
+        "LACP stop/resume (srv1 leg on leaf2)",
+        started,
+        traffic,
+        touches(&["srv1", "srv1-web"]),
+    )
+    .await;
+
     // -- A server reboot: vm4's link down 3 s, then configured again.
     let started = Instant::now();
     let traffic = s.traffic();
@@ -327,6 +359,8 @@ routes:
     })
     .await;
 
+    controller_failover(&mut s).await;
+
     eprintln!("\nfault                                       worst outage   lost pings   flows exposed   phase");
     for r in &s.rows {
         eprintln!(
@@ -341,10 +375,91 @@ routes:
         );
     }
     eprintln!("fault suite: {:.0} s in all", t0.elapsed().as_secs_f64());
+    assert!(s.problems.is_empty(), "\n{}", s.problems.join("\n"));
+}
+
+/// The index of `port` among `lag`'s members (the bond's legs are in the
+/// same order).
+fn bond_leg(f: &Fabric, lag: &str, port: &str) -> usize {
+    let port: p4fabric::config::PortRef = port.parse().expect("port");
+    f.lags
+        .get(lag)
+        .and_then(|l| l.members.iter().position(|m| *m == port))
+        .expect("a member of the LAG")
+}
+
+/// Controller failover: the in-process controller hands over to two
+/// `p4fabric run` processes in HA (the daemon's own election); the leader
+/// is killed -9 with traffic running. The standby must lead within the
+/// lease TTL + 1 s, lose no ping and write nothing to the stable fabric.
+async fn controller_failover(s: &mut Suite) {
+    const TTL: Duration = Duration::from_secs(2);
     if let Some(c) = s.ctl.take() {
         c.stop().await;
     }
-    assert!(s.problems.is_empty(), "\n{}", s.problems.join("\n"));
+    let logs = tempfile::tempdir().expect("tempdir");
+    let ep = s.run.endpoint();
+    let n = s.run.fabric().switches.len();
+    let settled = |c: &ControllerProcess| {
+        c.metrics().is_ok_and(|m| {
+            m.sum("p4fabric_switch_sessions_up") as usize == n
+                && m.sum("p4fabric_switch_converged") as usize == n
+        })
+    };
+    let mut a = ControllerProcess::start(&ep, "fs-a", TTL, logs.path()).expect("controller a");
+    let b = ControllerProcess::start(&ep, "fs-b", TTL, logs.path()).expect("controller b");
+    if !within(Duration::from_secs(30), || a.is_leader() && settled(&a)).await {
+        s.problems
+            .push(format!("failover: a never led and settled:\n{}", a.log()));
+        return;
+    }
+    let started = Instant::now();
+    let traffic = s.traffic();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let killed = Instant::now();
+    a.kill();
+    if !within(TTL + Duration::from_secs(1), || b.is_leader()).await {
+        s.problems.push(format!(
+            "failover: b did not lead within TTL + 1 s:\n{}",
+            b.log()
+        ));
+    }
+    let led = killed.elapsed();
+    if !within(Duration::from_secs(15), || settled(&b)).await {
+        s.problems
+            .push(format!("failover: b did not settle:\n{}", b.log()));
+    }
+    eprintln!(
+        "[controller failover] b led {} ms and held every switch {} ms after the kill",
+        led.as_millis(),
+        killed.elapsed().as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let w = b.writes().unwrap_or(u64::MAX);
+    s.finish(
+        "controller failover (leader kill -9)",
+        started,
+        traffic,
+        |_| false,
+    )
+    .await;
+    if w != 0 {
+        s.problems.push(format!(
+            "failover: the new leader wrote {w} updates to a stable fabric"
+        ));
+    }
+}
+
+/// Polls `f` every 20 ms for up to `timeout`.
+async fn within(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 /// One phase: `name` killed, restarted empty, and back.

@@ -318,9 +318,20 @@ impl Controller {
             if !r.waiting_for.is_empty() {
                 tracing::warn!(switches = ?r.waiting_for, "no read-back yet from these switches; programming the others");
             }
-            self.refresh_observed();
-            self.recompute(false);
+            self.recovered();
         }
+    }
+
+    /// Recovery is over: one desired state for all, and LACP speaks.
+    fn recovered(&mut self) {
+        let actions = self
+            .protocols
+            .as_mut()
+            .map(|p| p.release_lacp(std::time::Instant::now()))
+            .unwrap_or_default();
+        self.on_actions(actions);
+        self.refresh_observed();
+        self.recompute(false);
     }
 
     /// A switch's read-back at session start: recover what was learned
@@ -355,9 +366,12 @@ impl Controller {
                 return;
             }
         }
-        self.recovery = None;
-        self.refresh_observed();
-        self.recompute(false);
+        if self.recovery.take().is_some() {
+            self.recovered();
+        } else {
+            self.refresh_observed();
+            self.recompute(false);
+        }
     }
 
     /// Packet-ins, digests and idle timeouts feed the control protocols
@@ -519,13 +533,15 @@ impl Controller {
         let actions = match self.protocols.as_mut() {
             Some(p) => p.on_config(&self.fabric, now),
             None => {
-                self.protocols = Some(Protocols::new(&self.fabric, now));
+                let mut p = Protocols::new(&self.fabric, now);
                 if !self.agents.is_empty() {
+                    p.hold_lacp(now);
                     self.recovery = Some(Recovery {
                         waiting_for: self.agents.keys().cloned().collect(),
                         until: Instant::now() + RECOVERY_GRACE,
                     });
                 }
+                self.protocols = Some(p);
                 Vec::new()
             }
         };

@@ -285,16 +285,12 @@ pub async fn wait_converged_with_status(
     readback::poll_converged(timeout, || check_with_status(fabric, pipelines, endpoint)).await
 }
 
-/// examples/fabric.yaml (the demo topology) with its LAGs static, as
-/// `p4fabric demo` runs it: the lab's user-space bond has no LACP partner.
+/// examples/fabric.yaml (the demo topology) as `p4fabric demo` runs it:
+/// srv1 on an LACP bond (the lab bond runs the server side of LACP).
 pub fn demo_fabric() -> Result<Fabric> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fabric.yaml");
     let doc = crate::cli::document::Document::read(path.as_ref())?;
-    let mut f = doc.fabric.context("examples/fabric.yaml has no fabric")?;
-    for lag in f.lags.values_mut() {
-        lag.protocol = crate::config::LagMode::Static;
-    }
-    Ok(f)
+    doc.fabric.context("examples/fabric.yaml has no fabric")
 }
 
 /// `fabric` with the items of the YAML fragment `extra` (any sections of a

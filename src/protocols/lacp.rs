@@ -119,6 +119,11 @@ pub struct Lacp {
     lags: BTreeMap<String, LagInfo>,
     members: BTreeMap<PortRef, Member>,
     ports_down: BTreeSet<PortRef>,
+    /// A new controller has not yet read back which members were in
+    /// service: a member whose partner we have not heard says nothing
+    /// (a first LACPDU "not in sync, defaulted" would make the server drop
+    /// the link until the next exchange).
+    quiet: bool,
 }
 
 /// Actor port numbers: `(label & 0x7f) << 9 | port`, unique fabric-wide as
@@ -153,6 +158,7 @@ impl Lacp {
             lags: BTreeMap::new(),
             members: BTreeMap::new(),
             ports_down: BTreeSet::new(),
+            quiet: false,
         };
         l.configure(fabric, now);
         l
@@ -320,6 +326,17 @@ impl Lacp {
         out
     }
 
+    /// Holds (`true`) or releases the LACPDUs of members whose partner was
+    /// not heard yet (see `quiet`); releasing sends what is due.
+    pub fn set_quiet(&mut self, quiet: bool, now: Instant) -> LacpOutput {
+        self.quiet = quiet;
+        let mut out = LacpOutput::default();
+        if !quiet {
+            self.transmit(now, &mut out);
+        }
+        out
+    }
+
     /// The port's operational status changed.
     pub fn on_port_status(&mut self, port: &PortRef, up: bool, now: Instant) -> LacpOutput {
         let mut out = LacpOutput::default();
@@ -384,8 +401,9 @@ impl Lacp {
             .iter()
             .filter(|(p, _)| !self.ports_down.contains(*p))
             .flat_map(|(_, m)| {
+                let held = self.quiet && m.partner.is_none();
                 [
-                    m.next_tx,
+                    m.next_tx.filter(|_| !held),
                     m.partner.as_ref().map(|p| p.expires),
                     m.adopted_until,
                 ]
@@ -516,7 +534,7 @@ impl Lacp {
             let Some(m) = self.members.get_mut(&port) else {
                 continue;
             };
-            if m.adopted_until.is_some() {
+            if m.adopted_until.is_some() || (self.quiet && m.partner.is_none()) {
                 // Silent: what we would say before hearing the partner
                 // (not in sync) would make it stop using the link.
                 continue;

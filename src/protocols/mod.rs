@@ -509,6 +509,21 @@ impl Protocols {
         out.actions
     }
 
+    /// A controller starting: until `release_lacp`, LACP members whose
+    /// partner was not heard say nothing, so that members in service on
+    /// the switches (read back, then `restore`d) do not flap.
+    pub fn hold_lacp(&mut self, now: Instant) {
+        self.lacp.set_quiet(true, now);
+    }
+
+    /// The read-backs are in (or their grace passed): LACP speaks.
+    pub fn release_lacp(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Out::default();
+        out.lacp(self.lacp.set_quiet(false, now));
+        self.count_out(&out);
+        out.actions
+    }
+
     /// Learned state read back from `switch` (a controller starting or
     /// taking over): its learned MACs go through the learning path, its
     /// host routes restore the address bindings.

@@ -319,21 +319,29 @@ fn port_down_removes_member_and_static_lags_follow_ports() {
     let first = p.on_tick(t0);
     let (_, now) = converge(&mut p, &mut server, first, t0);
     let got = p.on_port_status("leaf2", 5, false, now);
+    // The LAG's members, and `ports_down` (a compiler input of its own).
     assert_eq!(
         got,
-        vec![Action::LagMembersChanged {
-            lag: "bond1".into()
-        }]
+        vec![
+            Action::LagMembersChanged {
+                lag: "bond1".into()
+            },
+            Action::TopologyChanged
+        ]
     );
     assert_eq!(members(&p, "bond1"), ["leaf1/5"]);
     // Static LAG: members are usable while their port is up.
     assert_eq!(members(&p, "bond2"), ["leaf1/6", "leaf1/7"]);
     let got = p.on_port_status("leaf1", 7, false, now);
+    // The LAG's members, and `ports_down` (a compiler input of its own).
     assert_eq!(
         got,
-        vec![Action::LagMembersChanged {
-            lag: "bond2".into()
-        }]
+        vec![
+            Action::LagMembersChanged {
+                lag: "bond2".into()
+            },
+            Action::TopologyChanged
+        ]
     );
     assert_eq!(members(&p, "bond2"), ["leaf1/6"]);
     assert!(
@@ -491,11 +499,31 @@ fn a_new_controller_adopts_a_bond_in_service_without_a_flap() {
     };
     assert!(in_sync(&server));
 
-    // It dies; a new one reads both leaves back: the members stay usable
-    // and it says nothing until the server speaks.
+    // It dies; a new one starts holding LACP until the read-backs are in:
+    // a LACPDU before them would say "defaulted, not in sync" and the
+    // server would drop both links (a ping lost in the fault suite).
     let mut new = Protocols::new(&f, t1);
+    assert!(
+        !sent_with_type(&Protocols::new(&f, t1).on_tick(t1), ETH_SLOW).is_empty(),
+        "without the hold a new controller speaks at once"
+    );
+    new.hold_lacp(t1);
+    assert!(
+        sent_with_type(&new.on_tick(t1), ETH_SLOW).is_empty(),
+        "held"
+    );
+    assert!(
+        new.next_deadline().is_none_or(|d| d > t1),
+        "a held member is no timer due (the controller would spin)"
+    );
+    // It reads both leaves back: the members stay usable and it says
+    // nothing until the server speaks.
     let mut acts = new.restore("leaf1", &in_service(5), t1);
     acts.extend(new.restore("leaf2", &in_service(5), t1));
+    assert!(
+        sent_with_type(&new.release_lacp(t1), ETH_SLOW).is_empty(),
+        "adopted members stay silent after the hold"
+    );
     assert!(acts.contains(&Action::LagMembersChanged {
         lag: "bond1".into()
     }));
