@@ -808,3 +808,25 @@ async fn apply_prune_and_the_config_watch_leave_the_election_alone() {
     assert!(second.is_err(), "two leaders");
     term.resign().await;
 }
+
+/// An idle watch stays up: etcd refuses HTTP/2 pings more frequent than its
+/// `--grpc-keepalive-min-time` (5 s) with GOAWAY "too_many_pings", and a
+/// client pinging every 2 s lost its connection (and re-watched) every
+/// ~8 s. 18 s covers two such cycles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watch_is_not_dropped_by_etcd() {
+    let Some(etcd) = EtcdServer::start_or_skip().await else {
+        return;
+    };
+    let s = store(&etcd).await;
+    let (rev, _) = s.revision().await.expect("revision");
+    let mut stream = s.watch_from(rev + 1).await.expect("watch");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(18);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.message()).await {
+            Err(_) => break,             // quiet until the deadline, still connected
+            Ok(Ok(Some(_))) => continue, // progress or the created event
+            Ok(other) => panic!("the idle watch ended: {other:?}"),
+        }
+    }
+}

@@ -445,7 +445,9 @@ async fn controller_failover(s: &mut Suite) {
     .await;
     if w != 0 {
         s.problems.push(format!(
-            "failover: the new leader wrote {w} updates to a stable fabric"
+            "failover: the new leader wrote {w} updates to a stable fabric; its log:\n{}\n---- the old leader's log:\n{}",
+            b.log(),
+            a.log()
         ));
     }
 }

@@ -836,6 +836,13 @@ impl Agent {
             for (si, ops) in stages.iter().enumerate() {
                 let ops: Vec<(UpdateKind, &Entity)> =
                     ops.iter().map(|(k, e)| (*k, e.as_ref())).collect();
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    // What changes on the switch, for whoever asks why
+                    // (bounded: a full restore is thousands).
+                    for (kind, e) in ops.iter().take(100) {
+                        tracing::debug!(switch = %name, stage = si, ?kind, key = %e.key(), "write");
+                    }
+                }
                 let mut call_failed: Option<String> = None;
                 write_ops_with(client, &reg, &ops, batch, |i, r| match r {
                     Ok(()) => {

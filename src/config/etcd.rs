@@ -15,6 +15,13 @@ use etcd_client::{
 use super::keys::{controller_owned, CONFIG_DIRS, DEFAULT_PREFIX};
 use super::store::{ConfigStore, RawSnapshot, StoreError};
 
+/// etcd's gRPC server refuses pings more frequent than its
+/// `--grpc-keepalive-min-time` (default 5 s): after two such it sends
+/// GOAWAY "too_many_pings" and the connection drops (with pings every 2 s
+/// the controller lost its watch every ~8 s). 10 s stays clear of it.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How to reach etcd.
 #[derive(Debug, Clone)]
 pub struct EtcdOptions {
@@ -57,11 +64,12 @@ impl EtcdOptions {
     }
 
     fn connect_options(&self) -> Result<ConnectOptions, StoreError> {
-        // HTTP/2 pings notice a dead or partitioned etcd within seconds, so
-        // a silent watch does not hang forever.
+        // HTTP/2 pings notice a dead or partitioned etcd (within
+        // KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT), so a silent watch does
+        // not hang forever.
         let mut o = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(3))
+            .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
             .with_keep_alive_while_idle(true);
         if let (Some(u), Some(p)) = (&self.user, &self.password) {
             o = o.with_user(u.clone(), p.clone());

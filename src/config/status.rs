@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Client, PutOptions};
+use etcd_client::{Client, GetOptions, PutOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -158,6 +158,14 @@ pub mod paths {
     pub fn switch(name: &str) -> String {
         format!("switches/{name}")
     }
+    /// The LACP partner last heard on a LAG member (durable, see
+    /// `StatusWriter::set_durable`).
+    pub fn lacp_partner(port: &PortRef) -> String {
+        format!("{LACP_PARTNERS}{port}")
+    }
+
+    pub const LACP_PARTNERS: &str = "lacp-partners/";
+
     pub fn link(port: &PortRef) -> String {
         format!("links/{port}")
     }
@@ -256,6 +264,41 @@ impl StatusWriter {
         }
         s.written.insert(path.to_string(), bytes.clone());
         s.put(path, bytes).await
+    }
+
+    /// Writes a value that outlives this controller (no lease): state a
+    /// successor needs after this one died (`paths::lacp_partner`).
+    pub async fn set_durable<T: Serialize>(&self, path: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut s = self.shared.lock().await;
+        let key = format!("{}{path}", s.dir);
+        let put = s.client.put(key, bytes, None);
+        match tokio::time::timeout(REQUEST_TIMEOUT, put).await {
+            Ok(r) => r.map(|_| ()).map_err(Into::into),
+            Err(_) => Err(StoreError::Timeout(REQUEST_TIMEOUT)),
+        }
+    }
+
+    /// Every status value under `dir` (relative to `status/`), by path.
+    pub async fn read_dir(&self, dir: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        let mut s = self.shared.lock().await;
+        let base = s.dir.clone();
+        let get = s.client.get(
+            format!("{base}{dir}"),
+            Some(GetOptions::new().with_prefix()),
+        );
+        let resp = match tokio::time::timeout(REQUEST_TIMEOUT, get).await {
+            Ok(r) => r?,
+            Err(_) => return Err(StoreError::Timeout(REQUEST_TIMEOUT)),
+        };
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let k = kv.key_str().ok()?.strip_prefix(&base)?.to_string();
+                Some((k, kv.value().to_vec()))
+            })
+            .collect())
     }
 
     /// The lease the status keys are attached to now.

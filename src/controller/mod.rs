@@ -25,8 +25,10 @@ use crate::agent::{self, AgentConfig, AgentHandle, Desired, ReadBack, SessionSta
 use crate::compile::{self, CompiledFabric, FabricView, HostEntry, HostKey, Hosts};
 use crate::config::status::{self as st, StatusWriter};
 use crate::config::watch::ConfigUpdate;
+use crate::config::PortRef;
 use crate::config::{Fabric, Switch};
 use crate::p4rt::{ClientOptions, Pipeline, StreamEvent};
+use crate::protocols::lacpdu::LacpInfo;
 use crate::protocols::{self, Action, IdleEntry, MacLearn, Protocols};
 use crate::topo::{FloodTree, ObservedState, Topology};
 
@@ -139,6 +141,9 @@ pub struct Controller {
     fabric: Arc<Fabric>,
     /// When each switch entered its current session state (unix seconds).
     state_since: BTreeMap<String, (st::SessionState, u64)>,
+    /// LACP partners as published (`status/lacp-partners/`): read at
+    /// start from the previous controller, then what this one heard.
+    lacp_partners: BTreeMap<PortRef, LacpInfo>,
 }
 
 impl Controller {
@@ -186,6 +191,7 @@ impl Controller {
             metrics,
             fabric: Arc::new(Fabric::default()),
             state_since: BTreeMap::new(),
+            lacp_partners: BTreeMap::new(),
         }
     }
 
@@ -327,7 +333,7 @@ impl Controller {
         let actions = self
             .protocols
             .as_mut()
-            .map(|p| p.release_lacp(std::time::Instant::now()))
+            .map(|p| p.release_lacp(&self.lacp_partners, std::time::Instant::now()))
             .unwrap_or_default();
         self.on_actions(actions);
         self.refresh_observed();
@@ -536,6 +542,7 @@ impl Controller {
                 let mut p = Protocols::new(&self.fabric, now);
                 if !self.agents.is_empty() {
                     p.hold_lacp(now);
+                    self.lacp_partners = self.read_lacp_partners().await;
                     self.recovery = Some(Recovery {
                         waiting_for: self.agents.keys().cloned().collect(),
                         until: Instant::now() + RECOVERY_GRACE,
@@ -682,7 +689,48 @@ impl Controller {
     /// Writes what the protocols observe: links (both ends), learned hosts,
     /// LAG members with their LACP state. Entries that disappeared are
     /// removed, so status never shows a stale link or host.
+    /// The LACP partners a previous controller heard (empty without
+    /// status or on any error: LACP then waits for the partners to speak).
+    async fn read_lacp_partners(&self) -> BTreeMap<PortRef, LacpInfo> {
+        let Some(w) = &self.status else {
+            return BTreeMap::new();
+        };
+        match w.read_dir(st::paths::LACP_PARTNERS).await {
+            Ok(kvs) => kvs
+                .iter()
+                .filter_map(|(k, v)| {
+                    let port = k.strip_prefix(st::paths::LACP_PARTNERS)?.parse().ok()?;
+                    Some((port, serde_json::from_slice(v).ok()?))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the LACP partners heard before");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// Publishes the LACP partners heard that changed (durable keys: a
+    /// successor reads them after this controller died).
+    async fn publish_lacp_partners(&mut self) {
+        let (Some(w), Some(p)) = (&self.status, &self.protocols) else {
+            return;
+        };
+        for (port, info) in p.lacp_partners() {
+            if self.lacp_partners.get(&port) == Some(&info) {
+                continue;
+            }
+            match w.set_durable(&st::paths::lacp_partner(&port), &info).await {
+                Ok(()) => {
+                    self.lacp_partners.insert(port, info);
+                }
+                Err(e) => tracing::debug!(error = %e, "LACP partner not published; retried"),
+            }
+        }
+    }
+
     async fn publish_observed(&mut self) {
+        self.publish_lacp_partners().await;
         let (Some(w), Some(p)) = (&self.status, &self.protocols) else {
             return;
         };

@@ -326,6 +326,63 @@ impl Lacp {
         out
     }
 
+    /// The partner each member last heard (what a successor needs to keep
+    /// a bond in sync across a controller failover: `restore_partners`).
+    pub fn partners_heard(&self) -> BTreeMap<PortRef, LacpInfo> {
+        self.members
+            .iter()
+            .filter_map(|(p, m)| Some((p.clone(), m.partner.as_ref()?.info)))
+            .collect()
+    }
+
+    /// A controller taking over: members adopted as in service whose
+    /// partner the previous controller last heard as `known` get that
+    /// partner back (until current_while), so our first LACPDU, sent at
+    /// once, carries the partner's own information and keeps the server in
+    /// sync. Without it we would wait silently for the server's next
+    /// LACPDU, and a failover longer than the server's short timeout minus
+    /// its period (3 s - 1 s) would make it drop the links for an exchange.
+    pub fn restore_partners(
+        &mut self,
+        known: &BTreeMap<PortRef, LacpInfo>,
+        now: Instant,
+    ) -> LacpOutput {
+        let mut out = LacpOutput::default();
+        let mut lags = BTreeSet::new();
+        let ports: Vec<PortRef> = self
+            .members
+            .iter()
+            .filter(|(p, m)| {
+                m.adopted_until.is_some() && m.partner.is_none() && known.contains_key(*p)
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for port in ports {
+            let (Some(actor), Some(info)) = (self.actor_info(&port), known.get(&port)) else {
+                continue;
+            };
+            let timeout = self.current_while(&port);
+            let Some(m) = self.members.get_mut(&port) else {
+                continue;
+            };
+            m.partner = Some(Partner {
+                info: *info,
+                // In service means the partner had our information.
+                view_of_us: actor,
+                expires: now + timeout,
+            });
+            m.adopted_until = None;
+            m.ntt = true;
+            m.next_tx = Some(now);
+            lags.insert(m.lag.clone());
+        }
+        for lag in lags {
+            self.settle(&lag, &mut out);
+        }
+        self.transmit(now, &mut out);
+        out
+    }
+
     /// Holds (`true`) or releases the LACPDUs of members whose partner was
     /// not heard yet (see `quiet`); releasing sends what is due.
     pub fn set_quiet(&mut self, quiet: bool, now: Instant) -> LacpOutput {

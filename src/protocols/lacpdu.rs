@@ -11,7 +11,9 @@ pub const LACP_SUBTYPE: u8 = 1;
 pub const LACPDU_LEN: usize = 110;
 
 /// Port state bits, as carried in Actor_State / Partner_State.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct LacpState(pub u8);
 
 impl LacpState {
@@ -63,7 +65,9 @@ impl LacpState {
 
 /// One side's information: what an actor says about itself, or about its
 /// partner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct LacpInfo {
     pub system_priority: u16,
     pub system: MacAddr,

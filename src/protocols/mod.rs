@@ -36,7 +36,7 @@ use arp_nd::{ArpNd, NeighborOutput, NextHopStatus, Rx};
 use discovery::{Discovery, DiscoveryOutput, LinkId, LinkStatus, Probe};
 use frames::{parse_eth, Arp, NdPacket, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_LLDP, ETH_SLOW};
 use lacp::{Lacp, LacpOutput, MemberStatus};
-use lacpdu::Lacpdu;
+use lacpdu::{LacpInfo, Lacpdu};
 use learning::{LearnedHost, Learning};
 use ports::EdgePorts;
 use ra::RouterAdverts;
@@ -516,10 +516,17 @@ impl Protocols {
         self.lacp.set_quiet(true, now);
     }
 
-    /// The read-backs are in (or their grace passed): LACP speaks.
-    pub fn release_lacp(&mut self, now: Instant) -> Vec<Action> {
+    /// The read-backs are in (or their grace passed): LACP speaks, first
+    /// to the partners the previous controller heard on members still in
+    /// service (`Lacp::restore_partners`).
+    pub fn release_lacp(
+        &mut self,
+        known_partners: &BTreeMap<PortRef, LacpInfo>,
+        now: Instant,
+    ) -> Vec<Action> {
         let mut out = Out::default();
-        out.lacp(self.lacp.set_quiet(false, now));
+        self.lacp.set_quiet(false, now);
+        out.lacp(self.lacp.restore_partners(known_partners, now));
         self.count_out(&out);
         out.actions
     }
@@ -738,6 +745,11 @@ impl Protocols {
     /// (`topo::ObservedState::lacp_unsynced`).
     pub fn lacp_unsynced(&self) -> BTreeSet<PortRef> {
         self.lacp.unsynced()
+    }
+
+    /// The LACP partner each member last heard.
+    pub fn lacp_partners(&self) -> BTreeMap<PortRef, LacpInfo> {
+        self.lacp.partners_heard()
     }
 
     pub fn lag_status(&self) -> Vec<MemberStatus> {

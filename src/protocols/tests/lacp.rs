@@ -521,7 +521,7 @@ fn a_new_controller_adopts_a_bond_in_service_without_a_flap() {
     let mut acts = new.restore("leaf1", &in_service(5), t1);
     acts.extend(new.restore("leaf2", &in_service(5), t1));
     assert!(
-        sent_with_type(&new.release_lacp(t1), ETH_SLOW).is_empty(),
+        sent_with_type(&new.release_lacp(&Default::default(), t1), ETH_SLOW).is_empty(),
         "adopted members stay silent after the hold"
     );
     assert!(acts.contains(&Action::LagMembersChanged {
@@ -539,19 +539,21 @@ fn a_new_controller_adopts_a_bond_in_service_without_a_flap() {
     // the server stays in sync and the usable set never changes.
     let mut now = t1 + secs(0.9);
     let mut changed = false;
+    // One leg at a time: the server's PDUs on its two links are not
+    // simultaneous.
     for _ in 0..20 {
-        let mut pending = Vec::new();
         for at in server.ports.keys().cloned().collect::<Vec<_>>() {
-            pending.extend(new.on_frame(&at.switch, at.port, punt::LACP, &server.frame(&at), now));
+            let mut pending =
+                new.on_frame(&at.switch, at.port, punt::LACP, &server.frame(&at), now);
+            pending.extend(new.on_tick(now));
+            changed |= pending
+                .iter()
+                .any(|a| matches!(a, Action::LagMembersChanged { .. }));
+            server.receive(&pending);
+            assert!(in_sync(&server), "the server stays in sync");
+            assert_eq!(members(&new, "bond1"), ["leaf1/5", "leaf2/5"]);
+            now += secs(0.15);
         }
-        pending.extend(new.on_tick(now));
-        changed |= pending
-            .iter()
-            .any(|a| matches!(a, Action::LagMembersChanged { .. }));
-        server.receive(&pending);
-        assert!(in_sync(&server), "the server stays in sync");
-        assert_eq!(members(&new, "bond1"), ["leaf1/5", "leaf2/5"]);
-        now += secs(0.3);
     }
     assert!(!changed, "no member left the LAG");
 }
@@ -576,4 +578,42 @@ fn an_adopted_member_whose_partner_is_silent_leaves_after_current_while() {
     }));
     assert!(members(&p, "bond1").is_empty());
     assert!(!sent_with_type(&late, ETH_SLOW).is_empty(), "speaks again");
+}
+
+#[test]
+fn a_successor_that_knows_the_partners_speaks_in_sync_at_once() {
+    let t0 = Instant::now();
+    let f = fabric();
+    let mut old = Protocols::new(&f, t0);
+    let mut server = Server::new("52:54:00:00:00:01", &["leaf1/5", "leaf2/5"]);
+    let first = old.on_tick(t0);
+    let (_, t1) = converge(&mut old, &mut server, first, t0);
+    let known = old.lacp_partners();
+    assert_eq!(known.len(), 2, "both partners heard: {known:?}");
+
+    // The successor reads both leaves back and the partners the old one
+    // published: its first LACPDUs go out at release, before the server
+    // could time the old actor out, and keep the server in sync.
+    let mut new = Protocols::new(&f, t1);
+    new.hold_lacp(t1);
+    new.restore("leaf1", &in_service(5), t1);
+    new.restore("leaf2", &in_service(5), t1);
+    let released = new.release_lacp(&known, t1);
+    assert_eq!(
+        sent_with_type(&released, ETH_SLOW).len(),
+        2,
+        "one LACPDU per member at once"
+    );
+    assert!(
+        !released
+            .iter()
+            .any(|a| matches!(a, Action::LagMembersChanged { .. })),
+        "no member left or joined"
+    );
+    server.receive(&released);
+    assert!(server
+        .ports
+        .keys()
+        .all(|at| server.pdu(at).actor.state.has(LacpState::DISTRIBUTING)));
+    assert_eq!(members(&new, "bond1"), ["leaf1/5", "leaf2/5"]);
 }
