@@ -56,6 +56,10 @@ pub struct TargetStats {
 struct State {
     pipeline: Option<Pipeline>,
     entities: SwitchEntities,
+    /// Entries per table, kept up to date by writes (a full-table check
+    /// per insert must not scan the table: inserting n entries would cost
+    /// O(n^2)); `None` after any other change, then counted once again.
+    table_counts: Option<BTreeMap<&'static str, i64>>,
     conns: Vec<Conn>,
     next_conn: u64,
     /// The election id of the current primary, if any.
@@ -196,7 +200,9 @@ impl TestTarget {
     /// Puts an entity on the switch behind the controller's back (as a
     /// stray write by someone else would).
     pub fn inject_entity(&self, e: Entity) {
-        self.shared.lock().entities.insert(e.key(), e);
+        let mut st = self.shared.lock();
+        st.entities.insert(e.key(), e);
+        st.table_counts = None;
     }
 
     pub fn stats(&self) -> TargetStats {
@@ -263,6 +269,7 @@ impl TestTarget {
         let mut st = self.shared.lock();
         st.pipeline = None;
         st.entities.clear();
+        st.table_counts = None;
         st.primary = None;
         for c in st.conns.drain(..) {
             let _ = c.tx.try_send(Err(Status::unavailable("switch restarted")));
@@ -357,9 +364,21 @@ fn p4_error(code: Code, message: String) -> prost_types::Any {
 }
 
 /// Applies one update to the entity map, checking references.
+/// Entries per table.
+fn count_tables(entities: &SwitchEntities) -> BTreeMap<&'static str, i64> {
+    let mut c = BTreeMap::new();
+    for k in entities.keys() {
+        if let EntityKey::Table(t) = k {
+            *c.entry(t.table).or_default() += 1;
+        }
+    }
+    c
+}
+
 fn apply_update(
     reg: &P4InfoRegistry,
     entities: &mut SwitchEntities,
+    counts: &mut Option<BTreeMap<&'static str, i64>>,
     kind: p4::update::Type,
     entity: &p4::Entity,
 ) -> Result<(), (Code, String)> {
@@ -376,6 +395,9 @@ fn apply_update(
             ));
         }
         entities.remove(&key);
+        if let (EntityKey::Table(t), Some(c)) = (&key, counts.as_mut()) {
+            *c.entry(t.table).or_default() -= 1;
+        }
         return Ok(());
     }
     let decoded = reg.decode_entity(entity).map_err(inv)?;
@@ -403,17 +425,13 @@ fn apply_update(
                 let table = reg
                     .table(t.key.table)
                     .map_err(|e| (Code::InvalidArgument, e.to_string()))?;
-                // Counting the table's entries is a scan: only when the
-                // switch holds enough entities for the table to be full
-                // (else inserting n entries costs O(n^2)).
                 let full = table.size > 0
                     && entities.len() as i64 >= table.size
-                    && entities
-                        .range(EntityKey::Table(super::TableKey::new(t.key.table))..)
-                        .take_while(
-                            |(k, _)| matches!(k, EntityKey::Table(tk) if tk.table == t.key.table),
-                        )
-                        .count() as i64
+                    && counts
+                        .get_or_insert_with(|| count_tables(entities))
+                        .get(&t.key.table)
+                        .copied()
+                        .unwrap_or(0)
                         >= table.size;
                 if full {
                     return Err((
@@ -429,6 +447,10 @@ fn apply_update(
             }
         }
         _ => return Err((Code::InvalidArgument, "update type unspecified".into())),
+    }
+    if let (p4::update::Type::Insert, EntityKey::Table(t), Some(c)) = (kind, &key, counts.as_mut())
+    {
+        *c.entry(t.table).or_default() += 1;
     }
     entities.insert(key, decoded);
     Ok(())
@@ -605,7 +627,11 @@ impl P4Runtime for Service {
             Some(p) => p.registry.clone(),
             None => return Err(Status::failed_precondition("no forwarding pipeline")),
         };
-        let mut details = Vec::with_capacity(req.updates.len());
+        // Per update: `None` = applied. The error details (one `Any` per
+        // update) are built only if something failed, not for every
+        // applied update of a bulk write (two allocations and an encode
+        // each).
+        let mut results: Vec<Option<(Code, String)>> = Vec::with_capacity(req.updates.len());
         let mut failed = 0;
         for u in &req.updates {
             let kind =
@@ -619,19 +645,22 @@ impl P4Runtime for Service {
                 Err((Code::ResourceExhausted, "injected fault".to_string()))
             } else {
                 match &u.entity {
-                    Some(e) => apply_update(&reg, &mut st.entities, kind, e),
+                    Some(e) => {
+                        let st = &mut *st;
+                        apply_update(&reg, &mut st.entities, &mut st.table_counts, kind, e)
+                    }
                     None => Err((Code::InvalidArgument, "update without entity".into())),
                 }
             };
             match r {
                 Ok(()) => {
                     st.stats.updates_applied += 1;
-                    details.push(p4_error(Code::Ok, String::new()));
+                    results.push(None);
                 }
-                Err((code, msg)) => {
+                Err(e) => {
                     failed += 1;
                     st.stats.updates_failed += 1;
-                    details.push(p4_error(code, msg));
+                    results.push(Some(e));
                 }
             }
         }
@@ -642,6 +671,13 @@ impl P4Runtime for Service {
         if failed == 0 {
             return Ok(Response::new(p4::WriteResponse {}));
         }
+        let details = results
+            .into_iter()
+            .map(|r| match r {
+                None => p4_error(Code::Ok, String::new()),
+                Some((code, msg)) => p4_error(code, msg),
+            })
+            .collect();
         let status = tonic_types::Status {
             code: Code::Unknown as i32,
             message: format!("{failed} update(s) failed"),
@@ -717,11 +753,15 @@ impl P4Runtime for Service {
         let action = Action::try_from(req.action).unwrap_or(Action::Unspecified);
         match action {
             Action::Verify => return Ok(Response::new(Default::default())),
-            Action::VerifyAndCommit | Action::VerifyAndSave => st.entities.clear(),
+            Action::VerifyAndCommit | Action::VerifyAndSave => {
+                st.entities.clear();
+                st.table_counts = None;
+            }
             Action::ReconcileAndCommit => {
                 // Keep what the new program can still express.
                 st.entities
                     .retain(|_, e| registry.encode_entity(e, false).is_ok());
+                st.table_counts = None;
             }
             Action::Commit => return Err(Status::unimplemented("COMMIT without VERIFY_AND_SAVE")),
             Action::Unspecified => return Err(Status::invalid_argument("action unspecified")),
