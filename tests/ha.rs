@@ -80,15 +80,8 @@ fn current_leaders(all: &[Leading]) -> Vec<(usize, u128)> {
         .collect()
 }
 
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+async fn wait_until(timeout: Duration, f: impl FnMut() -> bool) -> bool {
+    p4fabric::testing::within(timeout, f).await.is_some()
 }
 
 fn non_decreasing(log: &[u128]) -> bool {

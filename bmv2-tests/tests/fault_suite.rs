@@ -16,6 +16,7 @@ use p4fabric::config::{Attachment, Fabric};
 use p4fabric::lab::process::ControllerProcess;
 use p4fabric::lab::reach::{self, Probe};
 use p4fabric::lab::run::{ns_prefix, FlowReport, LabController, LabRun, Traffic};
+use p4fabric::testing::within;
 
 const INTERVAL: Duration = Duration::from_millis(100);
 /// The tests of this file take turns: outages are measured on a machine
@@ -408,7 +409,10 @@ async fn controller_failover(s: &mut Suite) {
     };
     let mut a = ControllerProcess::start(&ep, "fs-a", TTL, logs.path()).expect("controller a");
     let b = ControllerProcess::start(&ep, "fs-b", TTL, logs.path()).expect("controller b");
-    if !within(Duration::from_secs(30), || a.is_leader() && settled(&a)).await {
+    if within(Duration::from_secs(30), || a.is_leader() && settled(&a))
+        .await
+        .is_none()
+    {
         s.problems
             .push(format!("failover: a never led and settled:\n{}", a.log()));
         return;
@@ -418,14 +422,20 @@ async fn controller_failover(s: &mut Suite) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let killed = Instant::now();
     a.kill();
-    if !within(TTL + Duration::from_secs(1), || b.is_leader()).await {
+    if within(TTL + Duration::from_secs(1), || b.is_leader())
+        .await
+        .is_none()
+    {
         s.problems.push(format!(
             "failover: b did not lead within TTL + 1 s:\n{}",
             b.log()
         ));
     }
     let led = killed.elapsed();
-    if !within(Duration::from_secs(15), || settled(&b)).await {
+    if within(Duration::from_secs(15), || settled(&b))
+        .await
+        .is_none()
+    {
         s.problems
             .push(format!("failover: b did not settle:\n{}", b.log()));
     }
@@ -450,18 +460,6 @@ async fn controller_failover(s: &mut Suite) {
             a.log()
         ));
     }
-}
-
-/// Polls `f` every 20 ms for up to `timeout`.
-async fn within(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 /// One phase: `name` killed, restarted empty, and back.

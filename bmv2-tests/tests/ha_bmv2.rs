@@ -14,6 +14,7 @@ use p4fabric::config::Fabric;
 use p4fabric::lab::process::ControllerProcess;
 use p4fabric::lab::reach;
 use p4fabric::lab::run::{FlowReport, LabRun};
+use p4fabric::testing::within;
 
 const TTL: Duration = Duration::from_secs(2);
 const SWITCHES: usize = 4;
@@ -44,18 +45,6 @@ hosts:
 
 fn fabric() -> Fabric {
     serde_yaml::from_str(FABRIC).expect("test fabric")
-}
-
-/// Polls `f` every 20 ms until it holds; the time it took, or `None`.
-async fn within(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
 }
 
 /// Every switch has the instance's primary session and holds its desired

@@ -482,16 +482,22 @@ fn in_service(port: u32) -> crate::protocols::recover::Recovered {
     }
 }
 
-#[test]
-fn a_new_controller_adopts_a_bond_in_service_without_a_flap() {
-    let t0 = Instant::now();
-    let f = fabric();
-    // The first controller brings the bond up.
-    let mut old = Protocols::new(&f, t0);
+/// A first controller that brought bond1 up with a server on both
+/// leaves; the time it got there.
+fn bond_in_service(f: &crate::config::Fabric, t0: Instant) -> (Protocols, Server, Instant) {
+    let mut old = Protocols::new(f, t0);
     let mut server = Server::new("52:54:00:00:00:01", &["leaf1/5", "leaf2/5"]);
     let first = old.on_tick(t0);
     let (_, t1) = converge(&mut old, &mut server, first, t0);
     assert_eq!(members(&old, "bond1"), ["leaf1/5", "leaf2/5"]);
+    (old, server, t1)
+}
+
+#[test]
+fn a_new_controller_adopts_a_bond_in_service_without_a_flap() {
+    let t0 = Instant::now();
+    let f = fabric();
+    let (_old, mut server, t1) = bond_in_service(&f, t0);
     let in_sync = |s: &Server| {
         s.ports
             .keys()
@@ -584,10 +590,7 @@ fn an_adopted_member_whose_partner_is_silent_leaves_after_current_while() {
 fn a_successor_that_knows_the_partners_speaks_in_sync_at_once() {
     let t0 = Instant::now();
     let f = fabric();
-    let mut old = Protocols::new(&f, t0);
-    let mut server = Server::new("52:54:00:00:00:01", &["leaf1/5", "leaf2/5"]);
-    let first = old.on_tick(t0);
-    let (_, t1) = converge(&mut old, &mut server, first, t0);
+    let (old, mut server, t1) = bond_in_service(&f, t0);
     let known = old.lacp_partners();
     assert_eq!(known.len(), 2, "both partners heard: {known:?}");
 
