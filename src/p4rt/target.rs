@@ -8,7 +8,7 @@
 //! It never replaces bmv2 tests; it is what lets hundreds of switches run
 //! on one machine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,6 +56,10 @@ pub struct TargetStats {
 struct State {
     pipeline: Option<Pipeline>,
     entities: SwitchEntities,
+    /// Entries per table, counted on first need and kept up to date by
+    /// `apply_update` (a scan per insert made filling a table O(n^2));
+    /// cleared wherever `entities` changes another way.
+    table_counts: HashMap<&'static str, i64>,
     conns: Vec<Conn>,
     next_conn: u64,
     /// The election id of the current primary, if any.
@@ -196,7 +200,9 @@ impl TestTarget {
     /// Puts an entity on the switch behind the controller's back (as a
     /// stray write by someone else would).
     pub fn inject_entity(&self, e: Entity) {
-        self.shared.lock().entities.insert(e.key(), e);
+        let mut st = self.shared.lock();
+        st.table_counts.clear();
+        st.entities.insert(e.key(), e);
     }
 
     pub fn stats(&self) -> TargetStats {
@@ -263,6 +269,7 @@ impl TestTarget {
         let mut st = self.shared.lock();
         st.pipeline = None;
         st.entities.clear();
+        st.table_counts.clear();
         st.primary = None;
         for c in st.conns.drain(..) {
             let _ = c.tx.try_send(Err(Status::unavailable("switch restarted")));
@@ -360,6 +367,7 @@ fn p4_error(code: Code, message: String) -> prost_types::Any {
 fn apply_update(
     reg: &P4InfoRegistry,
     entities: &mut SwitchEntities,
+    table_counts: &mut HashMap<&'static str, i64>,
     kind: p4::update::Type,
     entity: &p4::Entity,
 ) -> Result<(), (Code, String)> {
@@ -374,6 +382,11 @@ fn apply_update(
                 Code::FailedPrecondition,
                 format!("{key} is still used by {user}"),
             ));
+        }
+        if let EntityKey::Table(tk) = &key {
+            if let Some(n) = table_counts.get_mut(tk.table) {
+                *n -= 1;
+            }
         }
         entities.remove(&key);
         return Ok(());
@@ -403,24 +416,21 @@ fn apply_update(
                 let table = reg
                     .table(t.key.table)
                     .map_err(|e| (Code::InvalidArgument, e.to_string()))?;
-                // Counting the table's entries is a scan: only when the
-                // switch holds enough entities for the table to be full
-                // (else inserting n entries costs O(n^2)).
-                let full = table.size > 0
-                    && entities.len() as i64 >= table.size
-                    && entities
+                let count = table_counts.entry(t.key.table).or_insert_with(|| {
+                    entities
                         .range(EntityKey::Table(super::TableKey::new(t.key.table))..)
                         .take_while(
                             |(k, _)| matches!(k, EntityKey::Table(tk) if tk.table == t.key.table),
                         )
                         .count() as i64
-                        >= table.size;
-                if full {
+                });
+                if table.size > 0 && *count >= table.size {
                     return Err((
                         Code::ResourceExhausted,
                         format!("table {} is full", table.name),
                     ));
                 }
+                *count += 1;
             }
         }
         p4::update::Type::Modify => {
@@ -605,7 +615,11 @@ impl P4Runtime for Service {
             Some(p) => p.registry.clone(),
             None => return Err(Status::failed_precondition("no forwarding pipeline")),
         };
-        let mut details = Vec::with_capacity(req.updates.len());
+        // Per update, its error if any: the `p4.Error` details are built
+        // only when something failed (an all-OK batch, the common case,
+        // answers with an empty response; building them cost an encode
+        // and three allocations per update).
+        let mut errors: Vec<Option<(Code, String)>> = Vec::with_capacity(req.updates.len());
         let mut failed = 0;
         for u in &req.updates {
             let kind =
@@ -619,19 +633,26 @@ impl P4Runtime for Service {
                 Err((Code::ResourceExhausted, "injected fault".to_string()))
             } else {
                 match &u.entity {
-                    Some(e) => apply_update(&reg, &mut st.entities, kind, e),
+                    Some(e) => {
+                        let State {
+                            entities,
+                            table_counts,
+                            ..
+                        } = &mut *st;
+                        apply_update(&reg, entities, table_counts, kind, e)
+                    }
                     None => Err((Code::InvalidArgument, "update without entity".into())),
                 }
             };
             match r {
                 Ok(()) => {
                     st.stats.updates_applied += 1;
-                    details.push(p4_error(Code::Ok, String::new()));
+                    errors.push(None);
                 }
-                Err((code, msg)) => {
+                Err(e) => {
                     failed += 1;
                     st.stats.updates_failed += 1;
-                    details.push(p4_error(code, msg));
+                    errors.push(Some(e));
                 }
             }
         }
@@ -642,6 +663,13 @@ impl P4Runtime for Service {
         if failed == 0 {
             return Ok(Response::new(p4::WriteResponse {}));
         }
+        let details = errors
+            .into_iter()
+            .map(|e| match e {
+                None => p4_error(Code::Ok, String::new()),
+                Some((code, msg)) => p4_error(code, msg),
+            })
+            .collect();
         let status = tonic_types::Status {
             code: Code::Unknown as i32,
             message: format!("{failed} update(s) failed"),
@@ -726,6 +754,7 @@ impl P4Runtime for Service {
             Action::Commit => return Err(Status::unimplemented("COMMIT without VERIFY_AND_SAVE")),
             Action::Unspecified => return Err(Status::invalid_argument("action unspecified")),
         }
+        st.table_counts.clear();
         st.stats.pipeline_pushes += 1;
         st.pipeline = Some(Pipeline { registry, config });
         Ok(Response::new(Default::default()))
