@@ -44,11 +44,19 @@ pub fn encode_value(what: &str, value: u128, bitwidth: u32) -> Result<Vec<u8>, C
 }
 
 /// Decodes a bytestring of a `bitwidth`-bit field, canonical or padded.
-pub fn decode_value(what: &str, bytes: &[u8], bitwidth: u32) -> Result<u128, CodecError> {
+///
+/// `what` is formatted only for an error: callers pass `format_args!`, so
+/// decoding a field allocates no name (the simulated switches decode
+/// millions of them).
+pub fn decode_value(
+    what: impl std::fmt::Display,
+    bytes: &[u8],
+    bitwidth: u32,
+) -> Result<u128, CodecError> {
     let significant = &bytes[bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len())..];
     if significant.len() > 16 {
         return Err(invalid(
-            what,
+            what.to_string(),
             format!("{} bytes exceed 128 bits", bytes.len()),
         ));
     }
@@ -140,8 +148,14 @@ impl P4InfoRegistry {
                         kind: "action parameter",
                         id: p.param_id,
                     })?;
-            let what = format!("{} param {}", info.name, pi.name);
-            params.push((pi.name, decode_value(&what, &p.value, pi.bitwidth)?));
+            params.push((
+                pi.name,
+                decode_value(
+                    format_args!("{} param {}", info.name, pi.name),
+                    &p.value,
+                    pi.bitwidth,
+                )?,
+            ));
         }
         // Parameters in P4Info order so decoded actions compare equal to
         // the compiler's (which also follows the declaration order).
@@ -290,29 +304,32 @@ impl P4InfoRegistry {
         use p4runtime_proto::v1::field_match::FieldMatchType as FM;
         for m in &t.r#match {
             let f = table.field_by_id(m.field_id)?;
-            let what = format!("{}.{}", table.name, f.name);
             let w = f.bitwidth;
+            // The field's name, built only for an error message.
+            let what = || format!("{}.{}", table.name, f.name);
+            let dv =
+                |bytes: &[u8]| decode_value(format_args!("{}.{}", table.name, f.name), bytes, w);
             let dm = match &m.field_match_type {
-                Some(FM::Exact(x)) => Match::Exact(decode_value(&what, &x.value, w)?),
+                Some(FM::Exact(x)) => Match::Exact(dv(&x.value)?),
                 Some(FM::Lpm(x)) => Match::Lpm {
-                    value: decode_value(&what, &x.value, w)?,
+                    value: dv(&x.value)?,
                     prefix_len: x.prefix_len.max(0) as u32,
                 },
                 Some(FM::Ternary(x)) => Match::Ternary {
-                    value: decode_value(&what, &x.value, w)?,
-                    mask: decode_value(&what, &x.mask, w)?,
+                    value: dv(&x.value)?,
+                    mask: dv(&x.mask)?,
                 },
-                Some(FM::Optional(x)) => Match::Optional(decode_value(&what, &x.value, w)?),
+                Some(FM::Optional(x)) => Match::Optional(dv(&x.value)?),
                 Some(FM::Range(x)) => Match::Range {
-                    low: decode_value(&what, &x.low, w)?,
-                    high: decode_value(&what, &x.high, w)?,
+                    low: dv(&x.low)?,
+                    high: dv(&x.high)?,
                 },
                 Some(FM::Other(_)) | None => {
-                    return Err(invalid(what, "unsupported match kind"));
+                    return Err(invalid(what(), "unsupported match kind"));
                 }
             };
             if key.matches.iter().any(|(n, _)| *n == f.name) {
-                return Err(invalid(what, "field given twice"));
+                return Err(invalid(what(), "field given twice"));
             }
             key = key.with(f.name, dm);
         }

@@ -296,8 +296,10 @@ impl P4InfoRegistry {
                     what: "packet_in".into(),
                     why: format!("unknown metadata id {}", m.metadata_id),
                 })?;
-            let what = format!("packet_in.{}", f.name);
-            metadata.push((f.name, decode_value(&what, &m.value, f.bitwidth)?));
+            metadata.push((
+                f.name,
+                decode_value(format_args!("packet_in.{}", f.name), &m.value, f.bitwidth)?,
+            ));
         }
         Ok(PacketIn {
             payload: p.payload.clone(),

@@ -8,7 +8,7 @@
 //! It never replaces bmv2 tests; it is what lets hundreds of switches run
 //! on one machine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,10 +56,10 @@ pub struct TargetStats {
 struct State {
     pipeline: Option<Pipeline>,
     entities: SwitchEntities,
-    /// Entries per table, kept up to date by writes (a full-table check
-    /// per insert must not scan the table: inserting n entries would cost
-    /// O(n^2)); `None` after any other change, then counted once again.
-    table_counts: Option<BTreeMap<&'static str, i64>>,
+    /// Entries per table, counted on first need and kept up to date by
+    /// `apply_update` (a scan per insert made filling a table O(n^2));
+    /// cleared wherever `entities` changes another way.
+    table_counts: HashMap<&'static str, i64>,
     conns: Vec<Conn>,
     next_conn: u64,
     /// The election id of the current primary, if any.
@@ -201,8 +201,8 @@ impl TestTarget {
     /// stray write by someone else would).
     pub fn inject_entity(&self, e: Entity) {
         let mut st = self.shared.lock();
+        st.table_counts.clear();
         st.entities.insert(e.key(), e);
-        st.table_counts = None;
     }
 
     pub fn stats(&self) -> TargetStats {
@@ -269,7 +269,7 @@ impl TestTarget {
         let mut st = self.shared.lock();
         st.pipeline = None;
         st.entities.clear();
-        st.table_counts = None;
+        st.table_counts.clear();
         st.primary = None;
         for c in st.conns.drain(..) {
             let _ = c.tx.try_send(Err(Status::unavailable("switch restarted")));
@@ -364,21 +364,10 @@ fn p4_error(code: Code, message: String) -> prost_types::Any {
 }
 
 /// Applies one update to the entity map, checking references.
-/// Entries per table.
-fn count_tables(entities: &SwitchEntities) -> BTreeMap<&'static str, i64> {
-    let mut c = BTreeMap::new();
-    for k in entities.keys() {
-        if let EntityKey::Table(t) = k {
-            *c.entry(t.table).or_default() += 1;
-        }
-    }
-    c
-}
-
 fn apply_update(
     reg: &P4InfoRegistry,
     entities: &mut SwitchEntities,
-    counts: &mut Option<BTreeMap<&'static str, i64>>,
+    table_counts: &mut HashMap<&'static str, i64>,
     kind: p4::update::Type,
     entity: &p4::Entity,
 ) -> Result<(), (Code, String)> {
@@ -394,10 +383,12 @@ fn apply_update(
                 format!("{key} is still used by {user}"),
             ));
         }
-        entities.remove(&key);
-        if let (EntityKey::Table(t), Some(c)) = (&key, counts.as_mut()) {
-            *c.entry(t.table).or_default() -= 1;
+        if let EntityKey::Table(tk) = &key {
+            if let Some(n) = table_counts.get_mut(tk.table) {
+                *n -= 1;
+            }
         }
+        entities.remove(&key);
         return Ok(());
     }
     let decoded = reg.decode_entity(entity).map_err(inv)?;
@@ -425,20 +416,21 @@ fn apply_update(
                 let table = reg
                     .table(t.key.table)
                     .map_err(|e| (Code::InvalidArgument, e.to_string()))?;
-                let full = table.size > 0
-                    && entities.len() as i64 >= table.size
-                    && counts
-                        .get_or_insert_with(|| count_tables(entities))
-                        .get(&t.key.table)
-                        .copied()
-                        .unwrap_or(0)
-                        >= table.size;
-                if full {
+                let count = table_counts.entry(t.key.table).or_insert_with(|| {
+                    entities
+                        .range(EntityKey::Table(super::TableKey::new(t.key.table))..)
+                        .take_while(
+                            |(k, _)| matches!(k, EntityKey::Table(tk) if tk.table == t.key.table),
+                        )
+                        .count() as i64
+                });
+                if table.size > 0 && *count >= table.size {
                     return Err((
                         Code::ResourceExhausted,
                         format!("table {} is full", table.name),
                     ));
                 }
+                *count += 1;
             }
         }
         p4::update::Type::Modify => {
@@ -447,10 +439,6 @@ fn apply_update(
             }
         }
         _ => return Err((Code::InvalidArgument, "update type unspecified".into())),
-    }
-    if let (p4::update::Type::Insert, EntityKey::Table(t), Some(c)) = (kind, &key, counts.as_mut())
-    {
-        *c.entry(t.table).or_default() += 1;
     }
     entities.insert(key, decoded);
     Ok(())
@@ -627,11 +615,11 @@ impl P4Runtime for Service {
             Some(p) => p.registry.clone(),
             None => return Err(Status::failed_precondition("no forwarding pipeline")),
         };
-        // Per update: `None` = applied. The error details (one `Any` per
-        // update) are built only if something failed, not for every
-        // applied update of a bulk write (two allocations and an encode
-        // each).
-        let mut results: Vec<Option<(Code, String)>> = Vec::with_capacity(req.updates.len());
+        // Per update, its error if any: the `p4.Error` details are built
+        // only when something failed (an all-OK batch, the common case,
+        // answers with an empty response; building them cost an encode
+        // and three allocations per update).
+        let mut errors: Vec<Option<(Code, String)>> = Vec::with_capacity(req.updates.len());
         let mut failed = 0;
         for u in &req.updates {
             let kind =
@@ -646,8 +634,12 @@ impl P4Runtime for Service {
             } else {
                 match &u.entity {
                     Some(e) => {
-                        let st = &mut *st;
-                        apply_update(&reg, &mut st.entities, &mut st.table_counts, kind, e)
+                        let State {
+                            entities,
+                            table_counts,
+                            ..
+                        } = &mut *st;
+                        apply_update(&reg, entities, table_counts, kind, e)
                     }
                     None => Err((Code::InvalidArgument, "update without entity".into())),
                 }
@@ -655,12 +647,12 @@ impl P4Runtime for Service {
             match r {
                 Ok(()) => {
                     st.stats.updates_applied += 1;
-                    results.push(None);
+                    errors.push(None);
                 }
                 Err(e) => {
                     failed += 1;
                     st.stats.updates_failed += 1;
-                    results.push(Some(e));
+                    errors.push(Some(e));
                 }
             }
         }
@@ -671,9 +663,9 @@ impl P4Runtime for Service {
         if failed == 0 {
             return Ok(Response::new(p4::WriteResponse {}));
         }
-        let details = results
+        let details = errors
             .into_iter()
-            .map(|r| match r {
+            .map(|e| match e {
                 None => p4_error(Code::Ok, String::new()),
                 Some((code, msg)) => p4_error(code, msg),
             })
@@ -753,19 +745,16 @@ impl P4Runtime for Service {
         let action = Action::try_from(req.action).unwrap_or(Action::Unspecified);
         match action {
             Action::Verify => return Ok(Response::new(Default::default())),
-            Action::VerifyAndCommit | Action::VerifyAndSave => {
-                st.entities.clear();
-                st.table_counts = None;
-            }
+            Action::VerifyAndCommit | Action::VerifyAndSave => st.entities.clear(),
             Action::ReconcileAndCommit => {
                 // Keep what the new program can still express.
                 st.entities
                     .retain(|_, e| registry.encode_entity(e, false).is_ok());
-                st.table_counts = None;
             }
             Action::Commit => return Err(Status::unimplemented("COMMIT without VERIFY_AND_SAVE")),
             Action::Unspecified => return Err(Status::invalid_argument("action unspecified")),
         }
+        st.table_counts.clear();
         st.stats.pipeline_pushes += 1;
         st.pipeline = Some(Pipeline { registry, config });
         Ok(Response::new(Default::default()))
