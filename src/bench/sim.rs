@@ -60,6 +60,10 @@ impl SimSwitches {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // A profiler preloaded into the benchmark (heaptrack) profiles
+            // the controller only, not the simulated switches.
+            .env_remove("LD_PRELOAD")
+            .env_remove("DUMP_HEAPTRACK_OUTPUT")
             .spawn()
             .context("spawning sim-switches")?;
         let stdout = child.stdout.take().context("child stdout")?;
