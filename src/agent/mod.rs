@@ -38,7 +38,7 @@ pub type Changes<'a> = Vec<(Option<&'a Entity>, Option<&'a Entity>)>;
 /// within a stage are independent. Ops borrow the entities: writing a whole
 /// switch copies none of them.
 pub type Planner = Arc<
-    dyn for<'a> Fn(Changes<'a>) -> Vec<Vec<(UpdateKind, std::borrow::Cow<'a, Entity>)>>
+    dyn for<'a> Fn(Changes<'a>) -> Vec<Vec<(UpdateKind, crate::compile::diff::OpEntity<'a>)>>
         + Send
         + Sync,
 >;
