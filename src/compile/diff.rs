@@ -19,7 +19,6 @@
 //! `.at()`), leaving its group state half-updated; clearing the watch port
 //! first avoids that path on any target.
 
-
 use crate::p4rt::entity::{ActionProfileGroup, Entity, GroupMember, SwitchEntities};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -202,7 +201,9 @@ fn bucketed<'a>(
             // Meter cells always exist on the switch: they are configured
             // with MODIFY (bmv2 refuses INSERT), and an unwanted
             // configuration is left alone rather than deleted.
-            (None, Some(n @ Entity::Meter(_))) => push(OpKind::Modify, OpEntity::Borrowed(n), false),
+            (None, Some(n @ Entity::Meter(_))) => {
+                push(OpKind::Modify, OpEntity::Borrowed(n), false)
+            }
             (Some(Entity::Meter(_)), None) => {}
             (None, Some(n)) => push(OpKind::Insert, OpEntity::Borrowed(n), false),
             (Some(o), None) => push(OpKind::Delete, OpEntity::Borrowed(o), false),
