@@ -192,9 +192,19 @@ struct Shared {
 
 impl Shared {
     async fn put(&mut self, path: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let lease = self.lease;
+        self.put_with(path, value, Some(PutOptions::new().with_lease(lease)))
+            .await
+    }
+
+    async fn put_with(
+        &mut self,
+        path: &str,
+        value: Vec<u8>,
+        opts: Option<PutOptions>,
+    ) -> Result<(), StoreError> {
         let key = format!("{}{path}", self.dir);
-        let opts = PutOptions::new().with_lease(self.lease);
-        let put = self.client.put(key, value, Some(opts));
+        let put = self.client.put(key, value, opts);
         match tokio::time::timeout(REQUEST_TIMEOUT, put).await {
             Ok(r) => r.map(|_| ()).map_err(Into::into),
             Err(_) => Err(StoreError::Timeout(REQUEST_TIMEOUT)),
@@ -270,13 +280,7 @@ impl StatusWriter {
     /// successor needs after this one died (`paths::lacp_partner`).
     pub async fn set_durable<T: Serialize>(&self, path: &str, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let mut s = self.shared.lock().await;
-        let key = format!("{}{path}", s.dir);
-        let put = s.client.put(key, bytes, None);
-        match tokio::time::timeout(REQUEST_TIMEOUT, put).await {
-            Ok(r) => r.map(|_| ()).map_err(Into::into),
-            Err(_) => Err(StoreError::Timeout(REQUEST_TIMEOUT)),
-        }
+        self.shared.lock().await.put_with(path, bytes, None).await
     }
 
     /// Every status value under `dir` (relative to `status/`), by path.
