@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use p4fabric::cli;
 
+// The controller and the simulated switches allocate and free many small
+// objects per table entry across threads; glibc's malloc spent a quarter of
+// their CPU in malloc/free and in faulting trimmed memory back in
+// (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "p4fabric", version, about = "P4Runtime fabric controller")]
 struct Cli {

@@ -230,3 +230,87 @@ async fn a_full_table_refuses_the_excess_and_the_session_survives() {
         .count();
     assert_eq!(dmac, 1024);
 }
+
+/// A pass after a read-back (here: the session's first) waits for a bulk
+/// permit, so a cold start of many switches holds a few switches' write
+/// plans at a time; packet-outs go on while it waits, the pass runs as
+/// soon as a permit is free and gives it back, and a later single change
+/// needs none.
+#[tokio::test]
+async fn a_full_pass_waits_for_a_bulk_permit_while_packet_io_goes_on() {
+    use p4fabric::agent::{self, AgentConfig, SessionState};
+    use p4fabric::testing::within;
+    use p4runtime_proto::v1 as p4;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    let held = permits.clone().acquire_owned().await.unwrap();
+    let t = TestTarget::start(1).await.unwrap();
+    let mut cfg = AgentConfig::new(
+        "sw1",
+        ClientOptions::new(t.addr().to_string(), 1, 10),
+        pipeline(),
+        agent::diff_planner(),
+    );
+    cfg.bulk_permits = Some(permits.clone());
+    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
+    let a = agent::spawn(cfg, tx);
+    let want = Arc::new(desired(20, 0));
+    a.set_desired(Desired {
+        generation: 1,
+        entities: want.clone().into(),
+    });
+    assert!(
+        within(Duration::from_secs(5), || a.status().state
+            == SessionState::Primary)
+        .await
+        .is_some(),
+        "{:?}",
+        a.status()
+    );
+    let frame = p4::PacketOut {
+        payload: vec![0xaa; 60],
+        metadata: Vec::new(),
+    };
+    assert!(a.send_packet(frame.clone()));
+    let mut out = Vec::new();
+    assert!(
+        within(Duration::from_secs(2), || {
+            out.extend(t.take_packet_outs());
+            !out.is_empty()
+        })
+        .await
+        .is_some(),
+        "a packet-out waited behind the bulk permit"
+    );
+    assert_eq!(out, vec![frame]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.stats().updates_applied, 0, "wrote without a permit");
+    assert!(!a.status().converged());
+
+    drop(held);
+    assert!(
+        a.wait_converged(1, Duration::from_secs(5)).await,
+        "{:?}",
+        a.status()
+    );
+    assert_eq!(t.entities(), *want);
+    assert!(
+        within(Duration::from_secs(1), || permits.available_permits() == 1)
+            .await
+            .is_some(),
+        "the permit was not given back after the pass"
+    );
+
+    let _all = permits.clone().acquire_owned().await.unwrap();
+    let want = Arc::new(desired(21, 0));
+    a.set_desired(Desired {
+        generation: 2,
+        entities: want.clone().into(),
+    });
+    assert!(
+        a.wait_converged(2, Duration::from_secs(5)).await,
+        "a single change waited for a bulk permit: {:?}",
+        a.status()
+    );
+    assert_eq!(t.entities(), *want);
+}

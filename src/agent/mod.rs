@@ -13,6 +13,7 @@
 pub mod port_events;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -254,6 +255,13 @@ pub struct AgentConfig {
     /// Where discovery / LACP packet-ins go (a channel the controller
     /// serves first); `None`: with the other events.
     pub control_events: Option<mpsc::Sender<SwitchEvent>>,
+    /// Shared by the agents of one controller: a pass after a read-back
+    /// (session start, retry, resync: the passes that may rewrite a whole
+    /// switch) waits for one of these permits. A cold start of hundreds of
+    /// switches then holds the write plans and in-flight requests of a few
+    /// switches at a time instead of all of them; the controller's cores
+    /// are busy either way. Packet I/O goes on while an agent waits.
+    pub bulk_permits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl AgentConfig {
@@ -274,6 +282,7 @@ impl AgentConfig {
             retry: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
             report_read_back: None,
             control_events: None,
+            bulk_permits: None,
         }
     }
 }
@@ -738,10 +747,21 @@ impl Agent {
         let mut resync_at = Instant::now() + self.cfg.resync_interval;
         let mut first_pass = true;
         let mut dirty = true;
+        // The next pass follows a read-back (and may be large): it needs a
+        // bulk permit, if this controller bounds them.
+        let mut bulk = true;
+        let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
+        // Kept across iterations: the semaphore is fair, a new acquire
+        // would lose the place in its queue.
+        let mut acquiring: Option<Pin<Box<PermitFuture>>> = None;
         loop {
-            if dirty {
+            let may_write = !bulk || permit.is_some() || self.cfg.bulk_permits.is_none();
+            if dirty && may_write {
                 dirty = false;
                 let failed = self.reconcile(client).await?;
+                if std::mem::take(&mut bulk) {
+                    permit = None;
+                }
                 if std::mem::take(&mut first_pass) {
                     resync_at = Instant::now() + jittered(self.cfg.resync_interval);
                 }
@@ -750,6 +770,11 @@ impl Agent {
                 } else {
                     retry.reset();
                     retry_at = None;
+                }
+            }
+            if dirty && !may_write && acquiring.is_none() {
+                if let Some(sem) = &self.cfg.bulk_permits {
+                    acquiring = Some(Box::pin(sem.clone().acquire_owned()));
                 }
             }
             // Decide inside select!, act outside it: watch guards must not
@@ -776,6 +801,9 @@ impl Agent {
                     r = self.desired.changed() => {
                         if r.is_err() { Wake::Shutdown } else { Wake::Desired }
                     }
+                    Some(p) = async { acquiring.as_mut()?.await.ok() }, if acquiring.is_some() => {
+                        Wake::Permit(p)
+                    }
                     _ = sleep_until_opt(retry_at) => Wake::Retry,
                     _ = tokio::time::sleep_until(resync_at) => Wake::Resync,
                     Some(out) = self.packet_out.recv() => Wake::Outbound(out),
@@ -791,6 +819,10 @@ impl Agent {
                 Wake::LostPrimary => return Err(SessionEnd::LostPrimary),
                 Wake::Nothing => {}
                 Wake::Desired => dirty = true,
+                Wake::Permit(p) => {
+                    acquiring = None;
+                    permit = Some(p);
+                }
                 Wake::Outbound(Outbound::Packet(p)) => sender.send_packet(p).await?,
                 Wake::Outbound(Outbound::DigestAck { digest_id, list_id }) => {
                     sender.ack_digest(digest_id, list_id).await?
@@ -800,11 +832,13 @@ impl Agent {
                     // exists, or one that vanished): re-read, then retry.
                     self.read_back(client).await?;
                     dirty = true;
+                    bulk = true;
                 }
                 Wake::Resync => {
                     self.read_back(client).await?;
                     resync_at = Instant::now() + jittered(self.cfg.resync_interval);
                     dirty = true;
+                    bulk = true;
                 }
             }
         }
@@ -820,6 +854,7 @@ impl Agent {
         let mut failing: Vec<(String, String)> = Vec::new();
         let mut failing_count = 0usize;
         let mut written = 0u64;
+        let planned;
         self.update_status(|s| {
             s.desired_generation = desired.generation;
             s.desired = desired.entities.len(&name);
@@ -831,6 +866,7 @@ impl Agent {
         // per op however large the switch.
         let succeeded: Vec<(UpdateKind, Entity)> = {
             let stages = (self.cfg.planner)(self.installed.changes(&desired.entities, &name));
+            planned = started.elapsed();
             let mut failed: BTreeSet<(usize, usize)> = BTreeSet::new();
             let batch = self.cfg.batch_size.max(1);
             for (si, ops) in stages.iter().enumerate() {
@@ -900,7 +936,7 @@ impl Agent {
         if failing_count > 0 {
             tracing::warn!(switch = %self.cfg.name, failing = failing_count, first = ?failing.first(), "updates failed; will retry");
         } else if written > 0 {
-            tracing::info!(switch = %self.cfg.name, written, ms = elapsed.as_millis() as u64, generation = desired.generation, "reconciled");
+            tracing::info!(switch = %self.cfg.name, written, ms = elapsed.as_millis() as u64, plan_ms = planned.as_millis() as u64, generation = desired.generation, "reconciled");
         }
         let installed = self.installed.len(&name);
         self.update_status(|s| {
@@ -927,6 +963,10 @@ impl Agent {
     }
 }
 
+type PermitFuture = dyn std::future::Future<
+        Output = Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>,
+    > + Send;
+
 /// What woke the primary loop.
 enum Wake {
     Shutdown,
@@ -934,6 +974,7 @@ enum Wake {
     LostPrimary,
     Nothing,
     Desired,
+    Permit(tokio::sync::OwnedSemaphorePermit),
     Outbound(Outbound),
     Retry,
     Resync,

@@ -41,6 +41,15 @@ pub struct WriteArgs {
     /// 50k host routes need `--table-scale 4`.
     #[arg(long, default_value_t = 1)]
     pub table_scale: u64,
+    /// Rounds of every measurement (raw at each batch size, then the
+    /// controller), interleaved; the figures are the medians. One run of
+    /// each swings 20-30% on a shared machine, and the best of four noisy
+    /// raw runs alone would bias the raw limit upwards.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// The agent's updates per Write (the daemon's default unless given).
+    #[arg(long, default_value_t = crate::p4rt::switch::DEFAULT_BATCH)]
+    pub agent_batch: usize,
 }
 
 /// `n` /32 host routes in VRF 0.
@@ -88,7 +97,8 @@ async fn raw_rate(
     entities: &[Entity],
     batch: usize,
 ) -> anyhow::Result<f64> {
-    let client = Client::connect(ClientOptions::new(address, device_id, 1)).await?;
+    let client =
+        Client::connect(ClientOptions::new(address, device_id, next_election_id())).await?;
     let mut session = client.open_session().await?;
     session.wait_primary(Duration::from_secs(5)).await?;
     fresh(&client, pipeline).await?;
@@ -111,28 +121,44 @@ async fn raw_rate(
     Ok(entities.len() as f64 / t.elapsed().as_secs_f64())
 }
 
+/// Each connection of the run gets a higher election id than the last: a
+/// previous client's stream may not be torn down on the switch yet, and
+/// an equal id is refused ("Election id already exists").
+fn next_election_id() -> u128 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    u128::from(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// Through the controller's agent: desired state in, converged out.
 async fn controller_rate(
     address: &str,
     device_id: u64,
     pipeline: Arc<Pipeline>,
     entities: &[Entity],
+    batch: usize,
 ) -> anyhow::Result<(f64, f64)> {
     {
         // Same starting point as the raw runs: an empty switch that runs
         // our pipeline (so the agent does not push it again).
-        let client = Client::connect(ClientOptions::new(address, device_id, 1)).await?;
+        let client =
+            Client::connect(ClientOptions::new(address, device_id, next_election_id())).await?;
         let mut s = client.open_session().await?;
         s.wait_primary(Duration::from_secs(5)).await?;
         fresh(&client, &pipeline).await?;
     }
     let desired: SwitchEntities = entities.iter().map(|e| (e.key(), e.clone())).collect();
-    let cfg = AgentConfig::new(
+    let mut cfg = AgentConfig::new(
         "bench",
-        ClientOptions::new(address, device_id, 1),
+        ClientOptions::new(address, device_id, next_election_id()),
         pipeline,
         agent::diff_planner(),
     );
+    cfg.batch_size = batch;
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     // First the session (connect, arbitration, pipeline cookie, read-back)
     // with nothing to write, then the write itself: the raw client's time
@@ -218,19 +244,42 @@ pub async fn run(args: &WriteArgs) -> anyhow::Result<()> {
         machine(),
         super::load_average()
     );
+    let rounds = args.rounds.max(1);
     for &n in &args.entries {
         let entities = host_routes(n);
+        let mut raw: Vec<Vec<f64>> = vec![Vec::new(); args.batch_sizes.len()];
+        let mut controller = Vec::new();
+        let mut with_session = Vec::new();
+        for round in 1..=rounds {
+            let mut line = format!("  round {round}/{rounds}, entries/s: raw");
+            for (i, &b) in args.batch_sizes.iter().enumerate() {
+                let r = raw_rate(&address, device_id, &pipeline, &entities, b).await?;
+                line += &format!(" {r:.0} (batch {b})");
+                raw[i].push(r);
+            }
+            let (c, s) = controller_rate(
+                &address,
+                device_id,
+                pipeline.clone(),
+                &entities,
+                args.agent_batch,
+            )
+            .await?;
+            println!("{line}; controller {c:.0}");
+            controller.push(c);
+            with_session.push(s);
+        }
         let mut best = (0usize, 0.0f64);
-        for &b in &args.batch_sizes {
-            let r = raw_rate(&address, device_id, &pipeline, &entities, b).await?;
-            println!("  raw client, batch {b:>5}: {n} entries at {r:>9.0} entries/s");
-            if r > best.1 {
-                best = (b, r);
+        for (&b, rates) in args.batch_sizes.iter().zip(&mut raw) {
+            let m = median(rates);
+            println!("  raw client, batch {b:>5}: {n} entries at {m:>9.0} entries/s (median of {rounds})");
+            if m > best.1 {
+                best = (b, m);
             }
         }
-        let (c, with_session) =
-            controller_rate(&address, device_id, pipeline.clone(), &entities).await?;
-        println!("  controller (agent)     : {n} entries at {c:>9.0} entries/s (diff + encode + write; {with_session:.0}/s counting the session setup and read-back)");
+        let c = median(&mut controller);
+        let s = median(&mut with_session);
+        println!("  controller (agent)     : {n} entries at {c:>9.0} entries/s (batch {}, median of {rounds}; diff + encode + write; {s:.0}/s counting the session setup and read-back)", args.agent_batch);
         println!(
             "  => {n} entries: controller {c:.0}/s vs raw best {:.0}/s (batch {}): ratio {:.2}",
             best.1,

@@ -65,7 +65,16 @@ pub struct ControllerOptions {
     /// bench raises it: hundreds of simulated switches on two cores answer
     /// pings late).
     pub switch_keepalive_timeout: Duration,
+    /// How many switches may run a pass after a read-back (cold start,
+    /// reconnect, resync) at once; 0: no bound. See
+    /// `AgentConfig::bulk_permits`.
+    pub bulk_syncs: usize,
 }
+
+/// Enough to keep a controller's cores and many slow switches busy (a
+/// leaf's full write takes a switch 0.1-1 s); few enough that a cold start
+/// of 256 switches holds 16 switches' write plans, not 256.
+pub const DEFAULT_BULK_SYNCS: usize = 16;
 
 impl ControllerOptions {
     pub fn new(controller_id: impl Into<String>) -> Self {
@@ -76,6 +85,7 @@ impl ControllerOptions {
             status_interval: Duration::from_millis(500),
             simulated: false,
             switch_keepalive_timeout: Duration::from_secs(5),
+            bulk_syncs: DEFAULT_BULK_SYNCS,
         }
     }
 }
@@ -134,6 +144,8 @@ pub struct Controller {
     port_watchers: BTreeMap<String, (String, JoinHandle<()>)>,
     read_backs_tx: mpsc::Sender<ReadBack>,
     read_backs_rx: mpsc::Receiver<ReadBack>,
+    /// `ControllerOptions::bulk_syncs` permits, shared by the agents.
+    bulk_permits: Option<Arc<tokio::sync::Semaphore>>,
     /// Set from the first configuration until every switch's read-back is
     /// in (or `RECOVERY_GRACE` passed).
     recovery: Option<Recovery>,
@@ -162,7 +174,10 @@ impl Controller {
             .unwrap_or_else(|p| p.into_inner())
             .controller
             .election_id = opts.election_id;
+        let bulk_permits =
+            (opts.bulk_syncs > 0).then(|| Arc::new(tokio::sync::Semaphore::new(opts.bulk_syncs)));
         Controller {
+            bulk_permits,
             opts,
             config,
             status,
@@ -590,6 +605,7 @@ impl Controller {
             let mut cfg = AgentConfig::new(name, client, pipeline.clone(), agent::diff_planner());
             cfg.report_read_back = Some(self.read_backs_tx.clone());
             cfg.control_events = Some(self.control_tx.clone());
+            cfg.bulk_permits = self.bulk_permits.clone();
             let handle = agent::spawn(cfg, self.events_tx.clone());
             self.switch_pipelines.insert(name.clone(), pipeline);
             if let Some((_, old)) = self.agents.insert(name.clone(), (id, handle)) {

@@ -8,10 +8,11 @@
 //! It never replaces bmv2 tests; it is what lets hundreds of switches run
 //! on one machine.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use p4runtime_proto::v1 as p4;
 use p4runtime_proto::v1::p4_runtime_server::{P4Runtime, P4RuntimeServer};
@@ -29,6 +30,52 @@ use super::p4info::P4InfoRegistry;
 pub const API_VERSION: &str = "1.3.0";
 
 type StreamTx = mpsc::Sender<Result<p4::StreamMessageResponse, Status>>;
+
+/// What a target holds: keys and entities shared with every other target of
+/// the process (`INTERNED`), so each entry costs a B-tree slot.
+type Held = BTreeMap<Arc<EntityKey>, Arc<Entity>>;
+
+/// One copy per process of every distinct key and entity the targets hold.
+/// A scale run serves hundreds of simulated leaves from one process and
+/// they hold mostly the same entries (every leaf has every host route):
+/// stored per target, 256 leaves x 31k entries took ~5.5 GB, and faulting
+/// that memory in was half of the process's CPU (`clear_page`).
+static INTERNED: LazyLock<Mutex<(Interner<EntityKey>, Interner<Entity>)>> =
+    LazyLock::new(|| Mutex::new((Interner::new(), Interner::new())));
+
+struct Interner<T> {
+    set: HashSet<Arc<T>>,
+    /// Drop the values no target holds any more once the set reaches this.
+    purge_at: usize,
+}
+
+impl<T: Hash + Eq> Interner<T> {
+    fn new() -> Self {
+        Interner {
+            set: HashSet::new(),
+            purge_at: 1024,
+        }
+    }
+
+    fn intern(&mut self, v: T) -> Arc<T> {
+        if let Some(a) = self.set.get(&v) {
+            return a.clone();
+        }
+        if self.set.len() >= self.purge_at {
+            // Amortised: the set at least doubles between purges.
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.purge_at = (self.set.len() * 2).max(1024);
+        }
+        let a = Arc::new(v);
+        self.set.insert(a.clone());
+        a
+    }
+}
+
+fn intern(key: EntityKey, e: Entity) -> (Arc<EntityKey>, Arc<Entity>) {
+    let mut i = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
+    (i.0.intern(key), i.1.intern(e))
+}
 
 struct Conn {
     id: u64,
@@ -55,7 +102,7 @@ pub struct TargetStats {
 #[derive(Default)]
 struct State {
     pipeline: Option<Pipeline>,
-    entities: SwitchEntities,
+    entities: Held,
     /// Entries per table, counted on first need and kept up to date by
     /// `apply_update` (a scan per insert made filling a table O(n^2));
     /// cleared wherever `entities` changes another way.
@@ -194,7 +241,11 @@ impl TestTarget {
 
     /// What the switch holds now.
     pub fn entities(&self) -> SwitchEntities {
-        self.shared.lock().entities.clone()
+        let st = self.shared.lock();
+        st.entities
+            .iter()
+            .map(|(k, e)| (EntityKey::clone(k), Entity::clone(e)))
+            .collect()
     }
 
     /// Puts an entity on the switch behind the controller's back (as a
@@ -202,7 +253,8 @@ impl TestTarget {
     pub fn inject_entity(&self, e: Entity) {
         let mut st = self.shared.lock();
         st.table_counts.clear();
-        st.entities.insert(e.key(), e);
+        let (k, e) = intern(e.key(), e);
+        st.entities.insert(k, e);
     }
 
     pub fn stats(&self) -> TargetStats {
@@ -366,7 +418,7 @@ fn p4_error(code: Code, message: String) -> prost_types::Any {
 /// Applies one update to the entity map, checking references.
 fn apply_update(
     reg: &P4InfoRegistry,
-    entities: &mut SwitchEntities,
+    entities: &mut Held,
     table_counts: &mut HashMap<&'static str, i64>,
     kind: p4::update::Type,
     entity: &p4::Entity,
@@ -404,6 +456,7 @@ fn apply_update(
                 "INSERT update type not supported for meters".into(),
             ));
         }
+        let (key, decoded) = intern(key, decoded);
         entities.insert(key, decoded);
         return Ok(());
     }
@@ -420,7 +473,7 @@ fn apply_update(
                     entities
                         .range(EntityKey::Table(super::TableKey::new(t.key.table))..)
                         .take_while(
-                            |(k, _)| matches!(k, EntityKey::Table(tk) if tk.table == t.key.table),
+                            |(k, _)| matches!(k.as_ref(), EntityKey::Table(tk) if tk.table == t.key.table),
                         )
                         .count() as i64
                 });
@@ -440,6 +493,7 @@ fn apply_update(
         }
         _ => return Err((Code::InvalidArgument, "update type unspecified".into())),
     }
+    let (key, decoded) = intern(key, decoded);
     entities.insert(key, decoded);
     Ok(())
 }
@@ -447,7 +501,7 @@ fn apply_update(
 /// Members and groups an entity points at must exist.
 fn check_references(
     reg: &P4InfoRegistry,
-    entities: &SwitchEntities,
+    entities: &Held,
     e: &Entity,
 ) -> Result<(), (Code, String)> {
     match e {
@@ -503,13 +557,13 @@ fn check_references(
 
 /// Who still uses `key` (a member used by a group or an entry, a group used
 /// by an entry), if anyone.
-fn referenced_by(entities: &SwitchEntities, key: &EntityKey) -> Option<String> {
+fn referenced_by(entities: &Held, key: &EntityKey) -> Option<String> {
     let (profile, id, is_member) = match key {
         EntityKey::Member { profile, member_id } => (*profile, *member_id, true),
         EntityKey::Group { profile, group_id } => (*profile, *group_id, false),
         _ => return None,
     };
-    entities.values().find_map(|e| match e {
+    entities.values().find_map(|e| match &**e {
         Entity::Group(g) if is_member && g.profile == profile => g
             .members
             .iter()
@@ -896,9 +950,9 @@ fn stream_error(code: Code, message: &str) -> p4::StreamMessageResponse {
 }
 
 /// Summary counts by table/kind, for logs and status.
-pub fn entity_counts(entities: &SwitchEntities) -> BTreeMap<String, usize> {
+pub fn entity_counts<'a>(keys: impl IntoIterator<Item = &'a EntityKey>) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    for k in entities.keys() {
+    for k in keys {
         let name = match k {
             EntityKey::Table(t) => t.table.to_string(),
             EntityKey::Member { profile, .. } => format!("{profile} members"),
@@ -911,4 +965,25 @@ pub fn entity_counts(entities: &SwitchEntities) -> BTreeMap<String, usize> {
         *out.entry(name).or_insert(0) += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_values_are_stored_once_and_unheld_ones_are_purged() {
+        let mut i: Interner<Vec<u32>> = Interner::new();
+        let a = i.intern(vec![1, 2]);
+        let b = i.intern(vec![1, 2]);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &i.intern(vec![3])));
+        // Fill past the purge point with values nobody keeps.
+        for n in 0..2000 {
+            drop(i.intern(vec![n, n]));
+        }
+        assert!(i.set.len() < 2000, "{} values kept", i.set.len());
+        // The held one survived every purge and is still shared.
+        assert!(Arc::ptr_eq(&a, &i.intern(vec![1, 2])));
+    }
 }
