@@ -314,3 +314,87 @@ async fn a_full_pass_waits_for_a_bulk_permit_while_packet_io_goes_on() {
     );
     assert_eq!(t.entities(), *want);
 }
+
+/// The controller's interval for a large fabric overrides a shorter
+/// per-agent one: no re-read before it (here 1 h against 50 ms).
+#[tokio::test]
+async fn a_fabric_wide_resync_interval_holds_back_resyncs() {
+    use p4fabric::agent::{self, AgentConfig};
+
+    let t = TestTarget::start(1).await.unwrap();
+    let mut cfg = AgentConfig::new(
+        "sw1",
+        ClientOptions::new(t.addr().to_string(), 1, 10),
+        pipeline(),
+        agent::diff_planner(),
+    );
+    cfg.resync_interval = Duration::from_millis(50);
+    let fabric = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    cfg.fabric_resync_ms = Some(fabric.clone());
+    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
+    let a = agent::spawn(cfg, tx);
+    a.set_desired(Desired {
+        generation: 1,
+        entities: Arc::new(desired(5, 0)).into(),
+    });
+    assert!(a.wait_converged(1, Duration::from_secs(5)).await);
+    // With the agent's own 50 ms the switch is re-read over and over.
+    let reads = t.stats().read_rpcs;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(t.stats().read_rpcs > reads, "no resync at 50 ms");
+    // Once the fabric's interval is an hour, the reads stop (after at most
+    // the one already scheduled).
+    fabric.store(3_600_000, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reads = t.stats().read_rpcs;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(t.stats().read_rpcs, reads, "resynced within the hour");
+}
+
+/// A resync's read-back waits for a bulk permit (it holds a whole switch
+/// in memory); a single change meanwhile does not wait for it.
+#[tokio::test]
+async fn a_resync_waits_for_a_bulk_permit_and_single_changes_do_not() {
+    use p4fabric::agent::{self, AgentConfig};
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    let t = TestTarget::start(1).await.unwrap();
+    let mut cfg = AgentConfig::new(
+        "sw1",
+        ClientOptions::new(t.addr().to_string(), 1, 10),
+        pipeline(),
+        agent::diff_planner(),
+    );
+    cfg.resync_interval = Duration::from_millis(50);
+    cfg.bulk_permits = Some(permits.clone());
+    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
+    let a = agent::spawn(cfg, tx);
+    a.set_desired(Desired {
+        generation: 1,
+        entities: Arc::new(desired(5, 0)).into(),
+    });
+    assert!(a.wait_converged(1, Duration::from_secs(5)).await);
+    let held = permits.clone().acquire_owned().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reads = t.stats().read_rpcs;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.stats().read_rpcs, reads, "re-read without a permit");
+    let want = Arc::new(desired(6, 1));
+    a.set_desired(Desired {
+        generation: 2,
+        entities: want.clone().into(),
+    });
+    assert!(
+        a.wait_converged(2, Duration::from_secs(5)).await,
+        "a single change waited behind the resync: {:?}",
+        a.status()
+    );
+    assert_eq!(t.entities(), *want);
+    drop(held);
+    assert!(
+        p4fabric::testing::within(Duration::from_secs(2), || t.stats().read_rpcs > reads)
+            .await
+            .is_some(),
+        "the resync never ran once the permit was free"
+    );
+}

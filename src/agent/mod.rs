@@ -244,8 +244,14 @@ pub struct AgentConfig {
     pub pipeline: Arc<Pipeline>,
     pub planner: Planner,
     pub batch_size: usize,
-    /// Re-read the whole switch this often to catch drift.
+    /// Re-read the whole switch this often to catch drift (at least).
     pub resync_interval: Duration,
+    /// The controller's resync interval for the size of the whole fabric
+    /// (milliseconds; `controller::resync_interval_for`): every resync
+    /// reads a whole switch back and diffs it, so a fabric of 33M entries
+    /// re-read every minute would keep the controller busy with nothing
+    /// else. The larger of this and `resync_interval` applies.
+    pub fabric_resync_ms: Option<Arc<std::sync::atomic::AtomicU64>>,
     pub reconnect: Backoff,
     pub retry: Backoff,
     /// Report each session's first read-back here and wait for a newer
@@ -278,6 +284,7 @@ impl AgentConfig {
             planner,
             batch_size: DEFAULT_BATCH,
             resync_interval: Duration::from_secs(60),
+            fabric_resync_ms: None,
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             retry: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
             report_read_back: None,
@@ -657,6 +664,15 @@ impl Agent {
         result
     }
 
+    fn resync_interval(&self) -> Duration {
+        let fabric = self
+            .cfg
+            .fabric_resync_ms
+            .as_ref()
+            .map_or(0, |ms| ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.cfg.resync_interval.max(Duration::from_millis(fabric))
+    }
+
     async fn ensure_pipeline(&mut self, client: &Client) -> Result<(), SessionEnd> {
         let p = &self.cfg.pipeline;
         let cookie = client.pipeline_cookie().await?;
@@ -744,26 +760,36 @@ impl Agent {
         // Counted from the end of the first pass (which may take minutes on
         // a large switch: it just wrote everything), jittered so hundreds
         // of agents started together do not all re-read at once.
-        let mut resync_at = Instant::now() + self.cfg.resync_interval;
+        let mut resync_at = Instant::now() + self.resync_interval();
         let mut first_pass = true;
         let mut dirty = true;
         // The next pass follows a read-back (and may be large): it needs a
         // bulk permit, if this controller bounds them.
         let mut bulk = true;
+        // A resync or retry wants to re-read the switch: the read-back (a
+        // whole switch in memory) and the pass after it run under a bulk
+        // permit too. Single changes meanwhile go on without one.
+        let mut read_pending = false;
         let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
         // Kept across iterations: the semaphore is fair, a new acquire
         // would lose the place in its queue.
         let mut acquiring: Option<Pin<Box<PermitFuture>>> = None;
         loop {
-            let may_write = !bulk || permit.is_some() || self.cfg.bulk_permits.is_none();
-            if dirty && may_write {
+            let permitted = permit.is_some() || self.cfg.bulk_permits.is_none();
+            if read_pending && permitted {
+                read_pending = false;
+                self.read_back(client).await?;
+                bulk = true;
+                dirty = true;
+            }
+            if dirty && (!bulk || permitted) {
                 dirty = false;
                 let failed = self.reconcile(client).await?;
                 if std::mem::take(&mut bulk) {
                     permit = None;
                 }
                 if std::mem::take(&mut first_pass) {
-                    resync_at = Instant::now() + jittered(self.cfg.resync_interval);
+                    resync_at = Instant::now() + jittered(self.resync_interval());
                 }
                 if failed {
                     retry_at = Some(Instant::now() + retry.next_delay());
@@ -772,7 +798,8 @@ impl Agent {
                     retry_at = None;
                 }
             }
-            if dirty && !may_write && acquiring.is_none() {
+            let wants_permit = read_pending || (dirty && bulk);
+            if wants_permit && permit.is_none() && acquiring.is_none() {
                 if let Some(sem) = &self.cfg.bulk_permits {
                     acquiring = Some(Box::pin(sem.clone().acquire_owned()));
                 }
@@ -830,15 +857,12 @@ impl Agent {
                 Wake::Retry => {
                     // Failures may mean our view is stale (an entry that
                     // exists, or one that vanished): re-read, then retry.
-                    self.read_back(client).await?;
-                    dirty = true;
-                    bulk = true;
+                    retry_at = None;
+                    read_pending = true;
                 }
                 Wake::Resync => {
-                    self.read_back(client).await?;
-                    resync_at = Instant::now() + jittered(self.cfg.resync_interval);
-                    dirty = true;
-                    bulk = true;
+                    resync_at = Instant::now() + jittered(self.resync_interval());
+                    read_pending = true;
                 }
             }
         }

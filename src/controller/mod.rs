@@ -76,6 +76,22 @@ pub struct ControllerOptions {
 /// of 256 switches holds 16 switches' write plans, not 256.
 pub const DEFAULT_BULK_SYNCS: usize = 16;
 
+/// Entities per second the periodic resyncs of the whole fabric may read
+/// back and diff, on average: a few percent of what one controller core
+/// writes at a cold start (~400k/s, docs/performance.md).
+pub const RESYNC_ENTITIES_PER_SEC: usize = 25_000;
+
+/// How often each switch is re-read, for a fabric of `entities` in all:
+/// every minute at least, and no more often than the whole fabric can be
+/// re-read at `RESYNC_ENTITIES_PER_SEC` (256 leaves x 31k entries: 5.3 min;
+/// x 131k: 22 min). Drift from anything else (a switch restart, a
+/// refused write) is caught by the session and retry paths, not by this.
+pub fn resync_interval_for(entities: usize) -> Duration {
+    Duration::from_secs(60).max(Duration::from_secs_f64(
+        entities as f64 / RESYNC_ENTITIES_PER_SEC as f64,
+    ))
+}
+
 impl ControllerOptions {
     pub fn new(controller_id: impl Into<String>) -> Self {
         ControllerOptions {
@@ -146,6 +162,8 @@ pub struct Controller {
     read_backs_rx: mpsc::Receiver<ReadBack>,
     /// `ControllerOptions::bulk_syncs` permits, shared by the agents.
     bulk_permits: Option<Arc<tokio::sync::Semaphore>>,
+    /// `resync_interval_for` the fabric's entity count, read by the agents.
+    fabric_resync_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Set from the first configuration until every switch's read-back is
     /// in (or `RECOVERY_GRACE` passed).
     recovery: Option<Recovery>,
@@ -178,6 +196,7 @@ impl Controller {
             (opts.bulk_syncs > 0).then(|| Arc::new(tokio::sync::Semaphore::new(opts.bulk_syncs)));
         Controller {
             bulk_permits,
+            fabric_resync_ms: Arc::default(),
             opts,
             config,
             status,
@@ -606,6 +625,7 @@ impl Controller {
             cfg.report_read_back = Some(self.read_backs_tx.clone());
             cfg.control_events = Some(self.control_tx.clone());
             cfg.bulk_permits = self.bulk_permits.clone();
+            cfg.fabric_resync_ms = Some(self.fabric_resync_ms.clone());
             let handle = agent::spawn(cfg, self.events_tx.clone());
             self.switch_pipelines.insert(name.clone(), pipeline);
             if let Some((_, old)) = self.agents.insert(name.clone(), (id, handle)) {
@@ -640,6 +660,14 @@ impl Controller {
                 generation: self.generation,
                 entities: snapshot.clone().into(),
             });
+        }
+        if full {
+            let total: usize = self.agents.keys().map(|n| snapshot.switch_len(n)).sum();
+            let every = resync_interval_for(total);
+            self.fabric_resync_ms.store(
+                every.as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         let secs = started.elapsed().as_secs_f64();
         let mut m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
@@ -936,5 +964,20 @@ fn apply_host_changes(compiled: &mut CompiledFabric, applied: &mut Hosts, hosts:
             compiled.update_host(*k, Some(h.clone()));
             applied.insert(*k, h.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resyncs_slow_down_with_the_size_of_the_fabric() {
+        // The demo fabric: every minute.
+        assert_eq!(resync_interval_for(500), Duration::from_secs(60));
+        assert_eq!(resync_interval_for(1_500_000), Duration::from_secs(60));
+        // 256 leaves x 31k entries, 256 x 131k: a sweep at 25k entities/s.
+        assert_eq!(resync_interval_for(7_958_896).as_secs(), 318);
+        assert_eq!(resync_interval_for(33_191_152).as_secs(), 1327);
     }
 }
