@@ -231,7 +231,7 @@ async fn a_full_table_refuses_the_excess_and_the_session_survives() {
     assert_eq!(dmac, 1024);
 }
 
-/// A pass after a read-back (here: the session's first) waits for a bulk
+/// The session-start read-back and the pass after it wait for a bulk
 /// permit, so a cold start of many switches holds a few switches' write
 /// plans at a time; packet-outs go on while it waits, the pass runs as
 /// soon as a permit is free and gives it back, and a later single change

@@ -26,7 +26,8 @@ use tokio::time::Instant;
 use crate::compile::diff::merge_join;
 use crate::compile::FabricView;
 use crate::p4rt::backoff::Backoff;
-use crate::p4rt::switch::{read_all, write_ops_with, OpError, UpdateKind, DEFAULT_BATCH};
+use crate::p4rt::intern::{intern, SharedEntities};
+use crate::p4rt::switch::{read_all_shared, write_ops_with, OpError, UpdateKind, DEFAULT_BATCH};
 use crate::p4rt::{Client, ClientError, ClientOptions, Entity, Mastership, Pipeline, StreamEvent};
 use crate::p4rt::{EntityKey, SwitchEntities};
 
@@ -133,8 +134,9 @@ impl DesiredEntities {
 /// What the agent believes its switch holds.
 #[derive(Debug, Clone)]
 enum Installed {
-    /// Read back from the switch (plus the writes since).
-    Read(SwitchEntities),
+    /// Read back from the switch (plus the writes since); shared with the
+    /// controller's recovery until the first write.
+    Read(Arc<SharedEntities>),
     /// Exactly a desired state this agent installed in full, plus the
     /// writes since (`None`: deleted). Shares the desired snapshot rather
     /// than holding a copy of the switch's entities.
@@ -147,7 +149,7 @@ enum Installed {
 impl Installed {
     fn get<'a>(&'a self, switch: &str, key: &EntityKey) -> Option<&'a Entity> {
         match self {
-            Installed::Read(m) => m.get(key),
+            Installed::Read(m) => m.get(key).map(|e| &**e),
             Installed::Based { base, overlay } => match overlay.get(key) {
                 Some(e) => e.as_ref(),
                 None => base.get(switch, key),
@@ -161,7 +163,7 @@ impl Installed {
         switch: &str,
     ) -> Box<dyn Iterator<Item = (&'a EntityKey, &'a Entity)> + 'a> {
         match self {
-            Installed::Read(m) => Box::new(m.iter()),
+            Installed::Read(m) => Box::new(m.iter().map(|(k, e)| (&**k, &**e))),
             Installed::Based { base, overlay } => {
                 let mut a = base.iter(switch).peekable();
                 let mut b = overlay.iter().peekable();
@@ -209,10 +211,12 @@ impl Installed {
         let key = entity.key();
         match self {
             Installed::Read(m) => {
+                let m = Arc::make_mut(m);
                 if kind == UpdateKind::Delete {
                     m.remove(&key);
                 } else {
-                    m.insert(key, entity.clone());
+                    let (key, entity) = intern(key, entity.clone());
+                    m.insert(key, entity);
                 }
             }
             Installed::Based { overlay, .. } => {
@@ -382,7 +386,7 @@ impl AgentStatus {
 #[derive(Debug, Clone)]
 pub struct ReadBack {
     pub switch: String,
-    pub installed: Arc<SwitchEntities>,
+    pub installed: Arc<SharedEntities>,
 }
 
 /// How long an agent waits, after reporting its read-back, for a desired
@@ -507,7 +511,7 @@ pub fn spawn(cfg: AgentConfig, events: mpsc::Sender<SwitchEvent>) -> AgentHandle
         packet_out: packet_rx,
         control_out: control_rx,
         shutdown: shutdown_rx,
-        installed: Installed::Read(SwitchEntities::new()),
+        installed: Installed::Read(Arc::default()),
     };
     let join = tokio::spawn(agent.run());
     AgentHandle {
@@ -702,11 +706,11 @@ impl Agent {
 
     async fn read_back(&mut self, client: &Client) -> Result<(), SessionEnd> {
         let reg = self.cfg.pipeline.registry.clone();
-        let read = read_all(client, &reg)
+        let read = read_all_shared(client, &reg)
             .await
             .map_err(|e| SessionEnd::Read(e.to_string()))?;
         let n = read.len();
-        self.installed = Installed::Read(read);
+        self.installed = Installed::Read(Arc::new(read));
         self.update_status(|s| s.installed = n);
         Ok(())
     }
@@ -714,7 +718,10 @@ impl Agent {
     /// Hands the session's read-back to the controller and waits (bounded)
     /// for a desired state newer than the one it had, which accounts for
     /// what the switch holds.
-    async fn report_read_back(&mut self) -> Result<(), SessionEnd> {
+    async fn report_read_back(
+        &mut self,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<(), SessionEnd> {
         let Some(tx) = self.cfg.report_read_back.clone() else {
             return Ok(());
         };
@@ -724,11 +731,13 @@ impl Agent {
         let seen = self.desired.borrow().generation;
         let report = ReadBack {
             switch: self.cfg.name.clone(),
-            installed: Arc::new(read.clone()),
+            installed: read.clone(),
         };
         if tx.send(report).await.is_err() {
             return Ok(());
         }
+        // Reported: the next agent may read its switch.
+        drop(permit);
         let mut stop = self.shutdown.clone();
         let mut desired = self.desired.clone();
         tokio::select! {
@@ -753,8 +762,6 @@ impl Agent {
         closed: &mut watch::Receiver<Option<String>>,
     ) -> Result<(), SessionEnd> {
         self.ensure_pipeline(client).await?;
-        self.read_back(client).await?;
-        self.report_read_back().await?;
         let mut retry = self.cfg.retry.clone();
         let mut retry_at: Option<Instant> = None;
         // Counted from the end of the first pass (which may take minutes on
@@ -766,10 +773,14 @@ impl Agent {
         // The next pass follows a read-back (and may be large): it needs a
         // bulk permit, if this controller bounds them.
         let mut bulk = true;
-        // A resync or retry wants to re-read the switch: the read-back (a
-        // whole switch in memory) and the pass after it run under a bulk
-        // permit too. Single changes meanwhile go on without one.
-        let mut read_pending = false;
+        // The switch is to be read back: at session start (then reported to
+        // the controller), for a resync or a retry. A read-back (a whole
+        // switch in memory) and the pass after it run under a bulk permit
+        // too: a controller restart then reads a few switches at a time,
+        // its recovery sees steady progress, and packet I/O goes on while
+        // an agent waits. Single changes go on without one.
+        let mut read_pending = true;
+        let mut report_pending = true;
         let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
         // Kept across iterations: the semaphore is fair, a new acquire
         // would lose the place in its queue.
@@ -779,6 +790,11 @@ impl Agent {
             if read_pending && permitted {
                 read_pending = false;
                 self.read_back(client).await?;
+                if std::mem::take(&mut report_pending) {
+                    // Hands the permit back once reported: the wait for
+                    // the controller's answer must not hold up the others.
+                    self.report_read_back(permit.take()).await?;
+                }
                 bulk = true;
                 dirty = true;
             }

@@ -42,6 +42,11 @@ pub struct ScaleArgs {
     /// (the daemon's is 5 s; the simulated switches share two cores).
     #[arg(long, default_value_t = 5)]
     pub keepalive_secs: u64,
+    /// Then stop the controller and start a new one against the full
+    /// switches (a controller restart or failover at scale): time until
+    /// every switch is confirmed, the writes it made, its peak RSS.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// Waits until every agent holds a desired state newer than `after`.
@@ -134,6 +139,9 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let restart_with = args
+        .restart
+        .then(|| (opts.clone(), hosts.clone(), tx.subscribe()));
     let mut controller = Controller::new(opts, rx, None).with_hosts(hosts);
     let learn = controller.host_updates();
     let metrics = controller.metrics();
@@ -188,10 +196,15 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
         let Some((_, host)) = extra_host(&fabric, 1000 + i) else {
             break;
         };
+        // An address in its VLAN's subnet (a restart recovers only those).
+        let Some(net) = fabric.vlans.get(&host.vlan).and_then(|v| v.ipv4_gateway) else {
+            break;
+        };
+        let [a, b, ..] = net.network().octets();
         let entry = HostEntry {
             vlan: host.vlan,
             mac: host.mac,
-            ips: vec![std::net::Ipv4Addr::new(10, 99, (i >> 8) as u8, i as u8).into()],
+            ips: vec![std::net::Ipv4Addr::new(a, b, 200 + (i >> 8) as u8, i as u8).into()],
             attachment: host.attachment,
             learned: true,
         };
@@ -214,6 +227,54 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     );
     let _ = stop_tx.send(());
     let _ = task.await;
+    if let Some((opts, hosts, rx)) = restart_with {
+        restart(opts, hosts, rx, n, timeout).await?;
+    }
     drop(sims);
+    Ok(())
+}
+
+/// A new controller against switches that hold everything already: what a
+/// restart or an HA failover at this scale costs.
+async fn restart(
+    opts: ControllerOptions,
+    hosts: crate::compile::Hosts,
+    rx: watch::Receiver<ConfigUpdate>,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    // The peak from here on (Linux: "5" resets VmHWM to the current RSS).
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let controller = Controller::new(opts, rx, None).with_hosts(hosts);
+    let metrics = controller.metrics();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let task = tokio::spawn(controller.run(async {
+        let _ = stop_rx.await;
+    }));
+    converged(&metrics, n, 0, timeout).await?;
+    let took = t0.elapsed();
+    let cpu = cpu_time() - cpu0;
+    let written: u64 = metrics
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .agents
+        .values()
+        .map(|a| a.counters.updates_written)
+        .sum();
+    println!(
+        "controller restart: every switch read back and confirmed in {:.2} s; {written} updates written; controller CPU {:.2} s; peak RSS {}; load average {}",
+        took.as_secs_f64(),
+        cpu.as_secs_f64(),
+        if reset {
+            format!("{:.0} MiB (of the new controller)", peak_rss_mib())
+        } else {
+            format!("{:.0} MiB (of the whole run: VmHWM not reset)", peak_rss_mib())
+        },
+        super::load_average()
+    );
+    let _ = stop_tx.send(());
+    let _ = task.await;
     Ok(())
 }

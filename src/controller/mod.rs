@@ -37,6 +37,10 @@ pub use metrics::{ControllerMetrics, MetricsState, SharedMetrics};
 /// At start, how long the controller waits for every switch's read-back
 /// before it hands out a desired state built from what was recovered so
 /// far (a switch that is down must not hold up the others for long).
+/// Counted from the last read-back that came in: a large fabric reads its
+/// switches back a few at a time (`bulk_syncs`) and may take longer in
+/// all, and releasing a leaf before a learned host's home leaf reported
+/// would delete that host's entries.
 pub const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 
 /// The start-up window in which read-backs are collected before the first
@@ -381,7 +385,7 @@ impl Controller {
         if !self.agents.contains_key(&rb.switch) {
             return;
         }
-        let recovered = protocols::recover::from_switch(&rb.installed);
+        let recovered = protocols::recover::from_switch(rb.installed.values().map(|e| &**e));
         if let Some(p) = self.protocols.as_mut() {
             if !recovered.is_empty() {
                 let actions = p.restore(&rb.switch, &recovered, std::time::Instant::now());
@@ -402,6 +406,7 @@ impl Controller {
         }
         if let Some(r) = self.recovery.as_mut() {
             r.waiting_for.remove(&rb.switch);
+            r.until = r.until.max(Instant::now() + RECOVERY_GRACE);
             if !r.waiting_for.is_empty() {
                 return;
             }

@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod conformance;
 pub mod entity;
+pub mod intern;
 pub mod p4info;
 pub mod pipeline;
 

@@ -8,6 +8,7 @@ use tonic::Code;
 use super::client::{Client, ClientError, UpdateError, WriteError};
 use super::codec::{decode_value, encode_value, CodecError};
 use super::entity::{Entity, SwitchEntities, Value};
+use super::intern::{intern, SharedEntities};
 use super::p4info::P4InfoRegistry;
 
 /// Updates per WriteRequest: large enough to amortise the RPC, small enough
@@ -209,6 +210,34 @@ pub enum ReadError {
 /// Digests read back only when configured.
 pub async fn read_all(client: &Client, reg: &P4InfoRegistry) -> Result<SwitchEntities, ReadError> {
     let mut out = SwitchEntities::new();
+    read_all_with(client, reg, |e| {
+        out.insert(e.key(), e);
+    })
+    .await?;
+    Ok(out)
+}
+
+/// `read_all` into entities shared with the rest of the process (an agent's
+/// read-back: hundreds of switches holding mostly equal entries).
+pub async fn read_all_shared(
+    client: &Client,
+    reg: &P4InfoRegistry,
+) -> Result<SharedEntities, ReadError> {
+    let mut out = SharedEntities::new();
+    read_all_with(client, reg, |e| {
+        let (k, e) = intern(e.key(), e);
+        out.insert(k, e);
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Every entity p4fabric writes, as read from the switch, in turn.
+async fn read_all_with(
+    client: &Client,
+    reg: &P4InfoRegistry,
+    mut each: impl FnMut(Entity),
+) -> Result<(), ReadError> {
     for req in read_all_requests(reg) {
         let entities = match client.read(vec![req]).await {
             Ok(e) => e,
@@ -224,10 +253,10 @@ pub async fn read_all(client: &Client, reg: &P4InfoRegistry) -> Result<SwitchEnt
                     continue;
                 }
             }
-            out.insert(decoded.key(), decoded);
+            each(decoded);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One digest message: the digest struct's fields by name, in order.

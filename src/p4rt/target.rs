@@ -8,11 +8,10 @@
 //! It never replaces bmv2 tests; it is what lets hundreds of switches run
 //! on one machine.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::Hash;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use p4runtime_proto::v1 as p4;
 use p4runtime_proto::v1::p4_runtime_server::{P4Runtime, P4RuntimeServer};
@@ -24,58 +23,13 @@ use tonic::{Code, Request, Response, Status};
 
 use super::client::{from_uint128, to_uint128};
 use super::entity::{Entity, EntityKey, SwitchEntities, TableAction};
+use super::intern::{intern, SharedEntities as Held};
 use super::p4info::P4InfoRegistry;
 
 /// The P4Runtime version this target claims (what bmv2 reports too).
 pub const API_VERSION: &str = "1.3.0";
 
 type StreamTx = mpsc::Sender<Result<p4::StreamMessageResponse, Status>>;
-
-/// What a target holds: keys and entities shared with every other target of
-/// the process (`INTERNED`), so each entry costs a B-tree slot.
-type Held = BTreeMap<Arc<EntityKey>, Arc<Entity>>;
-
-/// One copy per process of every distinct key and entity the targets hold.
-/// A scale run serves hundreds of simulated leaves from one process and
-/// they hold mostly the same entries (every leaf has every host route):
-/// stored per target, 256 leaves x 31k entries took ~5.5 GB, and faulting
-/// that memory in was half of the process's CPU (`clear_page`).
-static INTERNED: LazyLock<Mutex<(Interner<EntityKey>, Interner<Entity>)>> =
-    LazyLock::new(|| Mutex::new((Interner::new(), Interner::new())));
-
-struct Interner<T> {
-    set: HashSet<Arc<T>>,
-    /// Drop the values no target holds any more once the set reaches this.
-    purge_at: usize,
-}
-
-impl<T: Hash + Eq> Interner<T> {
-    fn new() -> Self {
-        Interner {
-            set: HashSet::new(),
-            purge_at: 1024,
-        }
-    }
-
-    fn intern(&mut self, v: T) -> Arc<T> {
-        if let Some(a) = self.set.get(&v) {
-            return a.clone();
-        }
-        if self.set.len() >= self.purge_at {
-            // Amortised: the set at least doubles between purges.
-            self.set.retain(|a| Arc::strong_count(a) > 1);
-            self.purge_at = (self.set.len() * 2).max(1024);
-        }
-        let a = Arc::new(v);
-        self.set.insert(a.clone());
-        a
-    }
-}
-
-fn intern(key: EntityKey, e: Entity) -> (Arc<EntityKey>, Arc<Entity>) {
-    let mut i = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
-    (i.0.intern(key), i.1.intern(e))
-}
 
 struct Conn {
     id: u64,
@@ -965,25 +919,4 @@ pub fn entity_counts<'a>(keys: impl IntoIterator<Item = &'a EntityKey>) -> BTree
         *out.entry(name).or_insert(0) += 1;
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn equal_values_are_stored_once_and_unheld_ones_are_purged() {
-        let mut i: Interner<Vec<u32>> = Interner::new();
-        let a = i.intern(vec![1, 2]);
-        let b = i.intern(vec![1, 2]);
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &i.intern(vec![3])));
-        // Fill past the purge point with values nobody keeps.
-        for n in 0..2000 {
-            drop(i.intern(vec![n, n]));
-        }
-        assert!(i.set.len() < 2000, "{} values kept", i.set.len());
-        // The held one survived every purge and is still shared.
-        assert!(Arc::ptr_eq(&a, &i.intern(vec![1, 2])));
-    }
 }

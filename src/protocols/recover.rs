@@ -23,7 +23,6 @@ use crate::compile::names::{
 use crate::config::{PortNum, VlanId};
 use crate::net::MacAddr;
 use crate::p4rt::entity::{Entity, Match, TableAction};
-use crate::p4rt::SwitchEntities;
 
 /// What one switch's entries say was learned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,11 +43,11 @@ impl Recovered {
 
 /// Decodes `installed` (static hosts are recovered too; the learning path
 /// skips them as it skips their digests).
-pub fn from_switch(installed: &SwitchEntities) -> Recovered {
+pub fn from_switch<'a>(installed: impl IntoIterator<Item = &'a Entity>) -> Recovered {
     let mut out = Recovered::default();
     let mut member_ports: BTreeMap<u32, PortNum> = BTreeMap::new();
     let mut grouped: BTreeSet<u32> = BTreeSet::new();
-    for e in installed.values() {
+    for e in installed {
         match e {
             Entity::Member(m) if m.profile == P_LAG && m.action.name == A_TO_MEMBER => {
                 let port = m.action.params.iter().find(|(n, _)| *n == P_PORT);

@@ -56,7 +56,7 @@ fn learned_hosts_are_recovered_from_the_switches_exactly() {
     let mut p = Protocols::new(&f, t0);
     let mut changed = false;
     for (switch, installed) in &before {
-        let r = crate::protocols::recover::from_switch(installed);
+        let r = crate::protocols::recover::from_switch(installed.values());
         changed |= p
             .restore(switch, &r, t0)
             .iter()
