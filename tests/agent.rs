@@ -398,3 +398,72 @@ async fn a_resync_waits_for_a_bulk_permit_and_single_changes_do_not() {
         "the resync never ran once the permit was free"
     );
 }
+
+/// A new controller's agent reports its read-back and writes nothing until
+/// the controller hands out a desired state: waiting longer than
+/// `read_back_wait` must not make it "reconcile" against generation 0 (an
+/// empty state: it would wipe the switch). Once reported, the bulk permit
+/// is free for the next switch, and the first pass takes one again.
+#[tokio::test]
+async fn after_the_read_back_nothing_is_written_before_a_desired_state() {
+    use p4fabric::agent::{self, AgentConfig};
+
+    let t = TestTarget::start(1).await.unwrap();
+    // The switch runs the pipeline and holds entries (a previous
+    // controller's).
+    let held = Arc::new(desired(10, 0));
+    let (before, _) = start_agent(&t, 5);
+    before.set_desired(Desired {
+        generation: 1,
+        entities: held.clone().into(),
+    });
+    assert!(before.wait_converged(1, Duration::from_secs(5)).await);
+    before.stop().await;
+    let applied = t.stats().updates_applied;
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    let mut cfg = AgentConfig::new(
+        "sw1",
+        ClientOptions::new(t.addr().to_string(), 1, 10),
+        pipeline(),
+        agent::diff_planner(),
+    );
+    let (rb_tx, mut rb_rx) = tokio::sync::mpsc::channel(4);
+    cfg.report_read_back = Some(rb_tx);
+    cfg.read_back_wait = Duration::from_millis(100);
+    cfg.bulk_permits = Some(permits.clone());
+    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
+    let a = agent::spawn(cfg, tx);
+    let rb = tokio::time::timeout(Duration::from_secs(5), rb_rx.recv())
+        .await
+        .expect("no read-back reported")
+        .unwrap();
+    assert_eq!(rb.installed.len(), held.len());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        t.stats().updates_applied,
+        applied,
+        "wrote before any desired state"
+    );
+    assert_eq!(t.entities(), *held);
+    // The permit came back with the report; holding it now keeps the
+    // first pass waiting even once the desired state is there.
+    let permit = permits.clone().try_acquire_owned().expect("permit kept");
+    let want = Arc::new(desired(12, 1));
+    a.set_desired(Desired {
+        generation: 1,
+        entities: want.clone().into(),
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        t.stats().updates_applied,
+        applied,
+        "the first pass took no permit"
+    );
+    drop(permit);
+    assert!(
+        a.wait_converged(1, Duration::from_secs(5)).await,
+        "{:?}",
+        a.status()
+    );
+    assert_eq!(t.entities(), *want);
+}

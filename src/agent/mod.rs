@@ -262,6 +262,9 @@ pub struct AgentConfig {
     /// desired state before writing: the controller recovers learned
     /// hosts from it, so they are not deleted as unknown.
     pub report_read_back: Option<mpsc::Sender<ReadBack>>,
+    /// How long to wait for that desired state (`READ_BACK_WAIT`); without
+    /// any from this controller yet (generation 0) the agent waits on.
+    pub read_back_wait: Duration,
     /// Where discovery / LACP packet-ins go (a channel the controller
     /// serves first); `None`: with the other events.
     pub control_events: Option<mpsc::Sender<SwitchEvent>>,
@@ -292,6 +295,7 @@ impl AgentConfig {
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             retry: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
             report_read_back: None,
+            read_back_wait: READ_BACK_WAIT,
             control_events: None,
             bulk_permits: None,
         }
@@ -715,18 +719,19 @@ impl Agent {
         Ok(())
     }
 
-    /// Hands the session's read-back to the controller and waits (bounded)
-    /// for a desired state newer than the one it had, which accounts for
-    /// what the switch holds.
+    /// Hands the session's read-back to the controller; returns the
+    /// generation of the desired state at the time: the agent writes
+    /// nothing until a newer one (which accounts for what the switch
+    /// holds) comes, or `READ_BACK_WAIT` passed.
     async fn report_read_back(
         &mut self,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) -> Result<(), SessionEnd> {
+    ) -> Result<Option<u64>, SessionEnd> {
         let Some(tx) = self.cfg.report_read_back.clone() else {
-            return Ok(());
+            return Ok(None);
         };
         let Installed::Read(read) = &self.installed else {
-            return Ok(());
+            return Ok(None);
         };
         let seen = self.desired.borrow().generation;
         let report = ReadBack {
@@ -734,24 +739,11 @@ impl Agent {
             installed: read.clone(),
         };
         if tx.send(report).await.is_err() {
-            return Ok(());
+            return Ok(None);
         }
         // Reported: the next agent may read its switch.
         drop(permit);
-        let mut stop = self.shutdown.clone();
-        let mut desired = self.desired.clone();
-        tokio::select! {
-            r = desired.wait_for(|d| d.generation > seen) => {
-                if r.is_err() {
-                    return Err(SessionEnd::Shutdown);
-                }
-            }
-            _ = stop.wait_for(|s| *s) => return Err(SessionEnd::Shutdown),
-            _ = tokio::time::sleep(READ_BACK_WAIT) => {
-                tracing::warn!(switch = %self.cfg.name, "no desired state after read-back; reconciling with the last one");
-            }
-        }
-        Ok(())
+        Ok(Some(seen))
     }
 
     async fn primary_loop(
@@ -781,6 +773,9 @@ impl Agent {
         // an agent waits. Single changes go on without one.
         let mut read_pending = true;
         let mut report_pending = true;
+        // After the report: the generation the controller had then, and
+        // until when to wait for a newer one (`None`: until it comes).
+        let mut awaiting: Option<(u64, Option<Instant>)> = None;
         let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
         // Kept across iterations: the semaphore is fair, a new acquire
         // would lose the place in its queue.
@@ -793,12 +788,19 @@ impl Agent {
                 if std::mem::take(&mut report_pending) {
                     // Hands the permit back once reported: the wait for
                     // the controller's answer must not hold up the others.
-                    self.report_read_back(permit.take()).await?;
+                    if let Some(seen) = self.report_read_back(permit.take()).await? {
+                        awaiting = Some((seen, Some(Instant::now() + self.cfg.read_back_wait)));
+                    }
                 }
                 bulk = true;
                 dirty = true;
             }
-            if dirty && (!bulk || permitted) {
+            if awaiting.is_some_and(|(seen, _)| self.desired.borrow().generation > seen) {
+                awaiting = None;
+            }
+            // (The report may have handed the permit back.)
+            let permitted = permit.is_some() || self.cfg.bulk_permits.is_none();
+            if dirty && awaiting.is_none() && (!bulk || permitted) {
                 dirty = false;
                 let failed = self.reconcile(client).await?;
                 if std::mem::take(&mut bulk) {
@@ -814,7 +816,7 @@ impl Agent {
                     retry_at = None;
                 }
             }
-            let wants_permit = read_pending || (dirty && bulk);
+            let wants_permit = read_pending || (dirty && bulk && awaiting.is_none());
             if wants_permit && permit.is_none() && acquiring.is_none() {
                 if let Some(sem) = &self.cfg.bulk_permits {
                     acquiring = Some(Box::pin(sem.clone().acquire_owned()));
@@ -848,6 +850,7 @@ impl Agent {
                         Wake::Permit(p)
                     }
                     _ = sleep_until_opt(retry_at) => Wake::Retry,
+                    _ = sleep_until_opt(awaiting.and_then(|(_, until)| until)) => Wake::ReadBackWait,
                     _ = tokio::time::sleep_until(resync_at) => Wake::Resync,
                     Some(out) = self.packet_out.recv() => Wake::Outbound(out),
                 }
@@ -869,6 +872,19 @@ impl Agent {
                 Wake::Outbound(Outbound::Packet(p)) => sender.send_packet(p).await?,
                 Wake::Outbound(Outbound::DigestAck { digest_id, list_id }) => {
                     sender.ack_digest(digest_id, list_id).await?
+                }
+                Wake::ReadBackWait => {
+                    let seen = awaiting.map_or(0, |(seen, _)| seen);
+                    if seen > 0 {
+                        tracing::warn!(switch = %self.cfg.name, "no desired state after read-back; reconciling with the last one");
+                        awaiting = None;
+                    } else {
+                        // This controller has computed nothing yet: the
+                        // empty state of generation 0 would delete what
+                        // the switch holds.
+                        tracing::warn!(switch = %self.cfg.name, "no desired state yet after read-back; writing nothing until there is one");
+                        awaiting = Some((0, None));
+                    }
                 }
                 Wake::Retry => {
                     // Failures may mean our view is stale (an entry that
@@ -1014,6 +1030,7 @@ enum Wake {
     LostPrimary,
     Nothing,
     Desired,
+    ReadBackWait,
     Permit(tokio::sync::OwnedSemaphorePermit),
     Outbound(Outbound),
     Retry,
