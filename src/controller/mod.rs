@@ -43,6 +43,12 @@ pub use metrics::{ControllerMetrics, MetricsState, SharedMetrics};
 /// would delete that host's entries.
 pub const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 
+/// The longest the start-up recovery waits for switches that are connected
+/// and still being read back (a restart of 256 leaves of 131k entries reads
+/// for over a minute on two cores); a switch that is down or not yet
+/// connected holds it up for `RECOVERY_GRACE` only.
+pub const RECOVERY_MAX: Duration = Duration::from_secs(300);
+
 /// The start-up window in which read-backs are collected before the first
 /// desired state that accounts for them: a learned host is recovered from
 /// its home leaf, and every other leaf holds entries for it too — releasing
@@ -51,6 +57,7 @@ pub const RECOVERY_GRACE: Duration = Duration::from_secs(5);
 struct Recovery {
     waiting_for: std::collections::BTreeSet<String>,
     until: Instant,
+    started: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -358,6 +365,19 @@ impl Controller {
 
     /// Ends the start-up recovery window: one desired state for all.
     fn end_recovery(&mut self) {
+        if let Some(r) = self.recovery.as_mut() {
+            // Connected switches still reading back are waited for (their
+            // agents read a few at a time, under the bulk permits).
+            let reading = r.waiting_for.iter().any(|n| {
+                self.agents
+                    .get(n)
+                    .is_some_and(|(_, a)| a.status().state == SessionState::Primary)
+            });
+            if reading && r.started.elapsed() < RECOVERY_MAX {
+                r.until = Instant::now() + Duration::from_millis(500);
+                return;
+            }
+        }
         if let Some(r) = self.recovery.take() {
             if !r.waiting_for.is_empty() {
                 tracing::warn!(switches = ?r.waiting_for, "no read-back yet from these switches; programming the others");
@@ -585,6 +605,7 @@ impl Controller {
                     self.recovery = Some(Recovery {
                         waiting_for: self.agents.keys().cloned().collect(),
                         until: Instant::now() + RECOVERY_GRACE,
+                        started: Instant::now(),
                     });
                 }
                 self.protocols = Some(p);

@@ -708,7 +708,26 @@ impl P4Runtime for Service {
         };
         let mut out = Vec::new();
         for r in &req.entities {
-            for (key, e) in &st.entities {
+            // A read of one table (the common case: a read-back asks table
+            // by table) scans only that table's range.
+            let table = match &r.entity {
+                Some(p4::entity::Entity::TableEntry(t)) if t.table_id != 0 => {
+                    reg.table_by_id(t.table_id).ok().map(|info| info.name)
+                }
+                _ => None,
+            };
+            let candidates: Box<dyn Iterator<Item = (&Arc<EntityKey>, &Arc<Entity>)>> =
+                match table {
+                    Some(name) => Box::new(
+                        st.entities
+                            .range(EntityKey::Table(super::TableKey::new(name))..)
+                            .take_while(move |(k, _)| {
+                                matches!(k.as_ref(), EntityKey::Table(tk) if tk.table == name)
+                            }),
+                    ),
+                    None => Box::new(st.entities.iter()),
+                };
+            for (key, e) in candidates {
                 if selects(&reg, r, key) {
                     let enc = reg
                         .encode_entity(e, false)
