@@ -45,7 +45,7 @@ pub struct WriteArgs {
     /// controller), interleaved; the figures are the medians. One run of
     /// each swings 20-30% on a shared machine, and the best of four noisy
     /// raw runs alone would bias the raw limit upwards.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 7)]
     pub rounds: usize,
     /// The agent's updates per Write (the daemon's default unless given).
     #[arg(long, default_value_t = crate::p4rt::switch::DEFAULT_BATCH)]
