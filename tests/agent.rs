@@ -23,10 +23,7 @@ async fn converges_exactly_after_chaos() {
         let agents: Vec<_> = targets.iter().map(|t| start_agent(t, 10).0).collect();
         let want = Arc::new(desired(50, seed));
         for a in &agents {
-            a.set_desired(Desired {
-                generation: 1,
-                entities: want.clone().into(),
-            });
+            desire(a, 1, &want);
         }
         // Change the desired state while the switches misbehave.
         let refs: Vec<&TestTarget> = targets.iter().collect();
@@ -35,10 +32,7 @@ async fn converges_exactly_after_chaos() {
         let (log, ()) = tokio::join!(chaos::run(&refs, &cfg), async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             for a in &agents {
-                a.set_desired(Desired {
-                    generation: 2,
-                    entities: final_want.clone().into(),
-                });
+                desire(a, 2, &final_want);
             }
         });
         for (a, t) in agents.iter().zip(&targets) {
@@ -65,14 +59,8 @@ async fn slow_switch_does_not_delay_a_fast_one() {
     let (a_slow, _) = start_agent(&slow, 10);
     let (a_fast, _) = start_agent(&fast, 10);
     let want = Arc::new(desired(20, 0));
-    a_slow.set_desired(Desired {
-        generation: 1,
-        entities: want.clone().into(),
-    });
-    a_fast.set_desired(Desired {
-        generation: 1,
-        entities: want.clone().into(),
-    });
+    desire(&a_slow, 1, &want);
+    desire(&a_fast, 1, &want);
     let started = std::time::Instant::now();
     assert!(
         a_fast.wait_converged(1, Duration::from_secs(2)).await,
@@ -127,18 +115,12 @@ async fn restarted_controller_writes_nothing_when_nothing_changed() {
     let t = TestTarget::start(1).await.unwrap();
     let want = Arc::new(desired(30, 0));
     let (a, _) = start_agent(&t, 10);
-    a.set_desired(Desired {
-        generation: 1,
-        entities: want.clone().into(),
-    });
+    desire(&a, 1, &want);
     assert!(a.wait_converged(1, Duration::from_secs(5)).await);
     a.stop().await;
     let before = t.stats();
     let (b, _) = start_agent(&t, 11);
-    b.set_desired(Desired {
-        generation: 1,
-        entities: want.clone().into(),
-    });
+    desire(&b, 1, &want);
     assert!(b.wait_converged(1, Duration::from_secs(5)).await);
     let after = t.stats();
     assert_eq!(
@@ -161,10 +143,7 @@ async fn switch_restart_is_restored_and_strays_are_removed() {
     let t = TestTarget::start(1).await.unwrap();
     let want = Arc::new(desired(10, 0));
     let (a, _) = start_agent(&t, 10);
-    a.set_desired(Desired {
-        generation: 1,
-        entities: want.clone().into(),
-    });
+    desire(&a, 1, &want);
     assert!(a.wait_converged(1, Duration::from_secs(5)).await);
     t.restart();
     assert!(
@@ -185,10 +164,7 @@ async fn switch_restart_is_restored_and_strays_are_removed() {
         eventually_equal(&t, &want, Duration::from_secs(5)).await,
         "stray not removed"
     );
-    a.set_desired(Desired {
-        generation: 3,
-        entities: want.clone().into(),
-    });
+    desire(&a, 3, &want);
     assert!(a.wait_converged(3, Duration::from_secs(5)).await);
     assert!(
         t.entities() == *want,
@@ -205,10 +181,7 @@ async fn a_full_table_refuses_the_excess_and_the_session_survives() {
     let t = TestTarget::start(7).await.unwrap();
     let (a, _events) = start_agent(&t, 10);
     let want = Arc::new(desired(1500, 0)); // TestIngress.dmac holds 1024
-    a.set_desired(Desired {
-        generation: 1,
-        entities: want.clone().into(),
-    });
+    desire(&a, 1, &want);
     let mut status = a.status_watch();
     let refused = tokio::time::timeout(
         Duration::from_secs(30),
@@ -238,27 +211,18 @@ async fn a_full_table_refuses_the_excess_and_the_session_survives() {
 /// needs none.
 #[tokio::test]
 async fn a_full_pass_waits_for_a_bulk_permit_while_packet_io_goes_on() {
-    use p4fabric::agent::{self, AgentConfig, SessionState};
+    use p4fabric::agent::SessionState;
     use p4fabric::testing::within;
     use p4runtime_proto::v1 as p4;
 
     let permits = Arc::new(tokio::sync::Semaphore::new(1));
     let held = permits.clone().acquire_owned().await.unwrap();
     let t = TestTarget::start(1).await.unwrap();
-    let mut cfg = AgentConfig::new(
-        "sw1",
-        ClientOptions::new(t.addr().to_string(), 1, 10),
-        pipeline(),
-        agent::diff_planner(),
-    );
+    let mut cfg = agent_config(&t, 10);
     cfg.bulk_permits = Some(permits.clone());
-    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
-    let a = agent::spawn(cfg, tx);
+    let a = spawn(cfg);
     let want = Arc::new(desired(20, 0));
-    a.set_desired(Desired {
-        generation: 1,
-        entities: want.clone().into(),
-    });
+    desire(&a, 1, &want);
     assert!(
         within(Duration::from_secs(5), || a.status().state
             == SessionState::Primary)
@@ -303,10 +267,7 @@ async fn a_full_pass_waits_for_a_bulk_permit_while_packet_io_goes_on() {
 
     let _all = permits.clone().acquire_owned().await.unwrap();
     let want = Arc::new(desired(21, 0));
-    a.set_desired(Desired {
-        generation: 2,
-        entities: want.clone().into(),
-    });
+    desire(&a, 2, &want);
     assert!(
         a.wait_converged(2, Duration::from_secs(5)).await,
         "a single change waited for a bulk permit: {:?}",
@@ -319,20 +280,12 @@ async fn a_full_pass_waits_for_a_bulk_permit_while_packet_io_goes_on() {
 /// per-agent one: no re-read before it (here 1 h against 50 ms).
 #[tokio::test]
 async fn a_fabric_wide_resync_interval_holds_back_resyncs() {
-    use p4fabric::agent::{self, AgentConfig};
-
     let t = TestTarget::start(1).await.unwrap();
-    let mut cfg = AgentConfig::new(
-        "sw1",
-        ClientOptions::new(t.addr().to_string(), 1, 10),
-        pipeline(),
-        agent::diff_planner(),
-    );
+    let mut cfg = agent_config(&t, 10);
     cfg.resync_interval = Duration::from_millis(50);
     let fabric = Arc::new(std::sync::atomic::AtomicU64::new(0));
     cfg.fabric_resync_ms = Some(fabric.clone());
-    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
-    let a = agent::spawn(cfg, tx);
+    let a = spawn(cfg);
     a.set_desired(Desired {
         generation: 1,
         entities: Arc::new(desired(5, 0)).into(),
@@ -355,20 +308,12 @@ async fn a_fabric_wide_resync_interval_holds_back_resyncs() {
 /// in memory); a single change meanwhile does not wait for it.
 #[tokio::test]
 async fn a_resync_waits_for_a_bulk_permit_and_single_changes_do_not() {
-    use p4fabric::agent::{self, AgentConfig};
-
     let permits = Arc::new(tokio::sync::Semaphore::new(1));
     let t = TestTarget::start(1).await.unwrap();
-    let mut cfg = AgentConfig::new(
-        "sw1",
-        ClientOptions::new(t.addr().to_string(), 1, 10),
-        pipeline(),
-        agent::diff_planner(),
-    );
+    let mut cfg = agent_config(&t, 10);
     cfg.resync_interval = Duration::from_millis(50);
     cfg.bulk_permits = Some(permits.clone());
-    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
-    let a = agent::spawn(cfg, tx);
+    let a = spawn(cfg);
     a.set_desired(Desired {
         generation: 1,
         entities: Arc::new(desired(5, 0)).into(),
@@ -380,10 +325,7 @@ async fn a_resync_waits_for_a_bulk_permit_and_single_changes_do_not() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(t.stats().read_rpcs, reads, "re-read without a permit");
     let want = Arc::new(desired(6, 1));
-    a.set_desired(Desired {
-        generation: 2,
-        entities: want.clone().into(),
-    });
+    desire(&a, 2, &want);
     assert!(
         a.wait_converged(2, Duration::from_secs(5)).await,
         "a single change waited behind the resync: {:?}",
@@ -406,33 +348,22 @@ async fn a_resync_waits_for_a_bulk_permit_and_single_changes_do_not() {
 /// is free for the next switch, and the first pass takes one again.
 #[tokio::test]
 async fn after_the_read_back_nothing_is_written_before_a_desired_state() {
-    use p4fabric::agent::{self, AgentConfig};
-
     let t = TestTarget::start(1).await.unwrap();
     // The switch runs the pipeline and holds entries (a previous
     // controller's).
     let held = Arc::new(desired(10, 0));
     let (before, _) = start_agent(&t, 5);
-    before.set_desired(Desired {
-        generation: 1,
-        entities: held.clone().into(),
-    });
+    desire(&before, 1, &held);
     assert!(before.wait_converged(1, Duration::from_secs(5)).await);
     before.stop().await;
     let applied = t.stats().updates_applied;
     let permits = Arc::new(tokio::sync::Semaphore::new(1));
-    let mut cfg = AgentConfig::new(
-        "sw1",
-        ClientOptions::new(t.addr().to_string(), 1, 10),
-        pipeline(),
-        agent::diff_planner(),
-    );
+    let mut cfg = agent_config(&t, 10);
     let (rb_tx, mut rb_rx) = tokio::sync::mpsc::channel(4);
     cfg.report_read_back = Some(rb_tx);
     cfg.read_back_wait = Duration::from_millis(100);
     cfg.bulk_permits = Some(permits.clone());
-    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
-    let a = agent::spawn(cfg, tx);
+    let a = spawn(cfg);
     let rb = tokio::time::timeout(Duration::from_secs(5), rb_rx.recv())
         .await
         .expect("no read-back reported")
@@ -449,10 +380,7 @@ async fn after_the_read_back_nothing_is_written_before_a_desired_state() {
     // first pass waiting even once the desired state is there.
     let permit = permits.clone().try_acquire_owned().expect("permit kept");
     let want = Arc::new(desired(12, 1));
-    a.set_desired(Desired {
-        generation: 1,
-        entities: want.clone().into(),
-    });
+    desire(&a, 1, &want);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         t.stats().updates_applied,

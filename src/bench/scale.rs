@@ -82,6 +82,26 @@ async fn converged(
     }
 }
 
+/// Runs `controller` until the returned sender fires (or is dropped).
+fn spawn(controller: Controller) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(controller.run(async {
+        let _ = stop_rx.await;
+    }));
+    (stop_tx, task)
+}
+
+/// `f` summed over every agent's status.
+fn sum_agents(metrics: &SharedMetrics, f: impl Fn(&crate::agent::AgentStatus) -> u64) -> u64 {
+    metrics
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .agents
+        .values()
+        .map(f)
+        .sum()
+}
+
 fn extra_host(f: &Fabric, i: usize) -> Option<(String, Host)> {
     let leaf = sample::leaf_name(1 + i % f.switches.len().saturating_sub(4).max(1));
     let port = PortRef::new(leaf, 10);
@@ -145,23 +165,14 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     let mut controller = Controller::new(opts, rx, None).with_hosts(hosts);
     let learn = controller.host_updates();
     let metrics = controller.metrics();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let cpu0 = cpu_time();
     let t0 = Instant::now();
-    let task = tokio::spawn(controller.run(async {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, task) = spawn(controller);
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut generation = converged(&metrics, n, 0, timeout).await?;
     let cold = t0.elapsed();
     let cpu = cpu_time() - cpu0;
-    let entities: usize = metrics
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .agents
-        .values()
-        .map(|a| a.installed)
-        .sum();
+    let entities = sum_agents(&metrics, |a| a.installed as u64);
     println!(
         "cold start: converged in {:.2} s; {entities} entities on {n} switches ({:.0} entities/s); controller CPU {:.2} s; peak RSS {:.0} MiB; load average {}",
         cold.as_secs_f64(),
@@ -247,22 +258,13 @@ async fn restart(
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let controller = Controller::new(opts, rx, None).with_hosts(hosts);
     let metrics = controller.metrics();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let cpu0 = cpu_time();
     let t0 = Instant::now();
-    let task = tokio::spawn(controller.run(async {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, task) = spawn(controller);
     converged(&metrics, n, 0, timeout).await?;
     let took = t0.elapsed();
     let cpu = cpu_time() - cpu0;
-    let written: u64 = metrics
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .agents
-        .values()
-        .map(|a| a.counters.updates_written)
-        .sum();
+    let written = sum_agents(&metrics, |a| a.counters.updates_written);
     println!(
         "controller restart: every switch read back and confirmed in {:.2} s; {written} updates written; controller CPU {:.2} s; peak RSS {}; load average {}",
         took.as_secs_f64(),

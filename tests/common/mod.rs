@@ -114,17 +114,36 @@ pub fn pipeline() -> Arc<Pipeline> {
     ))
 }
 
-pub fn start_agent(
-    t: &TestTarget,
-    election_id: u128,
-) -> (AgentHandle, mpsc::Receiver<agent::SwitchEvent>) {
+/// The daemon's agent configuration for target `t`.
+pub fn agent_config(t: &TestTarget, election_id: u128) -> AgentConfig {
     let opts = ClientOptions::new(t.addr().to_string(), t.device_id(), election_id);
-    let mut cfg = AgentConfig::new(
+    AgentConfig::new(
         &format!("sw{}", t.device_id()),
         opts,
         pipeline(),
         agent::diff_planner(),
-    );
+    )
+}
+
+/// An agent with `cfg`; its switch events are dropped.
+pub fn spawn(cfg: AgentConfig) -> AgentHandle {
+    let (tx, _rx) = mpsc::channel(1024);
+    agent::spawn(cfg, tx)
+}
+
+/// Hands `a` the desired state `want` as generation `generation`.
+pub fn desire(a: &AgentHandle, generation: u64, want: &Arc<SwitchEntities>) {
+    a.set_desired(agent::Desired {
+        generation,
+        entities: want.clone().into(),
+    });
+}
+
+pub fn start_agent(
+    t: &TestTarget,
+    election_id: u128,
+) -> (AgentHandle, mpsc::Receiver<agent::SwitchEvent>) {
+    let mut cfg = agent_config(t, election_id);
     cfg.retry = backoff::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
     cfg.reconnect = backoff::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
     cfg.resync_interval = Duration::from_millis(500);
