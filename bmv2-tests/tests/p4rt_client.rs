@@ -73,40 +73,24 @@ async fn client_conformance_on_bmv2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_partly_failing_batch_reports_every_update_on_bmv2() {
     use p4fabric::p4rt::switch::{write_ops, DEFAULT_BATCH};
-    use p4fabric::p4rt::{Client, ClientOptions, Pipeline, UpdateKind};
-    use p4runtime_proto::v1::set_forwarding_pipeline_config_request::Action;
+    use p4fabric::p4rt::UpdateKind;
 
     require_bmv2!();
-    let pipeline = Pipeline::load(&Pipeline::default_dir(), "fabric").expect("fabric pipeline");
     let sw = Bmv2Switch::start(SwitchOptions {
         device_id: 1,
         ports: vec![1, 2],
         json: None,
     })
     .expect("start bmv2");
-    let client = Client::connect(ClientOptions::new(sw.grpc_addr.clone(), 1, 1))
+    let p = bmv2_tests::rig::Primary::connect(&sw.grpc_addr, 1)
         .await
-        .expect("connect");
-    let mut session = client.open_session().await.expect("session");
-    session
-        .wait_primary(Duration::from_secs(5))
-        .await
-        .expect("primary");
-    client
-        .set_pipeline(
-            Action::VerifyAndCommit,
-            pipeline.registry.p4info().clone(),
-            pipeline.device_config.to_vec(),
-            pipeline.cookie,
-        )
-        .await
-        .expect("pipeline");
+        .expect("primary with the fabric pipeline");
     let routes = p4fabric::bench::write::host_routes(DEFAULT_BATCH);
     let first: Vec<_> = routes[..DEFAULT_BATCH / 2]
         .iter()
         .map(|e| (UpdateKind::Insert, e))
         .collect();
-    let r = write_ops(&client, &pipeline.registry, &first, DEFAULT_BATCH).await;
+    let r = write_ops(&p.client, &p.reg, &first, DEFAULT_BATCH).await;
     assert!(
         r.iter().all(|r| r.is_ok()),
         "{:?}",
@@ -114,7 +98,7 @@ async fn a_large_partly_failing_batch_reports_every_update_on_bmv2() {
     );
     // All of them again in one Write: the first half exists already.
     let all: Vec<_> = routes.iter().map(|e| (UpdateKind::Insert, e)).collect();
-    let r = write_ops(&client, &pipeline.registry, &all, DEFAULT_BATCH).await;
+    let r = write_ops(&p.client, &p.reg, &all, DEFAULT_BATCH).await;
     assert_eq!(r.len(), DEFAULT_BATCH);
     for (i, r) in r.iter().enumerate() {
         if i < DEFAULT_BATCH / 2 {
@@ -127,7 +111,7 @@ async fn a_large_partly_failing_batch_reports_every_update_on_bmv2() {
             assert!(r.is_ok(), "update {i}: {r:?}");
         }
     }
-    let read = p4fabric::p4rt::read_all(&client, &pipeline.registry)
+    let read = p4fabric::p4rt::read_all(&p.client, &p.reg)
         .await
         .expect("read back");
     assert_eq!(read.len(), DEFAULT_BATCH);

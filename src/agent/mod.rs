@@ -672,6 +672,12 @@ impl Agent {
         result
     }
 
+    /// May a read-back or the pass after it run: with a permit, or where
+    /// the controller bounds none.
+    fn may_bulk(&self, permit: &Option<tokio::sync::OwnedSemaphorePermit>) -> bool {
+        permit.is_some() || self.cfg.bulk_permits.is_none()
+    }
+
     fn resync_interval(&self) -> Duration {
         let fabric = self
             .cfg
@@ -781,8 +787,7 @@ impl Agent {
         // would lose the place in its queue.
         let mut acquiring: Option<Pin<Box<PermitFuture>>> = None;
         loop {
-            let permitted = permit.is_some() || self.cfg.bulk_permits.is_none();
-            if read_pending && permitted {
+            if read_pending && self.may_bulk(&permit) {
                 read_pending = false;
                 self.read_back(client).await?;
                 if std::mem::take(&mut report_pending) {
@@ -799,8 +804,7 @@ impl Agent {
                 awaiting = None;
             }
             // (The report may have handed the permit back.)
-            let permitted = permit.is_some() || self.cfg.bulk_permits.is_none();
-            if dirty && awaiting.is_none() && (!bulk || permitted) {
+            if dirty && awaiting.is_none() && (!bulk || self.may_bulk(&permit)) {
                 dirty = false;
                 let failed = self.reconcile(client).await?;
                 if std::mem::take(&mut bulk) {

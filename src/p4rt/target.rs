@@ -423,14 +423,9 @@ fn apply_update(
                 let table = reg
                     .table(t.key.table)
                     .map_err(|e| (Code::InvalidArgument, e.to_string()))?;
-                let count = table_counts.entry(t.key.table).or_insert_with(|| {
-                    entities
-                        .range(EntityKey::Table(super::TableKey::new(t.key.table))..)
-                        .take_while(
-                            |(k, _)| matches!(k.as_ref(), EntityKey::Table(tk) if tk.table == t.key.table),
-                        )
-                        .count() as i64
-                });
+                let count = table_counts
+                    .entry(t.key.table)
+                    .or_insert_with(|| table_entries(entities, t.key.table).count() as i64);
                 if table.size > 0 && *count >= table.size {
                     return Err((
                         Code::ResourceExhausted,
@@ -450,6 +445,17 @@ fn apply_update(
     let (key, decoded) = intern(key, decoded);
     entities.insert(key, decoded);
     Ok(())
+}
+
+/// The entries of one table: keys sort by table first, so they are one
+/// range of the map.
+fn table_entries<'a>(
+    entities: &'a Held,
+    table: &'static str,
+) -> impl Iterator<Item = (&'a Arc<EntityKey>, &'a Arc<Entity>)> {
+    entities
+        .range(EntityKey::Table(super::TableKey::new(table))..)
+        .take_while(move |(k, _)| matches!(k.as_ref(), EntityKey::Table(tk) if tk.table == table))
 }
 
 /// Members and groups an entity points at must exist.
@@ -716,17 +722,11 @@ impl P4Runtime for Service {
                 }
                 _ => None,
             };
-            let candidates: Box<dyn Iterator<Item = (&Arc<EntityKey>, &Arc<Entity>)>> =
-                match table {
-                    Some(name) => Box::new(
-                        st.entities
-                            .range(EntityKey::Table(super::TableKey::new(name))..)
-                            .take_while(move |(k, _)| {
-                                matches!(k.as_ref(), EntityKey::Table(tk) if tk.table == name)
-                            }),
-                    ),
-                    None => Box::new(st.entities.iter()),
-                };
+            let candidates: Box<dyn Iterator<Item = (&Arc<EntityKey>, &Arc<Entity>)>> = match table
+            {
+                Some(name) => Box::new(table_entries(&st.entities, name)),
+                None => Box::new(st.entities.iter()),
+            };
             for (key, e) in candidates {
                 if selects(&reg, r, key) {
                     let enc = reg
