@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-bash .ci/apt-install.sh protobuf-compiler etcd-server iproute2 ethtool iputils-ping
+bash .ci/apt-install.sh protobuf-compiler libprotobuf-dev etcd-server iproute2 ethtool iputils-ping
 
 # A debug build compiles much faster and is quick enough for six switches.
 cargo build --bin p4fabric

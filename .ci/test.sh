@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: protoc for the proto crate, etcd for the config tests,
 # iproute2/ethtool/ping/traceroute for veth-based bmv2 tests, python3-venv for the proto check.
-bash .ci/apt-install.sh protobuf-compiler etcd-server iproute2 ethtool iputils-ping traceroute python3-venv openssl
+bash .ci/apt-install.sh protobuf-compiler libprotobuf-dev etcd-server iproute2 ethtool iputils-ping traceroute python3-venv openssl
 if command -v rustup >/dev/null; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
