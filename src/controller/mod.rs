@@ -11,6 +11,7 @@
 //! to etcd (with a lease) and to `/metrics`.
 
 pub mod metrics;
+pub mod observations;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
