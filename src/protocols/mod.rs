@@ -531,6 +531,23 @@ impl Protocols {
         out.actions
     }
 
+    /// A controller starting or taking over, with switches that hold
+    /// state: probe every fabric port now (see `Discovery::start_round`).
+    pub fn start_discovery_round(&mut self, now: Instant) {
+        self.discovery.start_round(now);
+    }
+
+    /// The round of `start_discovery_round` is over (every fabric port that
+    /// is up heard its link, or the round's time passed); `None`: no round.
+    /// `end_discovery_round` forgets it.
+    pub fn discovery_round_done(&self, now: Instant) -> Option<bool> {
+        self.discovery.round_done(now)
+    }
+
+    pub fn end_discovery_round(&mut self) {
+        self.discovery.end_round();
+    }
+
     /// Learned state read back from `switch` (a controller starting or
     /// taking over): its learned MACs go through the learning path, its
     /// host routes restore the address bindings.
