@@ -179,6 +179,12 @@ pub struct Controller {
     /// Set from the first configuration until every switch's read-back is
     /// in (or `RECOVERY_GRACE` passed).
     recovery: Option<Recovery>,
+    /// A read-back at start held entities: the switches forward, and their
+    /// fabric paths stay until discovery has re-heard the links
+    /// (`Discovery::start_round`).
+    recovered_state: bool,
+    /// After recovery, the first desired state waits for that round.
+    settling: Option<Instant>,
     metrics: SharedMetrics,
     fabric: Arc<Fabric>,
     /// When each switch entered its current session state (unix seconds).
@@ -234,6 +240,8 @@ impl Controller {
             read_backs_tx,
             read_backs_rx,
             recovery: None,
+            recovered_state: false,
+            settling: None,
             metrics,
             fabric: Arc::new(Fabric::default()),
             state_since: BTreeMap::new(),
@@ -387,14 +395,50 @@ impl Controller {
         }
     }
 
-    /// Recovery is over: one desired state for all, and LACP speaks.
+    /// Recovery is over: LACP speaks, and one desired state for all — at
+    /// once on empty switches (a cold start), after a discovery round on
+    /// switches that forward (a restart or takeover): the first desired
+    /// state must not remove the fabric paths of links not re-heard yet.
     fn recovered(&mut self) {
-        let actions = self
-            .protocols
-            .as_mut()
-            .map(|p| p.release_lacp(&self.lacp_partners, std::time::Instant::now()))
-            .unwrap_or_default();
+        let now = std::time::Instant::now();
+        let actions = match self.protocols.as_mut() {
+            Some(p) => {
+                let actions = p.release_lacp(&self.lacp_partners, now);
+                if self.recovered_state {
+                    p.start_discovery_round(now);
+                    self.settling = Some(Instant::now());
+                }
+                actions
+            }
+            None => Vec::new(),
+        };
         self.on_actions(actions);
+        if self.settling.is_none() {
+            self.refresh_observed();
+            self.recompute(false);
+        }
+    }
+
+    /// Ends the start-up discovery round once it is over (every fabric port
+    /// heard its link, or its time passed) with the first desired state.
+    fn check_settled(&mut self) {
+        let Some(since) = self.settling else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let Some(p) = self.protocols.as_mut() else {
+            return;
+        };
+        if p.discovery_round_done(now) == Some(false) {
+            return;
+        }
+        p.end_discovery_round();
+        self.settling = None;
+        tracing::info!(
+            ms = since.elapsed().as_millis() as u64,
+            links = p.observed_links().values().filter(|up| **up).count(),
+            "links re-heard after the read-backs: first desired state"
+        );
         self.refresh_observed();
         self.recompute(false);
     }
@@ -406,6 +450,7 @@ impl Controller {
         if !self.agents.contains_key(&rb.switch) {
             return;
         }
+        self.recovered_state |= !rb.installed.is_empty();
         let recovered = protocols::recover::from_switch(rb.installed.values().map(|e| &**e));
         if let Some(p) = self.protocols.as_mut() {
             if !recovered.is_empty() {
@@ -528,6 +573,7 @@ impl Controller {
             self.refresh_observed();
             self.recompute(false);
         }
+        self.check_settled();
     }
 
     /// Copies what the protocols observed into the compiler's inputs.
@@ -666,9 +712,10 @@ impl Controller {
     /// anything); otherwise apply only what changed in the observed state
     /// (`update_topology`) and the host set (`update_host` per host).
     fn recompute(&mut self, config_changed: bool) {
-        if self.recovery.is_some() {
-            // Agents are still reporting what their switches hold; the
-            // first desired state comes when that is complete.
+        if self.recovery.is_some() || self.settling.is_some() {
+            // Agents are still reporting what their switches hold, or
+            // discovery is re-hearing their links; the first desired state
+            // comes when that is complete.
             self.config_pending |= config_changed;
             return;
         }
