@@ -173,6 +173,17 @@ async fn controller_converges_example_fabric_and_writes_only_deltas() {
     let _ = task.await;
 }
 
+/// The id of the packet-out header's `egress_port` field.
+fn egress_port_id(reg: &p4fabric::p4rt::P4InfoRegistry) -> u32 {
+    reg.packet_metadata("packet_out")
+        .unwrap()
+        .fields
+        .iter()
+        .find(|f| f.name == "egress_port")
+        .unwrap()
+        .id
+}
+
 /// Encodes a PacketIn the way the switch would send it.
 fn packet_in(
     reg: &p4fabric::p4rt::P4InfoRegistry,
@@ -252,14 +263,7 @@ async fn protocols_answer_arp_and_learn_from_digests_through_the_controller() {
     assert_eq!(reply.1.sender_ip.to_string(), "10.0.10.1");
     assert_eq!(reply.1.sender_mac, fabric.settings.gateway_mac);
     assert_eq!(reply.1.target_mac, vm1);
-    let port_meta = reg
-        .packet_metadata("packet_out")
-        .unwrap()
-        .fields
-        .iter()
-        .find(|f| f.name == "egress_port")
-        .unwrap()
-        .id;
+    let port_meta = egress_port_id(&reg);
     let egress = reply
         .0
         .metadata
@@ -348,14 +352,7 @@ fn wire_probes(
         let s = sw.strip_prefix("spine")?;
         Some((format!("leaf{port}"), s.parse().ok()?))
     };
-    let egress_id = reg
-        .packet_metadata("packet_out")
-        .unwrap()
-        .fields
-        .iter()
-        .find(|f| f.name == "egress_port")
-        .unwrap()
-        .id;
+    let egress_id = egress_port_id(&reg);
     tokio::spawn(async move {
         loop {
             for (name, t) in targets.iter() {

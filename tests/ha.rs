@@ -91,6 +91,17 @@ fn current_leaders(all: &[Leading]) -> Vec<(usize, u128)> {
         .collect()
 }
 
+/// Waits (10 s at most) for exactly one leader: (instance, election id).
+async fn the_leader(leading: &[Leading]) -> (usize, u128) {
+    assert!(
+        wait_until(Duration::from_secs(10), || current_leaders(leading).len()
+            == 1)
+        .await,
+        "no single leader"
+    );
+    current_leaders(leading)[0]
+}
+
 async fn wait_until(timeout: Duration, f: impl FnMut() -> bool) -> bool {
     p4fabric::testing::within(timeout, f).await.is_some()
 }
@@ -123,12 +134,7 @@ async fn killed_leader_is_replaced_within_ttl_and_writes_never_interleave() {
             ))
         })
         .collect();
-    assert!(
-        wait_until(Duration::from_secs(10), || current_leaders(&leading).len()
-            == 1)
-        .await
-    );
-    let (first, first_id) = current_leaders(&leading)[0];
+    let (first, first_id) = the_leader(&leading).await;
     let want = desired(20, 0);
     for t in &targets {
         assert!(eventually_equal(t, &want, Duration::from_secs(5)).await);
@@ -226,12 +232,7 @@ async fn a_killed_leader_is_replaced_in_well_under_a_second_at_the_defaults() {
                 ))
             })
             .collect();
-        assert!(
-            wait_until(Duration::from_secs(10), || current_leaders(&leading).len()
-                == 1)
-            .await
-        );
-        let (first, first_id) = current_leaders(&leading)[0];
+        let (first, first_id) = the_leader(&leading).await;
         // Let the standby connect to the leader's liveness port.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (_stop, task) = instances[first].take().unwrap();
