@@ -156,7 +156,7 @@ impl Agents {
             };
             let mut client = ClientOptions::new(&sw.address, sw.device_id, self.election_id);
             client.keepalive_timeout = self.keepalive_timeout;
-            let mut cfg = AgentConfig::new(name, client, pipeline.clone(), agent::diff_planner());
+            let mut cfg = AgentConfig::new(name, client, pipeline.clone());
             cfg.report_read_back = Some(self.channels.read_backs.clone());
             cfg.control_events = Some(self.channels.control.clone());
             cfg.bulk_permits = self.bulk_permits.clone();
