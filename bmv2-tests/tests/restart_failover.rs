@@ -6,6 +6,11 @@
 //! - kill -9 of the only controller, a new one started a second later;
 //! - kill -9 of the leader of two (the standby takes over).
 //!
+//! Five flows at 10 ms, as the issue measured them (every pair of hosts at
+//! that rate is more than bmv2 forwards on two shared cores): the bonded
+//! server to and from hosts on other leaves, bridged and routed, v4 and v6,
+//! and two flows that never touch the bond.
+//!
 //! Neither may write anything to the stable fabric, and no flow may see a
 //! gap over 150 ms (no flow touches a failed element: only controllers
 //! fail).
@@ -14,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use p4fabric::config::Fabric;
 use p4fabric::lab::process::ControllerProcess;
-use p4fabric::lab::reach;
-use p4fabric::lab::run::{ns_prefix, FlowReport, LabRun};
+use p4fabric::lab::reach::{self, Probe};
+use p4fabric::lab::run::{ns_prefix, observations, probe, FlowReport, LabRun};
 use p4fabric::testing::within;
 
 const INTERVAL: Duration = Duration::from_millis(10);
@@ -47,11 +52,41 @@ fn check(phase: &str, reports: &[FlowReport], writes: u64, problems: &mut Vec<St
     }
 }
 
-async fn restart_and_failover(fabric: Fabric, variant: &str) -> Vec<String> {
+fn flows() -> Vec<Probe> {
+    let ip = |s: &str| s.parse().expect("address");
+    vec![
+        probe("vm1", "srv1-web", ip("10.0.10.21")),
+        probe("srv1", "vm4", ip("10.0.30.41")),
+        probe("vm3", "srv1", ip("2001:db8:20::21")),
+        probe("vm4", "vm1", ip("10.0.10.11")),
+        probe("router", "vm5", ip("10.0.10.51")),
+    ]
+}
+
+/// Waits until the controller reports `n` fabric links up (discovered or
+/// configured and seen).
+async fn links_up(run: &LabRun, n: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(status) = run.status().await {
+            let (observed, _, _) = observations(&status);
+            if observed.discovered.values().filter(|up| **up).count() >= n {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// The lab is cabled as `cabled` says; the configuration applied is
+/// `fabric` (the same, or without its `links:`).
+async fn restart_and_failover(cabled: &Fabric, fabric: Fabric, variant: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    let run = LabRun::start(&fabric, &ns_prefix("p4f-rf"))
+    let mut run = LabRun::start(cabled, &ns_prefix("p4f-rf"))
         .await
         .expect("lab");
+    run.apply(&fabric).await.expect("apply");
     let ep = run.endpoint();
     let n = fabric.switches.len();
     let logs = tempfile::tempdir().expect("tempdir");
@@ -63,10 +98,16 @@ async fn restart_and_failover(fabric: Fabric, variant: &str) -> Vec<String> {
         "{variant}: a never settled:\n{}",
         a.log()
     );
+    // Every leaf is cabled to both spines, configured or not.
+    assert!(
+        links_up(&run, 8, Duration::from_secs(60)).await,
+        "{variant}: discovery did not find the 8 links:\n{}",
+        a.log()
+    );
     run.wait_settled(Duration::from_secs(60))
         .await
         .expect("settled");
-    let probes = reach::probes(run.fabric());
+    let probes = flows();
     let failures = reach::failures(&run.lab.ping_all(&probes));
     assert!(failures.is_empty(), "{variant}: {}", failures.join("\n"));
 
@@ -88,14 +129,15 @@ async fn restart_and_failover(fabric: Fabric, variant: &str) -> Vec<String> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let writes = a2.writes().unwrap_or(u64::MAX);
     let reports = traffic.stop();
+    let before = problems.len();
     check(
         &format!("{variant}: restart"),
         &reports,
         writes,
         &mut problems,
     );
-    if writes != 0 {
-        problems.push(a2.log());
+    if problems.len() > before {
+        problems.push(format!("---- the new controller's log:\n{}", a2.log()));
     }
 
     // HA: a standby, then kill -9 of the leader.
@@ -121,14 +163,15 @@ async fn restart_and_failover(fabric: Fabric, variant: &str) -> Vec<String> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let writes = b.writes().unwrap_or(u64::MAX);
     let reports = traffic.stop();
+    let before = problems.len();
     check(
         &format!("{variant}: failover"),
         &reports,
         writes,
         &mut problems,
     );
-    if writes != 0 {
-        problems.push(b.log());
+    if problems.len() > before {
+        problems.push(format!("---- the new leader's log:\n{}", b.log()));
     }
     problems
 }
@@ -141,7 +184,14 @@ async fn controller_restart_and_failover_at_the_defaults_write_nothing_and_lose_
     let mut discovered = configured.clone();
     discovered.links.clear();
     let mut problems = Vec::new();
-    problems.extend(restart_and_failover(configured, "configured links").await);
-    problems.extend(restart_and_failover(discovered, "discovered links").await);
+    // P4FABRIC_RF_ONLY=configured|discovered runs one variant (debugging).
+    let only = std::env::var("P4FABRIC_RF_ONLY").unwrap_or_default();
+    if !only.starts_with('d') {
+        let f = configured.clone();
+        problems.extend(restart_and_failover(&configured, f, "configured links").await);
+    }
+    if !only.starts_with('c') {
+        problems.extend(restart_and_failover(&configured, discovered, "discovered links").await);
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }

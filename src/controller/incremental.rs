@@ -71,6 +71,15 @@ impl IncrementalCompiler {
         self.snapshot.clone()
     }
 
+    /// Builds the first compile on `tree` (the flood tree the switches
+    /// hold, as a previous controller published it) instead of a fresh
+    /// one; ignored once a tree exists.
+    pub fn seed_flood_tree(&mut self, tree: FloodTree) {
+        if self.previous_tree.is_none() {
+            self.previous_tree = Some(tree);
+        }
+    }
+
     /// The flood tree of the last update (the next update builds on it).
     pub fn flood_tree(&self) -> Option<&FloodTree> {
         self.previous_tree.as_ref()

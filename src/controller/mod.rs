@@ -280,6 +280,9 @@ impl Controller {
                 if !self.agents.is_empty() {
                     p.hold_lacp(now);
                     self.status.read_lacp_partners().await;
+                    if let Some(tree) = self.status.read_flood_tree().await {
+                        self.compiler.seed_flood_tree(tree);
+                    }
                     self.recovery = Some(Recovery::new(self.agents.names().cloned()));
                 }
                 self.protocols = Some(p);

@@ -82,6 +82,23 @@ impl StatusPublisher {
         };
     }
 
+    /// The flood tree the previous leader compiled with (its
+    /// `status/observed`, alive until its status lease runs out, 10 s by
+    /// default): a successor that builds on it writes no multicast change
+    /// where the tree it would pick afresh differs from the one installed
+    /// (trees are built incrementally as links come and go).
+    pub(super) async fn read_flood_tree(&self) -> Option<FloodTree> {
+        let w = self.writer.as_ref()?;
+        let kvs = w.read_dir(st::paths::OBSERVED).await.ok()?;
+        let status: BTreeMap<String, serde_json::Value> = kvs
+            .into_iter()
+            .filter(|(k, _)| k == st::paths::OBSERVED)
+            .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+            .collect();
+        let (_, tree, _) = super::observations::from_status(&status);
+        tree.filter(|t| !t.links.is_empty())
+    }
+
     /// Writes each switch's session state, entity count and errors.
     pub(super) async fn switches(&mut self, statuses: &BTreeMap<String, AgentStatus>) {
         let Some(w) = &self.writer else {

@@ -10,8 +10,13 @@
 //! process, a dead host), the standby revokes the leader's lease, and the
 //! next candidate in line is elected within milliseconds.
 //!
-//! A standby that never managed to connect (a wrong or unreachable
-//! address) never revokes: it falls back to the lease TTL and says so. A
+//! A connection refused where the leader said it listens also means the
+//! leader is gone (a killed leader restarted on the same host, or a dead
+//! process on a live host) — but only where the address can be trusted to
+//! name the leader's host: a routable address, or a loopback one when the
+//! leader runs on this very host. A standby that cannot connect otherwise
+//! (a wrong or unreachable address) never revokes: it falls back to the
+//! lease TTL and says so. A
 //! falsely revoked leader is safe: it sees its lease gone and stops writing,
 //! and its P4Runtime election id is outranked by its successor's anyway.
 
@@ -37,6 +42,16 @@ pub struct Candidate {
     /// Where its liveness port listens (absent: not served).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness: Option<SocketAddr>,
+    /// The host it runs on (to trust a loopback address only there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// This machine's host name.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 impl Candidate {
@@ -50,7 +65,22 @@ impl Candidate {
         serde_json::from_slice(value).unwrap_or_else(|_| Candidate {
             instance: String::from_utf8_lossy(value).into_owned(),
             liveness: None,
+            host: None,
         })
+    }
+
+    /// Whether a refused connection to `addr` proves this candidate dead:
+    /// the address names its host for sure (routable, or loopback /
+    /// unspecified with the candidate on this host).
+    pub fn refusal_is_death(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip();
+        if ip.is_loopback() || ip.is_unspecified() {
+            self.host
+                .as_deref()
+                .is_some_and(|h| !h.is_empty() && h == this_host())
+        } else {
+            true
+        }
     }
 }
 
@@ -125,6 +155,8 @@ async fn heartbeats(mut stream: TcpStream, hello: Vec<u8>) {
 pub enum Watched {
     /// The connection was up, then broke or fell silent: the leader is gone.
     Lost(String),
+    /// Nothing listens at that address (the host answered with a reset).
+    Refused(String),
     /// No connection could be made: nothing is known (use the lease).
     Unreachable(String),
 }
@@ -134,6 +166,9 @@ pub enum Watched {
 pub async fn watch(addr: SocketAddr, instance: &str) -> Watched {
     let mut stream = match tokio::time::timeout(SILENT_LIMIT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Watched::Refused(format!("nothing listens at {addr}"))
+        }
         Ok(Err(e)) => return Watched::Unreachable(format!("cannot connect to {addr}: {e}")),
         Err(_) => return Watched::Unreachable(format!("connecting to {addr} timed out")),
     };
@@ -160,11 +195,19 @@ mod tests {
 
     #[test]
     fn election_values_old_and_new() {
-        let c = Candidate {
+        let mut c = Candidate {
             instance: "ctl-a".into(),
             liveness: Some("127.0.0.1:4100".parse().unwrap()),
+            host: Some(this_host()),
         };
         assert_eq!(Candidate::decode(c.encode().as_bytes()), c);
+        // A refusal on loopback proves death only for a leader on this host.
+        let lo = "127.0.0.1:4100".parse().unwrap();
+        assert!(c.refusal_is_death(lo));
+        c.host = Some("another-host".into());
+        assert!(!c.refusal_is_death(lo));
+        assert!(!c.refusal_is_death("0.0.0.0:4100".parse().unwrap()));
+        assert!(c.refusal_is_death("192.0.2.7:4100".parse().unwrap()));
         // A plain instance id, as written before liveness ports existed.
         let old = Candidate::decode(b"host-1234");
         assert_eq!(old.instance, "host-1234");
@@ -195,11 +238,8 @@ mod tests {
             "{:?}",
             dropped.elapsed()
         );
-        // Nothing listens there any more: unreachable, not lost.
-        assert!(matches!(
-            watch(addr, "ctl-a").await,
-            Watched::Unreachable(_)
-        ));
+        // Nothing listens there any more: refused.
+        assert!(matches!(watch(addr, "ctl-a").await, Watched::Refused(_)));
 
         // A leader that greets, then hangs, is lost after the silence
         // limit; a program that never greets is merely unreachable.

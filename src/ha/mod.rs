@@ -189,6 +189,7 @@ pub async fn run<F, Fut>(
     let value = liveness::Candidate {
         instance: opts.instance.clone(),
         liveness: server.as_ref().map(|s| s.addr()),
+        host: Some(liveness::this_host()),
     }
     .encode();
     loop {
@@ -255,7 +256,8 @@ async fn depose_dead_leaders(mut client: Client, opts: &HaOptions) {
         };
         let why = match who.liveness {
             Some(addr) => match liveness::watch(addr, &who.instance).await {
-                liveness::Watched::Lost(why) => {
+                liveness::Watched::Refused(why) if !who.refusal_is_death(addr) => why,
+                liveness::Watched::Lost(why) | liveness::Watched::Refused(why) => {
                     // Only the leader we watched: it may have resigned and
                     // another taken over meanwhile.
                     let still = client
