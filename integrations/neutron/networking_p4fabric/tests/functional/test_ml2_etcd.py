@@ -326,6 +326,24 @@ class TestNothingLost(P4FabricTestBase):
         want = dict(good, **{'vlans/3000': {'name': 'operator'}})
         self.assertEqual(want, keys())
 
+    def test_periodic_sync_repairs_without_any_call(self):
+        net, vlan = self.make_net()
+        self.make_subnet(net)
+        port = self.make_port(net, host='compute1')
+        good = keys()
+        cfg.CONF.set_override('sync_interval', 1, group=config.GROUP)
+        ticking = mech_driver.P4FabricMechanismDriver()
+        ticking.initialize()
+        self.addCleanup(ticking.stop)
+        wait_for(lambda: not ticking.queue.pending(), what='sync at start')
+        host_key = 'hosts/' + port['id']
+        s = _store()
+        _, cur = s.snapshot()
+        s.commit({}, [host_key], {host_key: cur[host_key].mod_revision})
+        wait_for(lambda: host_key in keys(), timeout=10,
+                 what='the periodic sync to restore ' + host_key)
+        self.assertEqual(good, keys())
+
     def test_workers_do_not_fight(self):
         net, vlan = self.make_net()
         self.make_subnet(net)
