@@ -5,6 +5,7 @@ never overwrite each other blindly), plus the ordered retry queue that
 keeps postcommit writes from being lost while etcd is unreachable.
 """
 
+import base64
 import json
 import os
 import threading
@@ -13,7 +14,6 @@ import urllib.parse
 
 from etcd3gw.client import Etcd3Client
 from etcd3gw import exceptions as etcd_exc
-from etcd3gw import utils as etcd_utils
 from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
@@ -21,6 +21,24 @@ LOG = logging.getLogger(__name__)
 # etcd's default --max-txn-ops is 128.
 MAX_TXN_OPS = 100
 MAX_BACKOFF = 30.0
+
+
+def _b64(data):
+    """The gateway's encoding of keys and values."""
+    if isinstance(data, str):
+        data = data.encode('utf-8')
+    return base64.b64encode(data).decode('ascii')
+
+
+def _unb64(text):
+    return base64.b64decode(text or '')
+
+
+def _prefix_end(prefix):
+    """The end of the key range of everything starting with `prefix`."""
+    b = bytearray(prefix.encode('utf-8'))
+    b[-1] += 1
+    return bytes(b)
 
 
 class EtcdUnavailable(Exception):
@@ -83,16 +101,15 @@ class EtcdStore:
         """(revision, {relative key: Current}) of everything under the
         prefix, read at one revision."""
         def read(c):
-            end = etcd_utils._increment_last_byte(self.prefix)
             return c.post(c.get_url('/kv/range'), json={
-                'key': etcd_utils._encode(self.prefix),
-                'range_end': etcd_utils._encode(end)})
+                'key': _b64(self.prefix),
+                'range_end': _b64(_prefix_end(self.prefix))})
         resp = self._call(read)
         revision = int(resp.get('header', {}).get('revision', 0))
         out = {}
         for kv in resp.get('kvs', []):
-            key = etcd_utils._decode(kv['key']).decode('utf-8')
-            raw = etcd_utils._decode(kv.get('value', ''))
+            key = _unb64(kv['key']).decode('utf-8')
+            raw = _unb64(kv.get('value'))
             out[key[len(self.prefix):]] = Current(
                 raw, int(kv.get('mod_revision', 0)))
         return revision, out
@@ -103,7 +120,7 @@ class EtcdStore:
         0 = absent}) is unchanged. Raises Conflict otherwise."""
         compare, success = [], []
         for key, rev in expect.items():
-            k = etcd_utils._encode(self.prefix + key)
+            k = _b64(self.prefix + key)
             if rev:
                 compare.append({'key': k, 'result': 'EQUAL',
                                 'target': 'MOD', 'mod_revision': rev})
@@ -113,11 +130,10 @@ class EtcdStore:
         for key, value in puts.items():
             data = json.dumps(value, sort_keys=True, separators=(',', ':'))
             success.append({'request_put': {
-                'key': etcd_utils._encode(self.prefix + key),
-                'value': etcd_utils._encode(data.encode('utf-8'))}})
+                'key': _b64(self.prefix + key), 'value': _b64(data)}})
         for key in deletes:
             success.append({'request_delete_range': {
-                'key': etcd_utils._encode(self.prefix + key)}})
+                'key': _b64(self.prefix + key)}})
         if not success:
             return
         resp = self._call(lambda c: c.transaction(

@@ -68,9 +68,9 @@ class Reconciler:
                     changes.append((key, None, cur.mod_revision))
             elif cur is None or cur.value != new:
                 changes.append((key, new, cur.mod_revision if cur else 0))
-        # Deletes of hosts first and puts of VLANs first inside a
-        # transaction make no difference to etcd; across chunks they keep
-        # each chunk valid on its own for the controller.
+        # Within one transaction order does not matter; when a full sync
+        # needs several, VLANs come before the attachments and hosts that
+        # use them (and go after them), so each one is valid on its own.
         changes.sort(key=_order)
         for i in range(0, len(changes), etcd_client.MAX_TXN_OPS):
             chunk = changes[i:i + etcd_client.MAX_TXN_OPS]
