@@ -6,6 +6,7 @@ port's host reachable on in-process switches."""
 
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -297,6 +298,21 @@ class TestNothingLost(P4FabricTestBase):
         self.assertEqual(vlan, keys()[key]['vlan'])
         self.assertEqual([vlan], keys()['ports/leaf1/3']['vlans'])
         wait_for(lambda: not self.mech.queue.pending(), what='empty queue')
+
+    def test_port_created_while_etcd_hangs_appears_after(self):
+        # etcd frozen (SIGSTOP): requests time out (etcd_timeout, 2 s here)
+        # instead of being refused.
+        net, vlan = self.make_net()
+        self.make_subnet(net)
+        ETCD.proc.send_signal(signal.SIGSTOP)
+        try:
+            port = self.make_port(net, host='compute1')
+            self.assertTrue(self.mech.queue.pending())
+        finally:
+            ETCD.proc.send_signal(signal.SIGCONT)
+        key = 'hosts/' + port['id']
+        wait_for(lambda: key in keys(), what=key)
+        self.assertEqual(vlan, keys()[key]['vlan'])
 
     def test_full_sync_repairs_what_changed_while_down(self):
         net, vlan = self.make_net()
