@@ -23,7 +23,9 @@ MAX_ATTEMPTS = 10
 
 class Reconciler:
     def __init__(self, store, load_desired):
-        """`load_desired()` returns {key: value} from Neutron's database."""
+        """`load_desired(scope)` returns {key: value} from Neutron's
+        database, right for every key in `scope` (it may leave out the
+        rest)."""
         self._store = store
         self._load_desired = load_desired
         self.conflicts = 0
@@ -42,7 +44,7 @@ class Reconciler:
 
     def _once(self, scope):
         _, current = self._store.snapshot()
-        want = self._load_desired()
+        want = self._load_desired(scope)
         keys = set()
         for entry in ([''] if scope is etcd_client.ALL else scope):
             if entry.endswith('/') or entry == '':

@@ -56,13 +56,20 @@ class P4FabricMechanismDriver(api.MechanismDriver):
 
     # -- reading Neutron --------------------------------------------------
 
-    def _load_desired(self):
+    def _load_desired(self, scope):
+        """The driver's keys from Neutron's database. Only what `scope`
+        needs is read: VLAN keys need networks and subnets, host and
+        attachment keys networks and ports."""
         plugin = directory.get_plugin()
         if plugin is None:
             raise etcd_client.EtcdUnavailable('ML2 plugin not loaded yet')
+        every = scope is etcd_client.ALL
+        vlans = every or any(k.startswith('vlans/') for k in scope)
+        others = every or any(not k.startswith('vlans/') for k in scope)
         ctx = n_context.get_admin_context()
         return m.desired(self.mapping, plugin.get_networks(ctx),
-                         plugin.get_subnets(ctx), plugin.get_ports(ctx),
+                         plugin.get_subnets(ctx) if vlans else [],
+                         plugin.get_ports(ctx) if others else [],
                          log=LOG)
 
     def _flush(self):

@@ -377,11 +377,11 @@ class TestNothingLost(P4FabricTestBase):
         put_raw(vlan_key, dict(good[vlan_key], name='stale1'))
         raced = []
 
-        def load_then_race():
+        def load_then_race(scope):
             if not raced:
                 raced.append(True)
                 put_raw(vlan_key, dict(good[vlan_key], name='stale2'))
-            return real()
+            return real(scope)
         self.mech.reconciler._load_desired = load_then_race
         self.assertTrue(self.mech.full_sync())
         self.assertEqual([True], raced)
@@ -395,9 +395,9 @@ class TestNothingLost(P4FabricTestBase):
         db = threading.Lock()
 
         def serialized(load):
-            def call():
+            def call(scope):
                 with db:
-                    return load()
+                    return load(scope)
             return call
         self.mech.reconciler._load_desired = serialized(real)
         other.reconciler._load_desired = serialized(
