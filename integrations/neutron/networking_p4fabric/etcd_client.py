@@ -200,8 +200,8 @@ class RetryQueue:
                 self._apply(scope)
             except Exception as e:  # noqa: BLE001 - retried, never lost
                 self.failures += 1
-                LOG.warning('p4fabric: etcd write of %s failed, will retry: '
-                            '%s', 'all keys' if scope is ALL else
+                LOG.warning('p4fabric: syncing %s to etcd failed, will '
+                            'retry: %s', 'all keys' if scope is ALL else
                             ', '.join(sorted(scope)), e)
                 return False
             with self._lock:

@@ -25,6 +25,10 @@ from networking_p4fabric import sync
 LOG = logging.getLogger(__name__)
 
 
+class PluginNotLoaded(RuntimeError):
+    """The sync at start ran before ML2 finished loading (retried)."""
+
+
 class P4FabricMechanismDriver(api.MechanismDriver):
 
     def initialize(self):
@@ -62,7 +66,7 @@ class P4FabricMechanismDriver(api.MechanismDriver):
         attachment keys networks and ports."""
         plugin = directory.get_plugin()
         if plugin is None:
-            raise etcd_client.EtcdUnavailable('ML2 plugin not loaded yet')
+            raise PluginNotLoaded('ML2 plugin not loaded yet')
         every = scope is etcd_client.ALL
         vlans = every or any(k.startswith('vlans/') for k in scope)
         others = every or any(not k.startswith('vlans/') for k in scope)
