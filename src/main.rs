@@ -36,6 +36,9 @@ enum Command {
     /// Follow a frame from one host to another through the installed
     /// entries of every switch: where it goes, or where and why it drops.
     Trace(cli::trace::TraceArgs),
+    /// Run the controller on simulated switches against the configuration
+    /// in etcd: rejected keys, convergence, and whether host A reaches B.
+    Check(cli::check::CheckArgs),
     /// Draw the fabric (Graphviz dot, or SVG through `dot`).
     Topology(cli::topology::TopologyArgs),
     /// Benchmarks that print figures.
@@ -78,6 +81,7 @@ async fn main() -> ExitCode {
         Command::Run(a) => cli::run::run(&a).await,
         Command::Demo(a) => cli::demo::run(&a).await,
         Command::Trace(a) => cli::trace::run(&a).await,
+        Command::Check(a) => cli::check::run(&a).await,
         Command::Topology(a) => cli::topology::run(&a).await,
         Command::Bench(c) => cli::bench::run(&c).await,
         Command::SimSwitches(a) => p4fabric::bench::sim::run(&a).await,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use super::document::Document;
 use super::EtcdArgs;
+use crate::config::keys::owner_of;
 use crate::config::store::{ConfigStore, StoreError};
 use crate::config::ConfigState;
 
@@ -15,7 +16,9 @@ pub struct ApplyArgs {
     /// The fabric YAML file.
     #[arg(short = 'f', long = "file")]
     pub file: PathBuf,
-    /// Also delete configuration keys that are not in the file.
+    /// Also delete configuration keys that are not in the file (except
+    /// keys another writer owns: values with an `owner` field, e.g.
+    /// Neutron's).
     #[arg(long)]
     pub prune: bool,
     /// Show what would change, write nothing.
@@ -35,7 +38,10 @@ pub struct Plan {
 }
 
 /// Compares the file's keys with etcd's. Values are compared as JSON, so a
-/// key another writer formatted differently is not a change.
+/// key another writer formatted differently is not a change. Pruning
+/// removes only the operator's keys: a value marked with an owner
+/// (`"owner": "neutron"`) belongs to that writer, which keeps it in step
+/// with its own database.
 pub fn plan(
     current: &BTreeMap<String, Vec<u8>>,
     wanted: &BTreeMap<String, Vec<u8>>,
@@ -54,9 +60,9 @@ pub fn plan(
     }
     if prune {
         p.removed = current
-            .keys()
-            .filter(|k| !wanted.contains_key(*k))
-            .cloned()
+            .iter()
+            .filter(|(k, v)| !wanted.contains_key(*k) && owner_of(v).is_none())
+            .map(|(k, _)| k.clone())
             .collect();
     }
     p
@@ -71,11 +77,12 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<()> {
 
     // The result must be valid as a whole, or the controller would reject
     // part of it: check the file merged with the keys it leaves alone.
-    let mut result = if args.prune {
-        BTreeMap::new()
-    } else {
-        current.clone()
-    };
+    // Pruning keeps keys another writer owns, so they count too.
+    let mut result: BTreeMap<String, Vec<u8>> = current
+        .iter()
+        .filter(|(_, v)| !args.prune || owner_of(v).is_some())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     result.extend(doc.raw.clone());
     // Problems etcd already has (say, a bad key Neutron wrote) are not the
     // file's doing: warn about them, refuse only new ones.
@@ -162,5 +169,30 @@ mod tests {
         assert_eq!(p.added, ["d"]);
         assert_eq!(p.removed, ["c"]);
         assert!(plan(&cur, &want, false).removed.is_empty());
+    }
+
+    #[test]
+    fn prune_leaves_keys_owned_by_another_writer() {
+        let cur: BTreeMap<String, Vec<u8>> = [
+            ("vlans/10".to_string(), br#"{"name":"op"}"#.to_vec()),
+            (
+                "vlans/20".to_string(),
+                br#"{"name":"net","owner":"neutron"}"#.to_vec(),
+            ),
+            (
+                "hosts/p1".to_string(),
+                br#"{"mac":"02:00:00:00:00:01","vlan":20,"attachment":{"port":"leaf1/3"},"owner":"neutron"}"#
+                    .to_vec(),
+            ),
+        ]
+        .into();
+        let p = plan(&cur, &BTreeMap::new(), true);
+        assert_eq!(p.removed, ["vlans/10"]);
+        // A key the file names is the operator's to write, owner or not.
+        let want: BTreeMap<String, Vec<u8>> =
+            [("vlans/20".to_string(), br#"{"name":"op20"}"#.to_vec())].into();
+        let p = plan(&cur, &want, true);
+        assert_eq!(p.changed, ["vlans/20"]);
+        assert_eq!(p.removed, ["vlans/10"]);
     }
 }

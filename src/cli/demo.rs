@@ -351,7 +351,8 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
     report.context("interrupted before the fabric converged")
 }
 
-fn etcd_args(endpoint: &str) -> EtcdArgs {
+/// CLI etcd arguments for one plain endpoint under the default prefix.
+pub(crate) fn etcd_args(endpoint: &str) -> EtcdArgs {
     EtcdArgs {
         endpoints: vec![endpoint.to_string()],
         prefix: DEFAULT_PREFIX.to_string(),

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod bench;
+pub mod check;
 pub mod demo;
 pub mod document;
 pub mod get;

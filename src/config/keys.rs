@@ -26,6 +26,24 @@ pub fn controller_owned(rel: &str) -> bool {
             .strip_prefix(ELECTION)
             .is_some_and(|r| r.is_empty() || r.starts_with('/'))
 }
+/// The marker field a writer other than the operator puts in the values it
+/// owns (`"owner": "neutron"`): `apply --prune` leaves such keys alone.
+/// It describes the key, not the fabric, so `decode` takes it off before
+/// the typed value is read (allowed on ports, lags, vlans, routes, hosts).
+pub const OWNER_FIELD: &str = "owner";
+
+/// The owner named in a raw value, if it is a JSON object with a string
+/// `owner` field.
+pub fn owner_of(raw: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<serde_json::Value>(raw).ok()? {
+        serde_json::Value::Object(mut m) => match m.remove(OWNER_FIELD)? {
+            serde_json::Value::String(s) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The directories of configuration keys (plus the single key `settings`).
 pub const CONFIG_DIRS: [&str; 7] = [
     "switches", "links", "ports", "lags", "vlans", "routes", "hosts",
@@ -125,8 +143,11 @@ impl ConfigKey {
 
     /// Decodes the raw value stored under this key.
     pub fn decode(&self, raw: &[u8]) -> Result<Item, String> {
-        let value: serde_json::Value =
+        let mut value: serde_json::Value =
             serde_json::from_slice(raw).map_err(|e| format!("invalid JSON: {e}"))?;
+        if self.may_have_owner() {
+            take_owner(&mut value)?;
+        }
         Ok(match self {
             ConfigKey::Settings => Item::Settings(typed(value)?),
             ConfigKey::Switch(_) => Item::Switch(typed(value)?),
@@ -139,6 +160,35 @@ impl ConfigKey {
             ConfigKey::Route(_) => Item::Route(typed(value)?),
             ConfigKey::Host(_) => Item::Host(typed(value)?),
         })
+    }
+}
+
+impl ConfigKey {
+    /// Kinds another writer (Neutron) may own and mark with `owner`.
+    pub fn may_have_owner(&self) -> bool {
+        matches!(
+            self,
+            ConfigKey::Port(_)
+                | ConfigKey::Lag(_)
+                | ConfigKey::Vlan(_)
+                | ConfigKey::Route(_)
+                | ConfigKey::Host(_)
+        )
+    }
+}
+
+/// Removes the `owner` marker from an object value; it must be a non-empty
+/// string.
+fn take_owner(value: &mut serde_json::Value) -> Result<(), String> {
+    let serde_json::Value::Object(m) = value else {
+        return Ok(());
+    };
+    match m.remove(OWNER_FIELD) {
+        None => Ok(()),
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(()),
+        Some(other) => Err(format!(
+            "`{OWNER_FIELD}` must be a non-empty string (the writer owning the key), not {other}"
+        )),
     }
 }
 
@@ -389,6 +439,46 @@ mod tests {
             .decode(br#"{"id":1,"members":["leaf1/5"],"mode":"access","vlan":10,"speed":9}"#)
             .unwrap_err();
         assert!(e.contains("speed"), "{e}");
+    }
+
+    #[test]
+    fn owner_marker_is_accepted_on_neutron_kinds_only() {
+        let cases: [(&str, &[u8]); 5] = [
+            ("vlans/10", br#"{"name":"net1","owner":"neutron"}"#),
+            (
+                "hosts/6f1c2a9e-0b7d",
+                br#"{"mac":"02:00:00:00:01:01","vlan":10,"attachment":{"port":"leaf1/3"},"owner":"neutron"}"#,
+            ),
+            ("ports/leaf1/3", br#"{"mode":"trunk","vlans":[10],"owner":"neutron"}"#),
+            (
+                "lags/bond1",
+                br#"{"id":1,"members":["leaf1/4"],"mode":"access","vlan":10,"owner":"neutron"}"#,
+            ),
+            ("routes/r1", br#"{"prefix":"0.0.0.0/0","next_hops":["10.0.10.254"],"owner":"neutron"}"#),
+        ];
+        for (key, raw) in cases {
+            let k = ConfigKey::parse(key).unwrap();
+            assert!(k.decode(raw).is_ok(), "{key}: {:?}", k.decode(raw));
+            assert_eq!(owner_of(raw).as_deref(), Some("neutron"));
+        }
+        // The marker does not change the value.
+        let v = ConfigKey::Vlan(10);
+        assert_eq!(
+            v.decode(br#"{"name":"n","owner":"neutron"}"#).unwrap(),
+            v.decode(br#"{"name":"n"}"#).unwrap()
+        );
+        let e = v.decode(br#"{"name":"n","owner":7}"#).unwrap_err();
+        assert!(e.contains("owner"), "{e}");
+        let e = v.decode(br#"{"name":"n","owner":""}"#).unwrap_err();
+        assert!(e.contains("owner"), "{e}");
+        // Switches are the operator's: an owner there is an unknown field.
+        let s = ConfigKey::Switch("leaf1".into());
+        let e = s
+            .decode(br#"{"address":"127.0.0.1:1","device_id":1,"role":"leaf","label":101,"owner":"neutron"}"#)
+            .unwrap_err();
+        assert!(e.contains("owner"), "{e}");
+        assert_eq!(owner_of(br#"{"name":"n"}"#), None);
+        assert_eq!(owner_of(b"not json"), None);
     }
 
     #[test]
