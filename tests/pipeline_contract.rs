@@ -284,6 +284,98 @@ fn problems(compiled: &p4i::P4Info, build: &Build) -> Vec<String> {
         }
     }
 
+    for m in &contract.meters {
+        let mname = name(&m.preamble);
+        let unit = |m: &p4i::Meter| m.spec.as_ref().map(|s| s.unit);
+        match compiled.meters.iter().find(|c| name(&c.preamble) == mname) {
+            Some(cm) if unit(cm) == unit(m) => {}
+            _ => problems.push(format!("meter {mname} missing or of another unit")),
+        }
+    }
+
+    // Nothing beyond the contract: no Tofino-specific `externs` (bf-p4c
+    // without --p4runtime-force-std-externs), no other tables, selectors,
+    // meters, digests, controller headers or entity kinds. NoAction is the
+    // one extra action p4c always lists.
+    let names = |v: Vec<&Option<p4i::Preamble>>| -> Vec<String> {
+        v.into_iter().map(|p| name(p).to_string()).collect()
+    };
+    let kinds = [
+        (
+            "table",
+            names(compiled.tables.iter().map(|e| &e.preamble).collect()),
+            names(contract.tables.iter().map(|e| &e.preamble).collect()),
+        ),
+        (
+            "action",
+            names(compiled.actions.iter().map(|e| &e.preamble).collect()),
+            names(contract.actions.iter().map(|e| &e.preamble).collect()),
+        ),
+        (
+            "action profile",
+            names(
+                compiled
+                    .action_profiles
+                    .iter()
+                    .map(|e| &e.preamble)
+                    .collect(),
+            ),
+            names(
+                contract
+                    .action_profiles
+                    .iter()
+                    .map(|e| &e.preamble)
+                    .collect(),
+            ),
+        ),
+        (
+            "meter",
+            names(compiled.meters.iter().map(|e| &e.preamble).collect()),
+            names(contract.meters.iter().map(|e| &e.preamble).collect()),
+        ),
+        (
+            "digest",
+            names(compiled.digests.iter().map(|e| &e.preamble).collect()),
+            names(contract.digests.iter().map(|e| &e.preamble).collect()),
+        ),
+        (
+            "controller header",
+            names(
+                compiled
+                    .controller_packet_metadata
+                    .iter()
+                    .map(|e| &e.preamble)
+                    .collect(),
+            ),
+            names(
+                contract
+                    .controller_packet_metadata
+                    .iter()
+                    .map(|e| &e.preamble)
+                    .collect(),
+            ),
+        ),
+    ];
+    for (kind, have, want) in kinds {
+        for h in have {
+            if !want.contains(&h) && !(kind == "action" && h == "NoAction") {
+                problems.push(format!("{kind} {h} is not in the contract"));
+            }
+        }
+    }
+    for (kind, n) in [
+        ("extern", compiled.externs.len()),
+        ("counter", compiled.counters.len()),
+        ("direct counter", compiled.direct_counters.len()),
+        ("direct meter", compiled.direct_meters.len()),
+        ("register", compiled.registers.len()),
+        ("value set", compiled.value_sets.len()),
+    ] {
+        if n != 0 {
+            problems.push(format!("{n} {kind}(s), the contract has none"));
+        }
+    }
+
     for d in &contract.digests {
         let dname = name(&d.preamble);
         let want: Option<Vec<(String, Option<i32>)>> = digest_members(d, &contract).map(|m| {
@@ -449,15 +541,19 @@ fn the_check_allows_only_the_documented_differences() {
         "{translated:?}"
     );
 
-    // A renamed table, a lost parameter, the wrong architecture.
+    // A renamed table, a lost parameter, the wrong architecture, a
+    // Tofino-specific extern left in.
     let mut broken = tna_form("tna");
     broken.tables[0].preamble.as_mut().unwrap().name = "FabricIngress.other".into();
     broken.actions[0].params.clear();
+    broken.externs.push(p4i::Extern::default());
     let found = problems(&broken, &TOFINO2);
     for want in [
         "pkg_info.arch",
         "table FabricIngress.port_classify.ports missing",
+        "table FabricIngress.other is not in the contract",
         "params",
+        "1 extern(s)",
     ] {
         assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
     }
