@@ -51,7 +51,7 @@ differs() {
 }
 
 report() {
-    echo "DIFFERS: $1 (run p4/compile.sh $3 and commit the outputs)" >&2
+    echo "DIFFERS: $1 (run p4/compile.sh${3:+ $3} and commit the outputs)" >&2
     case "$1" in
         *.bin) ;;
         *) diff -u "$1" "$2" | head -n 40 >&2 || true ;;
@@ -88,7 +88,7 @@ for t in tna:tofino t2na:tofino2; do
             continue
         fi
         # Every checked-in output except the compiler's logs (timings).
-        for f in $(cd "p4/build/$dir" && find . -type f ! -path '*/logs/*' | sort); do
+        for f in $(cd "p4/build/$dir" && find . -type f ! -path '*/logs/*' | sed 's@^\./@@' | sort); do
             if [ ! -f "$TMP/$dir/$f" ]; then
                 echo "DIFFERS: p4/build/$dir/$f is no longer produced" >&2
                 status=1
