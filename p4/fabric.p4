@@ -12,7 +12,7 @@
  */
 #include <core.p4>
 #include <v1model.p4>
-
+#include "include/arch_v1model.p4"
 #include "include/constants.p4"
 #include "include/headers.p4"
 #include "include/metadata.p4"

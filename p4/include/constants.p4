@@ -1,10 +1,10 @@
 /*
- * p4fabric pipeline: every constant, type and table size in one place.
+ * p4fabric pipeline: constants and types shared by every architecture.
  *
- * The controller (src/compile, src/p4rt) resolves names and widths from the
- * P4Info; the numeric values here that it must agree with (CPU port, clone
- * session, punt reasons, label space, multicast group ids) are listed in
- * docs/pipeline.md.
+ * Per architecture: port_t, CPU port, clone/mirror session, digest, meter
+ * colours and table sizes (include/arch_v1model.p4, tna/arch_tna.p4). The
+ * values the controller must agree with (CPU port, clone session, punt
+ * reasons, label space, multicast group ids) are listed in docs/pipeline.md.
  */
 #ifndef _FABRIC_CONSTANTS_P4_
 #define _FABRIC_CONSTANTS_P4_
@@ -13,7 +13,7 @@
 /* Types                                                                  */
 /* ---------------------------------------------------------------------- */
 
-typedef bit<9>   port_t;         /* v1model and Tofino ports are 9 bits   */
+/* port_t (9-bit ports) is declared per architecture: arch_v1model.p4 / arch_tna.p4 */
 typedef bit<48>  mac_addr_t;
 typedef bit<32>  ipv4_addr_t;
 typedef bit<128> ipv6_addr_t;
@@ -32,15 +32,15 @@ typedef bit<2>   acl_verdict_t;
 /* Ports, CPU, clone session, digest                                      */
 /* ---------------------------------------------------------------------- */
 
-/* bmv2: simple_switch_grpc --cpu-port 255 */
-const port_t   CPU_PORT = 255;
-/* I2E clone session that the agent programs to replicate to CPU_PORT.    */
-const bit<32>  CPU_CLONE_SESSION_ID = 511;
-/* Index of the field list preserved on clones to the CPU
- * (the @field_list(1) annotations in metadata.p4 must use the same value). */
-const bit<8>   CPU_CLONE_FIELD_LIST = 1;
-/* v1model digest receiver for mac_learn_digest_t. */
-const bit<32>  MAC_LEARN_DIGEST_RECEIVER = 1;
+/* Declared per architecture (include/arch_v1model.p4, tna/arch_tna.p4):
+ *   port_t                 9-bit port (TNA: P4Runtime-translated, 32 bits)
+ *   CPU_PORT               v1model 255; TNA: the device CPU port (-DCPU_PORT_ID)
+ *   CPU_CLONE_SESSION_ID   v1model: I2E clone session to the CPU port
+ *   CPU_MIRROR_SESSION_ID  TNA: ingress mirror session to the CPU port
+ *   MAC_LEARN_DIGEST_*     v1model digest receiver / TNA digest type
+ *   METER_COLOR_RED        the colour that stops a punt (v1model 2, TNA 3)
+ *   NO_PORT                port 0 (the src_mac ingress_port key on a LAG)
+ */
 
 /* Port types (port_classify.ports). */
 const port_type_t PORT_TYPE_NONE   = 0;   /* unconfigured: dropped       */
@@ -79,10 +79,10 @@ const punt_reason_t PUNT_TTL_EXPIRED = 5;
 const punt_reason_t PUNT_GLEAN       = 7;  /* routed to an unresolved host */
 const punt_reason_t PUNT_FOR_ROUTER  = 8;  /* addressed to a gateway address */
 
-/* v1model meter colours (V1MODEL_METER_COLOR_* in v1model.p4). */
-#define METER_COLOR_GREEN 0
-#define METER_COLOR_YELLOW 1
-const bit<2> METER_COLOR_RED    = 2;
+/* Meter colours: METER_COLOR_RED (the colour that stops a punt) is per   */
+/* architecture: 2 on v1model, 3 (MeterColor_t.RED) on TNA.              */
+
+
 
 /* ---------------------------------------------------------------------- */
 /* Ethertypes, IP protocols                                               */
@@ -118,37 +118,7 @@ const bit<8>       MPLS_DEFAULT_TTL = 64;
  * leaf: group id = VLAN id (1..4094); spine: SPINE_FLOOD_GROUP.          */
 #define SPINE_FLOOD_GROUP 4095
 
-/* ---------------------------------------------------------------------- */
-/* Table sizes                                                             */
-/* ---------------------------------------------------------------------- */
-
-/* ingress */
-#define PORTS_TABLE_SIZE          512
-#define PORT_VLAN_TABLE_SIZE      8192
-#define ACL_TABLE_SIZE            1024
-#define PUNT_METER_SIZE           256     /* indexed by punt reason       */
-#define SRC_MAC_TABLE_SIZE        16384
-#define ROUTER_MAC_TABLE_SIZE     4096
-#define IPV4_ROUTE_TABLE_SIZE     16384
-#define IPV6_ROUTE_TABLE_SIZE     8192
-#define NEXTHOP_TABLE_SIZE        4096
-#define ECMP_SELECTOR_SIZE        8192    /* members                      */
-#define ECMP_MAX_GROUP_SIZE       64
-#define FDB_TABLE_SIZE            16384
-#define LAG_TABLE_SIZE            1024
-#define LAG_SELECTOR_SIZE         4096
-#define LAG_MAX_GROUP_SIZE        16
-#define VLAN_FLOOD_TABLE_SIZE     4096
-#define MPLS_IN_TABLE_SIZE        64
-#define LABEL_FWD_TABLE_SIZE      4096
-#define FABRIC_SELECTOR_SIZE      8192
-#define FABRIC_MAX_GROUP_SIZE     64
-/* egress */
-#define PORT_LAG_TABLE_SIZE       512
-#define EGRESS_VLAN_TABLE_SIZE    8192
-#define FABRIC_PORTS_TABLE_SIZE   512
-
-/* Selector hash output width (bits). */
-#define SELECTOR_HASH_WIDTH       16
+/* Table sizes and the selector hash width: one file per target,
+ * include/sizes_v1model.p4, tna/sizes_tofino.p4, tna/sizes_tofino2.p4. */
 
 #endif /* _FABRIC_CONSTANTS_P4_ */

@@ -117,8 +117,8 @@ struct headers_t {
     tcp_t               tcp;
     udp_t               udp;
     icmp_t              icmp;
+    FABRIC_ARCH_HEADERS  /* arch_*.p4: TNA bridged metadata, CPU mirror */
 }
-
 /* MAC learning digest (P4Info digest "mac_learn_digest_t"). */
 struct mac_learn_digest_t {
     vlan_id_t  vlan_id;

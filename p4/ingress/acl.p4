@@ -25,7 +25,7 @@
 
 control Acl(inout headers_t hdr, inout fabric_metadata_t meta) {
 
-    meter(PUNT_METER_SIZE, MeterType.packets) punt_meter;
+    FABRIC_PUNT_METER(punt_meter);
 
     action punt(punt_reason_t reason) {
         meta.acl_verdict = ACL_PUNT;
@@ -90,7 +90,7 @@ control Acl(inout headers_t hdr, inout fabric_metadata_t meta) {
                 meta.punt_reason = meta.punt_req;
             }
             if (meta.to_cpu) {
-                punt_meter.execute_meter((bit<32>) meta.punt_reason, meta.punt_color);
+                FABRIC_METER_EXECUTE(punt_meter, meta.punt_reason, meta.punt_color);
                 if (meta.punt_color == METER_COLOR_RED) {
                     meta.to_cpu = false;
                 }

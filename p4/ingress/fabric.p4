@@ -98,8 +98,8 @@ control FabricMplsIn(inout headers_t hdr, inout fabric_metadata_t meta) {
 control FabricLabelFwd(inout headers_t hdr, inout fabric_metadata_t meta) {
 
     @name(".FabricIngress.fabric.fabric_selector")
-    @max_group_size(FABRIC_MAX_GROUP_SIZE)
-    action_selector(HashAlgorithm.crc16, FABRIC_SELECTOR_SIZE, SELECTOR_HASH_WIDTH) fabric_selector;
+    FABRIC_SELECTOR_ANNOTATION(FABRIC_MAX_GROUP_SIZE)
+    FABRIC_SELECTOR(fabric_selector, FABRIC_SELECTOR_SIZE, FABRIC_MAX_GROUP_SIZE, FABRIC_SELECTOR_GROUPS);
 
     @name(".FabricIngress.fabric.to_fabric_port")
     action to_fabric_port(port_t port, mac_addr_t smac, mac_addr_t dmac) {
@@ -126,7 +126,7 @@ control FabricLabelFwd(inout headers_t hdr, inout fabric_metadata_t meta) {
         actions = {
             to_fabric_port;
         }
-        implementation = fabric_selector;
+        implementation = FABRIC_SELECTOR_IMPL(fabric_selector);
         size = LABEL_FWD_TABLE_SIZE;
     }
 

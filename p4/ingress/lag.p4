@@ -15,8 +15,8 @@
 
 control Lag(inout headers_t hdr, inout fabric_metadata_t meta) {
 
-    @max_group_size(LAG_MAX_GROUP_SIZE)
-    action_selector(HashAlgorithm.crc16, LAG_SELECTOR_SIZE, SELECTOR_HASH_WIDTH) lag_selector;
+    FABRIC_SELECTOR_ANNOTATION(LAG_MAX_GROUP_SIZE)
+    FABRIC_SELECTOR(lag_selector, LAG_SELECTOR_SIZE, LAG_MAX_GROUP_SIZE, LAG_SELECTOR_GROUPS);
 
     action to_member(port_t port) {
         meta.egress_port = port;
@@ -45,7 +45,7 @@ control Lag(inout headers_t hdr, inout fabric_metadata_t meta) {
             to_member;
             to_leaf;
         }
-        implementation = lag_selector;
+        implementation = FABRIC_SELECTOR_IMPL(lag_selector);
         size = LAG_TABLE_SIZE;
     }
 

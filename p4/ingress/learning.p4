@@ -30,7 +30,7 @@ control Learning(inout headers_t hdr, inout fabric_metadata_t meta) {
         }
         const default_action = NoAction();
         size = SRC_MAC_TABLE_SIZE;
-        support_timeout = true;
+        FABRIC_IDLE_TIMEOUT = true;
     }
 
     apply {
@@ -43,7 +43,7 @@ control Learning(inout headers_t hdr, inout fabric_metadata_t meta) {
             if (meta.src_lag_id == 0) {
                 meta.learn_port = meta.ingress_port;
             } else {
-                meta.learn_port = 0;
+                meta.learn_port = NO_PORT;
             }
             if (!src_mac.apply().hit) {
                 meta.learn = true;

@@ -21,8 +21,8 @@
 
 control Routing(inout headers_t hdr, inout fabric_metadata_t meta) {
 
-    @max_group_size(ECMP_MAX_GROUP_SIZE)
-    action_selector(HashAlgorithm.crc16, ECMP_SELECTOR_SIZE, SELECTOR_HASH_WIDTH) ecmp_selector;
+    FABRIC_SELECTOR_ANNOTATION(ECMP_MAX_GROUP_SIZE)
+    FABRIC_SELECTOR(ecmp_selector, ECMP_SELECTOR_SIZE, ECMP_MAX_GROUP_SIZE, ECMP_SELECTOR_GROUPS);
 
     action set_routed() {
         meta.routed = true;
@@ -114,7 +114,7 @@ control Routing(inout headers_t hdr, inout fabric_metadata_t meta) {
         actions = {
             route_direct;
         }
-        implementation = ecmp_selector;
+        implementation = FABRIC_SELECTOR_IMPL(ecmp_selector);
         size = NEXTHOP_TABLE_SIZE;
     }
 
