@@ -31,6 +31,8 @@ for check in p4/check.sh; do
 done
 echo "== cargo test (everything but the bmv2 tier)"
 cargo test --workspace --exclude bmv2-tests -- --test-threads 2
+echo "== Neutron ML2 driver inside real Neutron (PyPI), real etcd, p4fabric check"
+bash integrations/neutron/run-tests.sh
 # The bmv2 tier runs as users run p4fabric: a release build. Where bmv2 is
 # missing its tests only print SKIPPED lines, so the quicker debug build does.
 if command -v simple_switch_grpc >/dev/null 2>&1 || [ -x /opt/p4/bin/simple_switch_grpc ]; then
