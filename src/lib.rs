@@ -14,6 +14,7 @@ pub mod ha;
 pub mod lab;
 pub mod net;
 pub mod p4rt;
+pub mod portstatus;
 pub mod protocols;
 pub mod testing;
 pub mod topo;

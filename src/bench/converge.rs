@@ -173,13 +173,13 @@ async fn commit(store: &EtcdStore, before: &Fabric, after: &Fabric) -> anyhow::R
 }
 
 pub async fn run(args: &ConvergeArgs) -> anyhow::Result<()> {
-    let doc = crate::cli::document::Document::read(&args.config)?;
+    let doc = crate::config::document::Document::read(&args.config)?;
     let mut fabric = doc.fabric.clone().context("configuration has no fabric")?;
     let dir = args
         .pipeline_dir
         .clone()
         .unwrap_or_else(Pipeline::default_dir);
-    if let Some(why) = crate::cli::demo::bmv2_missing(&dir, &fabric) {
+    if let Some(why) = crate::lab::bmv2_missing(&dir, &fabric) {
         println!("SKIPPED: bench converge needs bmv2: {why}");
         return Ok(());
     }

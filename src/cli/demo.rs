@@ -12,15 +12,15 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use super::apply::ApplyArgs;
-use super::document::Document;
 use super::EtcdArgs;
+use crate::config::document::Document;
 use crate::config::etcd::EtcdOptions;
 use crate::config::status::{ControllerStatus, StatusWriter};
 use crate::config::watch::{ConfigWatch, Tuning};
@@ -111,34 +111,6 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Why the real demo cannot run here, with where the missing piece comes
-/// from; `None` when it can.
-pub fn bmv2_missing(pipeline_dir: &Path, fabric: &Fabric) -> Option<String> {
-    if let Some(why) = crate::lab::missing_prerequisite() {
-        let origin = if why.contains("simple_switch_grpc") {
-            "\n  bmv2 comes from p4lang/behavioral-model built with P4Runtime support \
-             (p4lang/PI, ./configure --with-pi); it is not packaged in Debian: build it by \
-             hand and put simple_switch_grpc on PATH or in /opt/p4/bin"
-        } else if why.contains("root") {
-            "\n  run the demo as root (sudo bash .ci/demo.sh)"
-        } else {
-            ""
-        };
-        return Some(format!("{why}{origin}"));
-    }
-    for sw in fabric.switches.values() {
-        let json = pipeline_dir.join(format!("{}.json", sw.pipeline));
-        if !json.exists() {
-            return Some(format!(
-                "{} missing: the bmv2 JSON of the pipeline comes from p4/compile.sh \
-                 (p4c's p4c-bm2-ss, p4lang/p4c)",
-                json.display()
-            ));
-        }
-    }
-    None
-}
-
 /// The switches the controller programs: real bmv2 or in-process targets.
 enum Switches {
     Real(Box<LabFabric>),
@@ -159,7 +131,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
     let why_simulated = if args.simulate {
         Some("--simulate given".to_string())
     } else {
-        bmv2_missing(&pipeline_dir, &fabric)
+        crate::lab::bmv2_missing(&pipeline_dir, &fabric)
     };
     let simulated = why_simulated.is_some();
     if let Some(why) = &why_simulated {

@@ -4,7 +4,6 @@
 pub mod apply;
 pub mod bench;
 pub mod demo;
-pub mod document;
 pub mod get;
 pub mod run;
 pub mod status;

@@ -2,6 +2,8 @@
 //! state, stores (etcd; file for the embedded default), the watcher that
 //! feeds changes to the controller, and the status written back.
 
+pub mod apply;
+pub mod document;
 pub mod etcd;
 pub mod file;
 pub mod keys;

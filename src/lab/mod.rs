@@ -339,3 +339,31 @@ pub fn init_test_logging() {
             .try_init();
     }
 }
+
+/// Why the real demo cannot run here, with where the missing piece comes
+/// from; `None` when it can.
+pub fn bmv2_missing(pipeline_dir: &Path, fabric: &crate::config::Fabric) -> Option<String> {
+    if let Some(why) = missing_prerequisite() {
+        let origin = if why.contains("simple_switch_grpc") {
+            "\n  bmv2 comes from p4lang/behavioral-model built with P4Runtime support \
+             (p4lang/PI, ./configure --with-pi); it is not packaged in Debian: build it by \
+             hand and put simple_switch_grpc on PATH or in /opt/p4/bin"
+        } else if why.contains("root") {
+            "\n  run the demo as root (sudo bash .ci/demo.sh)"
+        } else {
+            ""
+        };
+        return Some(format!("{why}{origin}"));
+    }
+    for sw in fabric.switches.values() {
+        let json = pipeline_dir.join(format!("{}.json", sw.pipeline));
+        if !json.exists() {
+            return Some(format!(
+                "{} missing: the bmv2 JSON of the pipeline comes from p4/compile.sh \
+                 (p4c's p4c-bm2-ss, p4lang/p4c)",
+                json.display()
+            ));
+        }
+    }
+    None
+}

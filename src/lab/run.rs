@@ -26,14 +26,13 @@ use tokio::task::JoinHandle;
 use super::reach::Probe;
 use super::readback::{self, Convergence};
 use super::{LabFabric, LabOptions};
-use crate::cli::apply::ApplyArgs;
-use crate::cli::EtcdArgs;
 use crate::compile::{self, HostEntry, Hosts};
+use crate::config::document::Document;
 use crate::config::etcd::{EtcdOptions, EtcdStore};
 use crate::config::keys::STATUS_DIR;
 use crate::config::status::{paths, HostStatus, ObservedStatus};
 use crate::config::watch::{ConfigWatch, Tuning};
-use crate::config::{Fabric, DEFAULT_PREFIX};
+use crate::config::Fabric;
 use crate::controller::{Controller, ControllerOptions, SharedMetrics};
 use crate::net::MacAddr;
 use crate::p4rt::{Pipeline, SwitchEntities};
@@ -122,18 +121,6 @@ impl LabRun {
         self.etcd.endpoint()
     }
 
-    pub fn etcd_args(&self) -> EtcdArgs {
-        EtcdArgs {
-            endpoints: vec![self.endpoint()],
-            prefix: DEFAULT_PREFIX.into(),
-            ca: None,
-            cert: None,
-            key: None,
-            user: None,
-            password: None,
-        }
-    }
-
     /// Writes `fabric` to etcd as `p4fabric apply --prune` does; switches
     /// the lab runs get their real addresses.
     pub async fn apply(&mut self, fabric: &Fabric) -> Result<()> {
@@ -141,13 +128,7 @@ impl LabRun {
         self.lab.wire_config(&mut fabric);
         let file = self.dir.path().join("fabric.yaml");
         std::fs::write(&file, serde_yaml::to_string(&fabric)?)?;
-        crate::cli::apply::run(&ApplyArgs {
-            file,
-            prune: true,
-            dry_run: false,
-            etcd: self.etcd_args(),
-        })
-        .await?;
+        apply_file(&self.endpoint(), &file).await?;
         self.fabric = fabric;
         Ok(())
     }
@@ -285,11 +266,23 @@ pub async fn wait_converged_with_status(
     readback::poll_converged(timeout, || check_with_status(fabric, pipelines, endpoint)).await
 }
 
+/// Checks the fabric file at `path` and writes it to etcd at `endpoint` as
+/// `p4fabric apply --prune` does.
+pub async fn apply_file(endpoint: &str, path: &std::path::Path) -> Result<()> {
+    let doc = Document::read(path)?;
+    if !doc.problems.is_empty() {
+        anyhow::bail!("{}: {}", path.display(), doc.problems.join("; "));
+    }
+    let store = EtcdOptions::new([endpoint.to_string()]).connect().await?;
+    crate::config::apply::apply(&store, &doc, true, false).await?;
+    Ok(())
+}
+
 /// examples/fabric.yaml (the demo topology) as `p4fabric demo` runs it:
 /// srv1 on an LACP bond (the lab bond runs the server side of LACP).
 pub fn demo_fabric() -> Result<Fabric> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fabric.yaml");
-    let doc = crate::cli::document::Document::read(path.as_ref())?;
+    let doc = Document::read(path.as_ref())?;
     doc.fabric.context("examples/fabric.yaml has no fabric")
 }
 

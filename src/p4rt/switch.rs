@@ -38,8 +38,9 @@ pub enum OpError {
     Encode(String),
     #[error("switch refused: {0}")]
     Refused(UpdateError),
+    /// The whole Write call failed (every update of the batch gets it).
     #[error("write call failed: {0}")]
-    Call(String),
+    Call(#[source] std::sync::Arc<ClientError>),
 }
 
 impl OpError {
@@ -118,9 +119,9 @@ pub async fn write_ops_with(
                     .chain(std::iter::repeat_with(|| Ok(()))),
             ),
             Err(WriteError::Call(e)) => {
-                let msg = e.to_string();
+                let e = std::sync::Arc::new(e);
                 Box::new(std::iter::repeat_with(move || {
-                    Err(OpError::Call(msg.clone()))
+                    Err(OpError::Call(e.clone()))
                 }))
             }
         };
