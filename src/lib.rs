@@ -5,16 +5,17 @@
 //! P4Runtime (`p4rt`).
 
 pub mod agent;
+#[cfg(feature = "testkit")]
 pub mod bench;
 pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod controller;
 pub mod ha;
-pub mod lab;
 pub mod net;
 pub mod p4rt;
 pub mod portstatus;
 pub mod protocols;
-pub mod testing;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod topo;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use bmv2_tests::readback;
 use bmv2_tests::{packet, reach};
 use p4fabric::config::Fabric;
-use p4fabric::lab::run::{LabController, LabRun};
 use p4fabric::p4rt::SwitchEntities;
+use p4fabric::testkit::lab::run::{LabController, LabRun};
 
 const FABRIC: &str = r#"
 switches:
@@ -103,7 +103,7 @@ fn pings_ok(run: &LabRun, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silently() {
     p4fabric::require_lab_run!();
-    p4fabric::lab::init_test_logging();
+    p4fabric::testkit::lab::init_test_logging();
     let t0 = Instant::now();
     let mut fabric: Fabric = serde_yaml::from_str(FABRIC).expect("fabric");
     let prefix = format!("e2e{}-", bmv2_tests::unique_tag());

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bmv2_tests::protocols::{assert_outages, assert_reachable, ip, start, wait_for};
-use p4fabric::lab::run::{observations, probe};
+use p4fabric::testkit::lab::run::{observations, probe};
 use p4fabric::topo::LinkId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

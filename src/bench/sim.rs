@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::Context;
 
-use crate::p4rt::target::TestTarget;
+use crate::testkit::sim::SimSwitch;
 
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
@@ -21,7 +21,7 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
     let mut targets = Vec::with_capacity(args.device_ids.len());
     let mut out = std::io::stdout().lock();
     for id in &args.device_ids {
-        let t = TestTarget::start(*id).await.context("starting a target")?;
+        let t = SimSwitch::start(*id).await.context("starting a target")?;
         writeln!(out, "{id} {}", t.addr())?;
         targets.push(t);
     }

@@ -6,7 +6,7 @@
 //! in-process; once every switch is read back equal to its compiled state,
 //! a real ping matrix and the status table. Without bmv2 it says what is
 //! missing and runs the SIMULATED demo: the same topology on in-process
-//! P4Runtime test targets, the same controller, and the forwarding checker
+//! P4Runtime switches, the same controller, and the forwarding checker
 //! walking the entities read back from the targets — labelled as such
 //! everywhere, never passed off as pings.
 
@@ -26,12 +26,12 @@ use crate::config::status::{ControllerStatus, StatusWriter};
 use crate::config::watch::{ConfigWatch, Tuning};
 use crate::config::{Fabric, LagMode, DEFAULT_PREFIX};
 use crate::controller::{Controller, ControllerOptions, SharedMetrics};
-use crate::lab::reach::{self, ProbeResult};
-use crate::lab::readback::{self, Convergence};
-use crate::lab::{LabFabric, LabOptions};
-use crate::p4rt::target::TestTarget;
 use crate::p4rt::Pipeline;
-use crate::testing::EtcdServer;
+use crate::testkit::lab::reach::{self, ProbeResult};
+use crate::testkit::lab::readback::{self, Convergence};
+use crate::testkit::lab::{LabFabric, LabOptions};
+use crate::testkit::sim::SimSwitch;
+use crate::testkit::EtcdServer;
 use crate::topo::{ObservedState, Topology};
 
 /// Printed with everything the simulated demo shows.
@@ -111,10 +111,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The switches the controller programs: real bmv2 or in-process targets.
+/// The switches the controller programs: real bmv2 or simulated switches.
 enum Switches {
     Real(Box<LabFabric>),
-    Simulated(#[allow(dead_code)] Vec<TestTarget>),
+    Simulated(#[allow(dead_code)] Vec<SimSwitch>),
 }
 
 /// Runs the demo until `stop` resolves (or once, with `args.once`), then
@@ -131,7 +131,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
     let why_simulated = if args.simulate {
         Some("--simulate given".to_string())
     } else {
-        crate::lab::bmv2_missing(&pipeline_dir, &fabric)
+        crate::testkit::lab::bmv2_missing(&pipeline_dir, &fabric)
     };
     let simulated = why_simulated.is_some();
     if let Some(why) = &why_simulated {
@@ -177,7 +177,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
                     .parse()
                     .with_context(|| format!("{name}: address {} is not IP:PORT", sw.address))?
             };
-            let t = TestTarget::start_on(sw.device_id, addr)
+            let t = SimSwitch::start_on(sw.device_id, addr)
                 .await
                 .with_context(|| format!("{name}: cannot listen on {addr} (busy?)"))?;
             sw.address = t.addr().to_string();
@@ -273,7 +273,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
     let converge = async {
         match &etcd {
             Some(e) => {
-                crate::lab::run::wait_converged_with_status(
+                crate::testkit::lab::run::wait_converged_with_status(
                     &fabric,
                     &pipelines,
                     &e.endpoint(),

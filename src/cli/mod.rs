@@ -2,7 +2,9 @@
 //! and dispatches to the `run` function of each module here.
 
 pub mod apply;
+#[cfg(feature = "testkit")]
 pub mod bench;
+#[cfg(feature = "testkit")]
 pub mod demo;
 pub mod get;
 pub mod run;

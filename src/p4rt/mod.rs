@@ -2,7 +2,6 @@
 //! switch client.
 
 pub mod codec;
-pub mod conformance;
 pub mod entity;
 pub mod intern;
 pub mod p4info;
@@ -12,7 +11,6 @@ pub use codec::CodecError;
 pub use entity::*;
 pub use p4info::{P4InfoError, P4InfoRegistry};
 pub mod backoff;
-pub mod chaos;
 pub mod client;
 
 pub use client::{
@@ -20,6 +18,5 @@ pub use client::{
 };
 pub mod switch;
 
-pub use switch::{read_all, write_ops, OpError, PacketIn, UpdateKind};
-pub mod target;
 pub use pipeline::Pipeline;
+pub use switch::{read_all, write_ops, OpError, PacketIn, UpdateKind};

@@ -36,7 +36,7 @@ use crate::config::Fabric;
 use crate::controller::{Controller, ControllerOptions, SharedMetrics};
 use crate::net::MacAddr;
 use crate::p4rt::{Pipeline, SwitchEntities};
-use crate::testing::EtcdServer;
+use crate::testkit::EtcdServer;
 use crate::topo::{FloodTree, LinkId, ObservedState, Topology};
 
 /// Why an end-to-end test cannot run here: bmv2, root, etcd or the compiled
@@ -65,8 +65,8 @@ pub fn missing() -> Option<String> {
 #[macro_export]
 macro_rules! require_lab_run {
     () => {
-        if let Some(why) = $crate::lab::run::missing() {
-            $crate::lab::say_skipped(module_path!(), &why);
+        if let Some(why) = $crate::testkit::lab::run::missing() {
+            $crate::testkit::lab::say_skipped(module_path!(), &why);
             return;
         }
     };

@@ -72,8 +72,8 @@ pub fn say_skipped(test: &str, why: &str) {
 #[macro_export]
 macro_rules! require_bmv2 {
     () => {
-        if let Some(why) = $crate::lab::missing_prerequisite() {
-            $crate::lab::say_skipped(module_path!(), &why);
+        if let Some(why) = $crate::testkit::lab::missing_prerequisite() {
+            $crate::testkit::lab::say_skipped(module_path!(), &why);
             return;
         }
     };
