@@ -1,5 +1,8 @@
 //! The `p4fabric` subcommands. `main.rs` holds the clap `Subcommand` enum
 //! and dispatches to the `run` function of each module here.
+//!
+//! May use: everything; `demo` and `bench` (feature `testkit`) also the
+//! test kit and `crate::bench`. Nothing uses the CLI.
 
 pub mod apply;
 #[cfg(feature = "testkit")]

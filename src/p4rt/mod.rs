@@ -1,5 +1,9 @@
 //! P4Runtime: entities by name, the P4Info registry, value encoding, and the
-//! switch client.
+//! switch client (batched writes, reads); `UpdateKind`, the project's one
+//! update kind.
+//!
+//! May use: nothing of ours (the generated `p4runtime-proto`). The
+//! simulated switch that tests run it against is in the test kit.
 
 pub mod codec;
 pub mod entity;

@@ -5,8 +5,12 @@
 //! its ports is a veth pair: the switch end stays in the root namespace
 //! (where bmv2 reads it), the far end lives in a network namespace the
 //! harness creates, where tests send and receive raw frames (AF_PACKET).
-//! Everything is removed on drop. Read `shared/LAB-NOTES.md`: links are cut
-//! by taking down the *far* end, never the one bmv2 reads.
+//! Everything is removed on drop. Read docs/lab.md ("Facts about this
+//! machine"): links are cut by taking down the *far* end, never the one
+//! bmv2 reads.
+//!
+//! May use: the production modules (config, compile, controller, the
+//! P4Runtime client) and the rest of the test kit.
 
 pub mod bond;
 pub mod fabric;
@@ -298,7 +302,7 @@ impl Bmv2Switch {
     }
 
     /// Carrier loss on `port`, done by taking down the far end (bmv2 keeps
-    /// reading its own end; see LAB-NOTES).
+    /// reading its own end; see docs/lab.md).
     pub fn set_link(&self, port: u32, up: bool) -> Result<()> {
         let far = self
             .far_ifname(port)
