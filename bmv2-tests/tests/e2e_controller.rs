@@ -184,6 +184,18 @@ async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silent
         run.apply(&fabric).await.expect("apply");
         let after = converge(&run, what).await;
         agents_settle(&ctl, what).await;
+        // The metrics are published every status interval: the switches
+        // may hold the change before they show it (the writes counted
+        // would be those of the previous publication).
+        let total: usize = after.values().map(|m| m.len()).sum();
+        assert!(
+            until(Duration::from_secs(10), || async {
+                ctl.entities_installed() == total
+            })
+            .await,
+            "{what}: agents report {} entities, the switches hold {total}",
+            ctl.entities_installed()
+        );
         let written = ctl.writes() - writes_before;
         let d = delta(&before, &after);
         assert!(d > 0, "{what}: nothing changed on the switches");
@@ -191,7 +203,6 @@ async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silent
             written, d,
             "{what}: {written} writes for a delta of {d} entities"
         );
-        let total: usize = after.values().map(|m| m.len()).sum();
         eprintln!("{what}: {written} writes (of {total} entities)");
         before = after;
     }

@@ -410,6 +410,13 @@ impl LabController {
         m.agents.values().map(|a| a.counters.updates_written).sum()
     }
 
+    /// Entities the agents believe their switches hold, in all (as of the
+    /// last status publication).
+    pub fn entities_installed(&self) -> usize {
+        let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        m.agents.values().map(|a| a.installed).sum()
+    }
+
     /// What the control protocols handled so far (as of the last status
     /// publication).
     pub fn protocol_counters(&self) -> crate::protocols::Counters {
