@@ -235,7 +235,7 @@ pub async fn run(args: &WriteArgs) -> anyhow::Result<()> {
         (
             addr,
             args.device_id,
-            "in-process P4Runtime target (SIMULATED, child process)",
+            "simulated P4Runtime switch (SIMULATED, child process)",
         )
     };
     println!(

@@ -7,7 +7,7 @@
 //! a real ping matrix and the status table. Without bmv2 it says what is
 //! missing and runs the SIMULATED demo: the same topology on in-process
 //! P4Runtime switches, the same controller, and the forwarding checker
-//! walking the entities read back from the targets — labelled as such
+//! walking the entities read back from them — labelled as such
 //! everywhere, never passed off as pings.
 
 use std::collections::BTreeMap;
