@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # p4fabric's test command (README: "run the tests"). Installs what the tests
 # need on a Debian machine, then runs formatting, lints and every test tier:
-# unit/property tests, real etcd, the in-process P4Runtime target, and the
+# unit/property tests, real etcd, simulated P4Runtime switches, and the
 # bmv2 tests (which say SKIPPED where simple_switch_grpc is not installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== the production library builds without the test kit (src/testkit)"
+cargo clippy -p p4fabric --lib --no-default-features -- -D warnings
 echo "== compiled P4 outputs match the sources (where p4c is installed)"
 for check in p4/check.sh; do
     if [ -f "$check" ]; then bash "$check"; fi

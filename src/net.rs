@@ -1,9 +1,28 @@
-//! Small network value types shared by every layer.
+//! Small network values shared by every layer: MAC addresses, the
+//! ethertypes the fabric handles, which frames are control frames.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub const ETH_IPV4: u16 = 0x0800;
+pub const ETH_ARP: u16 = 0x0806;
+pub const ETH_VLAN: u16 = 0x8100;
+pub const ETH_IPV6: u16 = 0x86dd;
+pub const ETH_SLOW: u16 = 0x8809;
+pub const ETH_LLDP: u16 = 0x88cc;
+
+/// Discovery and LACP frames (untagged LLDP, slow protocols): the control
+/// traffic that must not queue behind an ARP / ND storm, in either
+/// direction. The one frame classification below the protocols: agents
+/// queue these first.
+pub fn is_control_frame(frame: &[u8]) -> bool {
+    matches!(
+        frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]])),
+        Some(ETH_LLDP | ETH_SLOW)
+    )
+}
 
 /// An Ethernet MAC address, written `aa:bb:cc:dd:ee:ff` in config and logs.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -1,4 +1,4 @@
-//! Switch agents against in-process targets: convergence under injected
+//! Switch agents against simulated switches: convergence under injected
 //! failures, isolation of slow switches, latest-wins coalescing, restarts.
 
 mod common;
@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use common::*;
 use p4fabric::agent::Desired;
-use p4fabric::p4rt::chaos::{self, ChaosConfig};
-use p4fabric::p4rt::target::{Faults, TestTarget};
 use p4fabric::p4rt::*;
+use p4fabric::testkit::chaos::{self, ChaosConfig};
+use p4fabric::testkit::sim::{Faults, SimSwitch};
 
 #[tokio::test]
 async fn converges_exactly_after_chaos() {
     for seed in [1u64, 2, 3] {
         let targets = [
-            TestTarget::start(1).await.unwrap(),
-            TestTarget::start(2).await.unwrap(),
-            TestTarget::start(3).await.unwrap(),
+            SimSwitch::start(1).await.unwrap(),
+            SimSwitch::start(2).await.unwrap(),
+            SimSwitch::start(3).await.unwrap(),
         ];
         let agents: Vec<_> = targets.iter().map(|t| start_agent(t, 10).0).collect();
         let want = Arc::new(desired(50, seed));
@@ -26,7 +26,7 @@ async fn converges_exactly_after_chaos() {
             desire(a, 1, &want);
         }
         // Change the desired state while the switches misbehave.
-        let refs: Vec<&TestTarget> = targets.iter().collect();
+        let refs: Vec<&SimSwitch> = targets.iter().collect();
         let cfg = ChaosConfig::new(seed);
         let final_want = Arc::new(desired(60, seed + 1));
         let (log, ()) = tokio::join!(chaos::run(&refs, &cfg), async {
@@ -50,8 +50,8 @@ async fn converges_exactly_after_chaos() {
 
 #[tokio::test]
 async fn slow_switch_does_not_delay_a_fast_one() {
-    let slow = TestTarget::start(1).await.unwrap();
-    let fast = TestTarget::start(2).await.unwrap();
+    let slow = SimSwitch::start(1).await.unwrap();
+    let fast = SimSwitch::start(2).await.unwrap();
     slow.set_faults(Faults {
         delay: Duration::from_secs(3),
         ..Default::default()
@@ -77,7 +77,7 @@ async fn slow_switch_does_not_delay_a_fast_one() {
 
 #[tokio::test]
 async fn latest_desired_state_wins_and_stale_ones_are_skipped() {
-    let t = TestTarget::start(1).await.unwrap();
+    let t = SimSwitch::start(1).await.unwrap();
     let (a, _) = start_agent(&t, 10);
     a.set_desired(Desired {
         generation: 1,
@@ -112,7 +112,7 @@ async fn latest_desired_state_wins_and_stale_ones_are_skipped() {
 
 #[tokio::test]
 async fn restarted_controller_writes_nothing_when_nothing_changed() {
-    let t = TestTarget::start(1).await.unwrap();
+    let t = SimSwitch::start(1).await.unwrap();
     let want = Arc::new(desired(30, 0));
     let (a, _) = start_agent(&t, 10);
     desire(&a, 1, &want);
@@ -140,7 +140,7 @@ async fn restarted_controller_writes_nothing_when_nothing_changed() {
 
 #[tokio::test]
 async fn switch_restart_is_restored_and_strays_are_removed() {
-    let t = TestTarget::start(1).await.unwrap();
+    let t = SimSwitch::start(1).await.unwrap();
     let want = Arc::new(desired(10, 0));
     let (a, _) = start_agent(&t, 10);
     desire(&a, 1, &want);
@@ -178,7 +178,7 @@ async fn switch_restart_is_restored_and_strays_are_removed() {
 /// and the session survives (no reconnect-and-reread loop).
 #[tokio::test]
 async fn a_full_table_refuses_the_excess_and_the_session_survives() {
-    let t = TestTarget::start(7).await.unwrap();
+    let t = SimSwitch::start(7).await.unwrap();
     let (a, _events) = start_agent(&t, 10);
     let want = Arc::new(desired(1500, 0)); // TestIngress.dmac holds 1024
     desire(&a, 1, &want);
@@ -212,12 +212,12 @@ async fn a_full_table_refuses_the_excess_and_the_session_survives() {
 #[tokio::test]
 async fn a_full_pass_waits_for_a_bulk_permit_while_packet_io_goes_on() {
     use p4fabric::agent::SessionState;
-    use p4fabric::testing::within;
+    use p4fabric::testkit::within;
     use p4runtime_proto::v1 as p4;
 
     let permits = Arc::new(tokio::sync::Semaphore::new(1));
     let held = permits.clone().acquire_owned().await.unwrap();
-    let t = TestTarget::start(1).await.unwrap();
+    let t = SimSwitch::start(1).await.unwrap();
     let mut cfg = agent_config(&t, 10);
     cfg.bulk_permits = Some(permits.clone());
     let a = spawn(cfg);
@@ -280,7 +280,7 @@ async fn a_full_pass_waits_for_a_bulk_permit_while_packet_io_goes_on() {
 /// per-agent one: no re-read before it (here 1 h against 50 ms).
 #[tokio::test]
 async fn a_fabric_wide_resync_interval_holds_back_resyncs() {
-    let t = TestTarget::start(1).await.unwrap();
+    let t = SimSwitch::start(1).await.unwrap();
     let mut cfg = agent_config(&t, 10);
     cfg.resync_interval = Duration::from_millis(50);
     let fabric = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -309,7 +309,7 @@ async fn a_fabric_wide_resync_interval_holds_back_resyncs() {
 #[tokio::test]
 async fn a_resync_waits_for_a_bulk_permit_and_single_changes_do_not() {
     let permits = Arc::new(tokio::sync::Semaphore::new(1));
-    let t = TestTarget::start(1).await.unwrap();
+    let t = SimSwitch::start(1).await.unwrap();
     let mut cfg = agent_config(&t, 10);
     cfg.resync_interval = Duration::from_millis(50);
     cfg.bulk_permits = Some(permits.clone());
@@ -334,7 +334,7 @@ async fn a_resync_waits_for_a_bulk_permit_and_single_changes_do_not() {
     assert_eq!(t.entities(), *want);
     drop(held);
     assert!(
-        p4fabric::testing::within(Duration::from_secs(2), || t.stats().read_rpcs > reads)
+        p4fabric::testkit::within(Duration::from_secs(2), || t.stats().read_rpcs > reads)
             .await
             .is_some(),
         "the resync never ran once the permit was free"
@@ -348,7 +348,7 @@ async fn a_resync_waits_for_a_bulk_permit_and_single_changes_do_not() {
 /// is free for the next switch, and the first pass takes one again.
 #[tokio::test]
 async fn after_the_read_back_nothing_is_written_before_a_desired_state() {
-    let t = TestTarget::start(1).await.unwrap();
+    let t = SimSwitch::start(1).await.unwrap();
     // The switch runs the pipeline and holds entries (a previous
     // controller's).
     let held = Arc::new(desired(10, 0));

@@ -14,7 +14,7 @@ use p4fabric::config::status::{ControllerStatus, SessionState, StatusWriter, Swi
 use p4fabric::config::store::ConfigStore;
 use p4fabric::config::watch::{spawn_etcd_feed, ConfigWatch, Feed, Tuning};
 use p4fabric::config::{Change, ConfigState, Fabric};
-use p4fabric::testing::EtcdServer;
+use p4fabric::testkit::EtcdServer;
 
 fn example_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/fabric.yaml")
@@ -674,7 +674,7 @@ async fn user_and_password_authentication() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(tls) = p4fabric::testing::etcd::TlsFiles::generate(dir.path()) else {
+    let Some(tls) = p4fabric::testkit::etcd::TlsFiles::generate(dir.path()) else {
         println!("SKIPPED: openssl not found (apt-get install openssl)");
         return;
     };

@@ -10,8 +10,8 @@ use p4fabric::compile;
 use p4fabric::config::watch::ConfigUpdate;
 use p4fabric::config::{ConfigState, Fabric};
 use p4fabric::controller::{Controller, ControllerOptions};
-use p4fabric::p4rt::target::TestTarget;
 use p4fabric::p4rt::{Pipeline, SwitchEntities};
+use p4fabric::testkit::sim::SimSwitch;
 use p4fabric::topo::{ObservedState, Topology};
 use tokio::sync::{oneshot, watch};
 
@@ -38,10 +38,10 @@ fn example() -> Fabric {
 /// and no LACP partner ever answers (LACP members are out of sync).
 /// One in-process switch per configured switch; the config is pointed at
 /// their addresses.
-async fn start_targets(fabric: &mut Fabric) -> Vec<(String, TestTarget)> {
+async fn start_targets(fabric: &mut Fabric) -> Vec<(String, SimSwitch)> {
     let mut targets = Vec::new();
     for (name, sw) in fabric.switches.iter_mut() {
-        let t = TestTarget::start(sw.device_id).await.unwrap();
+        let t = SimSwitch::start(sw.device_id).await.unwrap();
         sw.address = t.addr().to_string();
         targets.push((name.clone(), t));
     }
@@ -69,7 +69,7 @@ fn update(f: &Fabric, rev: i64) -> ConfigUpdate {
 }
 
 async fn all_hold(
-    targets: &[(String, TestTarget)],
+    targets: &[(String, SimSwitch)],
     want: &std::collections::BTreeMap<String, SwitchEntities>,
     timeout: Duration,
 ) -> Result<(), String> {
@@ -341,7 +341,7 @@ async fn protocols_answer_arp_and_learn_from_digests_through_the_controller() {
 /// LLDP packet-out of a fabric port comes back as a DISCOVERY packet-in at
 /// the far end.
 fn wire_probes(
-    targets: Arc<Vec<(String, TestTarget)>>,
+    targets: Arc<Vec<(String, SimSwitch)>>,
     reg: Arc<p4fabric::p4rt::P4InfoRegistry>,
 ) -> tokio::task::JoinHandle<()> {
     use p4runtime_proto::v1 as p4;

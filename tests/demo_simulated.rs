@@ -30,7 +30,7 @@ async fn simulated_demo_forwarding_matrix_is_complete() {
         .expect("demo runs");
     assert!(report.simulated);
     assert!(report.converged, "not converged: {:?}", report.pending);
-    let failed = p4fabric::lab::reach::failures(&report.results);
+    let failed = p4fabric::testkit::lab::reach::failures(&report.results);
     assert!(
         failed.is_empty(),
         "forwarding failures:\n{}",

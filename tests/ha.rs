@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use p4fabric::agent::Desired;
 use p4fabric::ha::{self, HaOptions};
-use p4fabric::p4rt::target::TestTarget;
-use p4fabric::testing::EtcdServer;
+use p4fabric::testkit::sim::SimSwitch;
+use p4fabric::testkit::EtcdServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
@@ -103,7 +103,7 @@ async fn the_leader(leading: &[Leading]) -> (usize, u128) {
 }
 
 async fn wait_until(timeout: Duration, f: impl FnMut() -> bool) -> bool {
-    p4fabric::testing::within(timeout, f).await.is_some()
+    p4fabric::testkit::within(timeout, f).await.is_some()
 }
 
 fn non_decreasing(log: &[u128]) -> bool {
@@ -116,8 +116,8 @@ async fn killed_leader_is_replaced_within_ttl_and_writes_never_interleave() {
         return;
     };
     let targets = [
-        TestTarget::start(1).await.unwrap(),
-        TestTarget::start(2).await.unwrap(),
+        SimSwitch::start(1).await.unwrap(),
+        SimSwitch::start(2).await.unwrap(),
     ];
     let addrs: Vec<_> = targets
         .iter()
@@ -213,7 +213,7 @@ async fn a_killed_leader_is_replaced_in_well_under_a_second_at_the_defaults() {
     let Some(etcd) = EtcdServer::start_or_skip().await else {
         return;
     };
-    let target = TestTarget::start(1).await.unwrap();
+    let target = SimSwitch::start(1).await.unwrap();
     let addrs = vec![(target.addr().to_string(), target.device_id())];
     for liveness in [true, false] {
         let leading: Vec<Leading> = (0..2).map(|_| Leading::default()).collect();
@@ -272,7 +272,7 @@ async fn a_restarted_controller_does_not_wait_for_its_dead_predecessors_lease() 
     let Some(etcd) = EtcdServer::start_or_skip().await else {
         return;
     };
-    let target = TestTarget::start(1).await.unwrap();
+    let target = SimSwitch::start(1).await.unwrap();
     let addrs = vec![(target.addr().to_string(), target.device_id())];
     let leading: Vec<Leading> = (0..2).map(|_| Leading::default()).collect();
     let (_stop, first) = instance_with(
@@ -341,7 +341,7 @@ async fn leader_cut_off_from_etcd_is_fenced() {
     let Some(etcd) = EtcdServer::start_or_skip().await else {
         return;
     };
-    let target = TestTarget::start(1).await.unwrap();
+    let target = SimSwitch::start(1).await.unwrap();
     let addrs = vec![(target.addr().to_string(), 1)];
     let (proxied, cut) = proxy(etcd.endpoint()).await;
     let a_leading = Leading::default();
@@ -406,7 +406,7 @@ async fn etcd_restart_leaves_forwarding_alone_and_leadership_returns() {
     let Some(mut etcd) = EtcdServer::start_or_skip().await else {
         return;
     };
-    let target = TestTarget::start(1).await.unwrap();
+    let target = SimSwitch::start(1).await.unwrap();
     let addrs = vec![(target.addr().to_string(), 1)];
     let leading: Vec<Leading> = (0..2).map(|_| Leading::default()).collect();
     let instances: Vec<_> = (0..2)

@@ -1,5 +1,5 @@
 //! End-to-end tests on real bmv2 switches. The harness itself lives in
-//! `p4fabric::lab` (the demo uses it too); this crate holds the tests and,
+//! `p4fabric::testkit::lab` (the demo uses it too); this crate holds the tests and,
 //! for the pipeline packet tests, a switch rig (`rig`) and the fixtures of
 //! docs/pipeline.md (`pipeline`).
 //!
@@ -17,8 +17,8 @@ pub mod pipeline;
 pub mod protocols;
 pub mod rig;
 
-pub use p4fabric::lab::*;
 pub use p4fabric::require_bmv2;
+pub use p4fabric::testkit::lab::*;
 
 /// Returns early from a pipeline test, loudly, where the fabric pipeline
 /// has not been compiled (bmv2 can be installed without p4c).

@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use p4fabric::config::{Fabric, PortRef};
-use p4fabric::lab::reach::Probe;
-use p4fabric::lab::run::{FlowReport, LabController, LabRun};
-use p4fabric::lab::LabOptions;
+use p4fabric::testkit::lab::reach::Probe;
+use p4fabric::testkit::lab::run::{FlowReport, LabController, LabRun};
+use p4fabric::testkit::lab::LabOptions;
 
 /// Two spines, two leaves (ports 1 and 2 up to the spines); on each leaf
 /// port 3 is VLAN 10 and port 4 VLAN 20, each with a configured host;
@@ -81,7 +81,7 @@ pub fn fabric_with_lag() -> Fabric {
 /// controller; waits until discovery saw every link and the switches read
 /// back converged.
 pub async fn start(fabric: &Fabric, ns_prefix: &str) -> (LabRun, LabController) {
-    p4fabric::lab::init_test_logging();
+    p4fabric::testkit::lab::init_test_logging();
     let opts = LabOptions {
         host_ns_prefix: ns_prefix.to_string(),
         resolve_neighbors: true,
@@ -205,7 +205,10 @@ pub fn unlisted_host(run: &mut LabRun, name: &str, ports: &[&str]) -> p4fabric::
 
 /// Entities on any switch whose key mentions `needle` (e.g. a MAC as
 /// `0x20000001099`), from the last read-back.
-pub fn entities_mentioning(c: &p4fabric::lab::readback::Convergence, needle: &str) -> Vec<String> {
+pub fn entities_mentioning(
+    c: &p4fabric::testkit::lab::readback::Convergence,
+    needle: &str,
+) -> Vec<String> {
     c.installed
         .iter()
         .flat_map(|(sw, ents)| {

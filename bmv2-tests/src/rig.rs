@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use p4fabric::compile::Plan;
-use p4fabric::lab::packet::hex;
-use p4fabric::lab::{Bmv2Switch, PortSocket, SwitchOptions};
 use p4fabric::p4rt::switch::DigestRow;
 use p4fabric::p4rt::{
     read_all, write_ops, ActionProfileGroup, Client, ClientOptions, Entity, P4InfoRegistry,
     Pipeline, Session, StreamEvent, TableKey, UpdateKind, Value,
 };
+use p4fabric::testkit::lab::packet::hex;
+use p4fabric::testkit::lab::{Bmv2Switch, PortSocket, SwitchOptions};
 use p4runtime_proto::v1::set_forwarding_pipeline_config_request::Action as PipelineAction;
 use tokio::time::Instant;
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use bmv2_tests::readback;
 use bmv2_tests::{packet, reach};
 use p4fabric::config::Fabric;
-use p4fabric::lab::run::{LabController, LabRun};
 use p4fabric::p4rt::SwitchEntities;
+use p4fabric::testkit::lab::run::{LabController, LabRun};
 
 const FABRIC: &str = r#"
 switches:
@@ -103,7 +103,7 @@ fn pings_ok(run: &LabRun, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silently() {
     p4fabric::require_lab_run!();
-    p4fabric::lab::init_test_logging();
+    p4fabric::testkit::lab::init_test_logging();
     let t0 = Instant::now();
     let mut fabric: Fabric = serde_yaml::from_str(FABRIC).expect("fabric");
     let prefix = format!("e2e{}-", bmv2_tests::unique_tag());
@@ -184,6 +184,18 @@ async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silent
         run.apply(&fabric).await.expect("apply");
         let after = converge(&run, what).await;
         agents_settle(&ctl, what).await;
+        // The metrics are published every status interval: the switches
+        // may hold the change before they show it (the writes counted
+        // would be those of the previous publication).
+        let total: usize = after.values().map(|m| m.len()).sum();
+        assert!(
+            until(Duration::from_secs(10), || async {
+                ctl.entities_installed() == total
+            })
+            .await,
+            "{what}: agents report {} entities, the switches hold {total}",
+            ctl.entities_installed()
+        );
         let written = ctl.writes() - writes_before;
         let d = delta(&before, &after);
         assert!(d > 0, "{what}: nothing changed on the switches");
@@ -191,7 +203,6 @@ async fn controller_on_bmv2_converges_writes_deltas_restores_and_restarts_silent
             written, d,
             "{what}: {written} writes for a delta of {d} entities"
         );
-        let total: usize = after.values().map(|m| m.len()).sum();
         eprintln!("{what}: {written} writes (of {total} entities)");
         before = after;
     }

@@ -13,10 +13,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use p4fabric::config::{Attachment, Fabric};
-use p4fabric::lab::process::ControllerProcess;
-use p4fabric::lab::reach::{self, Probe};
-use p4fabric::lab::run::{ns_prefix, FlowReport, LabController, LabRun, Traffic};
-use p4fabric::testing::within;
+use p4fabric::testkit::lab::process::ControllerProcess;
+use p4fabric::testkit::lab::reach::{self, Probe};
+use p4fabric::testkit::lab::run::{ns_prefix, FlowReport, LabController, LabRun, Traffic};
+use p4fabric::testkit::within;
 
 const INTERVAL: Duration = Duration::from_millis(100);
 /// The tests of this file take turns: outages are measured on a machine
@@ -141,9 +141,9 @@ impl Suite {
 async fn faults_with_full_mesh_traffic() {
     p4fabric::require_lab_run!();
     let _turn = SERIAL.lock().await;
-    p4fabric::lab::init_test_logging();
+    p4fabric::testkit::lab::init_test_logging();
     let t0 = Instant::now();
-    let fabric = p4fabric::lab::run::demo_fabric().expect("examples/fabric.yaml");
+    let fabric = p4fabric::testkit::lab::run::demo_fabric().expect("examples/fabric.yaml");
     let run = LabRun::start(&fabric, &ns_prefix("p4f-fs"))
         .await
         .expect("lab");
@@ -231,7 +231,7 @@ async fn faults_with_full_mesh_traffic() {
     // -- Config churn: a VLAN, a port, a host and a route come and go.
     let started = Instant::now();
     let traffic = s.traffic();
-    let churn = p4fabric::lab::run::extended(
+    let churn = p4fabric::testkit::lab::run::extended(
         s.run.fabric(),
         r#"
 ports:
@@ -530,7 +530,7 @@ async fn wait_back(s: &mut Suite, name: &str, sessions_before: u64) {
 async fn a_learned_host_ages_out_when_silent() {
     p4fabric::require_lab_run!();
     let _turn = SERIAL.lock().await;
-    p4fabric::lab::init_test_logging();
+    p4fabric::testkit::lab::init_test_logging();
     const AGING: u64 = 3;
     let with_h9: Fabric = serde_yaml::from_str(&format!(
         r#"
@@ -569,8 +569,8 @@ hosts:
 
     let key = "hosts/10/02:00:00:00:0a:09";
     let probes = vec![
-        p4fabric::lab::run::probe("h9", "h1", "10.0.10.11".parse().expect("ip")),
-        p4fabric::lab::run::probe("h1", "h9", "10.0.10.19".parse().expect("ip")),
+        p4fabric::testkit::lab::run::probe("h9", "h1", "10.0.10.11".parse().expect("ip")),
+        p4fabric::testkit::lab::run::probe("h1", "h9", "10.0.10.19".parse().expect("ip")),
     ];
     let traffic = run.traffic(&probes, INTERVAL).expect("traffic");
     let learned = status_key(&run, key, true, Duration::from_secs(15)).await;

@@ -11,10 +11,10 @@
 use std::time::{Duration, Instant};
 
 use p4fabric::config::Fabric;
-use p4fabric::lab::process::ControllerProcess;
-use p4fabric::lab::reach;
-use p4fabric::lab::run::{FlowReport, LabRun};
-use p4fabric::testing::within;
+use p4fabric::testkit::lab::process::ControllerProcess;
+use p4fabric::testkit::lab::reach;
+use p4fabric::testkit::lab::run::{FlowReport, LabRun};
+use p4fabric::testkit::within;
 
 const TTL: Duration = Duration::from_secs(2);
 const SWITCHES: usize = 4;
@@ -83,9 +83,9 @@ fn lossless(what: &str, reports: &[FlowReport], ctls: &[&ControllerProcess]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_or_stopped_standby_takes_over_hitless_and_writes_nothing() {
     p4fabric::require_lab_run!();
-    p4fabric::lab::init_test_logging();
+    p4fabric::testkit::lab::init_test_logging();
     let started = Instant::now();
-    let mut run = LabRun::start(&fabric(), &p4fabric::lab::run::ns_prefix("p4f-ha"))
+    let mut run = LabRun::start(&fabric(), &p4fabric::testkit::lab::run::ns_prefix("p4f-ha"))
         .await
         .expect("lab");
     let logs = tempfile::tempdir().expect("tempdir");
@@ -150,7 +150,7 @@ async fn leader_killed_or_stopped_standby_takes_over_hitless_and_writes_nothing(
     assert_eq!(b_writes, 0, "the new leader wrote to a stable fabric");
 
     // 2. A change after the failover reaches the switches.
-    let changed = p4fabric::lab::run::extended(
+    let changed = p4fabric::testkit::lab::run::extended(
         run.fabric(),
         r#"
 ports:

@@ -1,4 +1,4 @@
-//! The end-to-end harness itself (`p4fabric::lab::run`) on the demo
+//! The end-to-end harness itself (`p4fabric::testkit::lab::run`) on the demo
 //! topology: a controller converges the fabric (read back against a
 //! desired state compiled from config + reported observations), and
 //! background pings between every pair of hosts (IPv4 and IPv6) lose
@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
-use p4fabric::lab::reach;
-use p4fabric::lab::run::LabRun;
+use p4fabric::testkit::lab::reach;
+use p4fabric::testkit::lab::run::LabRun;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_converges_demo_fabric_and_steady_traffic_loses_nothing() {
     p4fabric::require_lab_run!();
-    p4fabric::lab::init_test_logging();
-    let fabric = p4fabric::lab::run::demo_fabric().expect("examples/fabric.yaml");
+    p4fabric::testkit::lab::init_test_logging();
+    let fabric = p4fabric::testkit::lab::run::demo_fabric().expect("examples/fabric.yaml");
     let run = LabRun::start(&fabric, "p4f-lr-").await.expect("lab");
     let ctl = run.start_controller("lab-run").await.expect("controller");
     run.wait_settled(Duration::from_secs(60))

@@ -1,11 +1,11 @@
 //! The P4Runtime client's acceptance scenario on a real bmv2 switch: the
-//! same scenario as the in-process target test, with real frames.
+//! same scenario as the simulated switch test, with real frames.
 
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use bmv2_tests::{require_bmv2, Bmv2Switch, PortSocket, SwitchOptions};
-use p4fabric::p4rt::conformance::{self, Wire};
+use p4fabric::testkit::conformance::{self, Wire};
 
 struct Bmv2Wire {
     ports: Vec<(u32, PortSocket)>,

@@ -64,7 +64,7 @@ async fn arbitration_and_empty_switch_on_bmv2() {
     .unwrap();
     assert!(matches!(m, Mastership::Backup { .. }));
     // The deposed primary may no longer push a pipeline.
-    let reg = p4fabric::p4rt::conformance::test_program_registry().unwrap();
+    let reg = p4fabric::testkit::conformance::test_program_registry().unwrap();
     let err = a
         .set_pipeline(
             p4runtime_proto::v1::set_forwarding_pipeline_config_request::Action::VerifyAndCommit,

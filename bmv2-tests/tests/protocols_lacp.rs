@@ -22,8 +22,8 @@ use bmv2_tests::protocols::{
 };
 use p4fabric::compile::names::P_LAG;
 use p4fabric::config::PortRef;
-use p4fabric::lab::run::{probe, LabRun};
 use p4fabric::p4rt::Entity;
+use p4fabric::testkit::lab::run::{probe, LabRun};
 
 /// The worst outage a member's carrier loss may cause: bmv2 and the
 /// controller each poll port status every 200 ms, plus one recompile and

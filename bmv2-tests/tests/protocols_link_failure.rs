@@ -1,5 +1,5 @@
 //! A fabric link cut on a running bmv2 fabric (the far ends of its veths
-//! go down: carrier loss, the way LAB-NOTES says) is detected by discovery,
+//! go down: carrier loss, the way docs/lab.md says) is detected by discovery,
 //! and traffic between the leaves continues over the other spine. The
 //! outage is bounded by discovery's timeout (interval x miss limit) plus a
 //! margin for the recompile and the writes; afterwards the switches read
@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bmv2_tests::protocols::{assert_outages, assert_reachable, ip, start, wait_for};
-use p4fabric::lab::run::{observations, probe};
+use p4fabric::testkit::lab::run::{observations, probe};
 use p4fabric::topo::LinkId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use bmv2_tests::protocols::{
     unlisted_host, wait_for,
 };
 use p4fabric::config::Attachment;
-use p4fabric::lab::run::probe;
+use p4fabric::testkit::lab::run::probe;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learned_host_moves_to_another_leaf_and_keeps_working() {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bmv2_tests::protocols::{exec, ip, ping_count, ping_until, start};
-use p4fabric::lab::run::probe;
+use p4fabric::testkit::lab::run::probe;
 
 /// (from, to, destination, source for routed IPv6): same VLAN on the other
 /// leaf, other VLAN on the same leaf and on the other leaf, both families.

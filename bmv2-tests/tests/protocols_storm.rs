@@ -14,7 +14,7 @@ use bmv2_tests::protocols::{
     fabric_with_lag, ip, lag_member_usable, ping_until, start, wait_member,
 };
 use p4fabric::config::PortRef;
-use p4fabric::lab::run::observations;
+use p4fabric::testkit::lab::run::observations;
 
 const STORM_PPS: u64 = 3000;
 const STORM: Duration = Duration::from_secs(6);

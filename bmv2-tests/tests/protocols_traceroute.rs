@@ -20,8 +20,8 @@ fn hops(out: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traceroute_shows_the_gateway_as_the_only_hop() {
     p4fabric::require_lab_run!();
-    if p4fabric::lab::find_tool("traceroute").is_none() {
-        p4fabric::lab::say_skipped(
+    if p4fabric::testkit::lab::find_tool("traceroute").is_none() {
+        p4fabric::testkit::lab::say_skipped(
             module_path!(),
             "traceroute not installed (apt-get install traceroute)",
         );

@@ -18,10 +18,10 @@
 use std::time::{Duration, Instant};
 
 use p4fabric::config::Fabric;
-use p4fabric::lab::process::ControllerProcess;
-use p4fabric::lab::reach::{self, Probe};
-use p4fabric::lab::run::{ns_prefix, observations, probe, FlowReport, LabRun};
-use p4fabric::testing::within;
+use p4fabric::testkit::lab::process::ControllerProcess;
+use p4fabric::testkit::lab::reach::{self, Probe};
+use p4fabric::testkit::lab::run::{ns_prefix, observations, probe, FlowReport, LabRun};
+use p4fabric::testkit::within;
 
 const INTERVAL: Duration = Duration::from_millis(10);
 const MAX_GAP: Duration = Duration::from_millis(150);
@@ -179,8 +179,8 @@ async fn restart_and_failover(cabled: &Fabric, fabric: Fabric, variant: &str) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_restart_and_failover_at_the_defaults_write_nothing_and_lose_nothing() {
     p4fabric::require_lab_run!();
-    p4fabric::lab::init_test_logging();
-    let configured = p4fabric::lab::run::demo_fabric().expect("examples/fabric.yaml");
+    p4fabric::testkit::lab::init_test_logging();
+    let configured = p4fabric::testkit::lab::run::demo_fabric().expect("examples/fabric.yaml");
     let mut discovered = configured.clone();
     discovered.links.clear();
     let mut problems = Vec::new();

@@ -2,7 +2,7 @@
 //! (`AgentConfig`), what an agent reports (`AgentStatus`, `ReadBack`,
 //! `SwitchEvent`), and the controller's end of a running agent
 //! (`AgentHandle`, `spawn`). Uses `p4rt` (client options, pipeline, stream
-//! events) and `protocols::frames` to queue control frames first.
+//! events) and `net` to queue control frames first.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -178,7 +178,7 @@ pub struct SwitchEvent {
 impl SwitchEvent {
     /// A discovery or LACP packet-in.
     pub fn is_control(&self) -> bool {
-        matches!(&self.event, StreamEvent::PacketIn(p) if crate::protocols::frames::is_control_frame(&p.payload))
+        matches!(&self.event, StreamEvent::PacketIn(p) if crate::net::is_control_frame(&p.payload))
     }
 }
 
@@ -221,7 +221,7 @@ impl AgentHandle {
     /// Discovery and LACP frames have a queue of their own that the agent
     /// serves first, so a flood of ARP replies cannot delay them.
     pub fn send_packet(&self, p: p4::PacketOut) -> bool {
-        let queue = if crate::protocols::frames::is_control_frame(&p.payload) {
+        let queue = if crate::net::is_control_frame(&p.payload) {
             &self.control_out
         } else {
             &self.packet_out

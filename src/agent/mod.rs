@@ -20,8 +20,8 @@
 //!   machine without I/O;
 //! - `reconcile`: one pass (diff, staged writes, results).
 //!
-//! May use: `compile` (the diff, the fabric view), `p4rt`, and
-//! `protocols::frames` (which frames are control frames). Used by the
+//! May use: `compile` (the diff, the fabric view), `p4rt`, and `net`
+//! (which frames are control frames). Used by the
 //! controller; it knows nothing of the controller, config or topology.
 
 mod handle;
@@ -29,8 +29,6 @@ mod reconcile;
 mod scheduler;
 mod session;
 mod snapshot;
-
-pub mod port_events;
 
 pub use handle::{
     spawn, AgentConfig, AgentCounters, AgentHandle, AgentStatus, ReadBack, SessionState,

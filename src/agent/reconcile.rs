@@ -50,14 +50,14 @@ impl Agent {
                         tracing::debug!(switch = %name, stage = si, ?kind, key = %e.key(), "write");
                     }
                 }
-                let mut call_failed: Option<String> = None;
+                let mut call_failed: Option<std::sync::Arc<ClientError>> = None;
                 write_ops_with(client, &reg, &ops, batch, |i, r| match r {
                     Ok(()) => {
                         written += 1;
                         true
                     }
-                    Err(OpError::Call(msg)) => {
-                        call_failed = Some(msg);
+                    Err(OpError::Call(e)) => {
+                        call_failed = Some(e);
                         false
                     }
                     Err(e) => {
@@ -71,12 +71,10 @@ impl Agent {
                     }
                 })
                 .await;
-                if let Some(msg) = call_failed {
+                if let Some(e) = call_failed {
                     // The call itself failed: the session is in doubt (the
                     // next one reads the switch back).
-                    return Err(
-                        ClientError::StreamClosed(Some(tonic::Status::unavailable(msg))).into(),
-                    );
+                    return Err(SessionEnd::Write(e));
                 }
             }
             if failed.is_empty() {

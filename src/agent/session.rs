@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::handle::{AgentConfig, AgentStatus, Outbound, ReadBack, SessionState, SwitchEvent};
 use super::scheduler::{ReadBackWait, Scheduler, Step};
 use super::snapshot::{Desired, Installed};
-use crate::p4rt::switch::read_all_shared;
+use crate::p4rt::switch::{read_all_shared, ReadError};
 use crate::p4rt::{Client, ClientError, Mastership, StreamEvent};
 
 pub(super) struct Agent {
@@ -41,7 +41,11 @@ pub(super) enum SessionEnd {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("read back failed: {0}")]
-    Read(String),
+    Read(#[source] ReadError),
+    /// A Write call failed as a whole: the session is in doubt (the next
+    /// one reads the switch back).
+    #[error("write call failed: {0}")]
+    Write(#[source] Arc<ClientError>),
     #[error("no longer primary")]
     LostPrimary,
 }
@@ -123,18 +127,15 @@ impl Agent {
 
         // Stream events go to the controller from a task of their own, so a
         // long reconcile never holds up packet-ins.
-        let (closed_tx, mut closed) = watch::channel(None::<String>);
+        // `Some`: the stream ended, with the status the switch gave, if any.
+        let (closed_tx, mut closed) = watch::channel(None::<Option<tonic::Status>>);
         let events_out = self.events.clone();
         let control_events = self.cfg.control_events.clone();
         let ev_name = name.clone();
         let forward = tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
-                if let StreamEvent::Closed(s) = &ev {
-                    let why = s
-                        .as_ref()
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "closed".into());
-                    closed_tx.send_replace(Some(why));
+                if let StreamEvent::Closed(s) = ev {
+                    closed_tx.send_replace(Some(s));
                     break;
                 }
                 let ev = SwitchEvent {
@@ -153,7 +154,14 @@ impl Agent {
                     }
                 }
             }
-            closed_tx.send_replace(Some("closed".into()));
+            // (Keeps the switch's status where there was one.)
+            closed_tx.send_if_modified(|c| {
+                let first = c.is_none();
+                if first {
+                    *c = Some(None);
+                }
+                first
+            });
         });
         let result = self
             .primary_loop(client, &sender, &mut mastership, &mut closed)
@@ -202,7 +210,7 @@ impl Agent {
         let reg = self.cfg.pipeline.registry.clone();
         let read = read_all_shared(client, &reg)
             .await
-            .map_err(|e| SessionEnd::Read(e.to_string()))?;
+            .map_err(SessionEnd::Read)?;
         let n = read.len();
         self.installed = Installed::Read(Arc::new(read));
         self.update_status(|s| s.installed = n);
@@ -244,7 +252,7 @@ impl Agent {
         client: &Client,
         sender: &crate::p4rt::SessionSender,
         mastership: &mut watch::Receiver<Mastership>,
-        closed: &mut watch::Receiver<Option<String>>,
+        closed: &mut watch::Receiver<Option<Option<tonic::Status>>>,
     ) -> Result<(), SessionEnd> {
         self.ensure_pipeline(client).await?;
         let mut schedule = Scheduler::new(
@@ -298,7 +306,7 @@ impl Agent {
                     biased;
                     _ = stop.wait_for(|s| *s) => Wake::Shutdown,
                     why = closed.wait_for(|c| c.is_some()) => {
-                        Wake::Closed(why.ok().and_then(|w| w.clone()))
+                        Wake::Closed(why.ok().and_then(|w| w.clone()).flatten())
                     }
                     r = mastership.changed() => {
                         if r.is_err() || *mastership.borrow() != Mastership::Primary {
@@ -322,11 +330,7 @@ impl Agent {
             };
             match wake {
                 Wake::Shutdown => return Err(SessionEnd::Shutdown),
-                Wake::Closed(why) => {
-                    return Err(
-                        ClientError::StreamClosed(why.map(tonic::Status::unavailable)).into(),
-                    )
-                }
+                Wake::Closed(why) => return Err(ClientError::StreamClosed(why).into()),
                 Wake::LostPrimary => return Err(SessionEnd::LostPrimary),
                 Wake::Nothing => {}
                 Wake::Desired => schedule.desired_changed(),
@@ -365,7 +369,7 @@ type PermitFuture = dyn std::future::Future<
 /// What woke the primary loop.
 enum Wake {
     Shutdown,
-    Closed(Option<String>),
+    Closed(Option<tonic::Status>),
     LostPrimary,
     Nothing,
     Desired,

@@ -20,11 +20,11 @@ use crate::config::keys;
 use crate::config::watch::{ConfigWatch, Tuning};
 use crate::config::{Attachment, Fabric, Host, LagMode, PortRef, Route, Vlan};
 use crate::controller::{Controller, ControllerOptions};
-use crate::lab::readback;
-use crate::lab::{LabFabric, LabOptions};
 use crate::net::MacAddr;
 use crate::p4rt::{Client, ClientOptions, Entity, P4InfoRegistry, Pipeline};
-use crate::testing::EtcdServer;
+use crate::testkit::lab::readback;
+use crate::testkit::lab::{LabFabric, LabOptions};
+use crate::testkit::EtcdServer;
 
 #[derive(Debug, clap::Args)]
 pub struct ConvergeArgs {
@@ -173,13 +173,13 @@ async fn commit(store: &EtcdStore, before: &Fabric, after: &Fabric) -> anyhow::R
 }
 
 pub async fn run(args: &ConvergeArgs) -> anyhow::Result<()> {
-    let doc = crate::cli::document::Document::read(&args.config)?;
+    let doc = crate::config::document::Document::read(&args.config)?;
     let mut fabric = doc.fabric.clone().context("configuration has no fabric")?;
     let dir = args
         .pipeline_dir
         .clone()
         .unwrap_or_else(Pipeline::default_dir);
-    if let Some(why) = crate::cli::demo::bmv2_missing(&dir, &fabric) {
+    if let Some(why) = crate::testkit::lab::bmv2_missing(&dir, &fabric) {
         println!("SKIPPED: bench converge needs bmv2: {why}");
         return Ok(());
     }

@@ -1,5 +1,9 @@
 //! Load commands that print figures (`p4fabric bench ...`). Benchmarks,
 //! not tests: they measure and report, with the exact setup printed.
+//! Behind the `testkit` feature.
+//!
+//! May use: the production modules and the test kit (simulated switches,
+//! the lab, etcd). Used by `cli::bench` and the benches.
 
 pub mod converge;
 pub mod scale;

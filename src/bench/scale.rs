@@ -122,7 +122,7 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     let (mut fabric, hosts) = sample::large(args.spines, args.leaves, args.hosts, args.routes);
     let n = fabric.switches.len();
     println!(
-        "scale: {} spines + {} leaves = {n} simulated switches (in-process P4Runtime targets, in a child process), {} hosts, {} routes; {}",
+        "scale: {} spines + {} leaves = {n} simulated switches (in-process P4Runtime switches, in a child process), {} hosts, {} routes; {}",
         args.spines, args.leaves, args.hosts, args.routes, machine()
     );
     let ids: Vec<u64> = fabric.switches.values().map(|s| s.device_id).collect();
@@ -131,7 +131,7 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
         sw.address = sims
             .addresses
             .get(&sw.device_id)
-            .context("missing target")?
+            .context("missing simulated switch")?
             .clone();
     }
     let (tx, rx) = watch::channel(ConfigUpdate {

@@ -1,4 +1,4 @@
-//! `p4fabric sim-switches`: a process of in-process P4Runtime targets, so a
+//! `p4fabric sim-switches`: a process of simulated P4Runtime switches, so a
 //! benchmark measures the controller's CPU and memory without the
 //! simulated switches' own.
 
@@ -6,24 +6,26 @@ use std::io::{BufRead, Write};
 
 use anyhow::Context;
 
-use crate::p4rt::target::TestTarget;
+use crate::testkit::sim::SimSwitch;
 
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
-    /// Device ids to serve, one target each (comma separated).
+    /// Device ids to serve, one simulated switch each (comma separated).
     #[arg(long, value_delimiter = ',', required = true)]
     pub device_ids: Vec<u64>,
 }
 
-/// Starts the targets, prints `<device_id> <address>` per target and then
+/// Starts the switches, prints `<device_id> <address>` per switch and then
 /// `ready`, and serves until standard input closes.
 pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
-    let mut targets = Vec::with_capacity(args.device_ids.len());
+    let mut switches = Vec::with_capacity(args.device_ids.len());
     let mut out = std::io::stdout().lock();
     for id in &args.device_ids {
-        let t = TestTarget::start(*id).await.context("starting a target")?;
+        let t = SimSwitch::start(*id)
+            .await
+            .context("starting a simulated switch")?;
         writeln!(out, "{id} {}", t.addr())?;
-        targets.push(t);
+        switches.push(t);
     }
     writeln!(out, "ready")?;
     out.flush()?;
@@ -37,7 +39,7 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
         }
     })
     .await?;
-    drop(targets);
+    drop(switches);
     Ok(())
 }
 

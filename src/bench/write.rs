@@ -211,10 +211,10 @@ pub async fn run(args: &WriteArgs) -> anyhow::Result<()> {
     let mut _lab = None;
     let mut _sim = None;
     let (address, device_id, what) = if args.bmv2 {
-        if let Some(why) = crate::lab::missing_prerequisite() {
+        if let Some(why) = crate::testkit::lab::missing_prerequisite() {
             bail!("cannot start bmv2: {why}");
         }
-        let sw = crate::lab::Bmv2Switch::start(crate::lab::SwitchOptions {
+        let sw = crate::testkit::lab::Bmv2Switch::start(crate::testkit::lab::SwitchOptions {
             device_id: args.device_id,
             ports: vec![1, 2],
             json: None,
@@ -235,7 +235,7 @@ pub async fn run(args: &WriteArgs) -> anyhow::Result<()> {
         (
             addr,
             args.device_id,
-            "in-process P4Runtime target (SIMULATED, child process)",
+            "simulated P4Runtime switch (SIMULATED, child process)",
         )
     };
     println!(

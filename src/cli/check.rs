@@ -21,11 +21,11 @@ use super::demo::SIMULATED;
 use super::EtcdArgs;
 use crate::config::keys::STATUS_DIR;
 use crate::config::{ConfigState, Fabric, LagMode, DEFAULT_PREFIX};
-use crate::lab::reach::{check_probe, Probe};
-use crate::lab::readback;
-use crate::lab::run::{read_status, wait_converged_with_status, LabController};
-use crate::p4rt::target::TestTarget;
 use crate::p4rt::Pipeline;
+use crate::testkit::lab::reach::{check_probe, Probe};
+use crate::testkit::lab::readback;
+use crate::testkit::lab::run::{read_status, wait_converged_with_status, LabController};
+use crate::testkit::sim::SimSwitch;
 use crate::topo::{ObservedState, Topology};
 
 #[derive(Debug, clap::Args)]
@@ -143,7 +143,7 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<CheckReport> {
             .address
             .parse()
             .with_context(|| format!("{name}: address {} is not IP:PORT", sw.address))?;
-        let t = TestTarget::start_on(sw.device_id, addr)
+        let t = SimSwitch::start_on(sw.device_id, addr)
             .await
             .with_context(|| format!("{name}: cannot listen on {addr} (busy?)"))?;
         targets.push(t);
@@ -209,7 +209,7 @@ mod tests {
     use super::*;
     use crate::config::keys::encode;
     use crate::config::store::ConfigStore;
-    use crate::testing::EtcdServer;
+    use crate::testkit::EtcdServer;
 
     /// A leaf pair and a spine on free ports; hosts `a` (leaf1/3) and `b`
     /// (leaf2/3) in VLAN 10, `c` on VLAN 20 whose port is missing.

@@ -6,32 +6,32 @@
 //! in-process; once every switch is read back equal to its compiled state,
 //! a real ping matrix and the status table. Without bmv2 it says what is
 //! missing and runs the SIMULATED demo: the same topology on in-process
-//! P4Runtime test targets, the same controller, and the forwarding checker
-//! walking the entities read back from the targets — labelled as such
+//! P4Runtime switches, the same controller, and the forwarding checker
+//! walking the entities read back from them — labelled as such
 //! everywhere, never passed off as pings.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use super::apply::ApplyArgs;
-use super::document::Document;
 use super::EtcdArgs;
+use crate::config::document::Document;
 use crate::config::etcd::EtcdOptions;
 use crate::config::status::{ControllerStatus, StatusWriter};
 use crate::config::watch::{ConfigWatch, Tuning};
 use crate::config::{Fabric, LagMode, DEFAULT_PREFIX};
 use crate::controller::{Controller, ControllerOptions, SharedMetrics};
-use crate::lab::reach::{self, ProbeResult};
-use crate::lab::readback::{self, Convergence};
-use crate::lab::{LabFabric, LabOptions};
-use crate::p4rt::target::TestTarget;
 use crate::p4rt::Pipeline;
-use crate::testing::EtcdServer;
+use crate::testkit::lab::reach::{self, ProbeResult};
+use crate::testkit::lab::readback::{self, Convergence};
+use crate::testkit::lab::{LabFabric, LabOptions};
+use crate::testkit::sim::SimSwitch;
+use crate::testkit::EtcdServer;
 use crate::topo::{ObservedState, Topology};
 
 /// Printed with everything the simulated demo shows.
@@ -111,38 +111,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Why the real demo cannot run here, with where the missing piece comes
-/// from; `None` when it can.
-pub fn bmv2_missing(pipeline_dir: &Path, fabric: &Fabric) -> Option<String> {
-    if let Some(why) = crate::lab::missing_prerequisite() {
-        let origin = if why.contains("simple_switch_grpc") {
-            "\n  bmv2 comes from p4lang/behavioral-model built with P4Runtime support \
-             (p4lang/PI, ./configure --with-pi); it is not packaged in Debian: build it by \
-             hand and put simple_switch_grpc on PATH or in /opt/p4/bin"
-        } else if why.contains("root") {
-            "\n  run the demo as root (sudo bash .ci/demo.sh)"
-        } else {
-            ""
-        };
-        return Some(format!("{why}{origin}"));
-    }
-    for sw in fabric.switches.values() {
-        let json = pipeline_dir.join(format!("{}.json", sw.pipeline));
-        if !json.exists() {
-            return Some(format!(
-                "{} missing: the bmv2 JSON of the pipeline comes from p4/compile.sh \
-                 (p4c's p4c-bm2-ss, p4lang/p4c)",
-                json.display()
-            ));
-        }
-    }
-    None
-}
-
-/// The switches the controller programs: real bmv2 or in-process targets.
+/// The switches the controller programs: real bmv2 or simulated switches.
 enum Switches {
     Real(Box<LabFabric>),
-    Simulated(#[allow(dead_code)] Vec<TestTarget>),
+    Simulated(#[allow(dead_code)] Vec<SimSwitch>),
 }
 
 /// Runs the demo until `stop` resolves (or once, with `args.once`), then
@@ -159,7 +131,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
     let why_simulated = if args.simulate {
         Some("--simulate given".to_string())
     } else {
-        bmv2_missing(&pipeline_dir, &fabric)
+        crate::testkit::lab::bmv2_missing(&pipeline_dir, &fabric)
     };
     let simulated = why_simulated.is_some();
     if let Some(why) = &why_simulated {
@@ -205,7 +177,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
                     .parse()
                     .with_context(|| format!("{name}: address {} is not IP:PORT", sw.address))?
             };
-            let t = TestTarget::start_on(sw.device_id, addr)
+            let t = SimSwitch::start_on(sw.device_id, addr)
                 .await
                 .with_context(|| format!("{name}: cannot listen on {addr} (busy?)"))?;
             sw.address = t.addr().to_string();
@@ -301,7 +273,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
     let converge = async {
         match &etcd {
             Some(e) => {
-                crate::lab::run::wait_converged_with_status(
+                crate::testkit::lab::run::wait_converged_with_status(
                     &fabric,
                     &pipelines,
                     &e.endpoint(),

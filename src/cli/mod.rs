@@ -1,11 +1,16 @@
 //! The `p4fabric` subcommands. `main.rs` holds the clap `Subcommand` enum
 //! and dispatches to the `run` function of each module here.
+//!
+//! May use: everything; `demo` and `bench` (feature `testkit`) also the
+//! test kit and `crate::bench`. Nothing uses the CLI.
 
 pub mod apply;
+#[cfg(feature = "testkit")]
 pub mod bench;
+#[cfg(feature = "testkit")]
 pub mod check;
+#[cfg(feature = "testkit")]
 pub mod demo;
-pub mod document;
 pub mod get;
 pub mod run;
 pub mod status;

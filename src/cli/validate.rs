@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::document::Document;
+use crate::config::document::Document;
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {

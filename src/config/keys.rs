@@ -87,35 +87,67 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'))
 }
 
+/// Why a configuration key or its value is rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    #[error("unknown key {0:?}: not a configuration key")]
+    UnknownKey(String),
+    #[error("key {path:?} is not canonical: write {canonical:?}")]
+    NotCanonical { path: String, canonical: String },
+    #[error("invalid name {name:?} in key {path:?}: use letters, digits and - _ . : @")]
+    InvalidName { name: String, path: String },
+    #[error("key {path:?}: {source}")]
+    BadPort {
+        path: String,
+        #[source]
+        source: PortRefParseError,
+    },
+    #[error("invalid switch name in key {0:?}")]
+    InvalidSwitchName(String),
+    #[error("key {path:?}: {value:?} is not a VLAN id (1..4094)")]
+    BadVlan { path: String, value: String },
+    #[error("invalid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The value does not fit the key's type.
+    #[error(transparent)]
+    Value(serde_json::Error),
+    #[error("unknown field(s) {} (for this VLAN mode)", .0.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))]
+    UnknownFields(Vec<String>),
+    #[error("`owner` must be a non-empty string (the writer owning the key), not {0}")]
+    BadOwner(String),
+}
+
 impl ConfigKey {
     /// Parses a path relative to the prefix. Only the canonical spelling
     /// is accepted (`vlans/10`, not `vlans/010`), so two keys never name
     /// the same item.
-    pub fn parse(path: &str) -> Result<ConfigKey, String> {
+    pub fn parse(path: &str) -> Result<ConfigKey, KeyProblem> {
         let key = Self::parse_loose(path)?;
         let canonical = key.to_string();
         if canonical != path {
-            return Err(format!(
-                "key {path:?} is not canonical: write {canonical:?}"
-            ));
+            return Err(KeyProblem::NotCanonical {
+                path: path.to_string(),
+                canonical,
+            });
         }
         Ok(key)
     }
 
-    fn parse_loose(path: &str) -> Result<ConfigKey, String> {
+    fn parse_loose(path: &str) -> Result<ConfigKey, KeyProblem> {
         if path == "settings" {
             return Ok(ConfigKey::Settings);
         }
         let (dir, rest) = path
             .split_once('/')
-            .ok_or_else(|| format!("unknown key {path:?}: not a configuration key"))?;
-        let name = || -> Result<String, String> {
+            .ok_or_else(|| KeyProblem::UnknownKey(path.to_string()))?;
+        let name = || -> Result<String, KeyProblem> {
             if valid_name(rest) {
                 Ok(rest.to_string())
             } else {
-                Err(format!(
-                    "invalid name {rest:?} in key {path:?}: use letters, digits and - _ . : @"
-                ))
+                Err(KeyProblem::InvalidName {
+                    name: rest.to_string(),
+                    path: path.to_string(),
+                })
             }
         };
         Ok(match dir {
@@ -125,26 +157,29 @@ impl ConfigKey {
             "routes" => ConfigKey::Route(name()?),
             "hosts" => ConfigKey::Host(name()?),
             "ports" => {
-                let p: PortRef = rest.parse().map_err(|e| format!("key {path:?}: {e}"))?;
+                let p: PortRef = rest.parse().map_err(|source| KeyProblem::BadPort {
+                    path: path.to_string(),
+                    source,
+                })?;
                 if !valid_name(&p.switch) {
-                    return Err(format!("invalid switch name in key {path:?}"));
+                    return Err(KeyProblem::InvalidSwitchName(path.to_string()));
                 }
                 ConfigKey::Port(p)
             }
             "vlans" => {
-                let id: VlanId = rest
-                    .parse()
-                    .map_err(|_| format!("key {path:?}: {rest:?} is not a VLAN id (1..4094)"))?;
+                let id: VlanId = rest.parse().map_err(|_| KeyProblem::BadVlan {
+                    path: path.to_string(),
+                    value: rest.to_string(),
+                })?;
                 ConfigKey::Vlan(id)
             }
-            _ => return Err(format!("unknown key {path:?}: not a configuration key")),
+            _ => return Err(KeyProblem::UnknownKey(path.to_string())),
         })
     }
 
     /// Decodes the raw value stored under this key.
-    pub fn decode(&self, raw: &[u8]) -> Result<Item, String> {
-        let mut value: serde_json::Value =
-            serde_json::from_slice(raw).map_err(|e| format!("invalid JSON: {e}"))?;
+    pub fn decode(&self, raw: &[u8]) -> Result<Item, KeyProblem> {
+        let mut value: serde_json::Value = serde_json::from_slice(raw).map_err(KeyProblem::Json)?;
         if self.may_have_owner() {
             take_owner(&mut value)?;
         }
@@ -179,46 +214,42 @@ impl ConfigKey {
 
 /// Removes the `owner` marker from an object value; it must be a non-empty
 /// string.
-fn take_owner(value: &mut serde_json::Value) -> Result<(), String> {
+fn take_owner(value: &mut serde_json::Value) -> Result<(), KeyProblem> {
     let serde_json::Value::Object(m) = value else {
         return Ok(());
     };
     match m.remove(OWNER_FIELD) {
         None => Ok(()),
         Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(()),
-        Some(other) => Err(format!(
-            "`{OWNER_FIELD}` must be a non-empty string (the writer owning the key), not {other}"
-        )),
+        Some(other) => Err(KeyProblem::BadOwner(other.to_string())),
     }
 }
 
-fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
-    serde_json::from_value(value).map_err(|e| e.to_string())
+fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, KeyProblem> {
+    serde_json::from_value(value).map_err(KeyProblem::Value)
 }
 
 /// Like `typed`, but also rejects top-level fields the type does not know:
 /// every known field is written back when the value is serialized, so an
 /// input field missing from the re-serialized value is unknown.
-fn typed_strict<T: DeserializeOwned + Serialize>(value: serde_json::Value) -> Result<T, String> {
+fn typed_strict<T: DeserializeOwned + Serialize>(
+    value: serde_json::Value,
+) -> Result<T, KeyProblem> {
     let given: BTreeSet<String> = match &value {
         serde_json::Value::Object(m) => m.keys().cloned().collect(),
         _ => BTreeSet::new(),
     };
     let parsed: T = typed(value)?;
-    let back = serde_json::to_value(&parsed).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&parsed).map_err(KeyProblem::Value)?;
     let known: BTreeSet<String> = match back {
         serde_json::Value::Object(m) => m.into_iter().map(|(k, _)| k).collect(),
         _ => BTreeSet::new(),
     };
-    let unknown: Vec<&String> = given.difference(&known).collect();
+    let unknown: Vec<String> = given.difference(&known).cloned().collect();
     if unknown.is_empty() {
         Ok(parsed)
     } else {
-        let names: Vec<String> = unknown.iter().map(|k| format!("`{k}`")).collect();
-        Err(format!(
-            "unknown field(s) {} (for this VLAN mode)",
-            names.join(", ")
-        ))
+        Err(KeyProblem::UnknownFields(unknown))
     }
 }
 
@@ -427,17 +458,20 @@ mod tests {
         assert!(k.decode(br#"{"mode":"access","vlan":10}"#).is_ok());
         let e = k
             .decode(br#"{"mode":"access","vlan":10,"vlna":3}"#)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("vlna"), "{e}");
         // `vlans` belongs to trunk mode only.
         let e = k
             .decode(br#"{"mode":"access","vlan":10,"vlans":[3]}"#)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("vlans"), "{e}");
         let l = ConfigKey::Lag("bond1".into());
         let e = l
             .decode(br#"{"id":1,"members":["leaf1/5"],"mode":"access","vlan":10,"speed":9}"#)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("speed"), "{e}");
     }
 
@@ -468,15 +502,15 @@ mod tests {
             v.decode(br#"{"name":"n"}"#).unwrap()
         );
         let e = v.decode(br#"{"name":"n","owner":7}"#).unwrap_err();
-        assert!(e.contains("owner"), "{e}");
+        assert!(e.to_string().contains("owner"), "{e}");
         let e = v.decode(br#"{"name":"n","owner":""}"#).unwrap_err();
-        assert!(e.contains("owner"), "{e}");
+        assert!(e.to_string().contains("owner"), "{e}");
         // Switches are the operator's: an owner there is an unknown field.
         let s = ConfigKey::Switch("leaf1".into());
         let e = s
             .decode(br#"{"address":"127.0.0.1:1","device_id":1,"role":"leaf","label":101,"owner":"neutron"}"#)
             .unwrap_err();
-        assert!(e.contains("owner"), "{e}");
+        assert!(e.to_string().contains("owner"), "{e}");
         assert_eq!(owner_of(br#"{"name":"n"}"#), None);
         assert_eq!(owner_of(b"not json"), None);
     }
@@ -491,7 +525,8 @@ mod tests {
         let e = ConfigKey::parse("ports/leaf1/3")
             .unwrap()
             .decode(&raw["ports/leaf1/3"])
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bogus"));
         assert!(document_to_raw("bogus: {}").is_err());
     }

@@ -131,6 +131,55 @@ pub struct Switch {
     pub port_events: Option<String>,
 }
 
+impl Switch {
+    /// Where this switch's port status is read, parsed (`None`: nowhere).
+    /// Validation rejects a switch whose `port_events` does not parse.
+    pub fn port_status_source(&self) -> Option<Result<PortStatusSource, BadPortStatusSource>> {
+        self.port_events.as_deref().map(str::parse)
+    }
+}
+
+/// Where a switch's port status is read (`Switch::port_events`, parsed);
+/// `portstatus` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortStatusSource {
+    /// bmv2's Thrift management service (simple_switch `--thrift-port`),
+    /// written `thrift://host:port`; `address` is `host:port`.
+    Thrift { address: String },
+}
+
+/// A `port_events` value that names no port-status source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not thrift://HOST:PORT (bmv2's --thrift-port)")]
+pub struct BadPortStatusSource(pub String);
+
+impl FromStr for PortStatusSource {
+    type Err = BadPortStatusSource;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("thrift://") {
+            Some(hp)
+                if hp
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+            {
+                Ok(PortStatusSource::Thrift {
+                    address: hp.to_string(),
+                })
+            }
+            _ => Err(BadPortStatusSource(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for PortStatusSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortStatusSource::Thrift { address } => write!(f, "thrift://{address}"),
+        }
+    }
+}
+
 fn default_pipeline() -> String {
     "fabric".to_string()
 }
@@ -401,6 +450,27 @@ pub struct Host {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_status_sources_parse() {
+        let thrift: PortStatusSource = "thrift://127.0.0.1:9090".parse().expect("ok");
+        assert_eq!(
+            thrift,
+            PortStatusSource::Thrift {
+                address: "127.0.0.1:9090".into()
+            }
+        );
+        assert_eq!(thrift.to_string(), "thrift://127.0.0.1:9090");
+        for bad in [
+            "127.0.0.1:9090",
+            "thrift://",
+            "thrift://host",
+            "thrift://:1",
+            "ipc:///x",
+        ] {
+            assert!(bad.parse::<PortStatusSource>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn port_ref_parses() {

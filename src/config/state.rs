@@ -124,7 +124,7 @@ impl ConfigState {
                 Ok(k) => k,
                 Err(e) => {
                     if self.raw.contains_key(&path) {
-                        rejected.insert(path, e);
+                        rejected.insert(path, e.to_string());
                     }
                     continue;
                 }
@@ -138,7 +138,7 @@ impl ConfigState {
                         proposed.insert(key, Some(item));
                     }
                     Err(e) => {
-                        rejected.insert(path, e);
+                        rejected.insert(path, e.to_string());
                     }
                 },
             }

@@ -111,11 +111,7 @@ impl<'a> Validator<'a> {
                     ),
                 );
             }
-            if let Some(Err(e)) = s
-                .port_events
-                .as_deref()
-                .map(crate::agent::port_events::parse_address)
-            {
+            if let Some(Err(e)) = s.port_status_source() {
                 self.report(k.clone(), vec![], format!("port_events: {e}"));
             }
             if s.address.trim().is_empty() || !s.address.contains(':') {

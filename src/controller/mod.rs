@@ -26,7 +26,7 @@
 //! - `metrics`: Prometheus metrics.
 //!
 //! May use: `config`, `topo`, `compile`, `protocols`, `agent`, `p4rt`
-//! (types), `agent::port_events`. Nothing downstream uses the controller except
+//! (types), `portstatus`. Nothing downstream uses the controller except
 //! the commands that run it (`cli`, `ha`, the test kit).
 
 mod agents;
@@ -43,13 +43,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::port_events::PortEvent;
 use crate::agent::{self, ReadBack, SessionState, SwitchEvent};
 use crate::compile::{HostEntry, HostKey, Hosts};
 use crate::config::status::StatusWriter;
 use crate::config::watch::ConfigUpdate;
 use crate::config::Fabric;
 use crate::p4rt::{Pipeline, StreamEvent};
+use crate::portstatus::PortEvent;
 use crate::protocols::{self, Action, Protocols};
 use crate::topo::ObservedState;
 

@@ -1,21 +1,21 @@
 //! Port-watcher lifecycle: owns one port-status subscriber task per switch
 //! whose configuration names a port-status source (`Switch::port_events`),
-//! started, restarted on an address change and stopped as the
+//! started, restarted on a change of source and stopped as the
 //! configuration changes. The events go to the controller's channel; what
-//! they mean is the protocols' business. Uses `agent::port_events`.
+//! they mean is the protocols' business. Uses `portstatus`.
 
 use std::collections::BTreeMap;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::agent::port_events::{self, PortEvent};
-use crate::config::Fabric;
+use crate::config::{Fabric, PortStatusSource};
+use crate::portstatus::{self, PortEvent};
 
 pub(super) struct PortWatchers {
     events: mpsc::Sender<PortEvent>,
-    /// Per switch: the address subscribed to and the subscriber task.
-    running: BTreeMap<String, (String, JoinHandle<()>)>,
+    /// Per switch: the source subscribed to and the subscriber task.
+    running: BTreeMap<String, (PortStatusSource, JoinHandle<()>)>,
 }
 
 impl PortWatchers {
@@ -28,29 +28,32 @@ impl PortWatchers {
 
     /// One port-event subscriber per switch that has `port_events`.
     pub(super) fn sync(&mut self, fabric: &Fabric) {
-        let wanted: BTreeMap<&String, &String> = fabric
-            .switches
-            .iter()
-            .filter_map(|(n, sw)| sw.port_events.as_ref().map(|a| (n, a)))
-            .collect();
-        self.running.retain(|name, (addr, task)| {
-            let keep = wanted.get(name).is_some_and(|a| *a == addr);
+        let mut wanted: BTreeMap<&String, PortStatusSource> = BTreeMap::new();
+        for (name, sw) in &fabric.switches {
+            match sw.port_status_source() {
+                Some(Ok(source)) => {
+                    wanted.insert(name, source);
+                }
+                // Validation rejects such a source before it gets here.
+                Some(Err(e)) => {
+                    tracing::warn!(switch = %name, error = %e, "port events not subscribed")
+                }
+                None => {}
+            }
+        }
+        self.running.retain(|name, (source, task)| {
+            let keep = wanted.get(name).is_some_and(|s| s == source);
             if !keep {
                 task.abort();
             }
             keep
         });
-        for (name, addr) in wanted {
+        for (name, source) in wanted {
             if self.running.contains_key(name) {
                 continue;
             }
-            match port_events::spawn(name.clone(), addr, self.events.clone()) {
-                Ok(task) => {
-                    self.running.insert(name.clone(), (addr.clone(), task));
-                }
-                // Validation rejects such an address before it gets here.
-                Err(e) => tracing::warn!(switch = %name, error = %e, "port events not subscribed"),
-            }
+            let task = portstatus::spawn(name.clone(), &source, self.events.clone());
+            self.running.insert(name.clone(), (source, task));
         }
     }
 

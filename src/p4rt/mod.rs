@@ -1,8 +1,11 @@
 //! P4Runtime: entities by name, the P4Info registry, value encoding, and the
-//! switch client.
+//! switch client (batched writes, reads); `UpdateKind`, the project's one
+//! update kind.
+//!
+//! May use: nothing of ours (the generated `p4runtime-proto`). The
+//! simulated switch that tests run it against is in the test kit.
 
 pub mod codec;
-pub mod conformance;
 pub mod entity;
 pub mod intern;
 pub mod p4info;
@@ -12,7 +15,6 @@ pub use codec::CodecError;
 pub use entity::*;
 pub use p4info::{P4InfoError, P4InfoRegistry};
 pub mod backoff;
-pub mod chaos;
 pub mod client;
 
 pub use client::{
@@ -20,6 +22,5 @@ pub use client::{
 };
 pub mod switch;
 
-pub use switch::{read_all, write_ops, OpError, PacketIn, UpdateKind};
-pub mod target;
 pub use pipeline::Pipeline;
+pub use switch::{read_all, write_ops, OpError, PacketIn, UpdateKind};

@@ -12,7 +12,7 @@ use super::p4info::{P4InfoError, P4InfoRegistry};
 pub struct Pipeline {
     pub name: String,
     pub registry: Arc<P4InfoRegistry>,
-    /// bmv2 JSON (empty for targets that need none, like the test target).
+    /// bmv2 JSON (empty for targets that need none, like the simulated switch).
     pub device_config: Arc<Vec<u8>>,
     /// Stable across processes and restarts: FNV-1a of P4Info and device
     /// config, so a controller restart recognises its own pipeline.

@@ -13,10 +13,10 @@ use super::p4info::P4InfoRegistry;
 
 /// Updates per WriteRequest: large enough to amortise the RPC, small enough
 /// to keep one request well under gRPC message limits (~200 KB) and latency
-/// low. bmv2 took 2,000-update batches 3-7% faster than 1,000 (`p4fabric
-/// bench write`, medians of 7 rounds: agent/raw 0.97 and 0.93 at 2,000,
-/// 0.93 and 0.90 at 1,000); a partly failing batch of this size reports
-/// every update (`a_large_partly_failing_batch_reports_every_update_on_bmv2`).
+/// low. bmv2 takes 2,000-update batches faster than 1,000 (`p4fabric bench
+/// write`; the figures are in docs/performance.md, "Write throughput on
+/// bmv2"); a partly failing batch of this size reports every update
+/// (`a_large_partly_failing_batch_reports_every_update_on_bmv2`).
 pub const DEFAULT_BATCH: usize = 2000;
 
 pub use super::entity::UpdateKind;
@@ -38,8 +38,9 @@ pub enum OpError {
     Encode(String),
     #[error("switch refused: {0}")]
     Refused(UpdateError),
+    /// The whole Write call failed (every update of the batch gets it).
     #[error("write call failed: {0}")]
-    Call(String),
+    Call(#[source] std::sync::Arc<ClientError>),
 }
 
 impl OpError {
@@ -118,9 +119,9 @@ pub async fn write_ops_with(
                     .chain(std::iter::repeat_with(|| Ok(()))),
             ),
             Err(WriteError::Call(e)) => {
-                let msg = e.to_string();
+                let e = std::sync::Arc::new(e);
                 Box::new(std::iter::repeat_with(move || {
-                    Err(OpError::Call(msg.clone()))
+                    Err(OpError::Call(e.clone()))
                 }))
             }
         };

@@ -7,22 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::net::MacAddr;
 
-pub const ETH_IPV4: u16 = 0x0800;
-pub const ETH_ARP: u16 = 0x0806;
-pub const ETH_VLAN: u16 = 0x8100;
-pub const ETH_IPV6: u16 = 0x86dd;
-pub const ETH_SLOW: u16 = 0x8809;
-pub const ETH_LLDP: u16 = 0x88cc;
-
-/// Discovery and LACP frames (untagged LLDP, slow protocols): the control
-/// traffic that must not queue behind an ARP / ND storm, in either
-/// direction.
-pub fn is_control_frame(frame: &[u8]) -> bool {
-    matches!(
-        frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]])),
-        Some(ETH_LLDP | ETH_SLOW)
-    )
-}
+pub use crate::net::{ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_LLDP, ETH_SLOW, ETH_VLAN};
 
 /// Ethernet frames shorter than this (without FCS) are padded on the wire.
 const MIN_FRAME: usize = 60;

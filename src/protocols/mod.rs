@@ -6,6 +6,9 @@
 //! recompute topology / hosts / LAG members). Nothing here sleeps, spawns or
 //! does I/O, so every behaviour is testable with an explicit `Instant`.
 //! `docs/protocols.md` describes frames, timers and state machines.
+//!
+//! May use: `config`, `topo`, `compile` and `p4rt` types, `net`. Used by
+//! the controller.
 
 pub mod arp_nd;
 pub mod bindings;

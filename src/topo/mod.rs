@@ -3,6 +3,9 @@
 //! observes (discovery, port status, LACP), it answers the questions the
 //! compiler asks: which ports lead to a leaf (ECMP sets), which links flood
 //! (the tree), which leaf delivers for a LAG (designated forwarder).
+//!
+//! May use: `config`, `net` (its tests build fabrics with
+//! `compile::sample`).
 
 mod lag;
 mod paths;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p4fabric::agent::{self, AgentConfig, AgentHandle};
-use p4fabric::p4rt::conformance::test_program_registry;
-use p4fabric::p4rt::target::TestTarget;
 use p4fabric::p4rt::*;
+use p4fabric::testkit::conformance::test_program_registry;
+use p4fabric::testkit::sim::SimSwitch;
 use tokio::sync::mpsc;
 
 const ECMP: &str = "TestIngress.ecmp";
@@ -81,7 +81,7 @@ pub fn desired(n: u64, variant: u64) -> SwitchEntities {
 
 /// Polls until the target holds exactly `want` (the property that matters:
 /// what the switch holds, not what the agent believes).
-pub async fn eventually_equal(t: &TestTarget, want: &SwitchEntities, timeout: Duration) -> bool {
+pub async fn eventually_equal(t: &SimSwitch, want: &SwitchEntities, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
         if t.entities() == *want {
@@ -115,7 +115,7 @@ pub fn pipeline() -> Arc<Pipeline> {
 }
 
 /// The daemon's agent configuration for target `t`.
-pub fn agent_config(t: &TestTarget, election_id: u128) -> AgentConfig {
+pub fn agent_config(t: &SimSwitch, election_id: u128) -> AgentConfig {
     let opts = ClientOptions::new(t.addr().to_string(), t.device_id(), election_id);
     AgentConfig::new(&format!("sw{}", t.device_id()), opts, pipeline())
 }
@@ -135,7 +135,7 @@ pub fn desire(a: &AgentHandle, generation: u64, want: &Arc<SwitchEntities>) {
 }
 
 pub fn start_agent(
-    t: &TestTarget,
+    t: &SimSwitch,
     election_id: u128,
 ) -> (AgentHandle, mpsc::Receiver<agent::SwitchEvent>) {
     let mut cfg = agent_config(t, election_id);

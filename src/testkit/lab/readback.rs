@@ -1,7 +1,7 @@
 //! "Converged" as the switches see it: read every switch back over
 //! P4Runtime and compare with what `compile()` says it must hold — never
 //! trusting the controller's own account. Works on bmv2 and on in-process
-//! test targets alike.
+//! simulated switches alike.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn t() {
-//! let Some(etcd) = p4fabric::testing::EtcdServer::start_or_skip().await else { return };
+//! let Some(etcd) = p4fabric::testkit::EtcdServer::start_or_skip().await else { return };
 //! let opts = p4fabric::config::etcd::EtcdOptions::new([etcd.endpoint()]);
 //! # }
 //! ```

@@ -26,16 +26,15 @@ use tokio::task::JoinHandle;
 use super::reach::Probe;
 use super::readback::{self, Convergence};
 use super::{LabFabric, LabOptions};
-use crate::cli::apply::ApplyArgs;
-use crate::cli::EtcdArgs;
 use crate::compile;
+use crate::config::document::Document;
 use crate::config::etcd::{EtcdOptions, EtcdStore};
 use crate::config::keys::STATUS_DIR;
 use crate::config::watch::{ConfigWatch, Tuning};
-use crate::config::{Fabric, DEFAULT_PREFIX};
+use crate::config::Fabric;
 use crate::controller::{Controller, ControllerOptions, SharedMetrics};
 use crate::p4rt::{Pipeline, SwitchEntities};
-use crate::testing::EtcdServer;
+use crate::testkit::EtcdServer;
 use crate::topo::{LinkId, Topology};
 
 /// Why an end-to-end test cannot run here: bmv2, root, etcd or the compiled
@@ -64,8 +63,8 @@ pub fn missing() -> Option<String> {
 #[macro_export]
 macro_rules! require_lab_run {
     () => {
-        if let Some(why) = $crate::lab::run::missing() {
-            $crate::lab::say_skipped(module_path!(), &why);
+        if let Some(why) = $crate::testkit::lab::run::missing() {
+            $crate::testkit::lab::say_skipped(module_path!(), &why);
             return;
         }
     };
@@ -120,18 +119,6 @@ impl LabRun {
         self.etcd.endpoint()
     }
 
-    pub fn etcd_args(&self) -> EtcdArgs {
-        EtcdArgs {
-            endpoints: vec![self.endpoint()],
-            prefix: DEFAULT_PREFIX.into(),
-            ca: None,
-            cert: None,
-            key: None,
-            user: None,
-            password: None,
-        }
-    }
-
     /// Writes `fabric` to etcd as `p4fabric apply --prune` does; switches
     /// the lab runs get their real addresses.
     pub async fn apply(&mut self, fabric: &Fabric) -> Result<()> {
@@ -139,13 +126,7 @@ impl LabRun {
         self.lab.wire_config(&mut fabric);
         let file = self.dir.path().join("fabric.yaml");
         std::fs::write(&file, serde_yaml::to_string(&fabric)?)?;
-        crate::cli::apply::run(&ApplyArgs {
-            file,
-            prune: true,
-            dry_run: false,
-            etcd: self.etcd_args(),
-        })
-        .await?;
+        apply_file(&self.endpoint(), &file).await?;
         self.fabric = fabric;
         Ok(())
     }
@@ -283,11 +264,23 @@ pub async fn wait_converged_with_status(
     readback::poll_converged(timeout, || check_with_status(fabric, pipelines, endpoint)).await
 }
 
+/// Checks the fabric file at `path` and writes it to etcd at `endpoint` as
+/// `p4fabric apply --prune` does.
+pub async fn apply_file(endpoint: &str, path: &std::path::Path) -> Result<()> {
+    let doc = Document::read(path)?;
+    if !doc.problems.is_empty() {
+        anyhow::bail!("{}: {}", path.display(), doc.problems.join("; "));
+    }
+    let store = EtcdOptions::new([endpoint.to_string()]).connect().await?;
+    crate::config::apply::apply(&store, &doc, true, false).await?;
+    Ok(())
+}
+
 /// examples/fabric.yaml (the demo topology) as `p4fabric demo` runs it:
 /// srv1 on an LACP bond (the lab bond runs the server side of LACP).
 pub fn demo_fabric() -> Result<Fabric> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fabric.yaml");
-    let doc = crate::cli::document::Document::read(path.as_ref())?;
+    let doc = Document::read(path.as_ref())?;
     doc.fabric.context("examples/fabric.yaml has no fabric")
 }
 
@@ -361,6 +354,13 @@ impl LabController {
     pub fn writes(&self) -> u64 {
         let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
         m.agents.values().map(|a| a.counters.updates_written).sum()
+    }
+
+    /// Entities the agents believe their switches hold, in all (as of the
+    /// last status publication).
+    pub fn entities_installed(&self) -> usize {
+        let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        m.agents.values().map(|a| a.installed).sum()
     }
 
     /// What the control protocols handled so far (as of the last status

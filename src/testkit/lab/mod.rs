@@ -5,8 +5,12 @@
 //! its ports is a veth pair: the switch end stays in the root namespace
 //! (where bmv2 reads it), the far end lives in a network namespace the
 //! harness creates, where tests send and receive raw frames (AF_PACKET).
-//! Everything is removed on drop. Read `shared/LAB-NOTES.md`: links are cut
-//! by taking down the *far* end, never the one bmv2 reads.
+//! Everything is removed on drop. Read docs/lab.md ("Facts about this
+//! machine"): links are cut by taking down the *far* end, never the one
+//! bmv2 reads.
+//!
+//! May use: the production modules (config, compile, controller, the
+//! P4Runtime client) and the rest of the test kit.
 
 pub mod bond;
 pub mod fabric;
@@ -72,8 +76,8 @@ pub fn say_skipped(test: &str, why: &str) {
 #[macro_export]
 macro_rules! require_bmv2 {
     () => {
-        if let Some(why) = $crate::lab::missing_prerequisite() {
-            $crate::lab::say_skipped(module_path!(), &why);
+        if let Some(why) = $crate::testkit::lab::missing_prerequisite() {
+            $crate::testkit::lab::say_skipped(module_path!(), &why);
             return;
         }
     };
@@ -298,7 +302,7 @@ impl Bmv2Switch {
     }
 
     /// Carrier loss on `port`, done by taking down the far end (bmv2 keeps
-    /// reading its own end; see LAB-NOTES).
+    /// reading its own end; see docs/lab.md).
     pub fn set_link(&self, port: u32, up: bool) -> Result<()> {
         let far = self
             .far_ifname(port)
@@ -338,4 +342,32 @@ pub fn init_test_logging() {
             .with_test_writer()
             .try_init();
     }
+}
+
+/// Why the real demo cannot run here, with where the missing piece comes
+/// from; `None` when it can.
+pub fn bmv2_missing(pipeline_dir: &Path, fabric: &crate::config::Fabric) -> Option<String> {
+    if let Some(why) = missing_prerequisite() {
+        let origin = if why.contains("simple_switch_grpc") {
+            "\n  bmv2 comes from p4lang/behavioral-model built with P4Runtime support \
+             (p4lang/PI, ./configure --with-pi); it is not packaged in Debian: build it by \
+             hand and put simple_switch_grpc on PATH or in /opt/p4/bin"
+        } else if why.contains("root") {
+            "\n  run the demo as root (sudo bash .ci/demo.sh)"
+        } else {
+            ""
+        };
+        return Some(format!("{why}{origin}"));
+    }
+    for sw in fabric.switches.values() {
+        let json = pipeline_dir.join(format!("{}.json", sw.pipeline));
+        if !json.exists() {
+            return Some(format!(
+                "{} missing: the bmv2 JSON of the pipeline comes from p4/compile.sh \
+                 (p4c's p4c-bm2-ss, p4lang/p4c)",
+                json.display()
+            ));
+        }
+    }
+    None
 }

@@ -21,12 +21,12 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Request, Response, Status};
 
-use super::client::{from_uint128, to_uint128};
-use super::entity::{Entity, EntityKey, SwitchEntities, TableAction};
-use super::intern::{intern, SharedEntities as Held};
-use super::p4info::P4InfoRegistry;
+use crate::p4rt::client::{from_uint128, to_uint128};
+use crate::p4rt::entity::{Entity, EntityKey, SwitchEntities, TableAction};
+use crate::p4rt::intern::{intern, SharedEntities as Held};
+use crate::p4rt::p4info::P4InfoRegistry;
 
-/// The P4Runtime version this target claims (what bmv2 reports too).
+/// The P4Runtime version this simulated switch claims (what bmv2 reports too).
 pub const API_VERSION: &str = "1.3.0";
 
 type StreamTx = mpsc::Sender<Result<p4::StreamMessageResponse, Status>>;
@@ -44,7 +44,7 @@ struct Pipeline {
 
 /// Counters a test can assert on (e.g. "a restart wrote nothing").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TargetStats {
+pub struct SimStats {
     pub write_rpcs: u64,
     /// Updates applied successfully.
     pub updates_applied: u64,
@@ -65,23 +65,23 @@ struct State {
     next_conn: u64,
     /// The election id of the current primary, if any.
     primary: Option<u128>,
-    stats: TargetStats,
+    stats: SimStats,
     packet_outs: Vec<p4::PacketOut>,
     digest_acks: Vec<(u32, u64)>,
     /// Election id of every Write that changed something, in order.
     write_log: Vec<u128>,
 }
 
-/// TLS settings of a target (PEM contents).
+/// TLS settings of a simulated switch (PEM contents).
 #[derive(Debug, Clone)]
-pub struct TargetTls {
+pub struct SimTls {
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
     /// Require client certificates signed by this CA.
     pub client_ca_pem: Option<Vec<u8>>,
 }
 
-/// Faults a chaos wrapper can inject into this target.
+/// Faults a chaos wrapper can inject into this simulated switch.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     /// Every write RPC fails with UNAVAILABLE while set.
@@ -114,26 +114,26 @@ impl Shared {
 }
 
 /// A running in-process switch. Stops when dropped.
-pub struct TestTarget {
+pub struct SimSwitch {
     shared: Arc<Shared>,
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
 }
 
-impl TestTarget {
-    /// Starts a target for `device_id` on a free 127.0.0.1 port.
-    pub async fn start(device_id: u64) -> std::io::Result<TestTarget> {
+impl SimSwitch {
+    /// Starts a simulated switch for `device_id` on a free 127.0.0.1 port.
+    pub async fn start(device_id: u64) -> std::io::Result<SimSwitch> {
         Self::start_on(device_id, "127.0.0.1:0".parse().expect("literal address")).await
     }
 
     /// Starts on a given address (port 0 = any free port).
-    pub async fn start_on(device_id: u64, addr: SocketAddr) -> std::io::Result<TestTarget> {
+    pub async fn start_on(device_id: u64, addr: SocketAddr) -> std::io::Result<SimSwitch> {
         Self::start_with(device_id, addr, None).await
     }
 
     /// Starts serving TLS (PEM server certificate and key; with
     /// `client_ca`, clients must present a certificate it signed: mTLS).
-    pub async fn start_tls(device_id: u64, tls: TargetTls) -> std::io::Result<TestTarget> {
+    pub async fn start_tls(device_id: u64, tls: SimTls) -> std::io::Result<SimSwitch> {
         let addr = "127.0.0.1:0".parse().expect("literal address");
         Self::start_with(device_id, addr, Some(tls)).await
     }
@@ -141,8 +141,8 @@ impl TestTarget {
     async fn start_with(
         device_id: u64,
         addr: SocketAddr,
-        tls: Option<TargetTls>,
-    ) -> std::io::Result<TestTarget> {
+        tls: Option<SimTls>,
+    ) -> std::io::Result<SimSwitch> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -175,10 +175,10 @@ impl TestTarget {
                 })
                 .await;
             if let Err(e) = r {
-                tracing::warn!(error = %e, "test target server ended");
+                tracing::warn!(error = %e, "simulated switch server ended");
             }
         });
-        Ok(TestTarget {
+        Ok(SimSwitch {
             shared,
             addr,
             stop: Some(stop),
@@ -211,7 +211,7 @@ impl TestTarget {
         st.entities.insert(k, e);
     }
 
-    pub fn stats(&self) -> TargetStats {
+    pub fn stats(&self) -> SimStats {
         self.shared.lock().stats
     }
 
@@ -292,7 +292,7 @@ impl TestTarget {
     }
 }
 
-impl Drop for TestTarget {
+impl Drop for SimSwitch {
     fn drop(&mut self) {
         self.drop_streams();
         if let Some(stop) = self.stop.take() {
@@ -377,7 +377,7 @@ fn apply_update(
     kind: p4::update::Type,
     entity: &p4::Entity,
 ) -> Result<(), (Code, String)> {
-    let inv = |e: super::CodecError| (Code::InvalidArgument, e.to_string());
+    let inv = |e: crate::p4rt::CodecError| (Code::InvalidArgument, e.to_string());
     if kind == p4::update::Type::Delete {
         let key = reg.decode_entity_key(entity).map_err(inv)?;
         if !entities.contains_key(&key) {
@@ -454,7 +454,7 @@ fn table_entries<'a>(
     table: &'static str,
 ) -> impl Iterator<Item = (&'a Arc<EntityKey>, &'a Arc<Entity>)> {
     entities
-        .range(EntityKey::Table(super::TableKey::new(table))..)
+        .range(EntityKey::Table(crate::p4rt::TableKey::new(table))..)
         .take_while(move |(k, _)| matches!(k.as_ref(), EntityKey::Table(tk) if tk.table == table))
 }
 

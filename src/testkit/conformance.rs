@@ -1,5 +1,5 @@
 //! The P4Runtime client's acceptance scenario, run against any server: the
-//! in-process target in `cargo test`, and real bmv2 in `bmv2-tests`. It uses
+//! simulated switch in `cargo test`, and real bmv2 in `bmv2-tests`. It uses
 //! the small test program `p4/testing/p4rt_test.p4`.
 //!
 //! What differs between servers is only how frames meet the data plane,
@@ -12,10 +12,12 @@ use anyhow::{bail, ensure, Context, Result};
 use p4runtime_proto::v1::set_forwarding_pipeline_config_request::Action as PipelineAction;
 use tonic::Code;
 
-use super::client::{Client, ClientError, ClientOptions, Mastership, StreamEvent, WriteError};
-use super::entity::*;
-use super::p4info::P4InfoRegistry;
-use super::switch::{read_all, write_ops, OpError, UpdateKind};
+use crate::p4rt::client::{
+    Client, ClientError, ClientOptions, Mastership, StreamEvent, WriteError,
+};
+use crate::p4rt::entity::*;
+use crate::p4rt::p4info::P4InfoRegistry;
+use crate::p4rt::switch::{read_all, write_ops, OpError, UpdateKind};
 
 /// How the scenario touches the data plane of the switch under test.
 pub trait Wire {
@@ -36,7 +38,7 @@ pub fn test_program_registry() -> Result<P4InfoRegistry> {
 }
 
 /// The bmv2 JSON of the test program (empty where it was not compiled;
-/// the in-process target ignores it).
+/// the simulated switch ignores it).
 pub fn test_program_device_config() -> Vec<u8> {
     std::fs::read(test_program_dir().join("p4rt_test.json")).unwrap_or_default()
 }

@@ -207,7 +207,7 @@ mod tests {
     use super::*;
 
     fn example() -> Fabric {
-        let text = include_str!("../../examples/fabric.yaml");
+        let text = include_str!("../../../examples/fabric.yaml");
         serde_yaml::from_str(text).expect("example parses")
     }
 

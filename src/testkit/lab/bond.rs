@@ -1,6 +1,6 @@
 //! A user-space bond and 802.1Q tagger for lab hosts.
 //!
-//! The lab kernel has no bonding and no 802.1Q drivers (LAB-NOTES), so a
+//! The lab kernel has no bonding and no 802.1Q drivers (docs/lab.md), so a
 //! host that sits on a LAG, or on a VLAN its port carries tagged, is wired
 //! through this forwarder: the host's `eth0` is one end of a veth pair whose
 //! other end (a "host leg") and the switch-port far ends (the "uplinks")

@@ -1,17 +1,17 @@
-//! The P4Runtime client's acceptance scenario against the in-process target
+//! The P4Runtime client's acceptance scenario against the simulated switch
 //! (the same scenario runs on real bmv2 in bmv2-tests).
 
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use p4fabric::p4rt::conformance::{self, test_program_registry, Wire};
-use p4fabric::p4rt::target::TestTarget;
+use p4fabric::testkit::conformance::{self, test_program_registry, Wire};
+use p4fabric::testkit::sim::SimSwitch;
 use p4runtime_proto::v1 as p4;
 
 /// The target has no data plane: a PacketOut "leaves" when the target got
 /// it with the right egress_port, and an injected frame is punted as if
 /// the ACL matched.
-struct TargetWire<'a>(&'a TestTarget);
+struct TargetWire<'a>(&'a SimSwitch);
 
 impl Wire for TargetWire<'_> {
     async fn expect_out(&self, port: u32, frame: &[u8]) -> Result<()> {
@@ -67,7 +67,7 @@ impl Wire for TargetWire<'_> {
 
 #[tokio::test]
 async fn client_conformance_on_in_process_target() {
-    let target = TestTarget::start(1).await.expect("start target");
+    let target = SimSwitch::start(1).await.expect("start target");
     let addr = target.addr().to_string();
     conformance::run(&addr, 1, &TargetWire(&target))
         .await
@@ -82,7 +82,7 @@ async fn client_conformance_on_in_process_target() {
 #[tokio::test]
 async fn higher_election_id_takes_over_and_old_primary_is_refused() {
     use p4fabric::p4rt::{Client, ClientOptions, Mastership};
-    let target = TestTarget::start(7).await.expect("start target");
+    let target = SimSwitch::start(7).await.expect("start target");
     let addr = target.addr().to_string();
     let old = Client::connect(ClientOptions::new(&addr, 7, 100))
         .await
@@ -146,9 +146,9 @@ async fn unreachable_switch_fails_fast() {
 #[tokio::test]
 async fn mutual_tls_session() {
     use p4fabric::p4rt::client::TlsOptions;
-    use p4fabric::p4rt::target::TargetTls;
     use p4fabric::p4rt::{Client, ClientOptions};
-    use p4fabric::testing::etcd::TlsFiles;
+    use p4fabric::testkit::etcd::TlsFiles;
+    use p4fabric::testkit::sim::SimTls;
     let dir = tempfile::tempdir().unwrap();
     let Some(files) = TlsFiles::generate(dir.path()) else {
         use std::io::Write;
@@ -159,9 +159,9 @@ async fn mutual_tls_session() {
         return;
     };
     let read = |p: &std::path::Path| std::fs::read(p).unwrap();
-    let target = TestTarget::start_tls(
+    let target = SimSwitch::start_tls(
         3,
-        TargetTls {
+        SimTls {
             cert_pem: read(&files.cert),
             key_pem: read(&files.key),
             client_ca_pem: Some(read(&files.ca)),

@@ -6,7 +6,7 @@
 //! - every configured link joins the far ends of its two ports inside a
 //!   "wires" namespace with a tc mirred redirect each way, so a link is cut
 //!   by taking the far ends down: bmv2 sees carrier loss on that port only
-//!   (LAB-NOTES: never admin-down the end bmv2 reads);
+//!   (docs/lab.md: never admin-down the end bmv2 reads);
 //! - one namespace per configured host: the far end of its edge port becomes
 //!   its `eth0` (static MAC, addresses with the VLAN prefix, default routes
 //!   via the VLAN gateways, static neighbours, IPv6 DAD off). Hosts on a

@@ -1,17 +1,11 @@
-//! Port up/down from a switch, so the protocols take a LAG member or a
-//! fabric link out of service within a poll interval instead of a protocol
-//! timeout (LACP 3 s, discovery 3 probes) — and a *static* LAG member at
-//! all (no protocol would ever notice).
-//!
-//! P4Runtime carries no port status, and simple_switch_grpc keeps its
-//! port notifications to itself (they drive PI's watch ports; it publishes
-//! nothing on nanomsg). Its Thrift management service does answer
-//! `bm_dev_mgr_show_ports` (the CLI's `show_ports`): every port with its
-//! interface's carrier, read live. This module polls that every
-//! `POLL_INTERVAL` and reports changes — level-triggered: after a
-//! (re)connect every port is reported once, so a port that went down
-//! meanwhile is not missed. Production switches would feed the same events
-//! from gNMI.
+//! Port status from bmv2 over Thrift. P4Runtime carries no port status,
+//! and simple_switch_grpc keeps its port notifications to itself (they
+//! drive PI's watch ports; it publishes nothing on nanomsg). Its Thrift
+//! management service does answer `bm_dev_mgr_show_ports` (the CLI's
+//! `show_ports`): every port with its interface's carrier, read live. This
+//! module polls that every `POLL_INTERVAL` and reports changes —
+//! level-triggered: after a (re)connect every port is reported once, so a
+//! port that went down meanwhile is not missed.
 //!
 //! The Thrift client is hand-written for the one call: binary protocol,
 //! buffered transport, service multiplexed as `"standard"` (what bmv2's
@@ -20,21 +14,34 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::PortEvent;
 use crate::config::PortNum;
 use crate::p4rt::backoff::Backoff;
 
-/// One port's operational status (changed, or first seen).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortEvent {
-    pub switch: String,
-    pub port: PortNum,
-    pub up: bool,
+/// Why a poll session ended (the poller reconnects).
+#[derive(Debug, thiserror::Error)]
+pub enum ThriftError {
+    #[error("connect {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("connection closed")]
+    Closed,
+    #[error("reply over {MAX_REPLY} bytes")]
+    TooLarge,
+    #[error("bad reply: {0}")]
+    BadReply(String),
 }
 
 /// bmv2's own port monitor polls carrier every 200 ms; polling faster
@@ -45,40 +52,21 @@ const METHOD: &str = "bm_dev_mgr_show_ports";
 /// Far above any real answer (a few dozen ports).
 const MAX_REPLY: usize = 1 << 20;
 
-/// `thrift://host:port` -> `host:port`.
-pub fn parse_address(addr: &str) -> Result<String> {
-    match addr.strip_prefix("thrift://") {
-        Some(hp)
-            if hp
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
-        {
-            Ok(hp.to_string())
-        }
-        _ => bail!("{addr:?} is not thrift://HOST:PORT (bmv2's --thrift-port)"),
-    }
-}
-
-/// Polls `switch`'s port status at `addr` until the receiver goes away
-/// or the task is aborted, reconnecting with backoff (the switch may be
-/// starting or restarting).
-pub fn spawn(switch: String, addr: &str, tx: mpsc::Sender<PortEvent>) -> Result<JoinHandle<()>> {
-    let addr = parse_address(addr)?;
-    Ok(tokio::spawn(async move {
+/// Polls `switch`'s port status at `addr` (`host:port`) until the
+/// receiver goes away or the task is aborted, reconnecting with backoff
+/// (the switch may be starting or restarting).
+pub fn spawn(switch: String, addr: String, tx: mpsc::Sender<PortEvent>) -> JoinHandle<()> {
+    tokio::spawn(async move {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
         let mut logged = false;
         while !tx.is_closed() {
             if let Err(e) = poll_session(&switch, &addr, &tx, &mut backoff, &mut logged).await {
                 // A switch starting or restarting; the agent reports those.
-                tracing::debug!(
-                    switch,
-                    error = format!("{e:#}"),
-                    "port status: not connected"
-                );
+                tracing::debug!(switch, error = %e, "port status: not connected");
             }
             tokio::time::sleep(backoff.next_delay()).await;
         }
-    }))
+    })
 }
 
 async fn poll_session(
@@ -87,11 +75,14 @@ async fn poll_session(
     tx: &mpsc::Sender<PortEvent>,
     backoff: &mut Backoff,
     logged: &mut bool,
-) -> Result<()> {
+) -> Result<(), ThriftError> {
     let mut conn = tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr))
         .await
-        .context("connect timed out")?
-        .with_context(|| format!("connect {addr}"))?;
+        .map_err(|_| ThriftError::Timeout("connect"))?
+        .map_err(|source| ThriftError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
     conn.set_nodelay(true)?;
     // Nothing known after a (re)connect: every port is reported once.
     let mut known: BTreeMap<PortNum, bool> = BTreeMap::new();
@@ -103,7 +94,7 @@ async fn poll_session(
         seq = seq.wrapping_add(1);
         let ports = tokio::time::timeout(CALL_TIMEOUT, show_ports(&mut conn, seq))
             .await
-            .context("show_ports timed out")??;
+            .map_err(|_| ThriftError::Timeout("show_ports"))??;
         backoff.reset();
         if !*logged {
             tracing::info!(switch, ports = ports.len(), "reading port status");
@@ -126,21 +117,21 @@ async fn poll_session(
 }
 
 /// One `bm_dev_mgr_show_ports` call: (port, carrier up) per port.
-async fn show_ports(conn: &mut TcpStream, seq: i32) -> Result<Vec<(PortNum, bool)>> {
+async fn show_ports(conn: &mut TcpStream, seq: i32) -> Result<Vec<(PortNum, bool)>, ThriftError> {
     conn.write_all(&call_message(seq)).await?;
     let mut buf = Vec::with_capacity(512);
     loop {
         let mut chunk = [0u8; 4096];
         let n = conn.read(&mut chunk).await?;
         if n == 0 {
-            bail!("connection closed");
+            return Err(ThriftError::Closed);
         }
         buf.extend_from_slice(&chunk[..n]);
         match decode_reply(&buf, seq) {
             Ok(ports) => return Ok(ports),
             Err(Decode::Incomplete) if buf.len() < MAX_REPLY => continue,
-            Err(Decode::Incomplete) => bail!("reply over {MAX_REPLY} bytes"),
-            Err(Decode::Bad(e)) => bail!("bad reply: {e}"),
+            Err(Decode::Incomplete) => return Err(ThriftError::TooLarge),
+            Err(Decode::Bad(e)) => return Err(ThriftError::BadReply(e)),
         }
     }
 }
@@ -406,23 +397,6 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn addresses() {
-        assert_eq!(
-            parse_address("thrift://127.0.0.1:9090").expect("ok"),
-            "127.0.0.1:9090"
-        );
-        for bad in [
-            "127.0.0.1:9090",
-            "thrift://",
-            "thrift://host",
-            "thrift://:1",
-            "ipc:///x",
-        ] {
-            assert!(parse_address(bad).is_err(), "{bad}");
-        }
-    }
-
     /// A Thrift server answering show_ports from a script: every port is
     /// reported after connecting, then only changes, and after the server
     /// restarts every port again.
@@ -433,7 +407,7 @@ mod tests {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, mut rx) = mpsc::channel(16);
-        let task = spawn("leaf1".into(), &format!("thrift://{addr}"), tx).expect("spawn");
+        let task = spawn("leaf1".into(), addr.to_string(), tx);
         let states: [&[(i32, &str, bool)]; 3] = [
             &[(3, "a", true), (4, "b", true)],
             &[(3, "a", true), (4, "b", false)],

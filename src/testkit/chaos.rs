@@ -1,4 +1,4 @@
-//! Chaos for tests: drives faults into in-process targets from a seed —
+//! Chaos for tests: drives faults into simulated switches from a seed —
 //! refused writes, failing updates, slow answers, dropped streams and
 //! switch restarts — the way dendrite's `chaos` backend shakes its callers.
 //! The same seed replays the same sequence.
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
-use super::target::{Faults, TestTarget};
+use super::sim::{Faults, SimSwitch};
 
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
@@ -49,7 +49,7 @@ pub struct ChaosLog {
 }
 
 /// Runs the chaos schedule over `targets`, then clears every fault.
-pub async fn run(targets: &[&TestTarget], cfg: &ChaosConfig) -> ChaosLog {
+pub async fn run(targets: &[&SimSwitch], cfg: &ChaosConfig) -> ChaosLog {
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let mut log = ChaosLog::default();
     for (i, t) in targets.iter().enumerate() {

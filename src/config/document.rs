@@ -1,14 +1,22 @@
-//! Reading a fabric YAML file for the CLI, with diagnostics that point at
-//! the file: line and column for syntax and type errors, the key path (and
-//! the line of its entry, where it can be found) for semantic ones.
+//! Reading a fabric YAML file (`p4fabric apply`, `validate`, the demo, the
+//! lab), with diagnostics that point at the file: line and column for
+//! syntax and type errors, the key path (and the line of its entry, where
+//! it can be found) for semantic ones.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use super::keys::document_to_raw;
+use super::{validate, ConfigKey, Fabric};
 
-use crate::config::keys::document_to_raw;
-use crate::config::{validate, ConfigKey, Fabric};
+/// The file cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}", path.display())]
+pub struct ReadError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
 
 /// A parsed and checked document.
 pub struct Document {
@@ -19,9 +27,11 @@ pub struct Document {
 }
 
 impl Document {
-    pub fn read(path: &Path) -> anyhow::Result<Document> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Document, ReadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReadError {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(check(path, &text))
     }
 }

@@ -84,7 +84,7 @@ impl Drop for Netns {
 }
 
 /// Creates a veth pair: `sw` in the root namespace, `far` inside `ns`, both
-/// up, IPv6 off and checksum offloads off on both (LAB-NOTES: a quiet
+/// up, IPv6 off and checksum offloads off on both (docs/lab.md: a quiet
 /// kernel, and no bad checksums through bmv2).
 pub fn create_veth(sw: &str, far: &str, ns: &Netns) -> Result<()> {
     run(
@@ -113,7 +113,7 @@ fn offload_args(ifname: &str) -> Vec<&str> {
 }
 
 /// Checksum and segmentation offloads off on `ifname` inside `ns`
-/// (LAB-NOTES: otherwise TCP through bmv2 fails on bad checksums). Best
+/// (docs/lab.md: otherwise TCP through bmv2 fails on bad checksums). Best
 /// effort: without ethtool, ping still works.
 pub fn offloads_off(ns: &Netns, ifname: &str) {
     let _ = ns.exec("ethtool", &offload_args(ifname));
