@@ -2,9 +2,11 @@
 //! switch out.
 //!
 //! Level-triggered: whenever the configuration or the observed state
-//! changes, the controller brings its `CompiledFabric` up to date — a new
-//! one for a configuration change, `update_topology` for links, ports and
-//! LACP state, `update_host` per learned host that changed — and hands every
+//! changes, the controller brings its `CompiledFabric` up to date —
+//! `update_config` for a change of static hosts, edge ports or VLANs, a new
+//! one for any other configuration change, `update_topology` for links,
+//! ports and LACP state, `update_host` per learned host that changed — and
+//! hands every
 //! agent a snapshot of it (`Arc<FabricView>`, shared by all agents; a
 //! snapshot costs a few pointer copies). Agents diff that against what
 //! their switch holds, so an unchanged switch gets no writes. Status goes
@@ -901,15 +903,18 @@ impl Controller {
 }
 
 /// The controller's compiled fabric, kept up to date incrementally: a
-/// configuration change compiles anew, an observed-state change (links,
-/// ports, LACP) runs `update_topology`, a host change `update_host`. The
-/// result always equals `compile::compile` of the same inputs (and the same
-/// previous flood tree); `tests/controller_incremental.rs` checks that.
+/// configuration change goes through `update_config` (static hosts, edge
+/// ports, VLANs) or compiles anew (the rest), an observed-state change
+/// (links, ports, LACP) runs `update_topology`, a host change
+/// `update_host`. The result always equals `compile::compile` of the same
+/// inputs (and the same previous flood tree);
+/// `tests/controller_incremental.rs` checks that.
 #[derive(Debug, Default)]
 pub struct IncrementalCompiler {
     /// None before the first configuration.
     compiled: Option<CompiledFabric>,
-    /// The observed state and hosts `compiled` reflects.
+    /// The configuration, observed state and hosts `compiled` reflects.
+    fabric: Arc<Fabric>,
     observed: ObservedState,
     hosts: Hosts,
     /// The snapshot taken after the last update.
@@ -918,17 +923,25 @@ pub struct IncrementalCompiler {
 }
 
 impl IncrementalCompiler {
-    /// Brings the compiled fabric up to `fabric` (when `config_changed`, or
-    /// the first time: compiled anew), `observed` and `hosts`, and takes a
-    /// new snapshot. Returns whether it compiled anew.
+    /// Brings the compiled fabric up to `fabric` (compiled anew the first
+    /// time and for a configuration change `update_config` cannot apply),
+    /// `observed` and `hosts`, and takes a new snapshot. The configuration
+    /// is compared with the previous one when `config_changed` or when it
+    /// is another `Arc`. Returns whether it compiled anew.
     pub fn update(
         &mut self,
-        fabric: &Fabric,
+        fabric: &Arc<Fabric>,
         observed: &ObservedState,
         hosts: &Hosts,
         config_changed: bool,
     ) -> Option<bool> {
-        let full = config_changed || self.compiled.is_none();
+        let reconfigured = config_changed || !Arc::ptr_eq(&self.fabric, fabric);
+        let full = match self.compiled.as_mut() {
+            None => true,
+            Some(c) if reconfigured => c.update_config(&self.fabric, fabric, &self.hosts).is_none(),
+            Some(_) => false,
+        };
+        self.fabric = fabric.clone();
         if full {
             let topo = Topology::build(fabric, observed, self.previous_tree.as_ref());
             self.previous_tree = Some(topo.flood_tree().clone());
