@@ -34,8 +34,10 @@ pub struct ConvergeArgs {
     /// Single-key changes to apply and time (host, route, VLAN in turn).
     #[arg(long, default_value_t = 210)]
     pub changes: usize,
-    /// The config watch's debounce: apply once no change came for this
-    /// long (`Tuning::quiet`; the daemon's default is 20 ms).
+    /// The config watch's debounce of bursts: apply a burst once no change
+    /// came for this long (`Tuning::quiet`; the daemon's default is 20 ms).
+    /// A change that comes alone is applied at once (`Tuning::burst_gap`,
+    /// `Tuning::leading`).
     #[arg(long, default_value_t = 20)]
     pub quiet_ms: u64,
     /// ...or this long after the first pending change (`Tuning::max_delay`).
