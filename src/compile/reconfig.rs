@@ -136,7 +136,10 @@ impl CompiledFabric {
         };
         // Static hosts by key: the old keys of the changed names go, the
         // new ones come. Two names with one key (the validator rejects
-        // that) is left to a full compile.
+        // that), before or after, is left to a full compile.
+        if self.static_duplicates {
+            return None;
+        }
         let gone: BTreeSet<HostKey> = hosts
             .iter()
             .filter_map(|n| old.hosts.get(n))

@@ -45,6 +45,10 @@ pub struct CompiledFabric {
     /// Configured hosts as configured (`hosts` holds them with the
     /// addresses learned for them added).
     pub(super) static_hosts: BTreeMap<HostKey, HostEntry>,
+    /// Two configured hosts share a key (the validator rejects that):
+    /// only a full compile reproduces what the compile of such a
+    /// configuration gives.
+    pub(super) static_duplicates: bool,
     roles: BTreeMap<String, Role>,
     /// The topology compiled against (to see what a change touches).
     pub(super) topo: Topology,
@@ -94,6 +98,7 @@ impl CompiledFabric {
             ctx,
             hosts: BTreeMap::new(),
             static_hosts: BTreeMap::new(),
+            static_duplicates: false,
             journal: None,
             pending: Some(Vec::new()),
         };
@@ -101,7 +106,7 @@ impl CompiledFabric {
         c.l3_static_entries();
         for h in fabric.hosts.values().map(static_entry) {
             c.add_host(with_learned_ips(&h, learned.get(&h.key())));
-            c.static_hosts.insert(h.key(), h);
+            c.static_duplicates |= c.static_hosts.insert(h.key(), h).is_some();
         }
         for h in learned.values() {
             if !c.static_hosts.contains_key(&h.key()) {

@@ -464,3 +464,29 @@ fn only_hosts_ports_and_vlans_have_an_incremental_path() {
     }
     assert!(classify(&old, &old).is_empty());
 }
+
+/// Two bindings of one key (which the validator rejects) are left to a
+/// full compile: making one, and changing one.
+#[test]
+fn bindings_sharing_a_key_take_a_full_compile() {
+    let old = small_fabric();
+    let topo = Topology::build(&old, &ObservedState::default(), None);
+    let mut dup = old.clone();
+    let mut twin = dup.hosts["h1"].clone();
+    twin.ips.clear();
+    dup.hosts.insert("h1-twin".into(), twin);
+    let mut c = CompiledFabric::new(&old, &topo, &Hosts::new());
+    assert!(c.update_config(&old, &dup, &Hosts::new()).is_none());
+    let mut c = CompiledFabric::new(&dup, &topo, &Hosts::new());
+    let mut changed = dup.clone();
+    changed.hosts.remove("h1-twin");
+    assert!(c.update_config(&dup, &changed, &Hosts::new()).is_none());
+    // Without the twin, the same change is incremental.
+    let mut c = CompiledFabric::new(&old, &topo, &Hosts::new());
+    let mut moved = old.clone();
+    if let Some(h) = moved.hosts.get_mut("h1") {
+        h.ips.clear();
+    }
+    assert!(c.update_config(&old, &moved, &Hosts::new()).is_some());
+    assert_eq!(c.materialize(), compile(&moved, &topo, &Hosts::new()));
+}
