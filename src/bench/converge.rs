@@ -43,6 +43,11 @@ pub struct ConvergeArgs {
     /// ...or this long after the first pending change (`Tuning::max_delay`).
     #[arg(long, default_value_t = 250)]
     pub max_delay_ms: u64,
+    /// Changes applied at once within `--quiet-ms` before changes count as
+    /// a burst (`Tuning::leading`; 0: every change waits for the debounce,
+    /// as the watch did before it applied single changes at once).
+    #[arg(long, default_value_t = Tuning::default().leading)]
+    pub leading: usize,
     /// Give up on one change after this long.
     #[arg(long, default_value_t = 10)]
     pub change_timeout_secs: u64,
@@ -212,6 +217,7 @@ pub async fn run(args: &ConvergeArgs) -> anyhow::Result<()> {
     let tuning = Tuning {
         quiet: Duration::from_millis(args.quiet_ms),
         max_delay: Duration::from_millis(args.max_delay_ms),
+        leading: args.leading,
         ..Tuning::default()
     };
     let watch = ConfigWatch::etcd(EtcdOptions::new([etcd.endpoint()]), tuning);
@@ -224,12 +230,13 @@ pub async fn run(args: &ConvergeArgs) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
     println!(
-        "converge: {} bmv2 switches ({}), etcd {}, controller in-process (watch quiet {} ms, max delay {} ms); {}; load average {}",
+        "converge: {} bmv2 switches ({}), etcd {}, controller in-process (watch quiet {} ms, max delay {} ms, leading {}); {}; load average {}",
         fabric.switches.len(),
         args.config.display(),
         etcd.endpoint(),
         args.quiet_ms,
         args.max_delay_ms,
+        args.leading,
         machine(),
         load_average()
     );
