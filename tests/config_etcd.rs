@@ -304,6 +304,66 @@ async fn watch_sees_every_change_once_in_order_under_a_burst() {
     assert!(recomputations < 200, "{recomputations} recomputations");
 }
 
+/// A put after a quiet period is applied at once (leading edge), not after
+/// the debounce; a burst right after it is still coalesced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_put_is_applied_at_once_and_a_burst_still_coalesced() {
+    let Some(etcd) = EtcdServer::start_or_skip().await else {
+        return;
+    };
+    let s = store(&etcd).await;
+    // A debounce long enough to see whether a change waited for it.
+    let slow = Tuning {
+        quiet: Duration::from_millis(400),
+        max_delay: Duration::from_secs(2),
+        ..tuning()
+    };
+    let mut watch = ConfigWatch::etcd(EtcdOptions::new([etcd.endpoint()]), slow);
+    watch.wait_for_revision(1).await;
+    for i in 1..=3u16 {
+        tokio::time::sleep(slow.quiet).await;
+        let put = (format!("vlans/{i}"), br#"{"name":"one"}"#.to_vec());
+        let c = s.commit(vec![put], vec![]).await.unwrap();
+        let t = Instant::now();
+        let u = watch.wait_for_revision(c.revision).await;
+        assert!(u.fabric.vlans.contains_key(&i));
+        let took = t.elapsed();
+        assert!(took < Duration::from_millis(200), "put {i} took {took:?}");
+    }
+    let gen0 = watch.current().generation;
+    // 300 puts from 3 writers at once.
+    let writers: Vec<_> = (0..3u16)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..100u16 {
+                    let v = format!(r#"{{"name":"w{w}-{i}"}}"#).into_bytes();
+                    s.commit(vec![(format!("vlans/{}", 100 + w * 100 + i), v)], vec![])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let took = started.elapsed();
+    let last = s.load().await.unwrap().revision;
+    let u = watch.wait_for_revision(last).await;
+    assert_eq!(u.fabric.vlans.len(), 303);
+    let recomputations = u.generation - gen0;
+    println!("300 puts in {took:?} -> {recomputations} recomputations");
+    // The leading ones, one per max_delay, the last (and a little slack
+    // for gaps in etcd's commits that end a burst early).
+    let bound = slow.leading as u128 + took.as_millis() / slow.max_delay.as_millis() + 4;
+    assert!(
+        u128::from(recomputations) <= bound,
+        "{recomputations} recomputations (bound {bound})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_while_the_watcher_is_stopped_is_recovered() {
     let Some(etcd) = EtcdServer::start_or_skip().await else {

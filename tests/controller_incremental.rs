@@ -1,17 +1,20 @@
-//! The controller's incremental compile path (`IncrementalCompiler`: a new
-//! `CompiledFabric` per configuration change, `update_topology` for
-//! observed-state changes, `update_host` per host) yields exactly the
+//! The controller's incremental compile path (`IncrementalCompiler`:
+//! `update_config` for static hosts, edge ports and VLANs, a new
+//! `CompiledFabric` for any other configuration change, `update_topology`
+//! for observed-state changes, `update_host` per host) yields exactly the
 //! per-switch desired state of a full `compile()` of the same inputs, after
 //! every step of random sequences of host, topology and configuration
-//! changes; and the keys an agent diffs between consecutive snapshots
+//! changes; the configuration changes with an incremental path take it;
+//! and the keys an agent diffs between consecutive snapshots
 //! (`FabricView::changed_keys`) cover every difference.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use p4fabric::compile::sample::{large, leaf_name};
 use p4fabric::compile::{compile, FabricView, HostEntry, Hosts};
-use p4fabric::config::{Attachment, Fabric, PortRef, Route, Vlan};
+use p4fabric::config::{Attachment, EdgePort, Fabric, Host, PortRef, Route, Vlan, VlanMode};
 use p4fabric::controller::IncrementalCompiler;
 use p4fabric::net::MacAddr;
 use p4fabric::p4rt::entity::SwitchEntities;
@@ -41,6 +44,45 @@ enum Step {
     AddVlan(u8),
     /// A config change and a host change before the next recompute.
     RouteAndHost(u8, usize),
+    /// A static binding (`hosts/<id>` put): a new host on a port, or, with
+    /// `shadow`, the key of a learned host (the binding wins).
+    PutStatic {
+        n: u8,
+        leaf: usize,
+        port: u32,
+        shadow: Option<usize>,
+    },
+    DeleteStatic(usize),
+    MoveStatic(usize, u32),
+    ReaddressStatic(usize, u8),
+    /// Many bindings in one configuration change (a Neutron bulk create).
+    BulkStatic(u8),
+    /// An edge port's VLAN membership changes.
+    PortVlans(usize, usize),
+    PortAdmin(usize),
+    AddPort {
+        leaf: usize,
+        port: u32,
+        vlan: usize,
+    },
+    RemovePort(usize),
+    /// A VLAN's IPv4 gateway (and so its subnet) moves.
+    VlanGateway(usize, u8),
+    VlanGatewayMac(usize, u8),
+    VlanVrf(usize, u8),
+    RemoveVlan(usize),
+    /// A port change and a link going down before the next recompute.
+    PortAndLinkDown(usize, usize),
+}
+
+/// What a step changed of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    Nothing,
+    /// Only keys with an incremental path (hosts, ports, VLANs).
+    Incremental,
+    /// Something that needs a full compile (routes).
+    Full,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -63,6 +105,35 @@ fn step() -> impl Strategy<Value = Step> {
         any::<usize>().prop_map(Step::RemoveRoute),
         any::<u8>().prop_map(Step::AddVlan),
         (any::<u8>(), any::<usize>()).prop_map(|(n, h)| Step::RouteAndHost(n, h)),
+        (
+            any::<u8>(),
+            1..=LEAVES,
+            10..14u32,
+            proptest::option::of(any::<usize>())
+        )
+            .prop_map(|(n, leaf, port, shadow)| Step::PutStatic {
+                n,
+                leaf,
+                port,
+                shadow
+            }),
+        any::<usize>().prop_map(Step::DeleteStatic),
+        (any::<usize>(), 10..14u32).prop_map(|(h, p)| Step::MoveStatic(h, p)),
+        (any::<usize>(), any::<u8>()).prop_map(|(h, a)| Step::ReaddressStatic(h, a)),
+        any::<u8>().prop_map(Step::BulkStatic),
+        (any::<usize>(), any::<usize>()).prop_map(|(p, v)| Step::PortVlans(p, v)),
+        any::<usize>().prop_map(Step::PortAdmin),
+        (1..=LEAVES, 40..44u32, any::<usize>()).prop_map(|(leaf, port, vlan)| Step::AddPort {
+            leaf,
+            port,
+            vlan
+        }),
+        any::<usize>().prop_map(Step::RemovePort),
+        (any::<usize>(), any::<u8>()).prop_map(|(v, n)| Step::VlanGateway(v, n)),
+        (any::<usize>(), any::<u8>()).prop_map(|(v, n)| Step::VlanGatewayMac(v, n)),
+        (any::<usize>(), any::<u8>()).prop_map(|(v, n)| Step::VlanVrf(v, n)),
+        any::<usize>().prop_map(Step::RemoveVlan),
+        (any::<usize>(), any::<usize>()).prop_map(|(p, l)| Step::PortAndLinkDown(p, l)),
     ]
 }
 
@@ -92,8 +163,55 @@ fn add_route(w: &mut World, n: u8, h: usize) {
     w.fabric.routes.insert(format!("t{n:03}"), route);
 }
 
-/// Applies a step; returns whether the configuration changed.
-fn apply(w: &mut World, s: &Step) -> bool {
+/// An address of `vlan`'s IPv4 subnet (not the gateway), or none.
+fn address_in(f: &Fabric, vlan: u16, n: u8) -> Vec<IpAddr> {
+    let Some(gw) = f.vlans.get(&vlan).and_then(|v| v.ipv4_gateway) else {
+        return Vec::new();
+    };
+    let size = 1u32 << (32 - u32::from(gw.prefix_len()));
+    if size < 8 {
+        return Vec::new();
+    }
+    let base = u32::from(gw.network());
+    let ip = Ipv4Addr::from(base + 2 + (u32::from(n) * 7 + 3) % (size - 4));
+    if ip == gw.addr() {
+        return Vec::new();
+    }
+    vec![IpAddr::V4(ip)]
+}
+
+/// A binding named after its key, so a key is bound once.
+fn put_static(w: &mut World, h: Host) {
+    w.fabric
+        .hosts
+        .insert(format!("s-{}-{}", h.vlan, h.mac).replace(':', ""), h);
+}
+
+/// Edits the `i`-th value of `map` (none: nothing changed).
+fn edit_nth<K: Ord + Clone, V>(
+    map: &mut BTreeMap<K, V>,
+    i: usize,
+    f: impl FnOnce(&mut V),
+) -> Changed {
+    match nth(map.keys().cloned(), i).and_then(|k| map.get_mut(&k)) {
+        Some(v) => {
+            f(v);
+            Changed::Incremental
+        }
+        None => Changed::Nothing,
+    }
+}
+
+fn remove_nth<K: Ord + Clone, V>(map: &mut BTreeMap<K, V>, i: usize) -> Changed {
+    match nth(map.keys().cloned(), i).and_then(|k| map.remove(&k)) {
+        Some(_) => Changed::Incremental,
+        None => Changed::Nothing,
+    }
+}
+
+/// Applies a step; returns what kind of configuration change it is (the
+/// caller sees whether it changed anything).
+fn apply(w: &mut World, s: &Step) -> Changed {
     match s {
         Step::AddHost { n, leaf, port } => {
             let mac = MacAddr([0x02, 0x77, 0, 0, *leaf as u8, *n]);
@@ -158,13 +276,13 @@ fn apply(w: &mut World, s: &Step) -> bool {
         }
         Step::AddRoute(n, h) => {
             add_route(w, *n, *h);
-            return true;
+            return Changed::Full;
         }
         Step::RemoveRoute(i) => {
             if let Some(k) = nth(w.fabric.routes.keys().cloned(), *i) {
                 w.fabric.routes.remove(&k);
             }
-            return true;
+            return Changed::Full;
         }
         Step::AddVlan(n) => {
             let v = Vlan {
@@ -176,15 +294,125 @@ fn apply(w: &mut World, s: &Step) -> bool {
                 gateway_mac: None,
             };
             w.fabric.vlans.insert(3000 + u16::from(*n), v);
-            return true;
+            return Changed::Incremental;
+        }
+        Step::PutStatic {
+            n,
+            leaf,
+            port,
+            shadow,
+        } => {
+            let attachment = Attachment::Port(PortRef::new(leaf_name(*leaf), *port));
+            let shadowed = shadow.and_then(|i| nth(w.hosts.values().cloned(), i));
+            let (vlan, mac) = match shadowed {
+                Some(h) => (h.vlan, h.mac),
+                // The MAC `AddHost` learns on this leaf: either may come first.
+                None => (
+                    *w.fabric.vlans.keys().next().unwrap_or(&1),
+                    MacAddr([0x02, 0x77, 0, 0, *leaf as u8, *n]),
+                ),
+            };
+            let ips = address_in(&w.fabric, vlan, n.wrapping_add(100));
+            put_static(
+                w,
+                Host {
+                    mac,
+                    vlan,
+                    ips,
+                    attachment,
+                },
+            );
+            return Changed::Incremental;
+        }
+        Step::DeleteStatic(i) => return remove_nth(&mut w.fabric.hosts, *i),
+        Step::MoveStatic(i, port) => {
+            return edit_nth(&mut w.fabric.hosts, *i, |h| {
+                if let Attachment::Port(p) = &h.attachment {
+                    h.attachment = Attachment::Port(PortRef::new(p.switch.clone(), *port));
+                }
+            });
+        }
+        Step::ReaddressStatic(i, a) => {
+            let f = w.fabric.clone();
+            return edit_nth(&mut w.fabric.hosts, *i, |h| {
+                h.ips = address_in(&f, h.vlan, *a)
+            });
+        }
+        Step::BulkStatic(n) => {
+            let vlans: Vec<u16> = w.fabric.vlans.keys().copied().collect();
+            for k in 0..40u8 {
+                let leaf = 1 + usize::from(k) % LEAVES;
+                let vlan = vlans[usize::from(k.wrapping_add(*n)) % vlans.len()];
+                let ips = address_in(&w.fabric, vlan, k.wrapping_mul(3).wrapping_add(*n));
+                put_static(
+                    w,
+                    Host {
+                        mac: MacAddr([0x02, 0x88, 0, *n, leaf as u8, k]),
+                        vlan,
+                        ips,
+                        attachment: Attachment::Port(PortRef::new(
+                            leaf_name(leaf),
+                            10 + u32::from(k % 4),
+                        )),
+                    },
+                );
+            }
+            return Changed::Incremental;
+        }
+        Step::PortVlans(i, v) => {
+            let vlan = nth(w.fabric.vlans.keys().copied(), *v).unwrap_or(1);
+            return edit_nth(&mut w.fabric.ports, *i, |p| {
+                p.vlans = if v % 2 == 0 {
+                    VlanMode::Access { vlan }
+                } else {
+                    VlanMode::Trunk {
+                        vlans: vec![vlan],
+                        native: p.vlans.member_vlans().first().copied(),
+                    }
+                }
+            });
+        }
+        Step::PortAdmin(i) => {
+            return edit_nth(&mut w.fabric.ports, *i, |p| p.admin_up = !p.admin_up)
+        }
+        Step::AddPort { leaf, port, vlan } => {
+            let vlan = nth(w.fabric.vlans.keys().copied(), *vlan).unwrap_or(1);
+            let p = EdgePort {
+                vlans: VlanMode::Access { vlan },
+                admin_up: true,
+                description: String::new(),
+            };
+            w.fabric
+                .ports
+                .insert(PortRef::new(leaf_name(*leaf), *port), p);
+            return Changed::Incremental;
+        }
+        Step::RemovePort(i) => return remove_nth(&mut w.fabric.ports, *i),
+        Step::VlanGateway(i, n) => {
+            return edit_nth(&mut w.fabric.vlans, *i, |v| {
+                v.ipv4_gateway = format!("10.{}.{n}.1/24", 180 + n % 50).parse().ok()
+            });
+        }
+        Step::VlanGatewayMac(i, n) => {
+            return edit_nth(&mut w.fabric.vlans, *i, |v| {
+                v.gateway_mac = (n % 3 != 0).then_some(MacAddr([0x02, 0x99, 0, 0, 0, *n]))
+            });
+        }
+        Step::VlanVrf(i, n) => {
+            return edit_nth(&mut w.fabric.vlans, *i, |v| v.vrf = u16::from(n % 3))
+        }
+        Step::RemoveVlan(i) => return remove_nth(&mut w.fabric.vlans, *i),
+        Step::PortAndLinkDown(p, l) => {
+            apply(w, &Step::LinkDown(*l));
+            return apply(w, &Step::PortAdmin(*p));
         }
         Step::RouteAndHost(n, h) => {
             add_route(w, *n, *h);
             apply(w, &Step::RemoveHost(*h));
-            return true;
+            return Changed::Full;
         }
     }
-    false
+    Changed::Nothing
 }
 
 fn per_switch(v: &FabricView, switches: &[String]) -> BTreeMap<String, SwitchEntities> {
@@ -201,14 +429,44 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
         observed: ObservedState::default(),
         hosts,
     };
+    // A few bindings from the start, two of them of learned hosts' keys.
+    for i in [0, 7] {
+        apply(
+            &mut w,
+            &Step::PutStatic {
+                n: i as u8,
+                leaf: 1,
+                port: 11,
+                shadow: Some(i),
+            },
+        );
+    }
+    apply(&mut w, &Step::BulkStatic(0));
     let switches: Vec<String> = w.fabric.switches.keys().cloned().collect();
     let mut ic = IncrementalCompiler::default();
-    ic.update(&w.fabric, &w.observed, &w.hosts, true);
+    let mut current = Arc::new(w.fabric.clone());
+    ic.update(&current, &w.observed, &w.hosts, true);
     for (i, s) in steps.iter().enumerate() {
         let before = ic.snapshot();
         let tree = ic.flood_tree().cloned();
-        let config_changed = apply(&mut w, s);
-        ic.update(&w.fabric, &w.observed, &w.hosts, config_changed);
+        let kind = match apply(&mut w, s) {
+            _ if w.fabric == *current => Changed::Nothing,
+            kind => kind,
+        };
+        let config_changed = kind != Changed::Nothing;
+        if config_changed {
+            current = Arc::new(w.fabric.clone());
+        }
+        let full = ic.update(&current, &w.observed, &w.hosts, config_changed);
+        prop_assert_eq!(
+            full,
+            Some(kind == Changed::Full),
+            "step {} {:?}: {:?} change, compiled anew: {:?}",
+            i,
+            s,
+            kind,
+            full
+        );
         let after = ic.snapshot();
         let topo = Topology::build(&w.fabric, &w.observed, tree.as_ref());
         let want = compile(&w.fabric, &topo, &w.hosts);
@@ -270,6 +528,36 @@ fn a_fixed_sequence_of_every_kind() {
         Step::LacpSynced(0),
         Step::RouteAndHost(2, 11),
         Step::RemoveRoute(0),
+        Step::PutStatic {
+            n: 1,
+            leaf: 2,
+            port: 12,
+            shadow: None,
+        },
+        Step::PutStatic {
+            n: 3,
+            leaf: 1,
+            port: 13,
+            shadow: Some(4),
+        },
+        Step::MoveStatic(1, 11),
+        Step::ReaddressStatic(2, 40),
+        Step::DeleteStatic(0),
+        Step::BulkStatic(9),
+        Step::PortVlans(3, 1),
+        Step::PortVlans(5, 2),
+        Step::PortAdmin(2),
+        Step::AddPort {
+            leaf: 3,
+            port: 41,
+            vlan: 6,
+        },
+        Step::RemovePort(8),
+        Step::VlanGateway(0, 7),
+        Step::VlanGatewayMac(1, 5),
+        Step::VlanVrf(2, 1),
+        Step::RemoveVlan(3),
+        Step::PortAndLinkDown(4, 1),
     ];
     if let Err(e) = run(&steps) {
         panic!("{e}");

@@ -34,13 +34,20 @@ pub struct ConvergeArgs {
     /// Single-key changes to apply and time (host, route, VLAN in turn).
     #[arg(long, default_value_t = 210)]
     pub changes: usize,
-    /// The config watch's debounce: apply once no change came for this
-    /// long (`Tuning::quiet`; the daemon's default is 20 ms).
+    /// The config watch's debounce of bursts: apply a burst once no change
+    /// came for this long (`Tuning::quiet`; the daemon's default is 20 ms).
+    /// A change that comes alone is applied at once (`Tuning::burst_gap`,
+    /// `Tuning::leading`).
     #[arg(long, default_value_t = 20)]
     pub quiet_ms: u64,
     /// ...or this long after the first pending change (`Tuning::max_delay`).
     #[arg(long, default_value_t = 250)]
     pub max_delay_ms: u64,
+    /// Changes applied at once within `--quiet-ms` before changes count as
+    /// a burst (`Tuning::leading`; 0: every change waits for the debounce,
+    /// as the watch did before it applied single changes at once).
+    #[arg(long, default_value_t = Tuning::default().leading)]
+    pub leading: usize,
     /// Give up on one change after this long.
     #[arg(long, default_value_t = 10)]
     pub change_timeout_secs: u64,
@@ -210,6 +217,7 @@ pub async fn run(args: &ConvergeArgs) -> anyhow::Result<()> {
     let tuning = Tuning {
         quiet: Duration::from_millis(args.quiet_ms),
         max_delay: Duration::from_millis(args.max_delay_ms),
+        leading: args.leading,
         ..Tuning::default()
     };
     let watch = ConfigWatch::etcd(EtcdOptions::new([etcd.endpoint()]), tuning);
@@ -222,12 +230,13 @@ pub async fn run(args: &ConvergeArgs) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
     println!(
-        "converge: {} bmv2 switches ({}), etcd {}, controller in-process (watch quiet {} ms, max delay {} ms); {}; load average {}",
+        "converge: {} bmv2 switches ({}), etcd {}, controller in-process (watch quiet {} ms, max delay {} ms, leading {}); {}; load average {}",
         fabric.switches.len(),
         args.config.display(),
         etcd.endpoint(),
         args.quiet_ms,
         args.max_delay_ms,
+        args.leading,
         machine(),
         load_average()
     );

@@ -29,6 +29,14 @@ pub struct ScaleArgs {
     /// Single-host changes to time after convergence.
     #[arg(long, default_value_t = 20)]
     pub changes: usize,
+    /// Bindings (`hosts/<id>`) put at once, then deleted at once, then
+    /// put again in `--bulk-updates` updates (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    pub bulk: usize,
+    /// The updates the last bulk put comes in, sent back to back (the
+    /// configurations a watch publishes for a burst of transactions).
+    #[arg(long, default_value_t = 10)]
+    pub bulk_updates: usize,
     #[arg(long, default_value_t = 900)]
     pub timeout_secs: u64,
     #[arg(long)]
@@ -102,20 +110,111 @@ fn sum_agents(metrics: &SharedMetrics, f: impl Fn(&crate::agent::AgentStatus) ->
         .sum()
 }
 
+/// The `i`-th extra binding: a port of some leaf, the port's first VLAN,
+/// an address of its subnet (above the learned hosts' and the learned
+/// bench hosts' ones), as Neutron binds a VM port.
 fn extra_host(f: &Fabric, i: usize) -> Option<(String, Host)> {
-    let leaf = sample::leaf_name(1 + i % f.switches.len().saturating_sub(4).max(1));
-    let port = PortRef::new(leaf, 10);
+    let leaves = f.switches.len().saturating_sub(4).max(1);
+    let leaf = sample::leaf_name(1 + i % leaves);
+    let port = PortRef::new(leaf, 10 + (i / leaves % 24) as u32);
     let vlan = *f.ports.get(&port)?.vlans.member_vlans().first()?;
-    let mac = MacAddr([0x02, 0xbe, 0x0c, 0, (i >> 8) as u8, i as u8]);
+    let net = f.vlans.get(&vlan)?.ipv4_gateway?;
+    let [a, b, ..] = net.network().octets();
+    let ip = std::net::Ipv4Addr::new(a, b, 100 + (i >> 8 & 0x3f) as u8, (i & 0xff) as u8);
+    let mac = MacAddr([0x02, 0xbe, 0x0c, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
     Some((
         format!("bench-{i}"),
         Host {
             mac,
             vlan,
-            ips: Vec::new(),
+            ips: vec![ip.into()],
             attachment: Attachment::Port(port),
         },
     ))
+}
+
+/// Hands the controller a new configuration.
+fn publish(tx: &watch::Sender<ConfigUpdate>, fabric: Arc<Fabric>, revision: &mut i64) {
+    *revision += 1;
+    tx.send_replace(ConfigUpdate {
+        revision: *revision,
+        fabric,
+        errors: Default::default(),
+        generation: *revision as u64,
+    });
+}
+
+/// Waits until every agent is converged and holds `want` entities.
+async fn holds(
+    metrics: &SharedMetrics,
+    want: &std::collections::BTreeMap<String, usize>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        {
+            let m = metrics.lock().unwrap_or_else(|p| p.into_inner());
+            let done = want.iter().all(|(n, count)| {
+                m.agents
+                    .get(n)
+                    .is_some_and(|a| a.converged() && a.installed == *count)
+            });
+            if done {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for the bulk put to be installed");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A `hosts/<id>` put through the configuration path at this scale:
+/// parsing, applying and validating one key (`ConfigState::apply`, what
+/// the config watch does before the controller sees a change). Prints
+/// p50/p99/max over `n` puts.
+fn config_state_cost(fabric: &Fabric, n: usize) {
+    // The sample fabric leaves fabric ports to discovery; the validator
+    // wants every configured link end among them.
+    let mut fabric = fabric.clone();
+    let ends: Vec<PortRef> = fabric
+        .links
+        .values()
+        .flat_map(|l| [l.a.clone(), l.b.clone()])
+        .collect();
+    for end in ends {
+        if let Some(sw) = fabric.switches.get_mut(&end.switch) {
+            sw.fabric_ports.push(end.port);
+        }
+    }
+    let fabric = &fabric;
+    let mut state = crate::config::ConfigState::new();
+    let t = Instant::now();
+    let (_, errors) = state.reset(crate::config::keys::encode(fabric));
+    let loaded = t.elapsed();
+    if let Some(e) = errors.first() {
+        println!("config state: {} keys rejected, e.g. {e}", errors.len());
+    }
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let Some((name, host)) = extra_host(fabric, 500_000 + i) else {
+            break;
+        };
+        let Ok(value) = serde_json::to_vec(&host) else {
+            break;
+        };
+        let t = Instant::now();
+        state.apply([crate::config::Change::put(format!("hosts/{name}"), value)]);
+        samples.push(t.elapsed());
+    }
+    let (p50, p99, max) = percentiles(&mut samples);
+    println!(
+        "config state (the watch's side, before the controller): all keys loaded and validated in {:.0} ms ({} rejected); one hosts/<id> put applied and the whole configuration validated ({} times): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        loaded.as_secs_f64() * 1000.0,
+        errors.len(),
+        samples.len()
+    );
 }
 
 pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
@@ -181,30 +280,72 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
         peak_rss_mib(),
         super::load_average()
     );
+    let mut revision = 1;
     let mut samples = Vec::with_capacity(args.changes);
     for i in 0..args.changes {
-        let Some((name, host)) = extra_host(&fabric, i) else {
+        let Some((name, host)) = extra_host(&fabric, 100_000 + i) else {
             break;
         };
         fabric.hosts.insert(name, host);
+        let next = Arc::new(fabric.clone());
         let t = Instant::now();
-        tx.send_replace(ConfigUpdate {
-            revision: 2 + i as i64,
-            fabric: Arc::new(fabric.clone()),
-            errors: Default::default(),
-            generation: 2 + i as u64,
-        });
+        publish(&tx, next, &mut revision);
         generation = converged(&metrics, n, generation, timeout).await?;
         samples.push(t.elapsed());
     }
     let (p50, p99, max) = percentiles(&mut samples);
     println!(
-        "one static host added ({} times; a config change: full compile): every switch converged in p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        "one binding (hosts/<id>, an address, on a port) put ({} times; incremental update_config: fdb and host route on every leaf): every switch converged in p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
         samples.len()
     );
+    if args.bulk > 0 {
+        let base = fabric.clone();
+        let bindings: Vec<(String, Host)> = (0..args.bulk)
+            .filter_map(|i| extra_host(&base, 200_000 + i))
+            .collect();
+        let mut all = base.clone();
+        all.hosts.extend(bindings.iter().cloned());
+        let all = Arc::new(all);
+        let t = Instant::now();
+        publish(&tx, all.clone(), &mut revision);
+        generation = converged(&metrics, n, generation, timeout).await?;
+        let put = t.elapsed();
+        let want: std::collections::BTreeMap<String, usize> = metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .agents
+            .iter()
+            .map(|(name, a)| (name.clone(), a.installed))
+            .collect();
+        let t = Instant::now();
+        publish(&tx, Arc::new(base.clone()), &mut revision);
+        generation = converged(&metrics, n, generation, timeout).await?;
+        let deleted = t.elapsed();
+        // The same bindings in a few updates, back to back.
+        let per = bindings.len().div_ceil(args.bulk_updates.max(1)).max(1);
+        let mut partial = base.clone();
+        let t = Instant::now();
+        for chunk in bindings.chunks(per) {
+            partial.hosts.extend(chunk.iter().cloned());
+            publish(&tx, Arc::new(partial.clone()), &mut revision);
+            tokio::task::yield_now().await;
+        }
+        holds(&metrics, &want, timeout).await?;
+        let in_updates = t.elapsed();
+        generation = converged(&metrics, n, generation, timeout).await?;
+        println!(
+            "{} bindings put in one update (one transaction): every switch converged in {:.1} ms; deleted in one update: {:.1} ms; put in {} updates sent back to back: {:.1} ms",
+            bindings.len(),
+            put.as_secs_f64() * 1000.0,
+            deleted.as_secs_f64() * 1000.0,
+            bindings.len().div_ceil(per),
+            in_updates.as_secs_f64() * 1000.0
+        );
+        fabric = (*all).clone();
+    }
     let mut samples = Vec::with_capacity(args.changes);
     for i in 0..args.changes {
-        let Some((_, host)) = extra_host(&fabric, 1000 + i) else {
+        let Some((_, host)) = extra_host(&fabric, 300_000 + i) else {
             break;
         };
         // An address in its VLAN's subnet (a restart recovers only those).
@@ -238,6 +379,7 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
     );
     let _ = stop_tx.send(());
     let _ = task.await;
+    config_state_cost(&fabric, args.changes.min(20));
     if let Some((opts, hosts, rx)) = restart_with {
         restart(opts, hosts, rx, n, timeout).await?;
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::config::{Fabric, VrfId};
+use crate::config::{Fabric, Vlan, VlanId, VrfId};
 use crate::p4rt::entity::{ActionCall, EntityKey, TableAction, TableKey};
 
 use super::build::{direct, entry, group, mac, member};
@@ -85,16 +85,7 @@ impl L3 {
             nexthop_ids: IdSpace::new(16),
             routes_live: false,
         };
-        for v in fabric.vlans.values() {
-            if let Some(g) = v.ipv4_gateway {
-                l3.gateways.insert((v.vrf, IpAddr::V4(g.addr())));
-                l3.subnets.insert((v.vrf, IpNet::V4(g.trunc())));
-            }
-            if let Some(g) = v.ipv6_gateway {
-                l3.gateways.insert((v.vrf, IpAddr::V6(g.addr())));
-                l3.subnets.insert((v.vrf, IpNet::V6(g.trunc())));
-            }
-        }
+        (l3.gateways, l3.subnets) = gateways_and_subnets(&fabric.vlans);
         let mut set_index: HashMap<NhSet, u32> = HashMap::new();
         for (i, r) in fabric.routes.values().enumerate() {
             let i = i as u32;
@@ -126,6 +117,24 @@ impl L3 {
     }
 }
 
+/// The gateway addresses and subnets of `vlans`, per VRF.
+fn gateways_and_subnets(
+    vlans: &BTreeMap<VlanId, Vlan>,
+) -> (BTreeSet<NhKey>, BTreeSet<(VrfId, IpNet)>) {
+    let (mut gateways, mut subnets) = (BTreeSet::new(), BTreeSet::new());
+    for v in vlans.values() {
+        if let Some(g) = v.ipv4_gateway {
+            gateways.insert((v.vrf, IpAddr::V4(g.addr())));
+            subnets.insert((v.vrf, IpNet::V4(g.trunc())));
+        }
+        if let Some(g) = v.ipv6_gateway {
+            gateways.insert((v.vrf, IpAddr::V6(g.addr())));
+            subnets.insert((v.vrf, IpNet::V6(g.trunc())));
+        }
+    }
+    (gateways, subnets)
+}
+
 fn nh_bytes(nh: &NhKey, out: &mut Vec<u8>) {
     out.extend(nh.0.to_be_bytes());
     match nh.1 {
@@ -153,10 +162,16 @@ fn prefix_key(vrf: VrfId, net: IpNet) -> TableKey {
 impl CompiledFabric {
     /// Router MAC entries: every VLAN with a gateway, on every leaf.
     pub(super) fn router_macs(&mut self) {
-        let entries: Vec<_> = self
-            .ctx
-            .vlans
+        let vlans: Vec<VlanId> = self.ctx.vlans.keys().copied().collect();
+        self.router_macs_of(&vlans, true);
+    }
+
+    /// Sets (`add`) or removes the router MAC entries of `vlans` as the
+    /// current VLAN settings give them.
+    pub(super) fn router_macs_of(&mut self, vlans: &[VlanId], add: bool) {
+        let entries: Vec<_> = vlans
             .iter()
+            .filter_map(|id| Some((id, self.ctx.vlans.get(id)?)))
             .filter(|(_, v)| v.ipv4_gateway.is_some() || v.ipv6_gateway.is_some())
             .map(|(id, v)| {
                 let gw = v.gateway_mac.unwrap_or(self.ctx.settings.gateway_mac);
@@ -167,7 +182,33 @@ impl CompiledFabric {
             })
             .collect();
         for e in entries {
-            self.set_common(e);
+            if add {
+                self.set_common(e);
+            } else {
+                self.remove_common(&e.key());
+            }
+        }
+    }
+
+    /// The VLANs (`ctx.vlans`) changed: re-decides the gateway and subnet
+    /// keys that came or went.
+    pub(super) fn l3_gateways_changed(&mut self) {
+        let (gateways, subnets) = gateways_and_subnets(&self.ctx.vlans);
+        let old_gateways = std::mem::replace(&mut self.l3.gateways, gateways);
+        let old_subnets = std::mem::replace(&mut self.l3.subnets, subnets);
+        let gateways: Vec<NhKey> = old_gateways
+            .symmetric_difference(&self.l3.gateways)
+            .copied()
+            .collect();
+        for (vrf, ip) in gateways {
+            self.refresh_prefix(vrf, IpNet::from(ip));
+        }
+        let subnets: Vec<(VrfId, IpNet)> = old_subnets
+            .symmetric_difference(&self.l3.subnets)
+            .copied()
+            .collect();
+        for (vrf, net) in subnets {
+            self.refresh_prefix(vrf, net);
         }
     }
 

@@ -5,8 +5,9 @@
 //!
 //! `compile` is the whole answer as one map; `CompiledFabric` is the same
 //! answer kept compact (entries every leaf shares are stored once) and
-//! updated incrementally when a host or the topology changes, returning the
-//! per-switch write plans.
+//! updated incrementally when a host, the topology or a host, port or VLAN
+//! of the configuration changes (`reconfig`), returning the per-switch
+//! write plans.
 
 mod build;
 pub mod check;
@@ -17,6 +18,7 @@ mod ids;
 mod infra;
 mod l3;
 pub mod names;
+pub mod reconfig;
 pub mod sample;
 mod state;
 #[cfg(test)]
@@ -32,6 +34,7 @@ use crate::p4rt::entity::SwitchEntities;
 use crate::topo::Topology;
 
 pub use diff::{diff, Op, OpKind, Plan};
+pub use reconfig::{classify, ConfigChange};
 pub use state::CompiledFabric;
 pub use view::FabricView;
 

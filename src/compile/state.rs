@@ -19,6 +19,7 @@ use crate::topo::{LagGroup, Topology};
 use super::diff::{merge_join, Plan};
 use super::infra::{changed_parts, part, update_labels, Part, PARTS};
 use super::l3::L3;
+use super::reconfig::static_entry;
 use super::view::{FabricView, Layer};
 use super::{HostEntry, HostKey, Hosts};
 
@@ -43,13 +44,17 @@ pub struct CompiledFabric {
     pub(super) hosts: BTreeMap<HostKey, HostEntry>,
     /// Configured hosts as configured (`hosts` holds them with the
     /// addresses learned for them added).
-    static_hosts: BTreeMap<HostKey, HostEntry>,
+    pub(super) static_hosts: BTreeMap<HostKey, HostEntry>,
+    /// Two configured hosts share a key (the validator rejects that):
+    /// only a full compile reproduces what the compile of such a
+    /// configuration gives.
+    pub(super) static_duplicates: bool,
     roles: BTreeMap<String, Role>,
     /// The topology compiled against (to see what a change touches).
-    topo: Topology,
+    pub(super) topo: Topology,
     /// The entities, in layers (infra per switch and `Part`, common,
     /// local); cheap to snapshot (`view`).
-    view: FabricView,
+    pub(super) view: FabricView,
     pub(super) l3: L3,
     journal: Option<Journal>,
     /// During the initial build, common-layer writes are collected here and
@@ -93,21 +98,15 @@ impl CompiledFabric {
             ctx,
             hosts: BTreeMap::new(),
             static_hosts: BTreeMap::new(),
+            static_duplicates: false,
             journal: None,
             pending: Some(Vec::new()),
         };
         c.router_macs();
         c.l3_static_entries();
-        let statics = fabric.hosts.values().map(|h| HostEntry {
-            vlan: h.vlan,
-            mac: h.mac,
-            ips: h.ips.clone(),
-            attachment: h.attachment.clone(),
-            learned: false,
-        });
-        for h in statics {
+        for h in fabric.hosts.values().map(static_entry) {
             c.add_host(with_learned_ips(&h, learned.get(&h.key())));
-            c.static_hosts.insert(h.key(), h);
+            c.static_duplicates |= c.static_hosts.insert(h.key(), h).is_some();
         }
         for h in learned.values() {
             if !c.static_hosts.contains_key(&h.key()) {
@@ -148,12 +147,18 @@ impl CompiledFabric {
             Some(s) => Some(with_learned_ips(s, new.as_ref())),
             None => new,
         };
-        self.journal = Some(Journal::default());
         let new = new.map(|h| HostEntry {
             vlan: key.0,
             mac: key.1,
             ..h
         });
+        self.begin_journal();
+        self.set_host(key, new);
+        self.end_journal()
+    }
+
+    /// Replaces the host of `key` (`None`: removes it) as compiled.
+    pub(super) fn set_host(&mut self, key: HostKey, new: Option<HostEntry>) {
         match (self.hosts.get(&key), new) {
             // Same addresses: only bridging moves; routes stay untouched.
             (Some(old), Some(new)) if old.ips == new.ips => self.move_host(new),
@@ -164,12 +169,12 @@ impl CompiledFabric {
                 }
             }
         }
-        self.journal_plans()
     }
 
     /// Applies a topology change (links, port or LACP state): recomputes the
-    /// per-switch part and the hosts whose LAG changed. Config changes
-    /// (switches, ports, VLANs, routes) need a new `CompiledFabric`.
+    /// per-switch part and the hosts whose LAG changed. Config changes go
+    /// through `update_config` (hosts, ports, VLANs) or a new
+    /// `CompiledFabric` (the rest).
     pub fn update_topology(&mut self, fabric: &Fabric, topo: &Topology) -> BTreeMap<String, Plan> {
         let mut plans = BTreeMap::new();
         // Leaves of LAGs whose member state changed (DF and selectors).
@@ -223,9 +228,9 @@ impl CompiledFabric {
             .filter(|h| matches!(&h.attachment, crate::config::Attachment::Lag(l) if changed.contains(l)))
             .map(HostEntry::key)
             .collect();
-        self.journal = Some(Journal::default());
+        self.begin_journal();
         self.relocate_hosts(&moved, topo.lags().clone());
-        for (sw, plan) in self.journal_plans() {
+        for (sw, plan) in self.end_journal() {
             plans.entry(sw).or_insert_with(Plan::default).merge(plan);
         }
         plans
@@ -344,9 +349,14 @@ impl CompiledFabric {
         }
     }
 
+    /// From here on, writes are journalled (see `end_journal`).
+    pub(super) fn begin_journal(&mut self) {
+        self.journal = Some(Journal::default());
+    }
+
     /// Turns the journal into per-leaf plans: a `common` change reaches
     /// every leaf that does not override the key locally.
-    fn journal_plans(&mut self) -> BTreeMap<String, Plan> {
+    pub(super) fn end_journal(&mut self) -> BTreeMap<String, Plan> {
         let Some(j) = self.journal.take() else {
             return BTreeMap::new();
         };
@@ -390,7 +400,7 @@ impl CompiledFabric {
 /// A configured host with the addresses learned for it (ARP / ND from its
 /// MAC: a SLAAC address, a secondary IPv4) added after its configured
 /// ones; the configured attachment stays.
-fn with_learned_ips(configured: &HostEntry, learned: Option<&HostEntry>) -> HostEntry {
+pub(super) fn with_learned_ips(configured: &HostEntry, learned: Option<&HostEntry>) -> HostEntry {
     let mut h = configured.clone();
     for ip in learned.map_or(&[][..], |l| l.ips.as_slice()) {
         if !h.ips.contains(ip) {

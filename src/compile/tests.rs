@@ -318,3 +318,175 @@ fn addresses_learned_for_a_static_host_are_routed() {
     assert!(!c.update_host(learned.key(), None).is_empty());
     assert_eq!(c.materialize(), plain);
 }
+
+/// The fdb action of (`vlan`, `m`) on a switch: its name.
+fn fdb_action(entities: &SwitchEntities, vlan: VlanId, m: MacAddr) -> Option<&'static str> {
+    let key = crate::p4rt::entity::TableKey::new(names::T_FDB)
+        .exact(names::F_VLAN_ID, vlan)
+        .exact(names::F_ETH_DST, build::mac(m));
+    match entities.get(&crate::p4rt::entity::EntityKey::Table(key))? {
+        Entity::Table(t) => match &t.action {
+            TableAction::Direct(a) => Some(a.name),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A binding (`hosts/<id>`) put for the key of a learned host wins over
+/// it, incrementally as on a full compile: the configured attachment, the
+/// configured addresses plus the learned ones, no idle timeout. Deleting
+/// the binding brings the learned host back.
+#[test]
+fn a_binding_wins_over_a_learned_host_incrementally() {
+    let old = small_fabric();
+    let topo = Topology::build(&old, &ObservedState::default(), None);
+    let vm = MacAddr([2, 0, 0, 0, 0, 7]);
+    let heard: std::net::IpAddr = "10.0.10.77".parse().unwrap();
+    let bound: std::net::IpAddr = "10.0.10.78".parse().unwrap();
+    let learned_vm = HostEntry {
+        vlan: 10,
+        mac: vm,
+        ips: vec![heard],
+        attachment: Attachment::Port(PortRef::new("leaf02", 10)),
+        learned: true,
+    };
+    let learned: Hosts = [(learned_vm.key(), learned_vm)].into();
+    let mut new = old.clone();
+    new.hosts.insert(
+        "vm".into(),
+        Host {
+            mac: vm,
+            vlan: 10,
+            ips: vec![bound],
+            attachment: Attachment::Port(PortRef::new("leaf01", 10)),
+        },
+    );
+    let mut c = CompiledFabric::new(&old, &topo, &learned);
+    assert_eq!(
+        fdb_action(&c.switch_entities("leaf02"), 10, vm),
+        Some(names::A_TO_PORT)
+    );
+    let plans = c.update_config(&old, &new, &learned).expect("incremental");
+    assert_eq!(c.materialize(), compile(&new, &topo, &learned));
+    // Every leaf's fdb entry changes (the home leaf moved); the spine has
+    // nothing of hosts.
+    assert_eq!(
+        plans.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["leaf01", "leaf02"]
+    );
+    let (leaf01, leaf02) = (c.switch_entities("leaf01"), c.switch_entities("leaf02"));
+    assert_eq!(fdb_action(&leaf01, 10, vm), Some(names::A_TO_PORT));
+    assert_eq!(fdb_action(&leaf02, 10, vm), Some(names::A_TO_LEAF));
+    for ip in [bound, heard] {
+        assert_eq!(host_route_dmac(&leaf02, ip), Some(build::mac(vm)), "{ip}");
+    }
+    let idle = leaf01.values().any(|e| match e {
+        Entity::Table(t) => t.key.table == names::T_SRC_MAC && t.idle_timeout_ns != 0,
+        _ => false,
+    });
+    assert!(!idle, "a binding's learning entry must not age out");
+    // The binding deleted: the learned host is back where it was heard.
+    c.update_config(&new, &old, &learned).expect("incremental");
+    assert_eq!(c.materialize(), compile(&old, &topo, &learned));
+    assert_eq!(
+        fdb_action(&c.switch_entities("leaf02"), 10, vm),
+        Some(names::A_TO_PORT)
+    );
+}
+
+/// An edit of a configuration and the section that makes it a full
+/// compile (`None`: incremental).
+type Edit = (fn(&mut Fabric), Option<&'static str>);
+
+#[test]
+fn only_hosts_ports_and_vlans_have_an_incremental_path() {
+    let old = small_fabric();
+    let edits: [Edit; 8] = [
+        (|f| f.settings.mac_aging_secs += 1, Some("settings")),
+        (
+            |f| f.switches.retain(|n, _| n != "leaf02"),
+            Some("switches"),
+        ),
+        (|f| f.links.clear(), Some("links")),
+        (
+            |f| {
+                let mut lag: crate::config::Lag = serde_json::from_str(
+                    r#"{"id":1,"members":["leaf01/20"],"mode":"access","vlan":10}"#,
+                )
+                .unwrap();
+                lag.admin_up = true;
+                f.lags.insert("bond".into(), lag);
+            },
+            Some("lags"),
+        ),
+        (
+            |f| {
+                let r = crate::config::Route {
+                    vrf: 0,
+                    prefix: "10.9.0.0/16".parse().unwrap(),
+                    next_hops: vec!["10.0.10.11".parse().unwrap()],
+                };
+                f.routes.insert("r".into(), r);
+            },
+            Some("routes"),
+        ),
+        (|f| f.hosts.retain(|n, _| n != "h1"), None),
+        (|f| f.ports.retain(|p, _| p.switch != "leaf02"), None),
+        (
+            |f| {
+                if let Some(v) = f.vlans.get_mut(&10) {
+                    v.gateway_mac = Some(MacAddr([2, 9, 9, 9, 9, 9]));
+                }
+            },
+            None,
+        ),
+    ];
+    let topo = Topology::build(&old, &ObservedState::default(), None);
+    for (edit, full) in edits {
+        let mut new = old.clone();
+        edit(&mut new);
+        let change = classify(&old, &new);
+        assert_eq!(
+            change,
+            match full {
+                Some(what) => ConfigChange::Full(what),
+                None => change.clone(),
+            }
+        );
+        let mut c = CompiledFabric::new(&old, &topo, &Hosts::new());
+        let applied = c.update_config(&old, &new, &Hosts::new());
+        assert_eq!(applied.is_none(), full.is_some(), "{change:?}");
+        if applied.is_some() {
+            assert!(!change.is_empty());
+            assert_eq!(c.materialize(), compile(&new, &topo, &Hosts::new()));
+        }
+    }
+    assert!(classify(&old, &old).is_empty());
+}
+
+/// Two bindings of one key (which the validator rejects) are left to a
+/// full compile: making one, and changing one.
+#[test]
+fn bindings_sharing_a_key_take_a_full_compile() {
+    let old = small_fabric();
+    let topo = Topology::build(&old, &ObservedState::default(), None);
+    let mut dup = old.clone();
+    let mut twin = dup.hosts["h1"].clone();
+    twin.ips.clear();
+    dup.hosts.insert("h1-twin".into(), twin);
+    let mut c = CompiledFabric::new(&old, &topo, &Hosts::new());
+    assert!(c.update_config(&old, &dup, &Hosts::new()).is_none());
+    let mut c = CompiledFabric::new(&dup, &topo, &Hosts::new());
+    let mut changed = dup.clone();
+    changed.hosts.remove("h1-twin");
+    assert!(c.update_config(&dup, &changed, &Hosts::new()).is_none());
+    // Without the twin, the same change is incremental.
+    let mut c = CompiledFabric::new(&old, &topo, &Hosts::new());
+    let mut moved = old.clone();
+    if let Some(h) = moved.hosts.get_mut("h1") {
+        h.ips.clear();
+    }
+    assert!(c.update_config(&old, &moved, &Hosts::new()).is_some());
+    assert_eq!(c.materialize(), compile(&moved, &topo, &Hosts::new()));
+}

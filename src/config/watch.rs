@@ -4,12 +4,13 @@
 //! etcd exactly once and in revision order: read everything at revision R,
 //! watch from R+1, resume from the last revision seen after a lost
 //! connection (capped exponential backoff), and re-read everything when the
-//! history it needs was compacted. The *applier* (`spawn_applier`) coalesces
-//! bursts (a Neutron bulk update of 1,000 keys becomes a handful of
-//! recomputations) and applies them to a `ConfigState`, publishing each
-//! result on a tokio watch channel.
+//! history it needs was compacted. The *applier* (`spawn_applier`) applies
+//! a change at once when it comes alone, coalesces bursts (a Neutron bulk
+//! update of 1,000 keys becomes a handful of recomputations; see `Pacing`)
+//! and applies them to a `ConfigState`, publishing each result on a tokio
+//! watch channel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,10 +48,16 @@ impl Feed {
 /// Timing of the watcher.
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {
-    /// Apply once no change arrived for this long...
+    /// A burst is applied once no change arrived for this long...
     pub quiet: Duration,
-    /// ...or this long after the first pending change, whichever is first.
+    /// ...or this long after its first pending change, whichever is first.
     pub max_delay: Duration,
+    /// A change is applied at once unless it arrived within `burst_gap` of
+    /// the one before, or `leading` changes were applied at once within
+    /// the last `quiet`: then the changes are a burst, coalesced until it
+    /// goes quiet.
+    pub burst_gap: Duration,
+    pub leading: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
 }
@@ -60,9 +67,73 @@ impl Default for Tuning {
         Tuning {
             quiet: Duration::from_millis(20),
             max_delay: Duration::from_millis(250),
+            // A bulk writer's puts come well under 2 ms apart; one change
+            // at a time, each waiting for the last to reach the switches,
+            // comes 5 ms or more apart. At most one change per 5 ms on
+            // average goes out at once.
+            burst_gap: Duration::from_millis(2),
+            leading: 4,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
         }
+    }
+}
+
+/// When the applier applies: a change that comes alone at once (leading
+/// edge), a burst once it goes quiet or `max_delay` after it started
+/// (trailing edge). A burst starts when a change arrives within
+/// `burst_gap` of the one before, or after `leading` changes were applied
+/// at once within the last `quiet`; it lasts until no change arrived for
+/// `quiet`.
+#[derive(Debug)]
+struct Pacing {
+    tuning: Tuning,
+    /// When the changes applied at once within the last `quiet` arrived.
+    at_once: VecDeque<Instant>,
+    last_arrival: Option<Instant>,
+    burst: bool,
+}
+
+impl Pacing {
+    fn new(tuning: Tuning) -> Self {
+        Pacing {
+            tuning,
+            at_once: VecDeque::new(),
+            last_arrival: None,
+            burst: false,
+        }
+    }
+
+    /// A change arrived at `now` with nothing pending: true to apply it at
+    /// once, false to coalesce it with what follows.
+    fn apply_at_once(&mut self, now: Instant) -> bool {
+        let quiet = self.tuning.quiet;
+        let since = self.last_arrival.map(|t| now.duration_since(t));
+        if since.is_none_or(|d| d >= quiet) {
+            self.burst = false;
+        }
+        if since.is_some_and(|d| d < self.tuning.burst_gap) {
+            self.burst = true;
+        }
+        self.last_arrival = Some(now);
+        while self
+            .at_once
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= quiet)
+        {
+            self.at_once.pop_front();
+        }
+        if self.burst || self.at_once.len() >= self.tuning.leading {
+            self.burst = true;
+            return false;
+        }
+        self.at_once.push_back(now);
+        true
+    }
+
+    /// Another change arrived while one is pending.
+    fn arrived(&mut self, now: Instant) {
+        self.last_arrival = Some(now);
     }
 }
 
@@ -330,19 +401,32 @@ pub fn spawn_applier(
     let task = tokio::spawn(async move {
         let mut state = ConfigState::new();
         let mut generation = 0;
+        let mut pacing = Pacing::new(tuning);
         while let Some(first) = feed.recv().await {
-            let deadline = Instant::now() + tuning.max_delay;
             let mut batch = vec![first];
-            let mut closed = false;
-            loop {
-                let until = (Instant::now() + tuning.quiet).min(deadline);
-                match tokio::time::timeout_at(until, feed.recv()).await {
-                    Ok(Some(f)) => batch.push(f),
-                    Ok(None) => {
-                        closed = true;
-                        break;
+            // What is queued already goes with it.
+            let mut closed = loop {
+                match feed.try_recv() {
+                    Ok(f) => batch.push(f),
+                    Err(mpsc::error::TryRecvError::Empty) => break false,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break true,
+                }
+            };
+            if !closed && !pacing.apply_at_once(Instant::now()) {
+                let deadline = Instant::now() + tuning.max_delay;
+                loop {
+                    let until = (Instant::now() + tuning.quiet).min(deadline);
+                    match tokio::time::timeout_at(until, feed.recv()).await {
+                        Ok(Some(f)) => {
+                            pacing.arrived(Instant::now());
+                            batch.push(f);
+                        }
+                        Ok(None) => {
+                            closed = true;
+                            break;
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
             }
             let revision = batch.last().map(Feed::revision).unwrap_or_default();
@@ -429,6 +513,115 @@ mod tests {
                 Change::put("d", "4"),
                 Change::put("e", "5")
             ]
+        );
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn changes_one_at_a_time_go_out_at_once_and_bursts_wait() {
+        let mut p = Pacing::new(Tuning::default());
+        let t0 = Instant::now();
+        // One change every 6 ms (each waiting for the last to converge):
+        // never a burst.
+        for i in 0..100 {
+            assert!(p.apply_at_once(t0 + ms(6 * i)), "change {i}");
+        }
+        // 1,000 puts 0.1 ms apart: the first at once, then the burst is
+        // coalesced (the applier calls `arrived` meanwhile)...
+        let t1 = t0 + ms(1000);
+        let at_once = (0..1000u32)
+            .filter(|i| p.apply_at_once(t1 + Duration::from_micros(100) * *i))
+            .count();
+        assert_eq!(at_once, 1);
+        // ...until it goes quiet: the next change alone goes out at once.
+        assert!(!p.apply_at_once(t1 + ms(100) + ms(19)));
+        assert!(p.apply_at_once(t1 + ms(100) + ms(19) + ms(20)));
+    }
+
+    #[test]
+    fn a_burst_lasts_while_changes_keep_coming() {
+        let mut p = Pacing::new(Tuning::default());
+        let t0 = Instant::now();
+        // A slow writer, 3 ms a put: `leading` at once, then a burst.
+        for i in 0..4 {
+            assert!(p.apply_at_once(t0 + ms(3 * i)));
+        }
+        assert!(!p.apply_at_once(t0 + ms(12)));
+        let t0 = t0 + ms(8);
+        // Applied at `max_delay` while changes kept arriving every 10 ms:
+        // still a burst, though the leading changes are long past.
+        for i in 1..=25 {
+            p.arrived(t0 + ms(4 + 10 * i));
+        }
+        assert!(!p.apply_at_once(t0 + ms(264)));
+        assert!(p.apply_at_once(t0 + ms(284)));
+    }
+
+    #[tokio::test]
+    async fn a_change_after_a_quiet_period_is_applied_at_once() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        // A long debounce: waiting for it would show.
+        let tuning = Tuning {
+            quiet: ms(500),
+            max_delay: ms(2000),
+            ..Tuning::default()
+        };
+        let (mut out, _task) = spawn_applier(rx, tuning);
+        for revision in 1..=3 {
+            // One at a time, a little apart (as a client waiting for each
+            // to take effect sends them): well inside `quiet`.
+            tokio::time::sleep(ms(5)).await;
+            let t = Instant::now();
+            tx.send(Feed::Changes {
+                revision,
+                changes: vec![Change::put(format!("vlans/{revision}"), "{}")],
+            })
+            .unwrap();
+            out.wait_for(|u| u.revision == revision).await.unwrap();
+            let took = t.elapsed();
+            assert!(took < ms(250), "change {revision} waited {took:?}");
+        }
+        assert_eq!(out.borrow().generation, 3);
+    }
+
+    #[tokio::test]
+    async fn a_trickling_burst_becomes_a_handful_of_recomputations() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (mut out, _task) = spawn_applier(rx, Tuning::default());
+        // 1,000 puts over ~100 ms, a few at a time.
+        let started = Instant::now();
+        let sender = tokio::spawn(async move {
+            for i in 1..=1000i64 {
+                let change = Change::put(format!("vlans/{}", i % 4000 + 1), "{}");
+                if tx
+                    .send(Feed::Changes {
+                        revision: i,
+                        changes: vec![change],
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+                if i % 10 == 0 {
+                    tokio::time::sleep(ms(1)).await;
+                }
+            }
+        });
+        out.wait_for(|u| u.revision == 1000).await.unwrap();
+        sender.await.unwrap();
+        let took = started.elapsed();
+        let u = out.borrow().clone();
+        assert_eq!(u.fabric.vlans.len(), 1000);
+        // `leading` at once, then one per `max_delay` and the last.
+        let t = Tuning::default();
+        let bound = t.leading as u64 + (took.as_millis() / t.max_delay.as_millis()) as u64 + 1;
+        assert!(
+            u.generation <= bound,
+            "generation {} (bound {bound}, {took:?})",
+            u.generation
         );
     }
 

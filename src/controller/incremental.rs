@@ -1,7 +1,9 @@
 //! The incremental compiler: owns the controller's compiled fabric and
 //! keeps it equal to `compile::compile` of the current inputs, doing only
-//! the work a change needs (a new configuration compiles anew; links, ports
-//! and LACP state run `update_topology`; a host change `update_host`).
+//! the work a change needs (a configuration change goes through
+//! `update_config` — static hosts, edge ports, VLANs — or compiles anew;
+//! links, ports and LACP state run `update_topology`; a host change
+//! `update_host`).
 //! Pure: no I/O, no channels; `tests/controller_incremental.rs` checks it
 //! against the whole compiler.
 
@@ -12,15 +14,18 @@ use crate::config::Fabric;
 use crate::topo::{FloodTree, ObservedState, Topology};
 
 /// The controller's compiled fabric, kept up to date incrementally: a
-/// configuration change compiles anew, an observed-state change (links,
-/// ports, LACP) runs `update_topology`, a host change `update_host`. The
-/// result always equals `compile::compile` of the same inputs (and the same
-/// previous flood tree); `tests/controller_incremental.rs` checks that.
+/// configuration change goes through `update_config` (static hosts, edge
+/// ports, VLANs) or compiles anew (the rest), an observed-state change
+/// (links, ports, LACP) runs `update_topology`, a host change
+/// `update_host`. The result always equals `compile::compile` of the same
+/// inputs (and the same previous flood tree);
+/// `tests/controller_incremental.rs` checks that.
 #[derive(Debug, Default)]
 pub struct IncrementalCompiler {
     /// None before the first configuration.
     compiled: Option<CompiledFabric>,
-    /// The observed state and hosts `compiled` reflects.
+    /// The configuration, observed state and hosts `compiled` reflects.
+    fabric: Arc<Fabric>,
     observed: ObservedState,
     hosts: Hosts,
     /// The snapshot taken after the last update.
@@ -29,17 +34,25 @@ pub struct IncrementalCompiler {
 }
 
 impl IncrementalCompiler {
-    /// Brings the compiled fabric up to `fabric` (when `config_changed`, or
-    /// the first time: compiled anew), `observed` and `hosts`, and takes a
-    /// new snapshot. Returns whether it compiled anew.
+    /// Brings the compiled fabric up to `fabric` (compiled anew the first
+    /// time and for a configuration change `update_config` cannot apply),
+    /// `observed` and `hosts`, and takes a new snapshot. The configuration
+    /// is compared with the previous one when `config_changed` or when it
+    /// is another `Arc`. Returns whether it compiled anew.
     pub fn update(
         &mut self,
-        fabric: &Fabric,
+        fabric: &Arc<Fabric>,
         observed: &ObservedState,
         hosts: &Hosts,
         config_changed: bool,
     ) -> Option<bool> {
-        let full = config_changed || self.compiled.is_none();
+        let reconfigured = config_changed || !Arc::ptr_eq(&self.fabric, fabric);
+        let full = match self.compiled.as_mut() {
+            None => true,
+            Some(c) if reconfigured => c.update_config(&self.fabric, fabric, &self.hosts).is_none(),
+            Some(_) => false,
+        };
+        self.fabric = fabric.clone();
         if full {
             let topo = Topology::build(fabric, observed, self.previous_tree.as_ref());
             self.previous_tree = Some(topo.flood_tree().clone());

@@ -2,9 +2,11 @@
 //! switch out.
 //!
 //! Level-triggered: whenever the configuration or the observed state
-//! changes, the controller brings its `CompiledFabric` up to date — a new
-//! one for a configuration change, `update_topology` for links, ports and
-//! LACP state, `update_host` per learned host that changed — and hands every
+//! changes, the controller brings its `CompiledFabric` up to date —
+//! `update_config` for a change of static hosts, edge ports or VLANs, a new
+//! one for any other configuration change, `update_topology` for links,
+//! ports and LACP state, `update_host` per learned host that changed — and
+//! hands every
 //! agent a snapshot of it (`Arc<FabricView>`, shared by all agents; a
 //! snapshot costs a few pointer copies). Agents diff that against what
 //! their switch holds, so an unchanged switch gets no writes. Status goes
