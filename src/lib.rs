@@ -14,6 +14,8 @@ pub mod ha;
 pub mod lab;
 pub mod net;
 pub mod p4rt;
+pub mod portstatus;
 pub mod protocols;
+pub mod target;
 pub mod testing;
 pub mod topo;

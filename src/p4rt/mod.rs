@@ -22,4 +22,4 @@ pub mod switch;
 
 pub use switch::{read_all, write_ops, OpError, PacketIn, UpdateKind};
 pub mod target;
-pub use pipeline::Pipeline;
+pub use pipeline::{Pipeline, PipelineError};
