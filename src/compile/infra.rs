@@ -104,13 +104,25 @@ pub fn changed_parts(
     out
 }
 
+/// The switch's CPU port by its target. A switch validation would reject
+/// (a Tofino one without `cpu_port`) never gets here; bmv2's is the
+/// fallback.
+fn cpu_port(fabric: &Fabric, sw: &str) -> PortNum {
+    fabric
+        .switches
+        .get(sw)
+        .and_then(|s| crate::target::for_switch(sw, s).ok())
+        .map_or(CPU_PORT, |t| t.cpu_port())
+}
+
 /// CPU port, punt ACLs, their meters, the CPU clone session, the learning
 /// digest.
 fn packet_io(fabric: &Fabric, sw: &SwitchNode, out: &mut SwitchEntities) {
+    let cpu_port = cpu_port(fabric, &sw.name);
     let port_key = |p: PortNum| TableKey::new(T_PORTS).exact(F_INGRESS_PORT, p);
     put(
         out,
-        direct(port_key(CPU_PORT), ActionCall::new(A_SET_CPU_PORT)),
+        direct(port_key(cpu_port), ActionCall::new(A_SET_CPU_PORT)),
     );
     let mut acl =
         |prio: i32, fields: &[(&'static str, u128, u128)], action: &'static str, reason: u8| {
@@ -181,7 +193,7 @@ fn packet_io(fabric: &Fabric, sw: &SwitchNode, out: &mut SwitchEntities) {
         Entity::Clone(CloneSession {
             session_id: CPU_CLONE_SESSION,
             replicas: vec![Replica {
-                port: CPU_PORT,
+                port: cpu_port,
                 instance: 0,
             }],
             class_of_service: 0,

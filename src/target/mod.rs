@@ -7,6 +7,7 @@
 
 pub mod bmv2;
 pub mod device_config;
+pub mod ports;
 pub mod tofino;
 
 use std::fmt;
@@ -22,6 +23,8 @@ pub use device_config::DeviceConfigError;
 pub enum TargetError {
     #[error("port {port} is not in the port_map of {switch}")]
     UnknownPort { switch: String, port: PortNum },
+    #[error("{field}: {what} cannot be mapped to a device port")]
+    NotAPort { field: &'static str, what: String },
     #[error("{switch}: {message}")]
     Config { switch: String, message: String },
     #[error(transparent)]

@@ -99,6 +99,12 @@ impl Tofino {
         }
         let mut to_config = BTreeMap::new();
         let mut names: BTreeMap<&str, PortNum> = BTreeMap::new();
+        if sw.port_map.contains_key(&cpu_port) {
+            // The CPU port passes into entities untranslated.
+            return Err(err(format!(
+                "port_map: configured port {cpu_port} has the CPU port's number; number it otherwise"
+            )));
+        }
         for (port, m) in &sw.port_map {
             let dev = m.device_port;
             if dev == cpu_port || reserved.contains(&dev) {
@@ -281,6 +287,7 @@ mod tests {
             ("target: tofino, cpu_port: 68", "recirculation"),
             ("target: tofino2, cpu_port: 0, port_map: {1: 6}", "recirculation"),
             ("target: tofino, cpu_port: 64, port_map: {1: 64}", "the CPU"),
+            ("target: tofino, cpu_port: 64, port_map: {64: 4}", "the CPU port's number"),
             ("target: tofino, cpu_port: 64, port_map: {1: 4, 2: 4}", "both map to device port 4"),
             ("target: tofino, cpu_port: 64, port_map: {1: {device_port: 4, name: a}, 2: {device_port: 5, name: a}}", "both named"),
             ("target: tofino, cpu_port: 64, port_map: {1: {device_port: 4, name: ' '}}", "empty name"),

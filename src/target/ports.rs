@@ -1,0 +1,208 @@
+//! Configured port numbers -> device ports in the entities the compiler
+//! writes, through a target's port map: the one place that knows which
+//! fields carry ports (the `ingress_port` / `egress_port` match fields,
+//! the `port` action parameter, group members' watch ports, multicast and
+//! clone replicas). The CPU port is a device port already and passes as
+//! it is. (Not yet called by the agents: see docs/targets.md.)
+
+use crate::compile::names::{F_EGRESS_PORT, F_INGRESS_PORT, P_PORT};
+use crate::config::PortNum;
+use crate::p4rt::entity::{
+    ActionCall, Entity, EntityKey, Match, Replica, SwitchEntities, TableAction, Value,
+};
+
+use super::{SwitchTarget, TargetError};
+
+/// A configured port (as a field value) as its device port.
+fn device(t: &dyn SwitchTarget, v: Value) -> Result<Value, TargetError> {
+    // A port value wider than 32 bits maps to nothing: report it as such.
+    let port = PortNum::try_from(v).unwrap_or(PortNum::MAX);
+    if port == t.cpu_port() {
+        return Ok(v);
+    }
+    t.device_port(port).map(Value::from)
+}
+
+fn action(t: &dyn SwitchTarget, a: &ActionCall) -> Result<ActionCall, TargetError> {
+    let mut a = a.clone();
+    for (name, v) in a.params.iter_mut() {
+        if *name == P_PORT {
+            *v = device(t, *v)?;
+        }
+    }
+    Ok(a)
+}
+
+fn replicas(t: &dyn SwitchTarget, r: &[Replica]) -> Result<Vec<Replica>, TargetError> {
+    let mut out = r
+        .iter()
+        .map(|r| {
+            Ok(Replica {
+                port: device(t, r.port.into())? as PortNum,
+                instance: r.instance,
+            })
+        })
+        .collect::<Result<Vec<_>, TargetError>>()?;
+    out.sort_unstable(); // replicas are kept sorted
+    Ok(out)
+}
+
+/// One entity with its ports on the device.
+pub fn entity_to_device(t: &dyn SwitchTarget, e: &Entity) -> Result<Entity, TargetError> {
+    Ok(match e {
+        Entity::Table(te) => {
+            let mut te = te.clone();
+            for (field, m) in te.key.matches.iter_mut() {
+                if *field == F_INGRESS_PORT || *field == F_EGRESS_PORT {
+                    *m = match *m {
+                        Match::Exact(v) => Match::Exact(device(t, v)?),
+                        Match::Optional(v) => Match::Optional(device(t, v)?),
+                        // The compiler matches ports exactly; a ternary or
+                        // range over configured numbers has no device form.
+                        other => {
+                            return Err(TargetError::NotAPort {
+                                field,
+                                what: format!("{other:?}"),
+                            })
+                        }
+                    };
+                }
+            }
+            if let TableAction::Direct(a) = &te.action {
+                te.action = TableAction::Direct(action(t, a)?);
+            }
+            Entity::Table(te)
+        }
+        Entity::Member(m) => {
+            let mut m = m.clone();
+            m.action = action(t, &m.action)?;
+            Entity::Member(m)
+        }
+        Entity::Group(g) => {
+            let mut g = g.clone();
+            for m in g.members.iter_mut() {
+                if let Some(p) = m.watch_port {
+                    m.watch_port = Some(device(t, p.into())? as PortNum);
+                }
+            }
+            Entity::Group(g)
+        }
+        Entity::Multicast(g) => {
+            let mut g = g.clone();
+            g.replicas = replicas(t, &g.replicas)?;
+            Entity::Multicast(g)
+        }
+        Entity::Clone(c) => {
+            let mut c = c.clone();
+            c.replicas = replicas(t, &c.replicas)?;
+            Entity::Clone(c)
+        }
+        Entity::Digest(_) | Entity::Meter(_) => e.clone(),
+    })
+}
+
+/// A switch's entities with their ports on the device (keys change with
+/// the ports in table matches).
+pub fn to_device(t: &dyn SwitchTarget, es: &SwitchEntities) -> Result<SwitchEntities, TargetError> {
+    es.values()
+        .map(|e| {
+            let d = entity_to_device(t, e)?;
+            Ok::<(EntityKey, Entity), TargetError>((d.key(), d))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::sample;
+    use crate::config::{MappedPort, Target};
+    use crate::target::for_switch;
+    use crate::topo::Topology;
+
+    /// A benchmark fabric's leaf (edge ports, LAGs, fabric links, hosts)
+    /// as a Tofino whose ports are all moved by 1000 (CPU port 320):
+    /// every port-carrying field moves, nothing else.
+    #[test]
+    fn every_port_field_moves_to_the_device() {
+        let (fabric, hosts) = sample::large(2, 2, 40, 4);
+        let topo = Topology::build(&fabric, &Default::default(), None);
+        let compiled = crate::compile::compile(&fabric, &topo, &hosts);
+        let name = sample::leaf_name(1);
+        let leaf = &compiled[&name];
+        let mut sw = fabric.switches[&name].clone();
+        sw.target = Target::Tofino;
+        sw.cpu_port = Some(320);
+        // The sample's ports (24 edge ports, fabric ports) and bmv2's CPU port.
+        let ports: Vec<u32> = (0..=64).chain([255]).collect();
+        sw.port_map = ports
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    MappedPort {
+                        device_port: p + 1000,
+                        name: None,
+                    },
+                )
+            })
+            .collect();
+        let t = for_switch(&name, &sw).expect("tofino");
+        let dev = to_device(t.as_ref(), leaf).expect("all ports mapped");
+        assert_eq!(dev.len(), leaf.len());
+        // Moving back by 1000 gives the bmv2 entities again: only ports moved.
+        let text = |es: &SwitchEntities| format!("{:?}", es.values().collect::<Vec<_>>());
+        assert_ne!(text(&dev), text(leaf));
+        let back: SwitchEntities = {
+            let mut back_sw = sw.clone();
+            back_sw.cpu_port = Some(320);
+            back_sw.port_map = ports
+                .iter()
+                .map(|p| {
+                    (
+                        p + 1000,
+                        MappedPort {
+                            device_port: *p,
+                            name: None,
+                        },
+                    )
+                })
+                .collect();
+            let tb = for_switch(&name, &back_sw).expect("reverse");
+            to_device(tb.as_ref(), &dev).expect("back")
+        };
+        assert_eq!(back, *leaf);
+        // An unmapped port is an error naming it.
+        sw.port_map.remove(&1);
+        let t = for_switch(&name, &sw).expect("tofino");
+        let e = to_device(t.as_ref(), leaf).expect_err("port 1 unmapped");
+        assert_eq!(
+            e.to_string(),
+            format!("port 1 is not in the port_map of {name}")
+        );
+    }
+
+    /// The compiler writes each switch's own CPU port: the CPU entry of
+    /// the ports table and the CPU clone session.
+    #[test]
+    fn compile_uses_the_targets_cpu_port() {
+        use crate::compile::names::{CPU_CLONE_SESSION, F_INGRESS_PORT, T_PORTS};
+        use crate::p4rt::entity::TableKey;
+        let (mut fabric, hosts) = sample::large(1, 2, 0, 0);
+        let tofino = sample::leaf_name(1);
+        let sw = fabric.switches.get_mut(&tofino).expect("leaf");
+        sw.target = Target::Tofino;
+        sw.cpu_port = Some(320);
+        let topo = Topology::build(&fabric, &Default::default(), None);
+        let compiled = crate::compile::compile(&fabric, &topo, &hosts);
+        for (name, cpu) in [(tofino, 320), (sample::leaf_name(2), 255)] {
+            let es = &compiled[&name];
+            let key = EntityKey::Table(TableKey::new(T_PORTS).exact(F_INGRESS_PORT, cpu));
+            assert!(es.contains_key(&key), "{name}: CPU port {cpu} entry");
+            match es.get(&EntityKey::Clone(CPU_CLONE_SESSION)) {
+                Some(Entity::Clone(c)) => assert_eq!(c.replicas[0].port, cpu, "{name}"),
+                other => panic!("{name}: clone session {other:?}"),
+            }
+        }
+    }
+}
