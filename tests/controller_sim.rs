@@ -331,3 +331,111 @@ async fn protocols_answer_arp_and_learn_from_digests_through_the_controller() {
     let _ = stop_tx.send(());
     let _ = task.await;
 }
+
+fn fabric_file(name: &str) -> Fabric {
+    let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("example");
+    let kvs = p4fabric::config::keys::document_to_raw(&text).expect("example parses");
+    let (fabric, errors) = ConfigState::new().reset(kvs);
+    assert!(errors.is_empty(), "{path}: {errors:?}");
+    fabric
+}
+
+/// Every (ingress port, frame) a host of `f` sends to every other host:
+/// bridged to its MAC, routed to each of its IPs.
+fn host_traces<D: compile::check::DataPlane>(f: &Fabric, dp: &D) -> Vec<String> {
+    use p4fabric::compile::check::{Checker, Frame};
+    use p4fabric::config::Attachment;
+    let topo = Topology::build(f, &ObservedState::default(), None);
+    let checker = Checker::new(dp, &topo);
+    let mut out = Vec::new();
+    for (src_name, src) in &f.hosts {
+        let ingress = match &src.attachment {
+            Attachment::Port(p) => p.clone(),
+            Attachment::Lag(l) => f.lags[l].members[0].clone(),
+        };
+        let tagged = f.lags.values().any(|l| l.members.contains(&ingress))
+            || matches!(f.ports.get(&ingress).map(|p| &p.vlans), Some(v) if !v.is_untagged(src.vlan));
+        for (dst_name, dst) in &f.hosts {
+            if src_name == dst_name {
+                continue;
+            }
+            let gw = f.vlans[&src.vlan]
+                .gateway_mac
+                .unwrap_or(f.settings.gateway_mac);
+            let mut frames = vec![(dst.mac, 0x0800, None)];
+            frames.extend(dst.ips.iter().map(|ip| {
+                let et = if ip.is_ipv4() { 0x0800 } else { 0x86dd };
+                (gw, et, Some(*ip))
+            }));
+            for (mac, eth_type, ip_dst) in frames {
+                let frame = Frame {
+                    dst: mac,
+                    src: src.mac,
+                    vlan: tagged.then_some(src.vlan),
+                    eth_type,
+                    ip_dst,
+                    ttl: 64,
+                };
+                let t = checker.trace(&ingress, frame);
+                out.push(format!("{src_name} -> {dst_name} {ip_dst:?}:\n{t}"));
+            }
+        }
+    }
+    out
+}
+
+/// The Tofino example fabric (Tofino 1 on bf_switchd, Tofino 2 on Stratum,
+/// port maps, CPU ports 320 and 0) validates, compiles with each switch's
+/// own CPU port and every port mapped, converges through the controller on
+/// in-process switches, and forwards host to host exactly as the same
+/// fabric of bmv2 switches (forwarding checker over every host pair).
+///
+/// Not yet here (docs/targets.md): the controller still pushes the bmv2
+/// P4Info to simulated switches and writes configured port numbers (the
+/// port map and per-target pipeline are applied once the controller takes
+/// its target from `target::for_switch`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tofino_fabric_converges_and_forwards_like_bmv2() {
+    let bmv2 = example();
+    let mut tofino = fabric_file("fabric-tofino.yaml");
+    assert!(p4fabric::config::validate(&tofino).is_empty());
+    for (name, sw) in &tofino.switches {
+        let t = p4fabric::target::for_switch(name, sw).expect("target");
+        assert_ne!(t.name(), "bmv2", "{name}");
+        let cpu = t.cpu_port();
+        let want = expected(&tofino);
+        let dev = p4fabric::target::ports::to_device(t.as_ref(), &want[name])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(dev.len(), want[name].len());
+        let cpu_entry = p4fabric::p4rt::EntityKey::Table(
+            p4fabric::p4rt::TableKey::new(compile::names::T_PORTS)
+                .exact(compile::names::F_INGRESS_PORT, cpu),
+        );
+        assert!(
+            want[name].contains_key(&cpu_entry),
+            "{name}: CPU port {cpu}"
+        );
+    }
+    let targets = start_targets(&mut tofino).await;
+    let (_tx, rx) = watch::channel(update(&tofino, 1));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(Controller::new(options("tofino"), rx, None).run(async {
+        let _ = stop_rx.await;
+    }));
+    let want = expected(&tofino);
+    all_hold(&targets, &want, Duration::from_secs(20))
+        .await
+        .expect("converged to the compiled state");
+    let _ = stop_tx.send(());
+    let _ = task.await;
+    let held: std::collections::BTreeMap<String, SwitchEntities> = targets
+        .iter()
+        .map(|(n, t)| (n.clone(), t.entities()))
+        .collect();
+    let on_tofino = host_traces(&tofino, &held);
+    let on_bmv2 = host_traces(&bmv2, &expected(&bmv2));
+    assert!(on_bmv2.len() > 40, "{} traces", on_bmv2.len());
+    assert!(on_bmv2.iter().any(|t| t.contains("delivered")));
+    assert_eq!(on_tofino, on_bmv2);
+}

@@ -3,9 +3,10 @@
 //! fields carry ports (the `ingress_port` / `egress_port` match fields,
 //! the `port` action parameter, group members' watch ports, multicast and
 //! clone replicas). The CPU port is a device port already and passes as
-//! it is. (Not yet called by the agents: see docs/targets.md.)
+//! it is, and so does the learning table's `ingress_port` 0 beside a
+//! non-zero `lag_id` (the LAG stands for its ports there). (Not yet called by the agents: see docs/targets.md.)
 
-use crate::compile::names::{F_EGRESS_PORT, F_INGRESS_PORT, P_PORT};
+use crate::compile::names::{F_EGRESS_PORT, F_INGRESS_PORT, F_LAG_ID, P_PORT};
 use crate::config::PortNum;
 use crate::p4rt::entity::{
     ActionCall, Entity, EntityKey, Match, Replica, SwitchEntities, TableAction, Value,
@@ -52,7 +53,15 @@ pub fn entity_to_device(t: &dyn SwitchTarget, e: &Entity) -> Result<Entity, Targ
     Ok(match e {
         Entity::Table(te) => {
             let mut te = te.clone();
+            let on_lag = te
+                .key
+                .matches
+                .iter()
+                .any(|(f, m)| *f == F_LAG_ID && *m != Match::Exact(0));
             for (field, m) in te.key.matches.iter_mut() {
+                if on_lag && *field == F_INGRESS_PORT && *m == Match::Exact(0) {
+                    continue;
+                }
                 if *field == F_INGRESS_PORT || *field == F_EGRESS_PORT {
                     *m = match *m {
                         Match::Exact(v) => Match::Exact(device(t, v)?),
