@@ -416,6 +416,23 @@ async fn tofino_fabric_converges_and_forwards_like_bmv2() {
             want[name].contains_key(&cpu_entry),
             "{name}: CPU port {cpu}"
         );
+        // Where the target's compiled pipeline is checked in, every entity
+        // (on device ports) encodes against its P4Info.
+        match Pipeline::load_for(&Pipeline::default_dir(), &sw.pipeline, t.as_ref()) {
+            Ok(p) => {
+                for e in dev.values() {
+                    if let Err(err) = p.registry.encode_entity(e, false) {
+                        panic!("{name}: {e:?} does not fit the {} P4Info: {err}", t.name());
+                    }
+                }
+            }
+            Err(e @ p4fabric::p4rt::PipelineError::Missing { .. }) => {
+                use std::io::Write;
+                // Past the test harness's capture, like the other SKIPPED lines.
+                let _ = writeln!(std::io::stderr(), "SKIPPED (TNA P4Info part): {name}: {e}");
+            }
+            Err(e) => panic!("{name}: {e}"),
+        }
     }
     let targets = start_targets(&mut tofino).await;
     let (_tx, rx) = watch::channel(update(&tofino, 1));

@@ -101,7 +101,7 @@ impl Pipeline {
                 target: t,
                 pipeline: name.to_string(),
                 path: artifacts.p4info.display().to_string(),
-                source: std::io::ErrorKind::NotFound.into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
         }
         let registry =
