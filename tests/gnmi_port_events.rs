@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use p4fabric::agent::port_events::PortEvent;
 use p4fabric::config::{ConfigState, Fabric, LagMode, PortRef};
-use p4fabric::portstatus::gnmi;
+use p4fabric::portstatus;
 use p4fabric::portstatus::gnmi_server::GnmiTestServer;
 use p4fabric::protocols::Protocols;
 use p4fabric::target::{for_switch, PortStatusSource};
@@ -73,11 +73,13 @@ async fn gnmi_events_take_a_lag_member_and_a_fabric_link_out_of_service() {
     let leaf1 = fabric.switches.get_mut("leaf1").expect("leaf1");
     leaf1.port_events = Some(format!("gnmi://{}", server.addr()));
     let target = for_switch("leaf1", leaf1).expect("tofino target");
-    let Some(PortStatusSource::Gnmi { address, names }) = target.port_status() else {
-        panic!("a Tofino switch reads port status over gNMI");
-    };
+    let source = target.port_status().expect("leaf1 has port_events");
+    assert!(
+        matches!(source, PortStatusSource::Gnmi { .. }),
+        "a Tofino switch reads port status over gNMI: {source:?}"
+    );
     let (tx, mut rx) = mpsc::channel(64);
-    let task = gnmi::spawn("leaf1".into(), &format!("gnmi://{address}"), names, tx).expect("spawn");
+    let task = portstatus::spawn("leaf1".into(), &source, tx).expect("spawn");
 
     let mut p = Protocols::new(&fabric, Instant::now());
     let member: PortRef = "leaf1/4".parse().expect("port");

@@ -60,17 +60,18 @@ impl PortNames {
     }
 }
 
-/// Follows `switch`'s port status at `addr` (`gnmi://host:port`) until the
-/// receiver goes away or the task is aborted, resubscribing with backoff
-/// (the switch may be starting or restarting).
+/// Follows `switch`'s port status from the gNMI server at `host_port`
+/// (`parse_address` of its `gnmi://` address) until the receiver goes away
+/// or the task is aborted, resubscribing with backoff (the switch may be
+/// starting or restarting).
 pub fn spawn(
     switch: String,
-    addr: &str,
+    host_port: &str,
     names: PortNames,
     tx: mpsc::Sender<PortEvent>,
-) -> Result<JoinHandle<()>> {
-    let endpoint = format!("http://{}", parse_address(addr)?);
-    Ok(tokio::spawn(async move {
+) -> JoinHandle<()> {
+    let endpoint = format!("http://{host_port}");
+    tokio::spawn(async move {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
         while !tx.is_closed() {
             if let Err(e) = follow(&switch, &endpoint, &names, &tx, &mut backoff).await {
@@ -83,7 +84,7 @@ pub fn spawn(
             }
             tokio::time::sleep(backoff.next_delay()).await;
         }
-    }))
+    })
 }
 
 /// The request: a stream of ON_CHANGE updates of every interface's
@@ -332,7 +333,7 @@ mod tests {
         let mut names = PortNames::default();
         names.names.insert("1/0".into(), 7);
         let (tx, mut rx) = mpsc::channel(16);
-        let task = spawn("leaf1".into(), &format!("gnmi://{addr}"), names, tx).expect("spawn");
+        let task = spawn("leaf1".into(), &addr.to_string(), names, tx);
         let ev = |port, up| PortEvent {
             switch: "leaf1".into(),
             port,

@@ -10,9 +10,29 @@ pub mod gnmi_server;
 use std::collections::BTreeMap;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::agent::port_events::PortEvent;
 use crate::config::PortNum;
+use crate::target::PortStatusSource;
+
+/// Starts the port-status reader a switch's target names
+/// (`SwitchTarget::port_status`): the Thrift poller or the gNMI
+/// subscriber. Events go to `tx` until it closes or the task is aborted.
+pub fn spawn(
+    switch: String,
+    source: &PortStatusSource,
+    tx: mpsc::Sender<PortEvent>,
+) -> anyhow::Result<JoinHandle<()>> {
+    match source {
+        PortStatusSource::Thrift { address } => {
+            crate::agent::port_events::spawn(switch, &format!("thrift://{address}"), tx)
+        }
+        PortStatusSource::Gnmi { address, names } => {
+            Ok(gnmi::spawn(switch, address, names.clone(), tx))
+        }
+    }
+}
 
 /// Sends one switch's port states on as events: each port once after a
 /// (re)connect (a new `Changes`), then only changes.
