@@ -769,7 +769,9 @@ async fn apply_prune_and_the_config_watch_leave_the_election_alone() {
     let s = store(&etcd).await;
     let mut watch = ConfigWatch::etcd(EtcdOptions::new([ep.clone()]), tuning());
     let opts = p4fabric::ha::HaOptions::new(s.prefix(), "c1");
-    let term = p4fabric::ha::campaign(&s.client(), &opts).await.unwrap();
+    let term = p4fabric::ha::campaign(&s.client(), &opts, "c1")
+        .await
+        .unwrap();
     let file = example_path();
     let (ok, out, err) = cli(&[
         "apply",
@@ -802,7 +804,7 @@ async fn apply_prune_and_the_config_watch_leave_the_election_alone() {
     let client = s.client();
     let second = tokio::time::timeout(
         Duration::from_secs(1),
-        p4fabric::ha::campaign(&client, &opts2),
+        p4fabric::ha::campaign(&client, &opts2, "c2"),
     )
     .await;
     assert!(second.is_err(), "two leaders");

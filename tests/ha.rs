@@ -28,6 +28,17 @@ fn instance(
     targets: Vec<(String, u64)>,
     leading: Leading,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    instance_with(endpoint, name, targets, leading, |o| o.ttl = TTL)
+}
+
+/// `instance` with its HA options adjusted by `tune`.
+fn instance_with(
+    endpoint: String,
+    name: &str,
+    targets: Vec<(String, u64)>,
+    leading: Leading,
+    tune: impl FnOnce(&mut HaOptions) + Send + 'static,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let name = name.to_string();
     let task = tokio::spawn(async move {
@@ -35,7 +46,7 @@ fn instance(
             .await
             .expect("etcd");
         let mut opts = HaOptions::new("/p4fabric-test/", &name);
-        opts.ttl = TTL;
+        tune(&mut opts);
         let want = Arc::new(desired(20, 0));
         ha::run(
             client,
@@ -80,6 +91,17 @@ fn current_leaders(all: &[Leading]) -> Vec<(usize, u128)> {
         .collect()
 }
 
+/// Waits (10 s at most) for exactly one leader: (instance, election id).
+async fn the_leader(leading: &[Leading]) -> (usize, u128) {
+    assert!(
+        wait_until(Duration::from_secs(10), || current_leaders(leading).len()
+            == 1)
+        .await,
+        "no single leader"
+    );
+    current_leaders(leading)[0]
+}
+
 async fn wait_until(timeout: Duration, f: impl FnMut() -> bool) -> bool {
     p4fabric::testing::within(timeout, f).await.is_some()
 }
@@ -112,12 +134,7 @@ async fn killed_leader_is_replaced_within_ttl_and_writes_never_interleave() {
             ))
         })
         .collect();
-    assert!(
-        wait_until(Duration::from_secs(10), || current_leaders(&leading).len()
-            == 1)
-        .await
-    );
-    let (first, first_id) = current_leaders(&leading)[0];
+    let (first, first_id) = the_leader(&leading).await;
     let want = desired(20, 0);
     for t in &targets {
         assert!(eventually_equal(t, &want, Duration::from_secs(5)).await);
@@ -184,6 +201,65 @@ async fn killed_leader_is_replaced_within_ttl_and_writes_never_interleave() {
     for i in instances.into_iter().flatten() {
         let _ = i.0.send(());
         let _ = i.1.await;
+    }
+}
+
+/// With the default options (lease TTL 3 s), a standby takes over from a
+/// killed leader well inside LACP's fast timeout (3 s): it watches the
+/// leader's liveness port and revokes the dead leader's lease. Without
+/// the liveness port it waits the whole TTL (checked below too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_in_well_under_a_second_at_the_defaults() {
+    let Some(etcd) = EtcdServer::start_or_skip().await else {
+        return;
+    };
+    let target = TestTarget::start(1).await.unwrap();
+    let addrs = vec![(target.addr().to_string(), target.device_id())];
+    for liveness in [true, false] {
+        let leading: Vec<Leading> = (0..2).map(|_| Leading::default()).collect();
+        let mut instances: Vec<_> = (0..2)
+            .map(|i| {
+                Some(instance_with(
+                    etcd.endpoint(),
+                    &format!("d{i}-{liveness}"),
+                    addrs.clone(),
+                    leading[i].clone(),
+                    move |o| {
+                        if !liveness {
+                            o.liveness = None;
+                        }
+                    },
+                ))
+            })
+            .collect();
+        let (first, first_id) = the_leader(&leading).await;
+        // Let the standby connect to the leader's liveness port.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_stop, task) = instances[first].take().unwrap();
+        task.abort();
+        *leading[first].lock().unwrap() = None;
+        let killed_at = Instant::now();
+        assert!(
+            wait_until(Duration::from_secs(6), || target
+                .primary_election_id()
+                .is_some_and(|id| id > first_id))
+            .await,
+            "no standby took over"
+        );
+        let took = killed_at.elapsed();
+        println!("failover after kill, liveness {liveness}: {took:?}");
+        if liveness {
+            assert!(took < Duration::from_millis(1000), "took {took:?}");
+        } else {
+            assert!(
+                took >= Duration::from_secs(2),
+                "without liveness the lease TTL (3 s) runs out first: {took:?}"
+            );
+        }
+        for i in instances.into_iter().flatten() {
+            let _ = i.0.send(());
+            let _ = i.1.await;
+        }
     }
 }
 

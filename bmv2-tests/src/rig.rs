@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use p4fabric::compile::{OpKind, Plan};
+use p4fabric::compile::Plan;
 use p4fabric::lab::packet::hex;
 use p4fabric::lab::{Bmv2Switch, PortSocket, SwitchOptions};
 use p4fabric::p4rt::switch::DigestRow;
@@ -413,17 +413,12 @@ impl Primary {
     /// naming the first refused entity.
     pub async fn write_plan(&self, plan: &Plan) -> Result<()> {
         for stage in &plan.stages {
-            for kind in [OpKind::Insert, OpKind::Modify, OpKind::Delete] {
+            for kind in [UpdateKind::Insert, UpdateKind::Modify, UpdateKind::Delete] {
                 let entities: Vec<Entity> = stage
                     .iter()
                     .filter(|op| op.kind == kind)
                     .map(|op| op.entity.clone())
                     .collect();
-                let kind = match kind {
-                    OpKind::Insert => UpdateKind::Insert,
-                    OpKind::Modify => UpdateKind::Modify,
-                    OpKind::Delete => UpdateKind::Delete,
-                };
                 write_entities(&self.client, &self.reg, kind, &entities).await?;
             }
         }

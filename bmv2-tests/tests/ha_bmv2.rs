@@ -165,8 +165,15 @@ routes:
     run.apply(&changed).await.expect("apply");
     let c = run.wait_converged(Duration::from_secs(30)).await;
     assert!(c.converged(), "change not installed: {:?}", c.pending);
+    // /metrics is a snapshot the controller refreshes every status
+    // interval (500 ms): a fast (release) build converges before the
+    // counter shows the writes, so wait for it rather than read it once.
+    let wrote = within(Duration::from_secs(3), || b.writes().is_ok_and(|w| w > 0)).await;
     let b_writes = b.writes().expect("b metrics");
-    assert!(b_writes > 0, "the change was installed by nobody?");
+    assert!(
+        wrote.is_some() && b_writes > 0,
+        "the change was installed by nobody?"
+    );
     eprintln!("change after failover: {b_writes} updates written by b");
 
     // 3. SIGTERM the leader: leadership is handed over at once.

@@ -156,7 +156,6 @@ async fn controller_rate(
         "bench",
         ClientOptions::new(address, device_id, next_election_id()),
         pipeline,
-        agent::diff_planner(),
     );
     cfg.batch_size = batch;
     let (tx, _rx) = tokio::sync::mpsc::channel(16);

@@ -34,12 +34,32 @@ pub struct RunArgs {
     /// leader election).
     #[arg(long, default_value_t = 1)]
     pub election_id: u64,
-    /// Leadership lease TTL in seconds: how long a dead leader holds on.
+    /// Leadership lease TTL in seconds: how long a dead leader holds on
+    /// when its standbys cannot reach its liveness port.
     #[arg(long, default_value_t = 3)]
     pub lease_ttl: u64,
+    /// Address of this instance's liveness port, which standbys watch to
+    /// take over within milliseconds of the leader's death (port 0: any
+    /// free port). With instances on several hosts, give an address the
+    /// other hosts reach; `off`: standbys wait a lease TTL.
+    #[arg(long, default_value = "127.0.0.1:0", value_parser = parse_liveness)]
+    pub ha_listen: Liveness,
     /// TTL of the status lease in etcd, seconds.
     #[arg(long, default_value_t = 10)]
     pub status_ttl: u64,
+}
+
+/// `--ha-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness(pub Option<SocketAddr>);
+
+fn parse_liveness(s: &str) -> Result<Liveness, String> {
+    if s == "off" {
+        return Ok(Liveness(None));
+    }
+    s.parse()
+        .map(|a| Liveness(Some(a)))
+        .map_err(|e| format!("{s:?}: expected host:port or off ({e})"))
 }
 
 fn default_id() -> String {
@@ -107,6 +127,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let watch = ConfigWatch::etcd(args.etcd.options(), Tuning::default());
     let mut ha_opts = HaOptions::new(store.prefix(), &id);
     ha_opts.ttl = Duration::from_secs(args.lease_ttl.max(1));
+    ha_opts.liveness = args.ha_listen.0;
     let config = watch.subscribe();
     ha::run(
         store.client(),

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::trace::load_fabric;
+use super::trace::load_seen;
 use super::EtcdArgs;
 use crate::config::keys::STATUS_DIR;
 use crate::config::{Attachment, Fabric, Role};
@@ -285,7 +285,8 @@ pub fn svg(fabric: &Fabric, links: &LinkStates) -> String {
 }
 
 pub async fn run(args: &TopologyArgs) -> anyhow::Result<()> {
-    let fabric = load_fabric(&args.config, &args.etcd).await?;
+    let seen = load_seen(&args.config, &args.etcd).await?;
+    let fabric = with_discovered_links(&seen.fabric, &seen.observed);
     let mut links = LinkStates::new();
     if args.config.is_none() {
         let store = args.etcd.connect().await?;
@@ -306,6 +307,32 @@ pub async fn run(args: &TopologyArgs) -> anyhow::Result<()> {
         Format::Svg => print!("{}", svg(&fabric, &links)),
     }
     Ok(())
+}
+
+/// `fabric` with the links discovery found that are not configured
+/// (named `discovered:<a>-<b>`), so a fabric without `links:` is drawn
+/// with the links it forwards over.
+fn with_discovered_links(fabric: &Fabric, observed: &crate::topo::ObservedState) -> Fabric {
+    let mut f = fabric.clone();
+    let configured: std::collections::BTreeSet<crate::topo::LinkId> = fabric
+        .links
+        .values()
+        .map(|l| crate::topo::LinkId::new(l.a.clone(), l.b.clone()))
+        .collect();
+    for id in observed
+        .discovered
+        .keys()
+        .filter(|id| !configured.contains(*id))
+    {
+        f.links.insert(
+            format!("discovered:{}-{}", id.0, id.1),
+            crate::config::Link {
+                a: id.0.clone(),
+                b: id.1.clone(),
+            },
+        );
+    }
+    f
 }
 
 #[cfg(test)]
@@ -349,5 +376,26 @@ mod tests {
             fabric.links.len() + host_edges
         );
         assert_eq!(svg.matches("stroke-dasharray").count(), 1);
+    }
+
+    #[test]
+    fn discovered_links_are_drawn_on_a_fabric_without_configured_links() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fabric.yaml"))
+                .expect("example");
+        let mut kvs = crate::config::keys::document_to_raw(&text).expect("parse");
+        kvs.retain(|k, _| !k.starts_with("links/"));
+        let (fabric, errors) = crate::config::ConfigState::new().reset(kvs);
+        assert!(errors.is_empty());
+        let mut observed = crate::topo::ObservedState::default();
+        let id = crate::topo::LinkId::new(
+            crate::config::PortRef::new("leaf1", 1),
+            crate::config::PortRef::new("spine1", 1),
+        );
+        observed.discovered.insert(id, true);
+        let drawn = with_discovered_links(&fabric, &observed);
+        assert_eq!(drawn.links.len(), 1);
+        let d = dot(&drawn, &LinkStates::new());
+        assert!(d.contains("\"leaf1\" -- \"spine1\""), "{d}");
     }
 }

@@ -21,12 +21,8 @@
 
 use crate::p4rt::entity::{ActionProfileGroup, Entity, GroupMember, SwitchEntities};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum OpKind {
-    Insert,
-    Modify,
-    Delete,
-}
+/// The compiler's name for the one update kind (`p4rt::entity::UpdateKind`).
+pub use crate::p4rt::entity::UpdateKind as OpKind;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Op {

@@ -9,7 +9,16 @@
 //! The leader also stops writing on its own as soon as it cannot prove its
 //! lease is alive (no keepalive answer within the TTL), and resigns on
 //! graceful shutdown so a standby takes over at once.
+//!
+//! A leader that dies without resigning (kill -9, a crash, a dead host) is
+//! noticed by the standbys through its liveness port (`liveness`): they
+//! revoke its lease and the next in line leads within milliseconds instead
+//! of a lease TTL — short enough for LACP partners in fast mode (3 s
+//! timeout) never to miss the new leader's first LACPDU.
 
+pub mod liveness;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use etcd_client::{Client, LeaderKey, ResignOptions};
@@ -23,8 +32,12 @@ pub struct HaOptions {
     pub name: String,
     /// This instance's id, stored as the election value.
     pub instance: String,
-    /// Lease TTL: how long a dead leader holds leadership.
+    /// Lease TTL: how long a dead leader holds leadership when its
+    /// standbys cannot tell it died (no liveness connection).
     pub ttl: Duration,
+    /// Where this instance serves its liveness port (port 0: any free
+    /// port); `None`: not served, standbys wait for the lease TTL.
+    pub liveness: Option<SocketAddr>,
 }
 
 impl HaOptions {
@@ -33,6 +46,7 @@ impl HaOptions {
             name: format!("{prefix}{}", crate::config::keys::ELECTION),
             instance: instance.into(),
             ttl: Duration::from_secs(3),
+            liveness: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         }
     }
 }
@@ -82,15 +96,17 @@ impl Drop for Term {
 
 /// Campaigns until this instance leads; then returns the term. The lease
 /// is kept alive from the start, so a waiting candidate keeps its place.
-pub async fn campaign(client: &Client, opts: &HaOptions) -> Result<Term, etcd_client::Error> {
+pub async fn campaign(
+    client: &Client,
+    opts: &HaOptions,
+    value: &str,
+) -> Result<Term, etcd_client::Error> {
     let mut client = client.clone();
     let ttl = opts.ttl.as_secs().max(1) as i64;
     let lease = client.lease_grant(ttl, None).await?.id();
     let (lost_tx, lost) = watch::channel(false);
     let keeper = tokio::spawn(keep_alive(client.clone(), lease, opts.ttl, lost_tx));
-    let resp = client
-        .campaign(opts.name.as_str(), opts.instance.as_str(), lease)
-        .await;
+    let resp = client.campaign(opts.name.as_str(), value, lease).await;
     let resp = match resp {
         Ok(r) => r,
         Err(e) => {
@@ -159,10 +175,27 @@ pub async fn run<F, Fut>(
 {
     tokio::pin!(shutdown);
     let mut backoff = crate::p4rt::backoff::Backoff::new(Duration::from_millis(200), opts.ttl);
+    // Served for as long as this instance runs (dropped with it).
+    let server = match opts.liveness {
+        Some(bind) => match liveness::LivenessServer::start(bind, &opts.instance).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(%bind, error = %e, "cannot serve the liveness port: a standby will wait a lease TTL for this instance");
+                None
+            }
+        },
+        None => None,
+    };
+    let value = liveness::Candidate {
+        instance: opts.instance.clone(),
+        liveness: server.as_ref().map(|s| s.addr()),
+    }
+    .encode();
     loop {
         let term = tokio::select! {
             _ = &mut shutdown => return,
-            t = campaign(&client, &opts) => t,
+            t = campaign(&client, &opts, &value) => t,
+            _ = depose_dead_leaders(client.clone(), &opts) => continue,
         };
         let term = match term {
             Ok(t) => {
@@ -195,5 +228,58 @@ pub async fn run<F, Fut>(
             return;
         }
         tracing::warn!("leadership ended; back to standby");
+    }
+}
+
+/// While this instance waits in line: watches the leader's liveness port
+/// and revokes the leader's lease when the leader is gone, so the next in
+/// line is elected at once. Never returns.
+async fn depose_dead_leaders(mut client: Client, opts: &HaOptions) {
+    // The leader (its election key) last reported unwatchable, so the
+    // warning is not repeated every second.
+    let mut warned: Option<Vec<u8>> = None;
+    loop {
+        let leader = client.leader(opts.name.as_str()).await.ok().and_then(|r| {
+            r.kv().map(|kv| {
+                (
+                    kv.key().to_vec(),
+                    kv.lease(),
+                    liveness::Candidate::decode(kv.value()),
+                )
+            })
+        });
+        let Some((key, lease, who)) = leader.filter(|(_, _, w)| w.instance != opts.instance) else {
+            // No leader, or we are about to lead.
+            tokio::time::sleep(liveness::HEARTBEAT).await;
+            continue;
+        };
+        let why = match who.liveness {
+            Some(addr) => match liveness::watch(addr, &who.instance).await {
+                liveness::Watched::Lost(why) => {
+                    // Only the leader we watched: it may have resigned and
+                    // another taken over meanwhile.
+                    let still = client
+                        .leader(opts.name.as_str())
+                        .await
+                        .ok()
+                        .and_then(|r| r.kv().map(|kv| kv.key() == key.as_slice()))
+                        .unwrap_or(false);
+                    if still {
+                        tracing::warn!(leader = %who.instance, reason = %why, "leader lost: revoking its lease");
+                        if let Err(e) = client.lease_revoke(lease).await {
+                            tracing::debug!(error = %e, "lease revoke failed (already gone?)");
+                        }
+                    }
+                    continue;
+                }
+                liveness::Watched::Unreachable(why) => why,
+            },
+            None => "it serves no liveness port".to_string(),
+        };
+        if warned.as_ref() != Some(&key) {
+            tracing::warn!(leader = %who.instance, reason = %why, ttl = ?opts.ttl, "cannot watch the leader: if it dies, a standby takes over after its lease TTL");
+            warned = Some(key);
+        }
+        tokio::time::sleep(liveness::SILENT_LIMIT).await;
     }
 }

@@ -75,14 +75,24 @@ impl ControllerProcess {
     /// its output goes to `<log_dir>/<id>.log`. Waits until `/metrics`
     /// answers.
     pub fn start(endpoint: &str, id: &str, ttl: Duration, log_dir: &Path) -> Result<Self> {
+        let ttl = ttl.as_secs().max(1).to_string();
+        Self::start_with(endpoint, id, log_dir, &["--lease-ttl", &ttl])
+    }
+
+    /// Starts an instance with `p4fabric run`'s default options.
+    pub fn start_default(endpoint: &str, id: &str, log_dir: &Path) -> Result<Self> {
+        Self::start_with(endpoint, id, log_dir, &[])
+    }
+
+    /// Starts an instance with these extra `p4fabric run` options.
+    pub fn start_with(endpoint: &str, id: &str, log_dir: &Path, extra: &[&str]) -> Result<Self> {
         let bin = binary()?;
         let metrics_addr: SocketAddr = format!("127.0.0.1:{}", super::free_port()?).parse()?;
         let log = log_dir.join(format!("{id}.log"));
         let out = std::fs::File::create(&log)?;
         let child = Command::new(&bin)
             .args(["run", "--etcd", endpoint, "--controller-id", id])
-            .arg("--lease-ttl")
-            .arg(ttl.as_secs().max(1).to_string())
+            .args(extra)
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
             .env(

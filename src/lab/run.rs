@@ -28,17 +28,15 @@ use super::readback::{self, Convergence};
 use super::{LabFabric, LabOptions};
 use crate::cli::apply::ApplyArgs;
 use crate::cli::EtcdArgs;
-use crate::compile::{self, HostEntry, Hosts};
+use crate::compile;
 use crate::config::etcd::{EtcdOptions, EtcdStore};
 use crate::config::keys::STATUS_DIR;
-use crate::config::status::{paths, HostStatus, ObservedStatus};
 use crate::config::watch::{ConfigWatch, Tuning};
 use crate::config::{Fabric, DEFAULT_PREFIX};
 use crate::controller::{Controller, ControllerOptions, SharedMetrics};
-use crate::net::MacAddr;
 use crate::p4rt::{Pipeline, SwitchEntities};
 use crate::testing::EtcdServer;
-use crate::topo::{FloodTree, LinkId, ObservedState, Topology};
+use crate::topo::{LinkId, Topology};
 
 /// Why an end-to-end test cannot run here: bmv2, root, etcd or the compiled
 /// pipeline missing.
@@ -310,59 +308,7 @@ pub fn extended(fabric: &Fabric, extra: &str) -> Result<Fabric> {
 
 /// The compiler's observed-state inputs and learned hosts, from the status
 /// a controller wrote (`observed`, `hosts/<vlan>/<mac>`).
-pub fn observations(
-    status: &BTreeMap<String, serde_json::Value>,
-) -> (ObservedState, Option<FloodTree>, Hosts) {
-    let mut observed = ObservedState::default();
-    let mut tree = None;
-    if let Some(o) = status
-        .get(paths::OBSERVED)
-        .and_then(|v| serde_json::from_value::<ObservedStatus>(v.clone()).ok())
-    {
-        observed.discovered = o
-            .links
-            .into_iter()
-            .map(|(a, b, seen)| (LinkId::new(a, b), seen))
-            .collect();
-        observed.ports_down = o.ports_down.into_iter().collect();
-        observed.lacp_unsynced = o.lacp_unsynced.into_iter().collect();
-        tree = Some(FloodTree {
-            links: o
-                .flood_tree
-                .into_iter()
-                .map(|(a, b)| LinkId::new(a, b))
-                .collect(),
-        });
-    }
-    let mut hosts = Hosts::new();
-    for (path, v) in status {
-        let Some(rest) = path.strip_prefix("hosts/") else {
-            continue;
-        };
-        let Some((vlan, mac)) = rest.split_once('/') else {
-            continue;
-        };
-        let (Ok(vlan), Ok(mac), Ok(h)) = (
-            vlan.parse(),
-            mac.parse::<MacAddr>(),
-            serde_json::from_value::<HostStatus>(v.clone()),
-        ) else {
-            continue;
-        };
-        if !h.learned {
-            continue;
-        }
-        let e = HostEntry {
-            vlan,
-            mac,
-            ips: h.ips,
-            attachment: h.attachment,
-            learned: true,
-        };
-        hosts.insert(e.key(), e);
-    }
-    (observed, tree, hosts)
-}
+pub use crate::controller::observations::from_status as observations;
 
 /// A controller running in this process.
 pub struct LabController {
@@ -637,31 +583,5 @@ mod tests {
             Duration::from_millis(20),
         );
         assert_eq!((r.sent, r.lost()), (98, 0));
-    }
-
-    #[test]
-    fn observations_come_from_status_keys() {
-        let status: BTreeMap<String, serde_json::Value> = [
-            (
-                "observed".to_string(),
-                serde_json::json!({"links": [["leaf1/1", "spine1/1", false]],
-                                   "ports_down": ["leaf1/1"], "lacp_unsynced": ["leaf2/4"]}),
-            ),
-            (
-                "hosts/10/02:00:00:00:00:09".to_string(),
-                serde_json::json!({"attachment": {"port": "leaf1/3"}, "ips": ["10.0.10.9"],
-                                   "learned": true, "last_seen": 1}),
-            ),
-        ]
-        .into_iter()
-        .collect();
-        let (o, _, hosts) = observations(&status);
-        assert_eq!(o.discovered.len(), 1);
-        assert!(o.discovered.values().all(|seen| !seen));
-        assert_eq!(o.ports_down.len(), 1);
-        assert_eq!(o.lacp_unsynced.len(), 1);
-        assert_eq!(hosts.len(), 1);
-        let h = hosts.values().next().unwrap();
-        assert_eq!(h.ips, vec!["10.0.10.9".parse::<IpAddr>().unwrap()]);
     }
 }

@@ -13,6 +13,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// What a write does to an entity: the one update kind of the project
+/// (the compiler's diff plans in it, the switch client writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UpdateKind {
+    Insert,
+    Modify,
+    Delete,
+}
+
 /// A field or parameter value, as an unsigned integer of the field's width.
 pub type Value = u128;
 

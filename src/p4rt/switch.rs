@@ -19,12 +19,7 @@ use super::p4info::P4InfoRegistry;
 /// every update (`a_large_partly_failing_batch_reports_every_update_on_bmv2`).
 pub const DEFAULT_BATCH: usize = 2000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum UpdateKind {
-    Insert,
-    Modify,
-    Delete,
-}
+pub use super::entity::UpdateKind;
 
 impl UpdateKind {
     fn wire(self) -> p4::update::Type {

@@ -173,6 +173,9 @@ pub struct Discovery {
     ports_down: BTreeSet<PortRef>,
     configured: BTreeSet<LinkId>,
     links: BTreeMap<LinkId, LinkEntry>,
+    /// When the current start-up round began (`start_round`), until
+    /// `end_round`.
+    round: Option<Instant>,
 }
 
 /// The MAC a switch sends probes from: configured, else derived from its
@@ -192,6 +195,7 @@ impl Discovery {
             ports_down: BTreeSet::new(),
             configured: BTreeSet::new(),
             links: BTreeMap::new(),
+            round: None,
         };
         d.configure(fabric, now);
         d
@@ -342,7 +346,48 @@ impl Discovery {
         out
     }
 
+    /// Probes every fabric port at the next tick and starts a round: a
+    /// controller starting or taking over must hear the links its switches
+    /// forward over before its first desired state, which would otherwise
+    /// remove every fabric path not re-heard yet (on a fabric without
+    /// `links:` discovery is the only source of them).
+    pub fn start_round(&mut self, now: Instant) {
+        for next in self.ports.values_mut() {
+            *next = now;
+        }
+        self.round = Some(now);
+    }
+
+    /// How long a round may take: one interval (a lost first probe is
+    /// followed by a second) and half of one for probes in flight.
+    fn round_time(&self) -> Duration {
+        self.interval + self.interval / 2
+    }
+
+    /// Whether the round started by `start_round` is over: every fabric
+    /// port that is not down is on a link that is up (both directions
+    /// heard), or the round's time passed (ports with nothing at the other
+    /// end, a neighbour that is down). `None` when no round is running.
+    pub fn round_done(&self, now: Instant) -> Option<bool> {
+        let started = self.round?;
+        if now >= started + self.round_time() {
+            return Some(true);
+        }
+        let all_heard = self
+            .ports
+            .keys()
+            .filter(|p| !self.ports_down.contains(*p))
+            .all(|p| self.links.iter().any(|(id, e)| e.up && id.touches(p)));
+        Some(all_heard)
+    }
+
+    /// Forgets the round (its result was taken).
+    pub fn end_round(&mut self) {
+        self.round = None;
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
+        let round_end = self.round.map(|t| t + self.round_time());
         let timeout = self.timeout();
         let expiries = self
             .links
@@ -360,7 +405,7 @@ impl Discovery {
             .iter()
             .filter(|(p, _)| !self.ports_down.contains(*p))
             .map(|(_, t)| *t);
-        probes.chain(expiries).chain(one_way).min()
+        probes.chain(expiries).chain(one_way).chain(round_end).min()
     }
 
     /// Every link seen or configured, with its state.

@@ -174,8 +174,12 @@ impl Event {
             StreamEvent::PacketIn(p) => {
                 let p = reg.decode_packet_in(p)?;
                 let field = |n: &str| p.get(n).unwrap_or(0);
+                // A port number that does not fit is no port of ours.
+                let Ok(ingress_port) = u32::try_from(field("ingress_port")) else {
+                    return Ok(None);
+                };
                 Some(Event::PacketIn {
-                    ingress_port: u32::try_from(field("ingress_port")).unwrap_or(0),
+                    ingress_port,
                     punt_reason: u8::try_from(field("punt_reason")).unwrap_or(0),
                     payload: p.payload,
                 })
@@ -187,12 +191,14 @@ impl Event {
                 })
             }
             StreamEvent::IdleTimeout(n) => {
-                let mut entries = Vec::with_capacity(n.table_entry.len());
-                for t in &n.table_entry {
-                    if let Some(e) = IdleEntry::from_key(&reg.decode_table_key(t)?) {
-                        entries.push(e);
-                    }
-                }
+                // One undecodable key (another table's) does not lose the
+                // others of the notification.
+                let entries: Vec<IdleEntry> = n
+                    .table_entry
+                    .iter()
+                    .filter_map(|t| reg.decode_table_key(t).ok())
+                    .filter_map(|k| IdleEntry::from_key(&k))
+                    .collect();
                 (!entries.is_empty()).then_some(Event::IdleTimeout(entries))
             }
             StreamEvent::Error(_) | StreamEvent::Closed(_) => None,
@@ -354,22 +360,6 @@ impl Protocols {
         }
     }
 
-    /// A packet-in already decoded with the pipeline's P4Info
-    /// (`P4InfoRegistry::decode_packet_in`).
-    pub fn on_packet_in(
-        &mut self,
-        switch: &str,
-        packet: &crate::p4rt::PacketIn,
-        now: Instant,
-    ) -> Vec<Action> {
-        let field = |n: &str| packet.get(n).unwrap_or(0);
-        let Ok(port) = u32::try_from(field("ingress_port")) else {
-            return Vec::new();
-        };
-        let reason = u8::try_from(field("punt_reason")).unwrap_or(0);
-        self.on_frame(switch, port, reason, &packet.payload, now)
-    }
-
     /// A punted frame: dispatched on its ethertype; the punt reason only
     /// tells IP packets apart (GLEAN: resolve the destination;
     /// TTL_EXPIRED: time exceeded; otherwise an echo to a gateway).
@@ -529,6 +519,23 @@ impl Protocols {
         out.lacp(self.lacp.restore_partners(known_partners, now));
         self.count_out(&out);
         out.actions
+    }
+
+    /// A controller starting or taking over, with switches that hold
+    /// state: probe every fabric port now (see `Discovery::start_round`).
+    pub fn start_discovery_round(&mut self, now: Instant) {
+        self.discovery.start_round(now);
+    }
+
+    /// The round of `start_discovery_round` is over (every fabric port that
+    /// is up heard its link, or the round's time passed); `None`: no round.
+    /// `end_discovery_round` forgets it.
+    pub fn discovery_round_done(&self, now: Instant) -> Option<bool> {
+        self.discovery.round_done(now)
+    }
+
+    pub fn end_discovery_round(&mut self) {
+        self.discovery.end_round();
     }
 
     /// Learned state read back from `switch` (a controller starting or

@@ -117,12 +117,7 @@ pub fn pipeline() -> Arc<Pipeline> {
 /// The daemon's agent configuration for target `t`.
 pub fn agent_config(t: &TestTarget, election_id: u128) -> AgentConfig {
     let opts = ClientOptions::new(t.addr().to_string(), t.device_id(), election_id);
-    AgentConfig::new(
-        &format!("sw{}", t.device_id()),
-        opts,
-        pipeline(),
-        agent::diff_planner(),
-    )
+    AgentConfig::new(&format!("sw{}", t.device_id()), opts, pipeline())
 }
 
 /// An agent with `cfg`; its switch events are dropped.
@@ -154,12 +149,7 @@ pub fn start_agent(
 /// An agent for the switch at `addr` with the given election id.
 pub fn start_agent_at(addr: &str, device_id: u64, election_id: u128) -> AgentHandle {
     let opts = ClientOptions::new(addr, device_id, election_id);
-    let mut cfg = AgentConfig::new(
-        &format!("sw{device_id}"),
-        opts,
-        pipeline(),
-        agent::diff_planner(),
-    );
+    let mut cfg = AgentConfig::new(&format!("sw{device_id}"), opts, pipeline());
     cfg.retry = backoff::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
     cfg.reconnect = backoff::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
     let (tx, _rx) = mpsc::channel(1024);

@@ -1,4 +1,5 @@
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
@@ -268,4 +269,81 @@ proptest! {
         let probe = Probe { switch: name, port, ttl_secs: ttl };
         prop_assert_eq!(Probe::parse(&probe.encode()), Some(probe));
     }
+}
+
+#[test]
+fn a_start_up_round_ends_when_every_cabled_port_heard_its_link() {
+    // The fabric's links are not configured: discovery is their only
+    // source, and a starting controller must hear them before it compiles.
+    let cabled = fabric();
+    let wires = wiring(&cabled);
+    let mut f = cabled.clone();
+    f.links.clear();
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&f, t0);
+    assert_eq!(
+        p.discovery_round_done(t0),
+        None,
+        "no round before one starts"
+    );
+    // The first probes went out before the switches could send them (a
+    // starting controller's sessions are not up yet): lost.
+    let _lost = p.on_tick(t0);
+    let t1 = t0 + Duration::from_millis(300);
+    p.start_discovery_round(t1);
+    assert_eq!(p.discovery_round_done(t1), Some(false));
+    // The round is a deadline of its own, and probes are due at once.
+    let deadline = p.next_deadline().unwrap();
+    assert!(deadline <= t1, "probes due at once");
+    let tick = p.on_tick(t1);
+    assert_eq!(
+        sent_with_type(&tick, ETH_LLDP).len(),
+        8,
+        "every fabric port"
+    );
+    assert_eq!(p.discovery_round_done(t1), Some(false), "nothing heard yet");
+    let t2 = t1 + Duration::from_millis(20);
+    deliver(&mut p, &wires, &BTreeSet::new(), &tick, t2);
+    assert_eq!(p.discovery_round_done(t2), Some(true), "all four links up");
+    assert_eq!(p.observed_links().len(), 4);
+    p.end_discovery_round();
+    assert_eq!(p.discovery_round_done(t2), None);
+}
+
+#[test]
+fn a_start_up_round_with_an_uncabled_port_ends_after_its_time() {
+    let cabled = fabric();
+    let mut wires = wiring(&cabled);
+    // leaf2's uplink to spine2 has nothing at the other end.
+    let lone: PortRef = "leaf2/2".parse().unwrap();
+    let far = wires.remove(&lone).unwrap();
+    wires.remove(&far);
+    let mut f = cabled.clone();
+    f.links.clear();
+    let t0 = Instant::now();
+    let mut p = Protocols::new(&f, t0);
+    p.start_discovery_round(t0);
+    let tick = p.on_tick(t0);
+    deliver(&mut p, &wires, &BTreeSet::new(), &tick, t0);
+    assert_eq!(
+        p.discovery_round_done(t0),
+        Some(false),
+        "leaf2/2 heard nothing"
+    );
+    // One interval (1 s) and a half, and the round is over regardless.
+    let end = t0 + Duration::from_millis(1500);
+    assert_eq!(
+        p.discovery_round_done(end - Duration::from_millis(1)),
+        Some(false)
+    );
+    assert_eq!(p.discovery_round_done(end), Some(true));
+    assert!(p.next_deadline().unwrap() <= end);
+    // Ports reported down (both ends of a cut cable) are not waited for.
+    let mut p = Protocols::new(&f, t0);
+    p.on_port_status("leaf2", 2, false, t0);
+    p.on_port_status(&far.switch, far.port, false, t0);
+    p.start_discovery_round(t0);
+    let tick = p.on_tick(t0);
+    deliver(&mut p, &wires, &BTreeSet::new(), &tick, t0);
+    assert_eq!(p.discovery_round_done(t0), Some(true));
 }

@@ -1,0 +1,101 @@
+//! Start-up recovery: owns the window in which the switches' read-backs
+//! are collected before the first desired state, and the restoring of what
+//! the switches learned (hosts, bindings) into the protocols. A learned host
+//! is recovered from its home leaf, and every other leaf holds entries for
+//! it too: releasing a leaf before the home leaf has reported would delete
+//! them. Uses `protocols::recover` and `agent::ReadBack`; no I/O.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::agent::ReadBack;
+use crate::protocols::{self, Action, Protocols};
+
+/// At start, how long the controller waits for every switch's read-back
+/// before it hands out a desired state built from what was recovered so
+/// far (a switch that is down must not hold up the others for long).
+/// Counted from the last read-back that came in: a large fabric reads its
+/// switches back a few at a time (`bulk_syncs`) and may take longer in
+/// all, and releasing a leaf before a learned host's home leaf reported
+/// would delete that host's entries.
+pub const RECOVERY_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest the start-up recovery waits for switches that are connected
+/// and still being read back (a restart of 256 leaves of 131k entries reads
+/// for over a minute on two cores); a switch that is down or not yet
+/// connected holds it up for `RECOVERY_GRACE` only.
+pub const RECOVERY_MAX: Duration = Duration::from_secs(300);
+
+/// How often, past its deadline, the window checks again whether the
+/// switches still being read back are done.
+const RECHECK: Duration = Duration::from_millis(500);
+
+/// The start-up window in which read-backs are collected before the first
+/// desired state that accounts for them.
+#[derive(Debug)]
+pub(super) struct Recovery {
+    waiting_for: BTreeSet<String>,
+    until: Instant,
+    started: Instant,
+}
+
+impl Recovery {
+    /// Waits for the read-backs of `switches`.
+    pub(super) fn new(switches: impl IntoIterator<Item = String>) -> Self {
+        let now = Instant::now();
+        Recovery {
+            waiting_for: switches.into_iter().collect(),
+            until: now + RECOVERY_GRACE,
+            started: now,
+        }
+    }
+
+    /// When the window ends unless more read-backs come in.
+    pub(super) fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.until)
+    }
+
+    /// `switch`'s read-back came in; returns whether that was the last
+    /// one waited for. The grace period starts over.
+    pub(super) fn reported(&mut self, switch: &str) -> bool {
+        self.waiting_for.remove(switch);
+        self.until = self.until.max(Instant::now() + RECOVERY_GRACE);
+        self.waiting_for.is_empty()
+    }
+
+    /// The deadline passed: returns whether the window is over. Switches
+    /// connected and still being read back (`reading`) extend it, up to
+    /// `RECOVERY_MAX` from the start.
+    pub(super) fn expired(&mut self, reading: impl Fn(&str) -> bool) -> bool {
+        let still_reading = self.waiting_for.iter().any(|n| reading(n));
+        if still_reading && self.started.elapsed() < RECOVERY_MAX {
+            self.until = Instant::now() + RECHECK;
+            return false;
+        }
+        if !self.waiting_for.is_empty() {
+            tracing::warn!(switches = ?self.waiting_for, "no read-back yet from these switches; programming the others");
+        }
+        true
+    }
+}
+
+/// Restores into the protocols what `rb`'s switch has learned (MACs,
+/// bindings), and returns the packets to send (none expected); the
+/// recompile that follows covers any host change.
+pub(super) fn restore_learned(protocols: &mut Protocols, rb: &ReadBack) -> Vec<Action> {
+    let recovered = protocols::recover::from_switch(rb.installed.values().map(|e| &**e));
+    if recovered.is_empty() {
+        return Vec::new();
+    }
+    let actions = protocols.restore(&rb.switch, &recovered, std::time::Instant::now());
+    tracing::info!(
+        switch = %rb.switch,
+        macs = recovered.macs.len(),
+        bindings = recovered.bindings.len(),
+        "recovered learned state from the switch"
+    );
+    actions
+        .into_iter()
+        .filter(|a| matches!(a, Action::SendPacket(_)))
+        .collect()
+}
