@@ -525,6 +525,10 @@ async fn tofino_fabric_converges_and_forwards_like_bmv2() {
     let bmv2 = example();
     let mut tofino = fabric_file("fabric-tofino.yaml");
     assert!(p4fabric::config::validate(&tofino).is_empty());
+    // Its gNMI servers are not here (the test below runs one).
+    for sw in tofino.switches.values_mut() {
+        sw.port_events = None;
+    }
     for (name, sw) in &tofino.switches {
         let t = p4fabric::target::for_switch(name, sw).expect("target");
         assert_ne!(t.name(), "bmv2", "{name}");
@@ -580,4 +584,116 @@ async fn tofino_fabric_converges_and_forwards_like_bmv2() {
     assert!(on_bmv2.len() > 40, "{} traces", on_bmv2.len());
     assert!(on_bmv2.iter().any(|t| t.contains("delivered")));
     assert_eq!(on_tofino, on_bmv2);
+}
+
+/// The data plane the in-process switches hold: where a frame from host
+/// `from` to host `to`'s MAC goes.
+fn trace_held(
+    f: &Fabric,
+    targets: &[(String, TestTarget)],
+    from: &str,
+    to: &str,
+) -> compile::check::Trace {
+    use p4fabric::compile::check::{Checker, Frame};
+    use p4fabric::config::Attachment;
+    let held: std::collections::BTreeMap<String, SwitchEntities> = targets
+        .iter()
+        .map(|(n, t)| (n.clone(), t.entities()))
+        .collect();
+    let topo = Topology::build(f, &ObservedState::default(), None);
+    let (src, dst) = (&f.hosts[from], &f.hosts[to]);
+    let Attachment::Port(ingress) = &src.attachment else {
+        panic!("{from} is on a port");
+    };
+    let frame = Frame {
+        dst: dst.mac,
+        src: src.mac,
+        vlan: None,
+        eth_type: 0x0800,
+        ip_dst: None,
+        ttl: 64,
+    };
+    Checker::new(&held, &topo).trace(ingress, frame)
+}
+
+/// gNMI port status through the whole controller: leaf1 (a Tofino) reads
+/// its ports from an in-process gNMI server (the controller picks the
+/// source by the switch's target); when front-panel ports 4/0 (a member of
+/// the static bond1) and 1/0 (the uplink to spine1) go down, the switches
+/// stop using both: vm1's frames to srv1 leave through leaf2's member,
+/// over the other uplink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gnmi_port_events_take_a_lag_member_and_a_fabric_link_out_of_service() {
+    use p4fabric::compile::check::Outcome;
+    use p4fabric::config::{LagMode, PortRef};
+    use p4fabric::portstatus::gnmi_server::GnmiTestServer;
+    let mut fabric = fabric_file("fabric-tofino.yaml");
+    // Static: only port status takes its members out (an LACP member has
+    // no partner here and is out of sync anyway).
+    fabric.lags.get_mut("bond1").expect("bond1").protocol = LagMode::Static;
+    let ports = [("1/0", true), ("2/0", true), ("3/0", true), ("4/0", true)];
+    let server = GnmiTestServer::start(&ports).await.expect("gNMI server");
+    for sw in fabric.switches.values_mut() {
+        sw.port_events = None;
+    }
+    fabric.switches.get_mut("leaf1").expect("leaf1").port_events =
+        Some(format!("gnmi://{}", server.addr()));
+    assert!(p4fabric::config::validate(&fabric).is_empty());
+    let targets = start_targets(&mut fabric).await;
+    let (_tx, rx) = watch::channel(update(&fabric, 1));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(Controller::new(options("gnmi"), rx, None).run(async {
+        let _ = stop_rx.await;
+    }));
+    let port = |p: &str| p.parse::<PortRef>().expect("port");
+    let delivered_at = |t: &compile::check::Trace, p: &PortRef| {
+        t.outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Delivered { port, .. } if port == p))
+    };
+    let wait = |want: &'static str, done: &dyn Fn(&compile::check::Trace) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let t = trace_held(&fabric, &targets, "vm1", "srv1-web");
+            if done(&t) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "{want}; the trace:\n{t}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let before = tokio::task::block_in_place(|| {
+        wait("vm1 -> srv1 out of leaf1's member", &|t| {
+            delivered_at(t, &port("leaf1/4"))
+        })
+    });
+    assert!(
+        before.hops.is_empty(),
+        "local member, no fabric hop:\n{before}"
+    );
+    server.set("4/0", false);
+    server.set("1/0", false);
+    // Both events handled (they may land in two compiles).
+    let after = tokio::task::block_in_place(|| {
+        wait(
+            "vm1 -> srv1 through leaf2's member, not over the uplink 1/0",
+            &|t| {
+                !delivered_at(t, &port("leaf1/4"))
+                    && delivered_at(t, &port("leaf2/4"))
+                    && t.hops.iter().all(|h| h.from != port("leaf1/1"))
+            },
+        )
+    });
+    assert_eq!(after.hops.first().map(|h| &h.from), Some(&port("leaf1/2")));
+    // Back up: the local member again.
+    server.set("4/0", true);
+    server.set("1/0", true);
+    tokio::task::block_in_place(|| {
+        wait("vm1 -> srv1 out of leaf1's member again", &|t| {
+            delivered_at(t, &port("leaf1/4"))
+        })
+    });
+    let _ = stop_tx.send(());
+    let _ = task.await;
+    server.stop().await;
 }
