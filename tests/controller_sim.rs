@@ -697,3 +697,93 @@ async fn gnmi_port_events_take_a_lag_member_and_a_fabric_link_out_of_service() {
     let _ = task.await;
     server.stop().await;
 }
+
+/// The controller loads each switch's pipeline as its target runs it: a
+/// Tofino 1 switch on bf_switchd gets the PI packing of `p4/build/tofino/`,
+/// a Tofino 2 switch on Stratum the BfPipelineConfig of
+/// `p4/build/tofino2/` (told apart by the cookie each switch holds), and a
+/// switch whose target's build is missing gets no pipeline and no writes.
+/// (The "build" here is the bmv2 P4Info with stand-in binaries: the TNA
+/// compiler's outputs are not checked in yet.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_are_loaded_by_target() {
+    use p4fabric::config::Target;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p4info = Pipeline::default_dir().join("fabric.p4info.txt");
+    let mut fabric = fabric_file("fabric-tofino.yaml");
+    for sw in fabric.switches.values_mut() {
+        sw.port_events = None;
+    }
+    let targets = start_targets(&mut fabric).await;
+    let build = |sw: &str, contents: &[&[u8]]| {
+        let t = p4fabric::target::for_switch(sw, &fabric.switches[sw]).expect("target");
+        let a = t.artifacts(dir.path(), "fabric");
+        std::fs::create_dir_all(a.files[0].path.parent().expect("pipe dir")).expect("mkdir");
+        std::fs::copy(&p4info, &a.p4info).expect("p4info");
+        for (f, bytes) in a.files.iter().zip(contents) {
+            std::fs::write(&f.path, bytes).expect("artifact");
+        }
+        Pipeline::load_for(dir.path(), "fabric", t.as_ref())
+            .expect("loads")
+            .cookie
+    };
+    let (_tx, rx) = watch::channel(update(&fabric, 1));
+    let run = |id: &str| {
+        let mut opts = ControllerOptions::new(id);
+        opts.pipeline_dir = dir.path().to_path_buf();
+        opts.status_interval = Duration::from_millis(20);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(Controller::new(opts, rx.clone(), None).run(async {
+            let _ = stop_rx.await;
+        }));
+        (stop_tx, task)
+    };
+    let want = expected(&fabric);
+    let converged = |chip: Target, cookie: u64| {
+        targets
+            .iter()
+            .filter(|(n, _)| fabric.switches[n].target == chip)
+            .all(|(n, t)| t.pipeline_cookie() == Some(cookie) && t.entities() == want[n])
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // Tofino 1's build only: the Tofino 2 switches wait for theirs.
+    let t1 = build("leaf1", &[b"\xab\xcd", b"{\"ctx\":1}"]);
+    let (stop, task) = run("first");
+    tokio::task::block_in_place(|| {
+        wait("Tofino 1 switches converged", &|| {
+            converged(Target::Tofino, t1)
+        })
+    });
+    for (n, t) in targets
+        .iter()
+        .filter(|(n, _)| fabric.switches[n].target == Target::Tofino2)
+    {
+        assert_eq!(
+            t.pipeline_cookie(),
+            None,
+            "{n}: no Tofino 2 build, no pipeline"
+        );
+        assert!(t.entities().is_empty(), "{n}");
+    }
+    let _ = stop.send(());
+    let _ = task.await;
+
+    // With the Tofino 2 build (Stratum format) a controller brings up all.
+    let t2 = build("leaf3", &[b"\xef", b"{}", b"{\"bfrt\":1}"]);
+    assert_ne!(t1, t2);
+    let (stop, task) = run("second");
+    tokio::task::block_in_place(|| {
+        wait("every switch converged on its target's pipeline", &|| {
+            converged(Target::Tofino, t1) && converged(Target::Tofino2, t2)
+        })
+    });
+    let _ = stop.send(());
+    let _ = task.await;
+}

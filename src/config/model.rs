@@ -104,7 +104,7 @@ pub enum Target {
 
 /// How a switch's P4Runtime server takes the compiled pipeline (the
 /// `p4_device_config` of SetForwardingPipelineConfig), named by the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceConfigFormat {
     /// bmv2: the JSON p4c-bm2-ss wrote.
