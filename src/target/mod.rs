@@ -23,6 +23,8 @@ pub use device_config::DeviceConfigError;
 pub enum TargetError {
     #[error("port {port} is not in the port_map of {switch}")]
     UnknownPort { switch: String, port: PortNum },
+    #[error("device port {device_port} is not in the port_map")]
+    UnknownDevicePort { device_port: PortNum },
     #[error("{field}: {what} cannot be mapped to a device port")]
     NotAPort { field: &'static str, what: String },
     #[error("{switch}: {message}")]

@@ -1,10 +1,12 @@
-//! Configured port numbers -> device ports in the entities the compiler
-//! writes, through a target's port map: the one place that knows which
-//! fields carry ports (the `ingress_port` / `egress_port` match fields,
-//! the `port` action parameter, group members' watch ports, multicast and
-//! clone replicas). The CPU port is a device port already and passes as
-//! it is, and so does the learning table's `ingress_port` 0 beside a
-//! non-zero `lag_id` (the LAG stands for its ports there). (Not yet called by the agents: see docs/targets.md.)
+//! Configured port numbers <-> device ports in entities, through a
+//! target's port map: `to_device` for what the compiler writes,
+//! `to_config` for what a switch reads back. The one place that knows
+//! which fields carry ports (the `ingress_port` / `egress_port` match
+//! fields, the `port` action parameter, group members' watch ports,
+//! multicast and clone replicas). The CPU port is a device port already
+//! and passes as it is, and so does the learning table's `ingress_port` 0
+//! beside a non-zero `lag_id` (the LAG stands for its ports there).
+//! (Not yet called by the agents: see docs/targets.md.)
 
 use crate::compile::names::{F_EGRESS_PORT, F_INGRESS_PORT, F_LAG_ID, P_PORT};
 use crate::config::PortNum;
@@ -14,32 +16,45 @@ use crate::p4rt::entity::{
 
 use super::{SwitchTarget, TargetError};
 
-/// A configured port (as a field value) as its device port.
-fn device(t: &dyn SwitchTarget, v: Value) -> Result<Value, TargetError> {
+/// Which way ports are mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    ToDevice,
+    ToConfig,
+}
+
+/// Maps one port value (the CPU port passes).
+fn device(t: &dyn SwitchTarget, way: Way, v: Value) -> Result<Value, TargetError> {
     // A port value wider than 32 bits maps to nothing: report it as such.
     let port = PortNum::try_from(v).unwrap_or(PortNum::MAX);
     if port == t.cpu_port() {
         return Ok(v);
     }
-    t.device_port(port).map(Value::from)
+    match way {
+        Way::ToDevice => t.device_port(port).map(Value::from),
+        Way::ToConfig => t
+            .config_port(port)
+            .map(Value::from)
+            .ok_or(TargetError::UnknownDevicePort { device_port: port }),
+    }
 }
 
-fn action(t: &dyn SwitchTarget, a: &ActionCall) -> Result<ActionCall, TargetError> {
+fn action(t: &dyn SwitchTarget, way: Way, a: &ActionCall) -> Result<ActionCall, TargetError> {
     let mut a = a.clone();
     for (name, v) in a.params.iter_mut() {
         if *name == P_PORT {
-            *v = device(t, *v)?;
+            *v = device(t, way, *v)?;
         }
     }
     Ok(a)
 }
 
-fn replicas(t: &dyn SwitchTarget, r: &[Replica]) -> Result<Vec<Replica>, TargetError> {
+fn replicas(t: &dyn SwitchTarget, way: Way, r: &[Replica]) -> Result<Vec<Replica>, TargetError> {
     let mut out = r
         .iter()
         .map(|r| {
             Ok(Replica {
-                port: device(t, r.port.into())? as PortNum,
+                port: device(t, way, r.port.into())? as PortNum,
                 instance: r.instance,
             })
         })
@@ -50,6 +65,15 @@ fn replicas(t: &dyn SwitchTarget, r: &[Replica]) -> Result<Vec<Replica>, TargetE
 
 /// One entity with its ports on the device.
 pub fn entity_to_device(t: &dyn SwitchTarget, e: &Entity) -> Result<Entity, TargetError> {
+    map_entity(t, Way::ToDevice, e)
+}
+
+/// One entity as read from the device, with configured port numbers.
+pub fn entity_to_config(t: &dyn SwitchTarget, e: &Entity) -> Result<Entity, TargetError> {
+    map_entity(t, Way::ToConfig, e)
+}
+
+fn map_entity(t: &dyn SwitchTarget, way: Way, e: &Entity) -> Result<Entity, TargetError> {
     Ok(match e {
         Entity::Table(te) => {
             let mut te = te.clone();
@@ -64,8 +88,8 @@ pub fn entity_to_device(t: &dyn SwitchTarget, e: &Entity) -> Result<Entity, Targ
                 }
                 if *field == F_INGRESS_PORT || *field == F_EGRESS_PORT {
                     *m = match *m {
-                        Match::Exact(v) => Match::Exact(device(t, v)?),
-                        Match::Optional(v) => Match::Optional(device(t, v)?),
+                        Match::Exact(v) => Match::Exact(device(t, way, v)?),
+                        Match::Optional(v) => Match::Optional(device(t, way, v)?),
                         // The compiler matches ports exactly; a ternary or
                         // range over configured numbers has no device form.
                         other => {
@@ -78,32 +102,32 @@ pub fn entity_to_device(t: &dyn SwitchTarget, e: &Entity) -> Result<Entity, Targ
                 }
             }
             if let TableAction::Direct(a) = &te.action {
-                te.action = TableAction::Direct(action(t, a)?);
+                te.action = TableAction::Direct(action(t, way, a)?);
             }
             Entity::Table(te)
         }
         Entity::Member(m) => {
             let mut m = m.clone();
-            m.action = action(t, &m.action)?;
+            m.action = action(t, way, &m.action)?;
             Entity::Member(m)
         }
         Entity::Group(g) => {
             let mut g = g.clone();
             for m in g.members.iter_mut() {
                 if let Some(p) = m.watch_port {
-                    m.watch_port = Some(device(t, p.into())? as PortNum);
+                    m.watch_port = Some(device(t, way, p.into())? as PortNum);
                 }
             }
             Entity::Group(g)
         }
         Entity::Multicast(g) => {
             let mut g = g.clone();
-            g.replicas = replicas(t, &g.replicas)?;
+            g.replicas = replicas(t, way, &g.replicas)?;
             Entity::Multicast(g)
         }
         Entity::Clone(c) => {
             let mut c = c.clone();
-            c.replicas = replicas(t, &c.replicas)?;
+            c.replicas = replicas(t, way, &c.replicas)?;
             Entity::Clone(c)
         }
         Entity::Digest(_) | Entity::Meter(_) => e.clone(),
@@ -113,9 +137,22 @@ pub fn entity_to_device(t: &dyn SwitchTarget, e: &Entity) -> Result<Entity, Targ
 /// A switch's entities with their ports on the device (keys change with
 /// the ports in table matches).
 pub fn to_device(t: &dyn SwitchTarget, es: &SwitchEntities) -> Result<SwitchEntities, TargetError> {
+    map_all(t, Way::ToDevice, es)
+}
+
+/// A switch's entities as read back, with configured port numbers.
+pub fn to_config(t: &dyn SwitchTarget, es: &SwitchEntities) -> Result<SwitchEntities, TargetError> {
+    map_all(t, Way::ToConfig, es)
+}
+
+fn map_all(
+    t: &dyn SwitchTarget,
+    way: Way,
+    es: &SwitchEntities,
+) -> Result<SwitchEntities, TargetError> {
     es.values()
         .map(|e| {
-            let d = entity_to_device(t, e)?;
+            let d = map_entity(t, way, e)?;
             Ok::<(EntityKey, Entity), TargetError>((d.key(), d))
         })
         .collect()
@@ -159,28 +196,24 @@ mod tests {
         let t = for_switch(&name, &sw).expect("tofino");
         let dev = to_device(t.as_ref(), leaf).expect("all ports mapped");
         assert_eq!(dev.len(), leaf.len());
-        // Moving back by 1000 gives the bmv2 entities again: only ports moved.
+        // Read back: the configured numbers again, so only ports moved.
         let text = |es: &SwitchEntities| format!("{:?}", es.values().collect::<Vec<_>>());
         assert_ne!(text(&dev), text(leaf));
-        let back: SwitchEntities = {
-            let mut back_sw = sw.clone();
-            back_sw.cpu_port = Some(320);
-            back_sw.port_map = ports
-                .iter()
-                .map(|p| {
-                    (
-                        p + 1000,
-                        MappedPort {
-                            device_port: *p,
-                            name: None,
-                        },
-                    )
-                })
-                .collect();
-            let tb = for_switch(&name, &back_sw).expect("reverse");
-            to_device(tb.as_ref(), &dev).expect("back")
-        };
-        assert_eq!(back, *leaf);
+        assert_eq!(to_config(t.as_ref(), &dev).expect("back"), *leaf);
+        // A device port outside the map read back is an error naming it.
+        let mut stray = dev.clone();
+        let odd = Entity::Clone(crate::p4rt::entity::CloneSession {
+            session_id: 9,
+            replicas: vec![Replica {
+                port: 77,
+                instance: 0,
+            }],
+            class_of_service: 0,
+            packet_length_bytes: 0,
+        });
+        stray.insert(odd.key(), odd);
+        let e = to_config(t.as_ref(), &stray).expect_err("77 unmapped");
+        assert_eq!(e.to_string(), "device port 77 is not in the port_map");
         // An unmapped port is an error naming it.
         sw.port_map.remove(&1);
         let t = for_switch(&name, &sw).expect("tofino");
