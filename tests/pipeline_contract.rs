@@ -1,21 +1,17 @@
-//! The P4Info each target's compiler wrote for the fabric program (bmv2:
-//! p4/fabric.p4 by p4c; Tofino 1 and 2: the TNA program by bf-p4c, under
-//! p4/build/<target>/) against the contract the compiler is written for
-//! (`compile::contract`): every table, match field (kind and width),
-//! action, parameter, selector, digest field and controller header field
-//! the compiler uses must exist with the same shape.
-
-use std::io::Write;
+//! The P4Info p4c wrote for p4/fabric.p4 against the contract the compiler
+//! is written for (`compile::contract`): every table, match field (kind and
+//! width), action, parameter, selector, digest field and controller header
+//! field the compiler uses must exist with the same shape.
 
 use p4fabric::compile::contract::fabric_p4info;
-use p4fabric::config::Switch;
-use p4fabric::p4rt::{P4InfoRegistry, Pipeline, PipelineError};
+use p4fabric::p4rt::{P4InfoRegistry, Pipeline};
 
 #[test]
 fn compiled_pipeline_matches_the_contract() {
     let compiled = match Pipeline::load(&Pipeline::default_dir(), "fabric") {
         Ok(p) => p.registry,
         Err(e) => {
+            use std::io::Write;
             let _ = writeln!(
                 std::io::stderr(),
                 "SKIPPED: compiled_pipeline_matches_the_contract: p4/build/fabric.p4info not compiled ({e}); run p4/compile.sh where p4c exists"
@@ -23,33 +19,6 @@ fn compiled_pipeline_matches_the_contract() {
             return;
         }
     };
-    assert_contract(&compiled);
-}
-
-/// The Tofino pipelines, loaded as each target loads them (P4Info plus
-/// the files its device config packs), where they are checked in.
-#[test]
-fn tofino_pipelines_match_the_contract() {
-    for (target, cpu) in [("tofino", 320), ("tofino2", 0)] {
-        let sw: Switch = serde_yaml::from_str(&format!(
-            "{{address: 'h:1', device_id: 1, role: leaf, label: 101, target: {target}, cpu_port: {cpu}}}"
-        ))
-        .expect("switch");
-        let t = p4fabric::target::for_switch("s", &sw).expect("target");
-        match Pipeline::load_for(&Pipeline::default_dir(), "fabric", t.as_ref()) {
-            Ok(p) => assert_contract(&p.registry),
-            Err(e @ PipelineError::Missing { .. }) => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: tofino_pipelines_match_the_contract: {target}: {e}"
-                );
-            }
-            Err(e) => panic!("{target}: {e}"),
-        }
-    }
-}
-
-fn assert_contract(compiled: &P4InfoRegistry) {
     let contract = P4InfoRegistry::new(fabric_p4info()).unwrap();
     let mut problems = Vec::new();
     for t in contract.tables() {

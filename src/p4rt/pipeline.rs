@@ -173,8 +173,8 @@ mod tests {
     fn tofino_without_a_build_names_the_missing_file() {
         let dir = Pipeline::default_dir();
         for (yaml, file) in [
-            ("target: tofino, cpu_port: 320", "tofino/fabric.p4info.txt"),
-            ("target: tofino2, cpu_port: 0", "tofino2/fabric.p4info.txt"),
+            ("target: tofino, cpu_port: 320", "tofino/p4info.txt"),
+            ("target: tofino2, cpu_port: 0", "tofino2/p4info.txt"),
         ] {
             let t = target(yaml);
             if t.artifacts(&dir, "fabric").p4info.exists() {

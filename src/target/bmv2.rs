@@ -57,7 +57,7 @@ impl SwitchTarget for Bmv2 {
     /// `<dir>/<name>.p4info.{bin,txt}` and `<dir>/<name>.json`.
     fn artifacts(&self, build_dir: &Path, pipeline: &str) -> Artifacts {
         Artifacts {
-            p4info: p4info_path(build_dir, pipeline),
+            p4info: p4info_path(build_dir, &format!("{pipeline}.")),
             files: vec![Artifact {
                 path: build_dir.join(format!("{pipeline}.json")),
                 required: false,

@@ -50,13 +50,14 @@ pub struct Artifacts {
     pub files: Vec<Artifact>,
 }
 
-/// The P4Info of `<stem>.p4info.bin` if it exists, else `.p4info.txt`.
-pub(crate) fn p4info_path(dir: &Path, stem: &str) -> PathBuf {
-    let bin = dir.join(format!("{stem}.p4info.bin"));
+/// The P4Info in `dir`: `<prefix>p4info.bin` if it exists, else
+/// `<prefix>p4info.txt` (bmv2: prefix `fabric.`; bf-p4c: none).
+pub(crate) fn p4info_path(dir: &Path, prefix: &str) -> PathBuf {
+    let bin = dir.join(format!("{prefix}p4info.bin"));
     if bin.exists() {
         bin
     } else {
-        dir.join(format!("{stem}.p4info.txt"))
+        dir.join(format!("{prefix}p4info.txt"))
     }
 }
 
@@ -85,6 +86,12 @@ pub trait SwitchTarget: fmt::Debug + Send + Sync {
 
     /// The device port packets to and from the controller use.
     fn cpu_port(&self) -> PortNum;
+
+    /// The clone (mirror) session that copies punts to the CPU. Default:
+    /// the pipeline's 511.
+    fn cpu_clone_session(&self) -> u32 {
+        crate::compile::names::CPU_CLONE_SESSION
+    }
 
     /// Device ports the configuration may not use (CPU, recirculation).
     /// Default: the CPU port.

@@ -224,24 +224,25 @@ mod tests {
         );
     }
 
-    /// The compiler writes each switch's own CPU port: the CPU entry of
-    /// the ports table and the CPU clone session.
+    /// The compiler writes each switch's own CPU port and CPU clone
+    /// session: the CPU entry of the ports table and the session.
     #[test]
     fn compile_uses_the_targets_cpu_port() {
-        use crate::compile::names::{CPU_CLONE_SESSION, F_INGRESS_PORT, T_PORTS};
+        use crate::compile::names::{F_INGRESS_PORT, T_PORTS};
         use crate::p4rt::entity::TableKey;
         let (mut fabric, hosts) = sample::large(1, 2, 0, 0);
         let tofino = sample::leaf_name(1);
         let sw = fabric.switches.get_mut(&tofino).expect("leaf");
-        sw.target = Target::Tofino;
+        sw.target = Target::Tofino2;
         sw.cpu_port = Some(320);
         let topo = Topology::build(&fabric, &Default::default(), None);
         let compiled = crate::compile::compile(&fabric, &topo, &hosts);
-        for (name, cpu) in [(tofino, 320), (sample::leaf_name(2), 255)] {
+        // Tofino 2's mirror sessions are 8 bits: 255 instead of 511.
+        for (name, cpu, session) in [(tofino, 320, 255), (sample::leaf_name(2), 255, 511)] {
             let es = &compiled[&name];
             let key = EntityKey::Table(TableKey::new(T_PORTS).exact(F_INGRESS_PORT, cpu));
             assert!(es.contains_key(&key), "{name}: CPU port {cpu} entry");
-            match es.get(&EntityKey::Clone(CPU_CLONE_SESSION)) {
+            match es.get(&EntityKey::Clone(session)) {
                 Some(Entity::Clone(c)) => assert_eq!(c.replicas[0].port, cpu, "{name}"),
                 other => panic!("{name}: clone session {other:?}"),
             }

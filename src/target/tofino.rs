@@ -13,6 +13,9 @@ use super::{p4info_path, Artifact, Artifacts, PortStatusSource, SwitchTarget, Ta
 use crate::config::{DeviceConfigFormat, PortNum, Switch, Target};
 use crate::portstatus::gnmi::PortNames;
 
+/// The pipeline `p4/compile.sh` builds into `p4/build/<target>/` itself.
+pub const DEFAULT_PIPELINE: &str = "fabric";
+
 /// Which Tofino.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chip {
@@ -93,10 +96,9 @@ impl Tofino {
         let cpu_port = sw.cpu_port.ok_or_else(|| {
             err("a Tofino switch needs cpu_port, its CPU device port (Tofino 1: 64, 192 or 320 by SKU)".into())
         })?;
-        let reserved = chip.recirculation_ports();
-        if reserved.contains(&cpu_port) {
-            return Err(err(format!("cpu_port {cpu_port} is a recirculation port")));
-        }
+        // Recirculation ports are not rejected here: with the TNA P4Info's
+        // port translation, configured device ports are the server's SDN
+        // port ids, which may take any number (docs/targets.md).
         let mut to_config = BTreeMap::new();
         let mut names: BTreeMap<&str, PortNum> = BTreeMap::new();
         if sw.port_map.contains_key(&cpu_port) {
@@ -107,9 +109,9 @@ impl Tofino {
         }
         for (port, m) in &sw.port_map {
             let dev = m.device_port;
-            if dev == cpu_port || reserved.contains(&dev) {
+            if dev == cpu_port {
                 return Err(err(format!(
-                    "port_map: port {port} maps to device port {dev}, the CPU or a recirculation port"
+                    "port_map: port {port} maps to device port {dev}, the CPU port"
                 )));
             }
             if let Some(other) = to_config.insert(dev, *port) {
@@ -174,13 +176,16 @@ impl SwitchTarget for Tofino {
         self.chip.name()
     }
 
-    /// `<dir>/<target>/<name>.p4info.{bin,txt}`, and bf-p4c's output
-    /// directory `<dir>/<target>/<name>/`: `pipe/tofino.bin` (Tofino 2:
+    /// bf-p4c's output directory as `p4/compile.sh tna|t2na` writes it:
+    /// `<dir>/<target>/` for the fabric pipeline (`<dir>/<target>/<name>/`
+    /// for any other) with `p4info.{bin,txt}`, `pipe/tofino.bin` (Tofino 2:
     /// `pipe/tofino2.bin`), `pipe/context.json`, and for Stratum
     /// `bfrt.json`.
     fn artifacts(&self, build_dir: &Path, pipeline: &str) -> Artifacts {
-        let dir = build_dir.join(self.chip.name());
-        let out = dir.join(pipeline);
+        let mut out = build_dir.join(self.chip.name());
+        if pipeline != DEFAULT_PIPELINE {
+            out = out.join(pipeline);
+        }
         let required = |path| Artifact {
             path,
             required: true,
@@ -193,7 +198,7 @@ impl SwitchTarget for Tofino {
             files.push(required(out.join("bfrt.json")));
         }
         Artifacts {
-            p4info: p4info_path(&dir, pipeline),
+            p4info: p4info_path(&out, ""),
             files,
         }
     }
@@ -214,6 +219,14 @@ impl SwitchTarget for Tofino {
 
     fn cpu_port(&self) -> PortNum {
         self.cpu_port
+    }
+
+    /// Tofino 2's mirror session ids are 8 bits: 255 (docs/pipeline.md).
+    fn cpu_clone_session(&self) -> u32 {
+        match self.chip {
+            Chip::Tofino1 => crate::compile::names::CPU_CLONE_SESSION,
+            Chip::Tofino2 => 255,
+        }
     }
 
     fn reserved_ports(&self) -> Vec<PortNum> {
@@ -284,9 +297,7 @@ mod tests {
     fn bad_settings_are_named() {
         for (yaml, needle) in [
             ("target: tofino", "needs cpu_port"),
-            ("target: tofino, cpu_port: 68", "recirculation"),
-            ("target: tofino2, cpu_port: 0, port_map: {1: 6}", "recirculation"),
-            ("target: tofino, cpu_port: 64, port_map: {1: 64}", "the CPU"),
+            ("target: tofino, cpu_port: 64, port_map: {1: 64}", "the CPU port"),
             ("target: tofino, cpu_port: 64, port_map: {64: 4}", "the CPU port's number"),
             ("target: tofino, cpu_port: 64, port_map: {1: 4, 2: 4}", "both map to device port 4"),
             ("target: tofino, cpu_port: 64, port_map: {1: {device_port: 4, name: a}, 2: {device_port: 5, name: a}}", "both named"),
@@ -307,15 +318,17 @@ mod tests {
         let dir = Path::new("/b");
         let t = tofino("target: tofino2, cpu_port: 0").expect("valid");
         let a = t.artifacts(dir, "fabric");
-        assert_eq!(a.p4info, Path::new("/b/tofino2/fabric.p4info.txt"));
+        assert_eq!(a.p4info, Path::new("/b/tofino2/p4info.txt"));
         let paths: Vec<_> = a.files.iter().map(|f| f.path.clone()).collect();
         assert_eq!(
             paths,
             [
-                Path::new("/b/tofino2/fabric/pipe/tofino2.bin"),
-                Path::new("/b/tofino2/fabric/pipe/context.json")
+                Path::new("/b/tofino2/pipe/tofino2.bin"),
+                Path::new("/b/tofino2/pipe/context.json")
             ]
         );
+        let other = t.artifacts(dir, "lab");
+        assert_eq!(other.p4info, Path::new("/b/tofino2/lab/p4info.txt"));
         let files = [b"\xab".to_vec(), b"{}".to_vec()];
         assert_eq!(
             t.device_config("fabric", &files).expect("pack"),
@@ -324,7 +337,7 @@ mod tests {
         let s = tofino("target: tofino, cpu_port: 64, device_config: stratum_bfrt").expect("valid");
         let a = s.artifacts(dir, "fabric");
         assert_eq!(a.files.len(), 3);
-        assert_eq!(a.files[2].path, Path::new("/b/tofino/fabric/bfrt.json"));
+        assert_eq!(a.files[2].path, Path::new("/b/tofino/bfrt.json"));
         let files = [b"\xab".to_vec(), b"{}".to_vec(), b"{\"t\":1}".to_vec()];
         let want = device_config::stratum_bfrt(&TofinoFiles {
             program: "fabric",
