@@ -516,10 +516,10 @@ fn host_traces<D: compile::check::DataPlane>(f: &Fabric, dp: &D) -> Vec<String> 
 /// in-process switches, and forwards host to host exactly as the same
 /// fabric of bmv2 switches (forwarding checker over every host pair).
 ///
-/// Not yet here (docs/targets.md): the controller still pushes the bmv2
-/// P4Info to simulated switches and writes configured port numbers (the
-/// port map and per-target pipeline are applied once the controller takes
-/// its target from `target::for_switch`).
+/// The simulated switches run the contract's P4Info in its TNA form
+/// (32-bit translated ports) until bf-p4c's is checked in. Not yet here
+/// (docs/targets.md): the agents write configured port numbers (the port
+/// map is not applied on the wire).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tofino_fabric_converges_and_forwards_like_bmv2() {
     let bmv2 = example();
@@ -703,13 +703,13 @@ async fn gnmi_port_events_take_a_lag_member_and_a_fabric_link_out_of_service() {
 /// a Tofino 2 switch on Stratum the BfPipelineConfig of
 /// `p4/build/tofino2/` (told apart by the cookie each switch holds), and a
 /// switch whose target's build is missing gets no pipeline and no writes.
-/// (The "build" here is the bmv2 P4Info with stand-in binaries: the TNA
-/// compiler's outputs are not checked in yet.)
+/// (The "build" here is the contract's TNA-form P4Info with stand-in
+/// binaries: the TNA compiler's outputs are not checked in yet.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelines_are_loaded_by_target() {
     use p4fabric::config::Target;
+    use prost::Message;
     let dir = tempfile::tempdir().expect("tempdir");
-    let p4info = Pipeline::default_dir().join("fabric.p4info.txt");
     let mut fabric = fabric_file("fabric-tofino.yaml");
     for sw in fabric.switches.values_mut() {
         sw.port_events = None;
@@ -719,7 +719,9 @@ async fn pipelines_are_loaded_by_target() {
         let t = p4fabric::target::for_switch(sw, &fabric.switches[sw]).expect("target");
         let a = t.artifacts(dir.path(), "fabric");
         std::fs::create_dir_all(a.files[0].path.parent().expect("pipe dir")).expect("mkdir");
-        std::fs::copy(&p4info, &a.p4info).expect("p4info");
+        let p4info = compile::contract::tna_p4info(t.arch()).encode_to_vec();
+        let bin = a.p4info.with_file_name("p4info.bin");
+        std::fs::write(bin, p4info).expect("p4info");
         for (f, bytes) in a.files.iter().zip(contents) {
             std::fs::write(&f.path, bytes).expect("artifact");
         }

@@ -3,8 +3,8 @@
 //! format, pipeline name), shared by every agent whose switch runs it.
 //! Uses the switch's target (`target::for_switch`) and `Pipeline::load_for`
 //! to load them and, for simulated switches without a compiled fabric
-//! pipeline of their target, the bmv2 one or the contract's P4Info
-//! (`compile::contract`).
+//! pipeline of their target, the bmv2 one or the contract's P4Info (in its
+//! TNA form for Tofino targets, `compile::contract`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,12 +57,13 @@ impl PipelineCache {
         let loaded = match Pipeline::load_for(&self.dir, pipeline, target.as_ref()) {
             Ok(p) => Ok(p),
             Err(e) if self.simulated && pipeline == "fabric" => {
-                let (p, contract) = compile::contract::simulation_pipeline(&self.dir);
+                let (p, contract) =
+                    compile::contract::simulation_pipeline_for(&self.dir, target.arch());
                 tracing::warn!(
                     target = target.name(),
                     error = %e,
                     "simulated switches use the {}",
-                    if contract { "contract P4Info" } else { "bmv2 fabric pipeline" }
+                    if contract { "contract's P4Info" } else { "bmv2 fabric pipeline" }
                 );
                 Ok(p)
             }

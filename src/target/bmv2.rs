@@ -54,6 +54,10 @@ impl SwitchTarget for Bmv2 {
         "bmv2"
     }
 
+    fn arch(&self) -> &'static str {
+        "v1model"
+    }
+
     /// `<dir>/<name>.p4info.{bin,txt}` and `<dir>/<name>.json`.
     fn artifacts(&self, build_dir: &Path, pipeline: &str) -> Artifacts {
         Artifacts {

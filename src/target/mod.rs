@@ -76,6 +76,10 @@ pub trait SwitchTarget: fmt::Debug + Send + Sync {
     /// `tofino2`).
     fn name(&self) -> &'static str;
 
+    /// The P4 architecture the pipeline is compiled for, as P4Info's
+    /// `pkg_info.arch` names it (`v1model`, `tna`, `t2na`).
+    fn arch(&self) -> &'static str;
+
     /// The compiled files of pipeline `pipeline` under `build_dir` (the
     /// checked-in `p4/build/`) this target loads.
     fn artifacts(&self, build_dir: &Path, pipeline: &str) -> Artifacts;

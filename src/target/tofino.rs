@@ -16,6 +16,10 @@ use crate::portstatus::gnmi::PortNames;
 /// The pipeline `p4/compile.sh` builds into `p4/build/<target>/` itself.
 pub const DEFAULT_PIPELINE: &str = "fabric";
 
+/// The SDN port id Stratum reserves for the CPU port (`kSdnCpuPortId`);
+/// its P4Runtime translation maps it to the SDK's CPU port.
+pub const STRATUM_SDN_CPU_PORT: PortNum = 0xFFFF_FFFD;
+
 /// Which Tofino.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chip {
@@ -93,9 +97,18 @@ impl Tofino {
                         .into(),
                 )),
             };
-        let cpu_port = sw.cpu_port.ok_or_else(|| {
-            err("a Tofino switch needs cpu_port, its CPU device port (Tofino 1: 64, 192 or 320 by SKU)".into())
-        })?;
+        // Stratum translates ports (the TNA P4Info's `tna/PortId_t`): its
+        // CPU port is the SDN id it reserves. bf_switchd's depends on the SKU.
+        let cpu_port = match (sw.cpu_port, format) {
+            (Some(p), _) => p,
+            (None, Format::StratumBfrt) => STRATUM_SDN_CPU_PORT,
+            (None, Format::BfSwitchd) => {
+                return Err(err(
+                    "a Tofino switch on bf_switchd needs cpu_port, its CPU port (Tofino 1: 64, 192 or 320 by SKU)"
+                        .into(),
+                ))
+            }
+        };
         // Recirculation ports are not rejected here: with the TNA P4Info's
         // port translation, configured device ports are the server's SDN
         // port ids, which may take any number (docs/targets.md).
@@ -174,6 +187,13 @@ impl Tofino {
 impl SwitchTarget for Tofino {
     fn name(&self) -> &'static str {
         self.chip.name()
+    }
+
+    fn arch(&self) -> &'static str {
+        match self.chip {
+            Chip::Tofino1 => "tna",
+            Chip::Tofino2 => "t2na",
+        }
     }
 
     /// bf-p4c's output directory as `p4/compile.sh tna|t2na` writes it:
@@ -297,6 +317,7 @@ mod tests {
     fn bad_settings_are_named() {
         for (yaml, needle) in [
             ("target: tofino", "needs cpu_port"),
+            ("target: tofino2, device_config: bf_switchd", "needs cpu_port"),
             ("target: tofino, cpu_port: 64, port_map: {1: 64}", "the CPU port"),
             ("target: tofino, cpu_port: 64, port_map: {64: 4}", "the CPU port's number"),
             ("target: tofino, cpu_port: 64, port_map: {1: 4, 2: 4}", "both map to device port 4"),
@@ -334,7 +355,12 @@ mod tests {
             t.device_config("fabric", &files).expect("pack"),
             b"\x06\x00\x00\x00fabric\x01\x00\x00\x00\xab\x02\x00\x00\x00{}"
         );
-        let s = tofino("target: tofino, cpu_port: 64, device_config: stratum_bfrt").expect("valid");
+        let s = tofino("target: tofino, device_config: stratum_bfrt").expect("valid");
+        assert_eq!(
+            s.cpu_port(),
+            STRATUM_SDN_CPU_PORT,
+            "Stratum's CPU port by default"
+        );
         let a = s.artifacts(dir, "fabric");
         assert_eq!(a.files.len(), 3);
         assert_eq!(a.files[2].path, Path::new("/b/tofino/bfrt.json"));
