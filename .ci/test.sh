@@ -13,11 +13,11 @@ if command -v rustup >/dev/null; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
-# The official P4Runtime descriptors, to check our .proto files against.
+# The official P4Runtime and gNMI descriptors, to check our .proto files against.
 venv=target/ci-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import p4' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import p4, pygnmi' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q p4runtime
+    "$venv/bin/pip" install -q p4runtime pygnmi
 fi
 export P4RUNTIME_PYTHON="$PWD/$venv/bin/python"
 

@@ -1,5 +1,5 @@
-//! Generates the P4Runtime messages and the tonic client/server from our own
-//! .proto files, plus a descriptor set so P4Info text files can be parsed by
+//! Generates the P4Runtime and gNMI messages and tonic clients/servers, and
+//! Stratum's Tofino pipeline config message, from our own .proto files, plus a descriptor set so P4Info text files can be parsed by
 //! reflection.
 
 use std::path::PathBuf;
@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/p4/config/v1/p4info.proto",
         "proto/p4/v1/p4data.proto",
         "proto/p4/v1/p4runtime.proto",
+        "proto/gnmi/gnmi.proto",
+        "proto/stratum/bf.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

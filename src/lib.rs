@@ -22,6 +22,7 @@ pub mod net;
 pub mod p4rt;
 pub mod portstatus;
 pub mod protocols;
+pub mod target;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod topo;

@@ -456,3 +456,336 @@ async fn a_restart_on_discovered_links_writes_nothing() {
     let _ = task.await;
     wires.abort();
 }
+
+fn fabric_file(name: &str) -> Fabric {
+    let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("example");
+    let kvs = p4fabric::config::keys::document_to_raw(&text).expect("example parses");
+    let (fabric, errors) = ConfigState::new().reset(kvs);
+    assert!(errors.is_empty(), "{path}: {errors:?}");
+    fabric
+}
+
+/// Every (ingress port, frame) a host of `f` sends to every other host:
+/// bridged to its MAC, routed to each of its IPs.
+fn host_traces<D: compile::check::DataPlane>(f: &Fabric, dp: &D) -> Vec<String> {
+    use p4fabric::compile::check::{Checker, Frame};
+    use p4fabric::config::Attachment;
+    let topo = Topology::build(f, &ObservedState::default(), None);
+    let checker = Checker::new(dp, &topo);
+    let mut out = Vec::new();
+    for (src_name, src) in &f.hosts {
+        let ingress = match &src.attachment {
+            Attachment::Port(p) => p.clone(),
+            Attachment::Lag(l) => f.lags[l].members[0].clone(),
+        };
+        let tagged = f.lags.values().any(|l| l.members.contains(&ingress))
+            || matches!(f.ports.get(&ingress).map(|p| &p.vlans), Some(v) if !v.is_untagged(src.vlan));
+        for (dst_name, dst) in &f.hosts {
+            if src_name == dst_name {
+                continue;
+            }
+            let gw = f.vlans[&src.vlan]
+                .gateway_mac
+                .unwrap_or(f.settings.gateway_mac);
+            let mut frames = vec![(dst.mac, 0x0800, None)];
+            frames.extend(dst.ips.iter().map(|ip| {
+                let et = if ip.is_ipv4() { 0x0800 } else { 0x86dd };
+                (gw, et, Some(*ip))
+            }));
+            for (mac, eth_type, ip_dst) in frames {
+                let frame = Frame {
+                    dst: mac,
+                    src: src.mac,
+                    vlan: tagged.then_some(src.vlan),
+                    eth_type,
+                    ip_dst,
+                    ttl: 64,
+                };
+                let t = checker.trace(&ingress, frame);
+                out.push(format!("{src_name} -> {dst_name} {ip_dst:?}:\n{t}"));
+            }
+        }
+    }
+    out
+}
+
+/// The Tofino example fabric (Tofino 1 on bf_switchd, Tofino 2 on Stratum,
+/// port maps, CPU ports 320 and 0) validates, compiles with each switch's
+/// own CPU port and every port mapped, converges through the controller on
+/// in-process switches, and forwards host to host exactly as the same
+/// fabric of bmv2 switches (forwarding checker over every host pair).
+///
+/// The simulated switches run the contract's P4Info in its TNA form
+/// (32-bit translated ports) until bf-p4c's is checked in. Not yet here
+/// (docs/targets.md): the agents write configured port numbers (the port
+/// map is not applied on the wire).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tofino_fabric_converges_and_forwards_like_bmv2() {
+    let bmv2 = example();
+    let mut tofino = fabric_file("fabric-tofino.yaml");
+    assert!(p4fabric::config::validate(&tofino).is_empty());
+    // Its gNMI servers are not here (the test below runs one).
+    for sw in tofino.switches.values_mut() {
+        sw.port_events = None;
+    }
+    for (name, sw) in &tofino.switches {
+        let t = p4fabric::target::for_switch(name, sw).expect("target");
+        assert_ne!(t.name(), "bmv2", "{name}");
+        let cpu = t.cpu_port();
+        let want = expected(&tofino);
+        let dev = p4fabric::target::ports::to_device(t.as_ref(), &want[name])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(dev.len(), want[name].len());
+        let cpu_entry = p4fabric::p4rt::EntityKey::Table(
+            p4fabric::p4rt::TableKey::new(compile::names::T_PORTS)
+                .exact(compile::names::F_INGRESS_PORT, cpu),
+        );
+        assert!(
+            want[name].contains_key(&cpu_entry),
+            "{name}: CPU port {cpu}"
+        );
+        // Where the target's compiled pipeline is checked in, every entity
+        // (on device ports) encodes against its P4Info.
+        match Pipeline::load_for(&Pipeline::default_dir(), &sw.pipeline, t.as_ref()) {
+            Ok(p) => {
+                for e in dev.values() {
+                    if let Err(err) = p.registry.encode_entity(e, false) {
+                        panic!("{name}: {e:?} does not fit the {} P4Info: {err}", t.name());
+                    }
+                }
+            }
+            Err(e @ p4fabric::p4rt::PipelineError::Missing { .. }) => {
+                use std::io::Write;
+                // Past the test harness's capture, like the other SKIPPED lines.
+                let _ = writeln!(std::io::stderr(), "SKIPPED (TNA P4Info part): {name}: {e}");
+            }
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+    let targets = start_targets(&mut tofino).await;
+    let (_tx, rx) = watch::channel(update(&tofino, 1));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(Controller::new(options("tofino"), rx, None).run(async {
+        let _ = stop_rx.await;
+    }));
+    let want = expected(&tofino);
+    all_hold(&targets, &want, Duration::from_secs(20))
+        .await
+        .expect("converged to the compiled state");
+    let _ = stop_tx.send(());
+    let _ = task.await;
+    let held: std::collections::BTreeMap<String, SwitchEntities> = targets
+        .iter()
+        .map(|(n, t)| (n.clone(), t.entities()))
+        .collect();
+    let on_tofino = host_traces(&tofino, &held);
+    let on_bmv2 = host_traces(&bmv2, &expected(&bmv2));
+    assert!(on_bmv2.len() > 40, "{} traces", on_bmv2.len());
+    assert!(on_bmv2.iter().any(|t| t.contains("delivered")));
+    assert_eq!(on_tofino, on_bmv2);
+}
+
+/// The data plane the in-process switches hold: where a frame from host
+/// `from` to host `to`'s MAC goes.
+fn trace_held(
+    f: &Fabric,
+    targets: &[(String, SimSwitch)],
+    from: &str,
+    to: &str,
+) -> compile::check::Trace {
+    use p4fabric::compile::check::{Checker, Frame};
+    use p4fabric::config::Attachment;
+    let held: std::collections::BTreeMap<String, SwitchEntities> = targets
+        .iter()
+        .map(|(n, t)| (n.clone(), t.entities()))
+        .collect();
+    let topo = Topology::build(f, &ObservedState::default(), None);
+    let (src, dst) = (&f.hosts[from], &f.hosts[to]);
+    let Attachment::Port(ingress) = &src.attachment else {
+        panic!("{from} is on a port");
+    };
+    let frame = Frame {
+        dst: dst.mac,
+        src: src.mac,
+        vlan: None,
+        eth_type: 0x0800,
+        ip_dst: None,
+        ttl: 64,
+    };
+    Checker::new(&held, &topo).trace(ingress, frame)
+}
+
+/// gNMI port status through the whole controller: leaf1 (a Tofino) reads
+/// its ports from an in-process gNMI server (the controller picks the
+/// source by the switch's target); when front-panel ports 4/0 (a member of
+/// the static bond1) and 1/0 (the uplink to spine1) go down, the switches
+/// stop using both: vm1's frames to srv1 leave through leaf2's member,
+/// over the other uplink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gnmi_port_events_take_a_lag_member_and_a_fabric_link_out_of_service() {
+    use p4fabric::compile::check::Outcome;
+    use p4fabric::config::{LagMode, PortRef};
+    use p4fabric::portstatus::gnmi_server::GnmiTestServer;
+    let mut fabric = fabric_file("fabric-tofino.yaml");
+    // Static: only port status takes its members out (an LACP member has
+    // no partner here and is out of sync anyway).
+    fabric.lags.get_mut("bond1").expect("bond1").protocol = LagMode::Static;
+    let ports = [("1/0", true), ("2/0", true), ("3/0", true), ("4/0", true)];
+    let server = GnmiTestServer::start(&ports).await.expect("gNMI server");
+    for sw in fabric.switches.values_mut() {
+        sw.port_events = None;
+    }
+    fabric.switches.get_mut("leaf1").expect("leaf1").port_events =
+        Some(format!("gnmi://{}", server.addr()));
+    assert!(p4fabric::config::validate(&fabric).is_empty());
+    let targets = start_targets(&mut fabric).await;
+    let (_tx, rx) = watch::channel(update(&fabric, 1));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(Controller::new(options("gnmi"), rx, None).run(async {
+        let _ = stop_rx.await;
+    }));
+    let port = |p: &str| p.parse::<PortRef>().expect("port");
+    let delivered_at = |t: &compile::check::Trace, p: &PortRef| {
+        t.outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Delivered { port, .. } if port == p))
+    };
+    let wait = |want: &'static str, done: &dyn Fn(&compile::check::Trace) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let t = trace_held(&fabric, &targets, "vm1", "srv1-web");
+            if done(&t) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "{want}; the trace:\n{t}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let before = tokio::task::block_in_place(|| {
+        wait("vm1 -> srv1 out of leaf1's member", &|t| {
+            delivered_at(t, &port("leaf1/4"))
+        })
+    });
+    assert!(
+        before.hops.is_empty(),
+        "local member, no fabric hop:\n{before}"
+    );
+    server.set("4/0", false);
+    server.set("1/0", false);
+    // Both events handled (they may land in two compiles).
+    let after = tokio::task::block_in_place(|| {
+        wait(
+            "vm1 -> srv1 through leaf2's member, not over the uplink 1/0",
+            &|t| {
+                !delivered_at(t, &port("leaf1/4"))
+                    && delivered_at(t, &port("leaf2/4"))
+                    && t.hops.iter().all(|h| h.from != port("leaf1/1"))
+            },
+        )
+    });
+    assert_eq!(after.hops.first().map(|h| &h.from), Some(&port("leaf1/2")));
+    // Back up: the local member again.
+    server.set("4/0", true);
+    server.set("1/0", true);
+    tokio::task::block_in_place(|| {
+        wait("vm1 -> srv1 out of leaf1's member again", &|t| {
+            delivered_at(t, &port("leaf1/4"))
+        })
+    });
+    let _ = stop_tx.send(());
+    let _ = task.await;
+    server.stop().await;
+}
+
+/// The controller loads each switch's pipeline as its target runs it: a
+/// Tofino 1 switch on bf_switchd gets the PI packing of `p4/build/tofino/`,
+/// a Tofino 2 switch on Stratum the BfPipelineConfig of
+/// `p4/build/tofino2/` (told apart by the cookie each switch holds), and a
+/// switch whose target's build is missing gets no pipeline and no writes.
+/// (The "build" here is the contract's TNA-form P4Info with stand-in
+/// binaries: the TNA compiler's outputs are not checked in yet.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_are_loaded_by_target() {
+    use p4fabric::config::Target;
+    use prost::Message;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut fabric = fabric_file("fabric-tofino.yaml");
+    for sw in fabric.switches.values_mut() {
+        sw.port_events = None;
+    }
+    let targets = start_targets(&mut fabric).await;
+    let build = |sw: &str, contents: &[&[u8]]| {
+        let t = p4fabric::target::for_switch(sw, &fabric.switches[sw]).expect("target");
+        let a = t.artifacts(dir.path(), "fabric");
+        std::fs::create_dir_all(a.files[0].path.parent().expect("pipe dir")).expect("mkdir");
+        let p4info = compile::contract::tna_p4info(t.arch()).encode_to_vec();
+        let bin = a.p4info.with_file_name("p4info.bin");
+        std::fs::write(bin, p4info).expect("p4info");
+        for (f, bytes) in a.files.iter().zip(contents) {
+            std::fs::write(&f.path, bytes).expect("artifact");
+        }
+        Pipeline::load_for(dir.path(), "fabric", t.as_ref())
+            .expect("loads")
+            .cookie
+    };
+    let (_tx, rx) = watch::channel(update(&fabric, 1));
+    let run = |id: &str| {
+        let mut opts = ControllerOptions::new(id);
+        opts.pipeline_dir = dir.path().to_path_buf();
+        opts.status_interval = Duration::from_millis(20);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(Controller::new(opts, rx.clone(), None).run(async {
+            let _ = stop_rx.await;
+        }));
+        (stop_tx, task)
+    };
+    let want = expected(&fabric);
+    let converged = |chip: Target, cookie: u64| {
+        targets
+            .iter()
+            .filter(|(n, _)| fabric.switches[n].target == chip)
+            .all(|(n, t)| t.pipeline_cookie() == Some(cookie) && t.entities() == want[n])
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // Tofino 1's build only: the Tofino 2 switches wait for theirs.
+    let t1 = build("leaf1", &[b"\xab\xcd", b"{\"ctx\":1}"]);
+    let (stop, task) = run("first");
+    tokio::task::block_in_place(|| {
+        wait("Tofino 1 switches converged", &|| {
+            converged(Target::Tofino, t1)
+        })
+    });
+    for (n, t) in targets
+        .iter()
+        .filter(|(n, _)| fabric.switches[n].target == Target::Tofino2)
+    {
+        assert_eq!(
+            t.pipeline_cookie(),
+            None,
+            "{n}: no Tofino 2 build, no pipeline"
+        );
+        assert!(t.entities().is_empty(), "{n}");
+    }
+    let _ = stop.send(());
+    let _ = task.await;
+
+    // With the Tofino 2 build (Stratum format) a controller brings up all.
+    let t2 = build("leaf3", &[b"\xef", b"{}", b"{\"bfrt\":1}"]);
+    assert_ne!(t1, t2);
+    let (stop, task) = run("second");
+    tokio::task::block_in_place(|| {
+        wait("every switch converged on its target's pipeline", &|| {
+            converged(Target::Tofino, t1) && converged(Target::Tofino2, t2)
+        })
+    });
+    let _ = stop.send(());
+    let _ = task.await;
+}

@@ -1,8 +1,9 @@
-//! Our .proto files against the official P4Runtime descriptors (from the
-//! `p4runtime` PyPI package), through `check_descriptors.py`.
+//! Our .proto files against the official P4Runtime and gNMI descriptors
+//! (from the `p4runtime` and `pygnmi` PyPI packages), through
+//! `check_descriptors.py`.
 //!
 //! The Python interpreter is `$P4RUNTIME_PYTHON` or `python3`; where it
-//! cannot import the package the test says SKIPPED (CI installs it).
+//! cannot import the packages the test says SKIPPED (CI installs it).
 
 use std::process::Command;
 
@@ -27,7 +28,7 @@ fn protos_match_official_descriptors() {
     match out.status.code() {
         Some(0) => assert!(stdout.contains(" 0 mismatches"), "unexpected output"),
         Some(3) if std::env::var("CI").is_err() => {
-            println!("SKIPPED: p4runtime python package missing (pip install p4runtime)")
+            println!("SKIPPED: python packages missing (pip install p4runtime pygnmi)")
         }
         _ => panic!("proto check failed (see the mismatches above)"),
     }

@@ -450,6 +450,92 @@ pub fn fabric_p4info() -> p4i::P4Info {
     info
 }
 
+/// The P4Runtime width of a translated port (TNA's
+/// `@p4runtime_translation("tna/PortId_t", 32) type bit<9> port_t`).
+pub const SDN_PORT_WIDTH: i32 = 32;
+
+/// The contract's P4Info as the TNA / T2NA build presents it
+/// (docs/pipeline.md, "P4Info differences"): `pkg_info.arch` = `arch`, and
+/// every port-valued field (the contract's 9-bit ones: match fields,
+/// action parameters, controller headers, digest members) the translated
+/// `port_t`, 32 bits. What simulated Tofino switches run until bf-p4c's
+/// P4Info is checked in.
+pub fn tna_p4info(arch: &str) -> p4i::P4Info {
+    const PORT_TYPE: &str = "port_t";
+    let port_type = || {
+        Some(p4i::P4NamedType {
+            name: PORT_TYPE.into(),
+        })
+    };
+    let mut info = fabric_p4info();
+    info.pkg_info = Some(p4i::PkgInfo {
+        arch: arch.into(),
+        ..Default::default()
+    });
+    let translate = |bitwidth: &mut i32, type_name: &mut Option<p4i::P4NamedType>| {
+        if *bitwidth == PORT {
+            *bitwidth = SDN_PORT_WIDTH;
+            *type_name = port_type();
+        }
+    };
+    for t in &mut info.tables {
+        t.match_fields
+            .iter_mut()
+            .for_each(|f| translate(&mut f.bitwidth, &mut f.type_name));
+    }
+    for a in &mut info.actions {
+        a.params
+            .iter_mut()
+            .for_each(|p| translate(&mut p.bitwidth, &mut p.type_name));
+    }
+    for h in &mut info.controller_packet_metadata {
+        h.metadata
+            .iter_mut()
+            .for_each(|m| translate(&mut m.bitwidth, &mut m.type_name));
+    }
+    let type_info = info.type_info.get_or_insert_with(Default::default);
+    for m in type_info
+        .structs
+        .values_mut()
+        .flat_map(|s| s.members.iter_mut())
+        .filter(|m| m.type_spec == bits(PORT))
+    {
+        m.type_spec = Some(p4i::P4DataTypeSpec {
+            type_spec: Some(p4i::p4_data_type_spec::TypeSpec::NewType(
+                port_type().expect("named"),
+            )),
+        });
+    }
+    type_info.new_types.insert(
+        PORT_TYPE.into(),
+        p4i::P4NewTypeSpec {
+            representation: Some(p4i::p4_new_type_spec::Representation::TranslatedType(
+                p4i::P4NewTypeTranslation {
+                    uri: "tna/PortId_t".into(),
+                    sdn_type: Some(p4i::p4_new_type_translation::SdnType::SdnBitwidth(
+                        SDN_PORT_WIDTH,
+                    )),
+                },
+            )),
+            ..Default::default()
+        },
+    );
+    info
+}
+
+/// The fabric pipeline for simulated switches of architecture `arch`
+/// without their target's compiled one: the TNA form of the contract's
+/// P4Info for `tna` / `t2na` (no device config), else `simulation_pipeline`.
+/// The flag says the contract stands in.
+pub fn simulation_pipeline_for(dir: &std::path::Path, arch: &str) -> (crate::p4rt::Pipeline, bool) {
+    if arch == "v1model" {
+        return simulation_pipeline(dir);
+    }
+    let reg = crate::p4rt::P4InfoRegistry::new(tna_p4info(arch))
+        .expect("the TNA form of the contract P4Info is well formed (tested)");
+    (crate::p4rt::Pipeline::new("fabric", reg, Vec::new()), true)
+}
+
 /// The fabric pipeline for simulated switches: the compiled one from `dir`
 /// where it exists, else the contract's P4Info with no device config
 /// (enough for the in-process target, never for bmv2). The flag says
@@ -492,6 +578,37 @@ mod tests {
             3
         );
         assert_eq!(reg.digest(D_MAC_LEARN).expect("digest").fields.len(), 4);
+    }
+
+    /// The TNA form loads (the digest's translated port member included)
+    /// with 32-bit ports, and takes the compiler's entities with Stratum's
+    /// 32-bit CPU port id.
+    #[test]
+    fn tna_form_takes_translated_ports() {
+        for arch in ["tna", "t2na"] {
+            let reg = P4InfoRegistry::new(tna_p4info(arch)).expect("registry");
+            let d = reg.digest(D_MAC_LEARN).expect("digest");
+            let port = d
+                .fields
+                .iter()
+                .find(|f| f.name == F_INGRESS_PORT)
+                .expect("port");
+            assert_eq!(port.bitwidth, 32);
+            let ports = reg.table(T_PORTS).expect("ports");
+            assert_eq!(ports.field(F_INGRESS_PORT).expect("field").bitwidth, 32);
+            let (mut fabric, hosts) = crate::compile::sample::large(1, 2, 20, 4);
+            for sw in fabric.switches.values_mut() {
+                sw.target = crate::config::Target::Tofino2;
+                sw.device_config = Some(crate::config::DeviceConfigFormat::StratumBfrt);
+            }
+            let topo = crate::topo::Topology::build(&fabric, &Default::default(), None);
+            let compiled = crate::compile::compile(&fabric, &topo, &hosts);
+            for e in compiled.values().flat_map(|es| es.values()) {
+                if let Err(err) = reg.encode_entity(e, false) {
+                    panic!("{e:?}: {err}");
+                }
+            }
+        }
     }
 
     /// Every entity the compiler produces for the sample fabrics can be

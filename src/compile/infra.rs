@@ -104,13 +104,27 @@ pub fn changed_parts(
     out
 }
 
+/// The switch's CPU port and CPU clone session by its target. A switch
+/// validation would reject (a Tofino one without `cpu_port`) never gets
+/// here; bmv2's are the fallback.
+fn cpu_port_and_session(fabric: &Fabric, sw: &str) -> (PortNum, u32) {
+    fabric
+        .switches
+        .get(sw)
+        .and_then(|s| crate::target::for_switch(sw, s).ok())
+        .map_or((CPU_PORT, CPU_CLONE_SESSION), |t| {
+            (t.cpu_port(), t.cpu_clone_session())
+        })
+}
+
 /// CPU port, punt ACLs, their meters, the CPU clone session, the learning
 /// digest.
 fn packet_io(fabric: &Fabric, sw: &SwitchNode, out: &mut SwitchEntities) {
+    let (cpu_port, clone_session) = cpu_port_and_session(fabric, &sw.name);
     let port_key = |p: PortNum| TableKey::new(T_PORTS).exact(F_INGRESS_PORT, p);
     put(
         out,
-        direct(port_key(CPU_PORT), ActionCall::new(A_SET_CPU_PORT)),
+        direct(port_key(cpu_port), ActionCall::new(A_SET_CPU_PORT)),
     );
     let mut acl =
         |prio: i32, fields: &[(&'static str, u128, u128)], action: &'static str, reason: u8| {
@@ -179,9 +193,9 @@ fn packet_io(fabric: &Fabric, sw: &SwitchNode, out: &mut SwitchEntities) {
     put(
         out,
         Entity::Clone(CloneSession {
-            session_id: CPU_CLONE_SESSION,
+            session_id: clone_session,
             replicas: vec![Replica {
-                port: CPU_PORT,
+                port: cpu_port,
                 instance: 0,
             }],
             class_of_service: 0,

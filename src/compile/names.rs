@@ -89,7 +89,8 @@ pub const P_LABEL: &str = "label";
 pub const P_GROUP: &str = "group";
 
 // ---- constants of the contract ------------------------------------------
-pub const CPU_PORT: u32 = 255;
+/// bmv2's CPU port; a switch's own is `target::for_switch(..).cpu_port()`.
+pub const CPU_PORT: u32 = crate::target::bmv2::CPU_PORT;
 pub const CPU_CLONE_SESSION: u32 = 511;
 /// Multicast group of a spine (its flood-tree ports); leaves use the VLAN id.
 pub const SPINE_FLOOD_GROUP: u32 = 4095;

@@ -37,6 +37,9 @@ pub fn leaf_spine(spines: usize, leaves: usize) -> Fabric {
         fabric_ports: Vec::new(),
         mac: None,
         port_events: None,
+        device_config: None,
+        cpu_port: None,
+        port_map: Default::default(),
     };
     for s in 1..=spines {
         f.switches

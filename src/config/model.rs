@@ -89,12 +89,83 @@ pub enum Role {
     Spine,
 }
 
+/// What kind of switch runs the pipeline (`src/target` holds what differs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
+    /// bmv2 `simple_switch_grpc`.
     #[default]
     Bmv2,
+    /// Tofino 1 (Intel SDE `bf_switchd` or Stratum `stratum_bfrt`).
     Tofino,
+    /// Tofino 2.
+    Tofino2,
+}
+
+/// How a switch's P4Runtime server takes the compiled pipeline (the
+/// `p4_device_config` of SetForwardingPipelineConfig), named by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceConfigFormat {
+    /// bmv2: the JSON p4c-bm2-ss wrote.
+    Bmv2Json,
+    /// `bf_switchd --p4rt-server` (PI): program name, tofino.bin and
+    /// context.json, each after its length.
+    BfSwitchd,
+    /// `stratum_bfrt`: Stratum's `BfPipelineConfig` protobuf.
+    StratumBfrt,
+}
+
+/// Where a configured port number is on the device: its device port and,
+/// optionally, the switch's own name for it (the front panel's `1/0`, the
+/// interface name gNMI reports). Written `7: 132` or
+/// `7: {device_port: 132, name: "7/0"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "MappedPortRepr", into = "MappedPortRepr")]
+pub struct MappedPort {
+    pub device_port: PortNum,
+    pub name: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum MappedPortRepr {
+    Number(PortNum),
+    Full(FullMappedPort),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullMappedPort {
+    device_port: PortNum,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+impl From<MappedPortRepr> for MappedPort {
+    fn from(r: MappedPortRepr) -> Self {
+        match r {
+            MappedPortRepr::Number(device_port) => MappedPort {
+                device_port,
+                name: None,
+            },
+            MappedPortRepr::Full(FullMappedPort { device_port, name }) => {
+                MappedPort { device_port, name }
+            }
+        }
+    }
+}
+
+impl From<MappedPort> for MappedPortRepr {
+    fn from(m: MappedPort) -> Self {
+        match m.name {
+            None => MappedPortRepr::Number(m.device_port),
+            name => MappedPortRepr::Full(FullMappedPort {
+                device_port: m.device_port,
+                name,
+            }),
+        }
+    }
 }
 
 /// One P4 switch of the fabric.
@@ -125,10 +196,23 @@ pub struct Switch {
     /// Where the controller reads the switch's port status, so LAG
     /// members and fabric links leave service within a poll interval
     /// instead of a protocol timeout: `thrift://host:port`, bmv2's Thrift
-    /// management service (simple_switch `--thrift-port`). Absent: LACP
-    /// and discovery timeouts only.
+    /// management service (simple_switch `--thrift-port`), or
+    /// `gnmi://host:port`, a gNMI server (Stratum) streaming interface
+    /// oper-status. Absent: LACP and discovery timeouts only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_events: Option<String>,
+    /// The device-config format the switch's P4Runtime server takes; the
+    /// target's own when absent (bmv2: `bmv2_json`, Tofino: `bf_switchd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_config: Option<DeviceConfigFormat>,
+    /// Tofino: the device port packets to and from the controller use
+    /// (64, 192 or 320 on Tofino 1 by SKU). bmv2's is fixed (255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_port: Option<PortNum>,
+    /// Tofino: configured port number (what `leaf1/7` says) -> device
+    /// port. Empty: configured numbers are device ports.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub port_map: BTreeMap<PortNum, MappedPort>,
 }
 
 impl Switch {
@@ -512,7 +596,50 @@ hosts:
         assert_eq!(f.lags["bond1"].protocol, LagMode::Lacp);
         assert_eq!(f.lags["bond1"].lacp.rate, LacpRate::Fast);
         assert_eq!(f.hosts["vm2"].attachment, Attachment::Lag("bond1".into()));
+        assert_eq!(f.switches["leaf1"].target, Target::Bmv2);
         let back: Fabric = serde_yaml::from_str(&serde_yaml::to_string(&f).unwrap()).unwrap();
         assert_eq!(back, f);
+    }
+
+    #[test]
+    fn tofino_switch_round_trip() {
+        let yaml = r#"
+address: "10.0.0.1:9559"
+device_id: 1
+role: leaf
+label: 101
+target: tofino2
+device_config: stratum_bfrt
+cpu_port: 0
+port_events: gnmi://10.0.0.1:9339
+port_map: {1: 132, 2: {device_port: 140, name: "2/0"}}
+"#;
+        let s: Switch = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(s.target, Target::Tofino2);
+        assert_eq!(s.device_config, Some(DeviceConfigFormat::StratumBfrt));
+        assert_eq!(s.cpu_port, Some(0));
+        assert_eq!(
+            s.port_map[&1],
+            MappedPort {
+                device_port: 132,
+                name: None
+            }
+        );
+        assert_eq!(s.port_map[&2].name.as_deref(), Some("2/0"));
+        let back: Switch = serde_yaml::from_str(&serde_yaml::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        for bad in [
+            "port_map: {1: {device_port: 1, nmae: x}}",
+            "port_map: {1: -1}",
+            "device_config: tofino_bin",
+            "target: tofino3",
+        ] {
+            // The valid switch with one key replaced by a bad value.
+            let mut v: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+            let m: serde_yaml::Mapping = serde_yaml::from_str(bad).unwrap();
+            let (k, val) = m.into_iter().next().unwrap();
+            v[k.as_str().unwrap()] = val;
+            assert!(serde_yaml::from_value::<Switch>(v).is_err(), "{bad}");
+        }
     }
 }

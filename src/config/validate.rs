@@ -111,8 +111,14 @@ impl<'a> Validator<'a> {
                     ),
                 );
             }
-            if let Some(Err(e)) = s.port_status_source() {
-                self.report(k.clone(), vec![], format!("port_events: {e}"));
+            // The target's settings (format, CPU port, port map,
+            // port_events) are checked where they are used.
+            if let Err(e) = crate::target::for_switch(name, s) {
+                let message = match e {
+                    crate::target::TargetError::Config { message, .. } => message,
+                    e => e.to_string(),
+                };
+                self.report(k.clone(), vec![], message);
             }
             if s.address.trim().is_empty() || !s.address.contains(':') {
                 self.report(
@@ -161,7 +167,19 @@ impl<'a> Validator<'a> {
     fn port_switch(&mut self, k: &ConfigKey, p: &PortRef, what: &str) -> Option<&'a Switch> {
         let f = self.f;
         match f.switches.get(&p.switch) {
-            Some(s) => Some(s),
+            Some(s) => {
+                if !s.port_map.is_empty() && !s.port_map.contains_key(&p.port) {
+                    self.report(
+                        k.clone(),
+                        vec![ConfigKey::Switch(p.switch.clone())],
+                        format!(
+                            "{what} {p}: port {} is not in port_map of {}",
+                            p.port, p.switch
+                        ),
+                    );
+                }
+                Some(s)
+            }
             None => {
                 self.report(
                     k.clone(),
@@ -599,6 +617,77 @@ hosts:
             problems("vlans: {30: {vrf: 1, ipv4_gateway: 10.0.20.1/24}}"),
             Vec::<String>::new()
         );
+    }
+
+    /// A Tofino leaf with a port map beside the bmv2 base.
+    const TOFINO: &str =
+        "switches: {leaf3: {address: '127.0.0.1:50009', device_id: 9, role: leaf, label: 109, \
+        target: tofino, cpu_port: 320, fabric_ports: [1], port_events: 'gnmi://127.0.0.1:9339', \
+        port_map: {1: 132, 3: {device_port: 140, name: '3/0'}, 5: 148}}}";
+
+    #[test]
+    fn tofino_switches_and_port_maps() {
+        assert_eq!(problems(TOFINO), Vec::<String>::new());
+        let with = |extra: &str| problems(&format!("{TOFINO}\n{extra}"));
+        assert_eq!(
+            with("ports: {leaf3/3: {mode: access, vlan: 10}}\nlags: {bond2: {id: 2, members: [leaf3/5], mode: access, vlan: 10}}"),
+            Vec::<String>::new()
+        );
+        let cases = [
+            (
+                "ports: {leaf3/4: {mode: access, vlan: 10}}",
+                "ports/leaf3/4",
+                "port leaf3/4: port 4 is not in port_map of leaf3",
+            ),
+            (
+                "lags: {bond2: {id: 2, members: [leaf3/6], mode: access, vlan: 10}}",
+                "lags/bond2",
+                "member leaf3/6: port 6 is not in port_map",
+            ),
+            (
+                "links: {l3: {a: leaf3/2, b: spine1/3}}",
+                "links/l3",
+                "link end leaf3/2: port 2 is not in port_map",
+            ),
+        ];
+        for (patch, key, needle) in cases {
+            let p = with(patch);
+            assert!(
+                p.iter()
+                    .any(|s| s.starts_with(&format!("{key}: ")) && s.contains(needle)),
+                "{patch}\nexpected `{key}: ...{needle}...` in {p:#?}"
+            );
+        }
+        let switch = |fields: &str| {
+            problems(&format!(
+                "switches: {{leaf3: {{address: '127.0.0.1:50009', device_id: 9, role: leaf, label: 109, {fields}}}}}"
+            ))
+        };
+        for (fields, needle) in [
+            ("target: tofino", "needs cpu_port"),
+            (
+                "target: tofino2, cpu_port: 0, port_map: {1: 4, 2: 4}",
+                "both map to device port 4",
+            ),
+            (
+                "target: tofino, cpu_port: 320, port_events: 'thrift://127.0.0.1:9090'",
+                "no bmv2 Thrift",
+            ),
+            (
+                "target: tofino, cpu_port: 320, device_config: bmv2_json",
+                "bmv2_json is for bmv2",
+            ),
+            ("device_config: stratum_bfrt", "bmv2 takes"),
+            ("port_map: {1: 4}", "for Tofino"),
+            ("port_events: 'gnmi://nohost'", "gnmi://HOST:PORT"),
+        ] {
+            let p = switch(fields);
+            assert!(
+                p.iter()
+                    .any(|s| s.starts_with("switches/leaf3: ") && s.contains(needle)),
+                "{fields}\nexpected `switches/leaf3: ...{needle}...` in {p:#?}"
+            );
+        }
     }
 
     #[test]

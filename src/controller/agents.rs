@@ -16,7 +16,7 @@ use super::pipelines::PipelineCache;
 use super::ControllerOptions;
 use crate::agent::{self, AgentConfig, AgentHandle, AgentStatus, Desired, ReadBack, SwitchEvent};
 use crate::compile::FabricView;
-use crate::config::{Fabric, Switch};
+use crate::config::{DeviceConfigFormat, Fabric, Switch, Target};
 use crate::p4rt::{ClientOptions, Pipeline};
 
 /// Enough to keep a controller's cores and many slow switches busy (a
@@ -46,6 +46,9 @@ struct AgentIdentity {
     address: String,
     device_id: u64,
     pipeline: String,
+    /// The target and format decide which files the pipeline is.
+    target: Target,
+    device_config: Option<DeviceConfigFormat>,
 }
 
 impl AgentIdentity {
@@ -54,6 +57,8 @@ impl AgentIdentity {
             address: sw.address.clone(),
             device_id: sw.device_id,
             pipeline: sw.pipeline.clone(),
+            target: sw.target,
+            device_config: sw.device_config,
         }
     }
 }
@@ -151,7 +156,7 @@ impl Agents {
             {
                 continue;
             }
-            let Some(pipeline) = self.pipelines.get(&sw.pipeline) else {
+            let Some(pipeline) = self.pipelines.get(name, sw) else {
                 continue;
             };
             let mut client = ClientOptions::new(&sw.address, sw.device_id, self.election_id);

@@ -1,16 +1,19 @@
 //! Port-watcher lifecycle: owns one port-status subscriber task per switch
 //! whose configuration names a port-status source (`Switch::port_events`),
-//! started, restarted on a change of source and stopped as the
-//! configuration changes. The events go to the controller's channel; what
-//! they mean is the protocols' business. Uses `portstatus`.
+//! started, restarted on a source change and stopped as the configuration
+//! changes. The switch's target says which source (`target::SwitchTarget::
+//! port_status`: bmv2's Thrift service or gNMI); `portstatus::spawn` starts
+//! it. The events go to the controller's channel; what they mean is the
+//! protocols' business.
 
 use std::collections::BTreeMap;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::{Fabric, PortStatusSource};
+use crate::config::Fabric;
 use crate::portstatus::{self, PortEvent};
+use crate::target::{self, PortStatusSource};
 
 pub(super) struct PortWatchers {
     events: mpsc::Sender<PortEvent>,
@@ -28,19 +31,18 @@ impl PortWatchers {
 
     /// One port-event subscriber per switch that has `port_events`.
     pub(super) fn sync(&mut self, fabric: &Fabric) {
-        let mut wanted: BTreeMap<&String, PortStatusSource> = BTreeMap::new();
-        for (name, sw) in &fabric.switches {
-            match sw.port_status_source() {
-                Some(Ok(source)) => {
-                    wanted.insert(name, source);
+        let wanted: BTreeMap<&String, PortStatusSource> = fabric
+            .switches
+            .iter()
+            .filter_map(|(n, sw)| match target::for_switch(n, sw) {
+                Ok(t) => t.port_status().map(|s| (n, s)),
+                // Validation rejects such a switch before it gets here.
+                Err(e) => {
+                    tracing::warn!(switch = %n, error = %e, "port events not subscribed");
+                    None
                 }
-                // Validation rejects such a source before it gets here.
-                Some(Err(e)) => {
-                    tracing::warn!(switch = %name, error = %e, "port events not subscribed")
-                }
-                None => {}
-            }
-        }
+            })
+            .collect();
         self.running.retain(|name, (source, task)| {
             let keep = wanted.get(name).is_some_and(|s| s == source);
             if !keep {

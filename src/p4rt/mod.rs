@@ -22,5 +22,5 @@ pub use client::{
 };
 pub mod switch;
 
-pub use pipeline::Pipeline;
+pub use pipeline::{Pipeline, PipelineError};
 pub use switch::{read_all, write_ops, OpError, PacketIn, UpdateKind};

@@ -444,6 +444,31 @@ fn field(id: u32, name: &str, bitwidth: i32) -> FieldInfo {
     }
 }
 
+fn bit_width(b: &p4i::P4BitstringLikeTypeSpec) -> Option<i32> {
+    match &b.type_spec {
+        Some(p4i::p4_bitstring_like_type_spec::TypeSpec::Bit(bit)) => Some(bit.bitwidth),
+        _ => None,
+    }
+}
+
+/// The P4Runtime width of a user-defined type: its SDN bitwidth when
+/// translated, else the width of the bit<N> it stands for.
+fn new_type_width(p4info: &p4i::P4Info, name: &str) -> Option<i32> {
+    use p4i::p4_new_type_spec::Representation;
+    use p4i::p4_new_type_translation::SdnType;
+    let spec = p4info.type_info.as_ref()?.new_types.get(name)?;
+    match spec.representation.as_ref()? {
+        Representation::TranslatedType(t) => match t.sdn_type.as_ref()? {
+            SdnType::SdnBitwidth(w) => Some(*w),
+            SdnType::SdnString(_) => None,
+        },
+        Representation::OriginalType(o) => match o.type_spec.as_ref()? {
+            p4i::p4_data_type_spec::TypeSpec::Bitstring(b) => bit_width(b),
+            _ => None,
+        },
+    }
+}
+
 /// The bit fields of a digest's struct type, in order (ids count from 1).
 fn digest_fields(p4info: &p4i::P4Info, d: &p4i::Digest) -> Result<Vec<FieldInfo>, P4InfoError> {
     use p4i::p4_data_type_spec::TypeSpec;
@@ -463,10 +488,13 @@ fn digest_fields(p4info: &p4i::P4Info, d: &p4i::Digest) -> Result<Vec<FieldInfo>
         .enumerate()
         .map(|(i, m)| {
             let width = match m.type_spec.as_ref().and_then(|t| t.type_spec.as_ref()) {
-                Some(TypeSpec::Bitstring(b)) => match &b.type_spec {
-                    Some(p4i::p4_bitstring_like_type_spec::TypeSpec::Bit(bit)) => bit.bitwidth,
-                    _ => return Err(bad("member is not bit<N>")),
-                },
+                Some(TypeSpec::Bitstring(b)) => {
+                    bit_width(b).ok_or_else(|| bad("member is not bit<N>"))?
+                }
+                // A translated type (TNA's `port_t`, `tna/PortId_t`) is
+                // its SDN width on the P4Runtime wire.
+                Some(TypeSpec::NewType(n)) => new_type_width(p4info, &n.name)
+                    .ok_or_else(|| bad(&format!("member type {} has no known width", n.name)))?,
                 _ => return Err(bad("member is not a bitstring")),
             };
             Ok(field(i as u32 + 1, &m.name, width))

@@ -34,7 +34,7 @@ pub use fabric::{LabFabric, LabOptions};
 pub use netns::{Netns, PortSocket};
 
 /// bmv2's CPU port in every p4fabric test (`--cpu-port`).
-pub const CPU_PORT: u32 = 255;
+pub const CPU_PORT: u32 = crate::target::bmv2::CPU_PORT;
 
 /// Where a tool is: on PATH, or in /opt/p4/bin (where a hand build goes).
 pub fn find_tool(name: &str) -> Option<PathBuf> {

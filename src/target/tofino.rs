@@ -1,0 +1,376 @@
+//! Tofino 1 and 2 (Intel SDE `bf_switchd --p4rt-server`, or Stratum
+//! `stratum_bfrt`): bf-p4c's outputs under `p4/build/<target>/`, packed
+//! in the format the switch's P4Runtime server takes; device ports from
+//! the switch's `port_map`; the CPU port from the configuration (it
+//! depends on the SKU); port status from gNMI (there is no bmv2 Thrift
+//! service).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::device_config::{self, TofinoFiles};
+use super::{p4info_path, Artifact, Artifacts, PortStatusSource, SwitchTarget, TargetError};
+use crate::config::{DeviceConfigFormat, PortNum, Switch, Target};
+use crate::portstatus::gnmi::PortNames;
+
+/// The pipeline `p4/compile.sh` builds into `p4/build/<target>/` itself.
+pub const DEFAULT_PIPELINE: &str = "fabric";
+
+/// The SDN port id Stratum reserves for the CPU port (`kSdnCpuPortId`);
+/// its P4Runtime translation maps it to the SDK's CPU port.
+pub const STRATUM_SDN_CPU_PORT: PortNum = 0xFFFF_FFFD;
+
+/// Which Tofino.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chip {
+    Tofino1,
+    Tofino2,
+}
+
+impl Chip {
+    /// The directory under `p4/build/` and the target's config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Chip::Tofino1 => "tofino",
+            Chip::Tofino2 => "tofino2",
+        }
+    }
+
+    /// bf-p4c's name for the binary under `pipe/`.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Chip::Tofino1 => "tofino.bin",
+            Chip::Tofino2 => "tofino2.bin",
+        }
+    }
+
+    /// The recirculation ports of every pipe (up to four): Tofino 1 has
+    /// 68..=71 in each pipe's 128-port block, Tofino 2 has 6..=7.
+    pub fn recirculation_ports(self) -> Vec<PortNum> {
+        let per_pipe = match self {
+            Chip::Tofino1 => 68..=71,
+            Chip::Tofino2 => 6..=7,
+        };
+        (0..4)
+            .flat_map(|pipe| per_pipe.clone().map(move |p| pipe * 128 + p))
+            .collect()
+    }
+}
+
+/// The P4Runtime server's device-config format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    BfSwitchd,
+    StratumBfrt,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tofino {
+    switch: String,
+    chip: Chip,
+    format: Format,
+    cpu_port: PortNum,
+    /// Configured port -> device port; empty: the same numbers.
+    to_device: BTreeMap<PortNum, PortNum>,
+    to_config: BTreeMap<PortNum, PortNum>,
+    port_status: Option<PortStatusSource>,
+}
+
+impl Tofino {
+    /// Checks the switch's Tofino settings (everything validation says
+    /// about them comes from here).
+    pub fn new(name: &str, sw: &Switch) -> Result<Tofino, TargetError> {
+        let err = |message: String| TargetError::Config {
+            switch: name.to_string(),
+            message,
+        };
+        let chip = match sw.target {
+            Target::Tofino2 => Chip::Tofino2,
+            _ => Chip::Tofino1,
+        };
+        let format =
+            match sw.device_config {
+                None | Some(DeviceConfigFormat::BfSwitchd) => Format::BfSwitchd,
+                Some(DeviceConfigFormat::StratumBfrt) => Format::StratumBfrt,
+                Some(DeviceConfigFormat::Bmv2Json) => return Err(err(
+                    "device_config bmv2_json is for bmv2; Tofino takes bf_switchd or stratum_bfrt"
+                        .into(),
+                )),
+            };
+        // Stratum translates ports (the TNA P4Info's `tna/PortId_t`): its
+        // CPU port is the SDN id it reserves. bf_switchd's depends on the SKU.
+        let cpu_port = match (sw.cpu_port, format) {
+            (Some(p), _) => p,
+            (None, Format::StratumBfrt) => STRATUM_SDN_CPU_PORT,
+            (None, Format::BfSwitchd) => {
+                return Err(err(
+                    "a Tofino switch on bf_switchd needs cpu_port, its CPU port (Tofino 1: 64, 192 or 320 by SKU)"
+                        .into(),
+                ))
+            }
+        };
+        // Recirculation ports are not rejected here: with the TNA P4Info's
+        // port translation, configured device ports are the server's SDN
+        // port ids, which may take any number (docs/targets.md).
+        let mut to_config = BTreeMap::new();
+        let mut names: BTreeMap<&str, PortNum> = BTreeMap::new();
+        if sw.port_map.contains_key(&cpu_port) {
+            // The CPU port passes into entities untranslated.
+            return Err(err(format!(
+                "port_map: configured port {cpu_port} has the CPU port's number; number it otherwise"
+            )));
+        }
+        for (port, m) in &sw.port_map {
+            let dev = m.device_port;
+            if dev == cpu_port {
+                return Err(err(format!(
+                    "port_map: port {port} maps to device port {dev}, the CPU port"
+                )));
+            }
+            if let Some(other) = to_config.insert(dev, *port) {
+                return Err(err(format!(
+                    "port_map: ports {other} and {port} both map to device port {dev}"
+                )));
+            }
+            if let Some(n) = m.name.as_deref() {
+                if n.trim().is_empty() {
+                    return Err(err(format!("port_map: port {port} has an empty name")));
+                }
+                if let Some(other) = names.insert(n, *port) {
+                    return Err(err(format!(
+                        "port_map: ports {other} and {port} are both named {n:?}"
+                    )));
+                }
+            }
+        }
+        let to_device: BTreeMap<PortNum, PortNum> = sw
+            .port_map
+            .iter()
+            .map(|(p, m)| (*p, m.device_port))
+            .collect();
+        for p in &sw.fabric_ports {
+            if !to_device.is_empty() && !to_device.contains_key(p) {
+                return Err(err(format!("fabric port {p} is not in port_map")));
+            }
+        }
+        let port_status = match sw.port_events.as_deref() {
+            None => None,
+            Some(a) => Some(PortStatusSource::Gnmi {
+                address: crate::portstatus::gnmi::parse_address(a).map_err(|e| {
+                    err(format!(
+                        "port_events: {e}; a Tofino switch has no bmv2 Thrift service"
+                    ))
+                })?,
+                names: PortNames::of(sw),
+            }),
+        };
+        Ok(Tofino {
+            switch: name.to_string(),
+            chip,
+            format,
+            cpu_port,
+            to_device,
+            to_config,
+            port_status,
+        })
+    }
+
+    pub fn chip(&self) -> Chip {
+        self.chip
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+}
+
+impl SwitchTarget for Tofino {
+    fn name(&self) -> &'static str {
+        self.chip.name()
+    }
+
+    fn arch(&self) -> &'static str {
+        match self.chip {
+            Chip::Tofino1 => "tna",
+            Chip::Tofino2 => "t2na",
+        }
+    }
+
+    /// bf-p4c's output directory as `p4/compile.sh tna|t2na` writes it:
+    /// `<dir>/<target>/` for the fabric pipeline (`<dir>/<target>/<name>/`
+    /// for any other) with `p4info.{bin,txt}`, `pipe/tofino.bin` (Tofino 2:
+    /// `pipe/tofino2.bin`), `pipe/context.json`, and for Stratum
+    /// `bfrt.json`.
+    fn artifacts(&self, build_dir: &Path, pipeline: &str) -> Artifacts {
+        let mut out = build_dir.join(self.chip.name());
+        if pipeline != DEFAULT_PIPELINE {
+            out = out.join(pipeline);
+        }
+        let required = |path| Artifact {
+            path,
+            required: true,
+        };
+        let mut files = vec![
+            required(out.join("pipe").join(self.chip.binary())),
+            required(out.join("pipe/context.json")),
+        ];
+        if self.format == Format::StratumBfrt {
+            files.push(required(out.join("bfrt.json")));
+        }
+        Artifacts {
+            p4info: p4info_path(&out, ""),
+            files,
+        }
+    }
+
+    fn device_config(&self, pipeline: &str, files: &[Vec<u8>]) -> Result<Vec<u8>, TargetError> {
+        let file = |i: usize| files.get(i).map(Vec::as_slice).unwrap_or_default();
+        let f = TofinoFiles {
+            program: pipeline,
+            binary: file(0),
+            context: file(1),
+            bfrt: file(2),
+        };
+        Ok(match self.format {
+            Format::BfSwitchd => device_config::bf_switchd(&f)?,
+            Format::StratumBfrt => device_config::stratum_bfrt(&f),
+        })
+    }
+
+    fn cpu_port(&self) -> PortNum {
+        self.cpu_port
+    }
+
+    /// Tofino 2's mirror session ids are 8 bits: 255 (docs/pipeline.md).
+    fn cpu_clone_session(&self) -> u32 {
+        match self.chip {
+            Chip::Tofino1 => crate::compile::names::CPU_CLONE_SESSION,
+            Chip::Tofino2 => 255,
+        }
+    }
+
+    fn reserved_ports(&self) -> Vec<PortNum> {
+        let mut v = self.chip.recirculation_ports();
+        v.push(self.cpu_port);
+        v
+    }
+
+    fn device_port(&self, port: PortNum) -> Result<PortNum, TargetError> {
+        if self.to_device.is_empty() {
+            return Ok(port);
+        }
+        self.to_device
+            .get(&port)
+            .copied()
+            .ok_or_else(|| TargetError::UnknownPort {
+                switch: self.switch.clone(),
+                port,
+            })
+    }
+
+    fn config_port(&self, device_port: PortNum) -> Option<PortNum> {
+        if self.to_config.is_empty() {
+            return Some(device_port);
+        }
+        self.to_config.get(&device_port).copied()
+    }
+
+    fn port_status(&self) -> Option<PortStatusSource> {
+        self.port_status.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tofino(yaml: &str) -> Result<Tofino, TargetError> {
+        let sw: Switch = serde_yaml::from_str(&format!(
+            "{{address: 'h:1', device_id: 1, role: leaf, label: 101, {yaml}}}"
+        ))
+        .expect("switch");
+        Tofino::new("leaf1", &sw)
+    }
+
+    #[test]
+    fn ports_through_the_map() {
+        let t = tofino(
+            "target: tofino, cpu_port: 320, fabric_ports: [1], \
+             port_map: {1: 132, 2: {device_port: 140, name: '2/0'}}",
+        )
+        .expect("valid");
+        assert_eq!(t.device_port(2).expect("mapped"), 140);
+        assert_eq!(t.config_port(132), Some(1));
+        assert_eq!(t.config_port(133), None);
+        let e = t.device_port(3).expect_err("unmapped");
+        assert_eq!(e.to_string(), "port 3 is not in the port_map of leaf1");
+        assert!(t.reserved_ports().contains(&68) && t.reserved_ports().contains(&320));
+        // No map: device ports are configured as they are.
+        let t = tofino("target: tofino, cpu_port: 64").expect("valid");
+        assert_eq!(
+            (t.device_port(9).expect("same"), t.config_port(9)),
+            (9, Some(9))
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        for (yaml, needle) in [
+            ("target: tofino", "needs cpu_port"),
+            ("target: tofino2, device_config: bf_switchd", "needs cpu_port"),
+            ("target: tofino, cpu_port: 64, port_map: {1: 64}", "the CPU port"),
+            ("target: tofino, cpu_port: 64, port_map: {64: 4}", "the CPU port's number"),
+            ("target: tofino, cpu_port: 64, port_map: {1: 4, 2: 4}", "both map to device port 4"),
+            ("target: tofino, cpu_port: 64, port_map: {1: {device_port: 4, name: a}, 2: {device_port: 5, name: a}}", "both named"),
+            ("target: tofino, cpu_port: 64, port_map: {1: {device_port: 4, name: ' '}}", "empty name"),
+            ("target: tofino, cpu_port: 64, fabric_ports: [2], port_map: {1: 4}", "fabric port 2"),
+            ("target: tofino, cpu_port: 64, port_events: 'thrift://h:1'", "no bmv2 Thrift"),
+            ("target: tofino, cpu_port: 64, device_config: bmv2_json", "bmv2_json is for bmv2"),
+        ] {
+            match tofino(yaml) {
+                Ok(_) => panic!("{yaml} accepted"),
+                Err(e) => assert!(e.to_string().contains(needle), "{yaml}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn artifacts_and_device_config_by_format() {
+        let dir = Path::new("/b");
+        let t = tofino("target: tofino2, cpu_port: 0").expect("valid");
+        let a = t.artifacts(dir, "fabric");
+        assert_eq!(a.p4info, Path::new("/b/tofino2/p4info.txt"));
+        let paths: Vec<_> = a.files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(
+            paths,
+            [
+                Path::new("/b/tofino2/pipe/tofino2.bin"),
+                Path::new("/b/tofino2/pipe/context.json")
+            ]
+        );
+        let other = t.artifacts(dir, "lab");
+        assert_eq!(other.p4info, Path::new("/b/tofino2/lab/p4info.txt"));
+        let files = [b"\xab".to_vec(), b"{}".to_vec()];
+        assert_eq!(
+            t.device_config("fabric", &files).expect("pack"),
+            b"\x06\x00\x00\x00fabric\x01\x00\x00\x00\xab\x02\x00\x00\x00{}"
+        );
+        let s = tofino("target: tofino, device_config: stratum_bfrt").expect("valid");
+        assert_eq!(
+            s.cpu_port(),
+            STRATUM_SDN_CPU_PORT,
+            "Stratum's CPU port by default"
+        );
+        let a = s.artifacts(dir, "fabric");
+        assert_eq!(a.files.len(), 3);
+        assert_eq!(a.files[2].path, Path::new("/b/tofino/bfrt.json"));
+        let files = [b"\xab".to_vec(), b"{}".to_vec(), b"{\"t\":1}".to_vec()];
+        let want = device_config::stratum_bfrt(&TofinoFiles {
+            program: "fabric",
+            binary: b"\xab",
+            context: b"{}",
+            bfrt: b"{\"t\":1}",
+        });
+        assert_eq!(s.device_config("fabric", &files).expect("encode"), want);
+    }
+}
