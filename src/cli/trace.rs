@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::EtcdArgs;
-use crate::compile::check::{Checker, DataPlane, Frame, Outcome};
+use crate::compile::check::{first_hop_mac, Checker, DataPlane, Frame, Outcome};
 use crate::compile::HostEntry;
 use crate::config::keys::{controller_owned, STATUS_DIR};
 use crate::config::{Attachment, ConfigState, Fabric, Host, PortRef, VlanMode};
@@ -281,16 +281,8 @@ pub fn trace_hosts<D: DataPlane>(
 ) -> anyhow::Result<TraceReport> {
     let dst_ip = pick_ip(to, ipv6);
     let same_vlan = from.vlan == to.vlan;
-    let dst_mac = if same_vlan {
-        to.mac
-    } else {
-        // Routed: the host sends to its gateway's (anycast) MAC.
-        fabric
-            .vlans
-            .get(&from.vlan)
-            .and_then(|v| v.gateway_mac)
-            .unwrap_or(fabric.settings.gateway_mac)
-    };
+    // Routed: the host sends to its gateway's (anycast) MAC.
+    let dst_mac = first_hop_mac(fabric, from, to);
     if !same_vlan && dst_ip.is_none() {
         bail!(
             "{to_name} has no {} address to route to",

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::config::{PortNum, PortRef, VlanId};
+use crate::config::{Fabric, Host, PortNum, PortRef, VlanId};
 use crate::net::MacAddr;
 use crate::p4rt::entity::{
     ActionCall, Entity, EntityKey, Match, SwitchEntities, TableAction, TableEntry, TableKey, Value,
@@ -123,6 +123,20 @@ struct Pkt {
 }
 
 const MAX_FABRIC_HOPS: usize = 16;
+
+/// The destination MAC a host puts on a frame to `to`: `to`'s own within
+/// one VLAN; otherwise its gateway's (the VLAN's anycast MAC, else the
+/// fabric's), where the frame is routed.
+pub fn first_hop_mac(fabric: &Fabric, from: &Host, to: &Host) -> MacAddr {
+    if from.vlan == to.vlan {
+        return to.mac;
+    }
+    fabric
+        .vlans
+        .get(&from.vlan)
+        .and_then(|v| v.gateway_mac)
+        .unwrap_or(fabric.settings.gateway_mac)
+}
 
 pub struct Checker<'a, D: DataPlane> {
     pub dp: &'a D,

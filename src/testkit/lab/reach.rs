@@ -83,15 +83,7 @@ pub fn check_probe<D: DataPlane>(
     };
     let (a_ports, _) = attachment_ports(fabric, a);
     let (b_ports, _) = attachment_ports(fabric, b);
-    let dst = if a.vlan == b.vlan {
-        b.mac
-    } else {
-        fabric
-            .vlans
-            .get(&a.vlan)
-            .and_then(|v| v.gateway_mac)
-            .unwrap_or(fabric.settings.gateway_mac)
-    };
+    let dst = crate::compile::check::first_hop_mac(fabric, a, b);
     let frame = Frame {
         dst,
         src: a.mac,
