@@ -57,7 +57,7 @@ use crate::topo::ObservedState;
 
 use agents::{AgentChannels, Agents};
 use port_watchers::PortWatchers;
-use recovery::Recovery;
+use recovery::{LinkRound, Recovery};
 use status::StatusPublisher;
 
 pub use agents::{resync_interval_for, DEFAULT_BULK_SYNCS, RESYNC_ENTITIES_PER_SEC};
@@ -133,12 +133,9 @@ pub struct Controller {
     /// Set from the first configuration until every switch's read-back is
     /// in (or `RECOVERY_GRACE` passed).
     recovery: Option<Recovery>,
-    /// A read-back at start held entities: the switches forward, and their
-    /// fabric paths stay until discovery has re-heard the links
-    /// (`Discovery::start_round`).
-    recovered_state: bool,
-    /// After recovery, the first desired state waits for that round.
-    settling: Option<Instant>,
+    /// After recovery, on switches that hold state, the first desired
+    /// state waits for discovery to re-hear the links.
+    link_round: LinkRound,
     metrics: SharedMetrics,
 }
 
@@ -183,8 +180,7 @@ impl Controller {
             port_events_rx,
             read_backs_rx,
             recovery: None,
-            recovered_state: false,
-            settling: None,
+            link_round: LinkRound::default(),
             metrics,
         }
     }
@@ -305,7 +301,7 @@ impl Controller {
         if !self.agents.contains(&rb.switch) {
             return;
         }
-        self.recovered_state |= !rb.installed.is_empty();
+        self.link_round.read_back(&rb);
         if let Some(p) = self.protocols.as_mut() {
             let packets = recovery::restore_learned(p, &rb);
             self.on_actions(packets);
@@ -342,51 +338,33 @@ impl Controller {
     }
 
     /// Recovery is over: LACP speaks, and one desired state for all — at
-    /// once on empty switches (a cold start), after a discovery round on
-    /// switches that forward (a restart or takeover): the first desired
-    /// state must not remove the fabric paths of links not re-heard yet.
+    /// once on empty switches (a cold start), after the start-up discovery
+    /// round on switches that forward (`LinkRound`).
     fn recovered(&mut self) {
         let now = std::time::Instant::now();
-        let actions = match self.protocols.as_mut() {
-            Some(p) => {
-                let actions = p.release_lacp(self.status.lacp_partners(), now);
-                if self.recovered_state {
-                    p.start_discovery_round(now);
-                    self.settling = Some(Instant::now());
-                }
-                actions
-            }
-            None => Vec::new(),
+        let (actions, waiting) = match self.protocols.as_mut() {
+            Some(p) => (
+                p.release_lacp(self.status.lacp_partners(), now),
+                self.link_round.start(p, now),
+            ),
+            None => (Vec::new(), false),
         };
         self.on_actions(actions);
-        if self.settling.is_none() {
+        if !waiting {
             self.refresh_observed();
             self.recompute(false);
         }
     }
 
-    /// Ends the start-up discovery round once it is over (every fabric port
-    /// heard its link, or its time passed) with the first desired state.
-    fn check_settled(&mut self) {
-        let Some(since) = self.settling else {
-            return;
-        };
-        let now = std::time::Instant::now();
+    /// The first desired state once the start-up discovery round is over.
+    fn check_link_round(&mut self) {
         let Some(p) = self.protocols.as_mut() else {
             return;
         };
-        if p.discovery_round_done(now) == Some(false) {
-            return;
+        if self.link_round.end_if_over(p, std::time::Instant::now()) {
+            self.refresh_observed();
+            self.recompute(false);
         }
-        p.end_discovery_round();
-        self.settling = None;
-        tracing::info!(
-            ms = since.elapsed().as_millis() as u64,
-            links = p.observed_links().values().filter(|up| **up).count(),
-            "links re-heard after the read-backs: first desired state"
-        );
-        self.refresh_observed();
-        self.recompute(false);
     }
 
     /// A port went up or down: the protocols update links, LACP and the
@@ -486,7 +464,7 @@ impl Controller {
             self.refresh_observed();
             self.recompute(false);
         }
-        self.check_settled();
+        self.check_link_round();
     }
 
     /// Copies what the protocols observed into the compiler's inputs.
@@ -510,7 +488,7 @@ impl Controller {
     /// anything); otherwise apply only what changed in the observed state
     /// (`update_topology`) and the host set (`update_host` per host).
     fn recompute(&mut self, config_changed: bool) {
-        if self.recovery.is_some() || self.settling.is_some() {
+        if self.recovery.is_some() || self.link_round.running() {
             // Agents are still reporting what their switches hold, or
             // discovery is re-hearing their links; the first desired state
             // comes when that is complete.

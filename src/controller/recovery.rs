@@ -3,7 +3,9 @@
 //! the switches learned (hosts, bindings) into the protocols. A learned host
 //! is recovered from its home leaf, and every other leaf holds entries for
 //! it too: releasing a leaf before the home leaf has reported would delete
-//! them. Uses `protocols::recover` and `agent::ReadBack`; no I/O.
+//! them. Then, on switches that hold state (a restart or takeover), the
+//! links they forward over must be re-heard before the first desired state
+//! (`LinkRound`). Uses `protocols::recover` and `agent::ReadBack`; no I/O.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -98,4 +100,63 @@ pub(super) fn restore_learned(protocols: &mut Protocols, rb: &ReadBack) -> Vec<A
         .into_iter()
         .filter(|a| matches!(a, Action::SendPacket(_)))
         .collect()
+}
+
+/// The start-up discovery round: when any read-back held entities (the
+/// switches forward: a restart or a takeover, not a cold start), discovery
+/// probes every fabric port once the read-backs are in, and the first
+/// desired state waits until every fabric port that is up heard its link
+/// or the round's time passed (`Discovery::start_round`). Compiled before
+/// that, it would remove every fabric path of a fabric without `links:`.
+#[derive(Debug, Default)]
+pub(super) struct LinkRound {
+    /// Some read-back held entities.
+    switches_hold_state: bool,
+    /// When the round started, while it runs.
+    since: Option<Instant>,
+}
+
+impl LinkRound {
+    /// A switch's read-back came in.
+    pub(super) fn read_back(&mut self, rb: &ReadBack) {
+        self.switches_hold_state |= !rb.installed.is_empty();
+    }
+
+    /// The read-backs are in: starts the round where switches hold state;
+    /// returns whether the first desired state must wait for it.
+    pub(super) fn start(&mut self, protocols: &mut Protocols, now: Instant) -> bool {
+        if self.switches_hold_state {
+            protocols.start_discovery_round(now);
+            self.since = Some(now);
+        }
+        self.since.is_some()
+    }
+
+    /// The round runs: the first desired state waits.
+    pub(super) fn running(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// Ends the round once it is over; returns whether it just ended (the
+    /// first desired state is due).
+    pub(super) fn end_if_over(&mut self, protocols: &mut Protocols, now: Instant) -> bool {
+        let Some(since) = self.since else {
+            return false;
+        };
+        if protocols.discovery_round_done(now) == Some(false) {
+            return false;
+        }
+        protocols.end_discovery_round();
+        self.since = None;
+        tracing::info!(
+            ms = since.elapsed().as_millis() as u64,
+            links = protocols
+                .observed_links()
+                .values()
+                .filter(|up| **up)
+                .count(),
+            "links re-heard after the read-backs: first desired state"
+        );
+        true
+    }
 }
