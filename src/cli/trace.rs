@@ -80,12 +80,12 @@ impl SeenFabric {
             }
         }
         let (fabric, errors) = ConfigState::new().reset(config);
-        let (observed, flood_tree, _) = observations::from_status(&status);
+        let (observed, flood_tree, learned) = observations::from_status(&status);
         let seen = SeenFabric {
             fabric,
             observed,
             flood_tree,
-            learned: observations::learned_hosts(&status),
+            learned: learned.into_values().collect(),
             from_controller: status.contains_key(crate::config::status::paths::OBSERVED),
         };
         (seen, errors.iter().map(|e| e.to_string()).collect())
