@@ -522,6 +522,9 @@ fn configure_host(
             "-qw",
             &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
             &format!("net.ipv6.conf.{dev}.accept_dad=0"),
+            // Lab hosts have static routes; router solicitations (repeated
+            // with backoff for minutes) would re-teach an aged-out host.
+            &format!("net.ipv6.conf.{dev}.router_solicitations=0"),
         ],
     )?;
     ns.ip(&["link", "set", dev, "mtu", "1500", "up"])?;
