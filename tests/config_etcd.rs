@@ -816,6 +816,64 @@ async fn status_is_rewritten_under_a_new_lease_when_the_old_one_is_lost() {
     assert_ne!(w.lease().await, old);
 }
 
+/// The write-behind queue the controller's loop uses: thousands of values
+/// handed over return at once, land in etcd in transactions at the paced
+/// rate, the latest value per key wins, a removal removes, and the keys
+/// live under the lease like the awaited writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_behind_status_batches_paces_and_keeps_the_latest_value() {
+    let Some(etcd) = EtcdServer::start_or_skip().await else {
+        return;
+    };
+    let s = store(&etcd).await;
+    let w = writer(&s, 10).await;
+    const N: usize = 3000;
+    let handed = Instant::now();
+    for i in 0..N {
+        w.set_later(&format!("hosts/10/h{i:05}"), &serde_json::json!({"v": 1}));
+    }
+    for i in 0..N / 2 {
+        w.set_later(&format!("hosts/10/h{i:05}"), &serde_json::json!({"v": 2}));
+    }
+    w.set_later("switches/leaf1", &serde_json::json!({"urgent": true}));
+    w.remove_later("hosts/10/h00007");
+    let handing = handed.elapsed();
+    assert!(
+        handing < Duration::from_millis(500),
+        "handing over took {handing:?}"
+    );
+    // The urgent key does not wait behind thousands of hosts.
+    let start = Instant::now();
+    while s.get_dir("status/switches/").await.unwrap().kvs.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "urgent key late");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        w.flush(Duration::from_secs(20)).await,
+        "queue never emptied"
+    );
+    let took = start.elapsed();
+    let kvs = s.get_dir("status/hosts/").await.unwrap().kvs;
+    assert_eq!(kvs.len(), N - 1);
+    let v = |i: usize| -> serde_json::Value {
+        serde_json::from_slice(&kvs[&format!("status/hosts/10/h{i:05}")]).unwrap()
+    };
+    assert_eq!(v(0)["v"], 2);
+    assert_eq!(v(N - 1)["v"], 1);
+    assert!(!kvs.contains_key("status/hosts/10/h00007"));
+    // Paced: N keys need at least N / MAX_KEYS_PER_SEC seconds.
+    let floor = Duration::from_secs_f64(
+        N as f64 / f64::from(p4fabric::config::status::MAX_KEYS_PER_SEC) * 0.9,
+    );
+    assert!(took >= floor, "{N} keys in {took:?}: not paced");
+    let stats = w.queue_stats();
+    assert_eq!(stats.pending, 0);
+    assert!(stats.written >= N as u64, "{stats:?}");
+    // Under the lease: revoking it removes them.
+    s.client().lease_revoke(w.lease().await).await.unwrap();
+    assert!(s.get_dir("status/hosts/").await.unwrap().kvs.is_empty());
+}
+
 /// A leader's election key lives under the prefix too: `apply --prune` must
 /// not delete it (that handed leadership to a second controller while the
 /// first still led, found by the bmv2 HA test), and the configuration

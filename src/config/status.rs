@@ -5,12 +5,21 @@
 //!
 //! The writer keeps what it wrote in memory: when etcd comes back or the
 //! lease had expired, everything is written again under a fresh lease.
+//!
+//! Two ways to write: `set` awaits the put (start-up, HA); the `*_later`
+//! calls hand a value to a write-behind queue and return at once, for the
+//! controller's loop, which must never wait on etcd (discovery and LACP
+//! timers run there). The queue keeps one pending value per key (latest
+//! wins, so it is bounded by the number of keys), writes in transactions of
+//! `BATCH` keys at most `MAX_KEYS_PER_SEC` keys a second, and writes
+//! everything else before learned hosts (`hosts/`), which a flood of
+//! sources can make many.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Client, GetOptions, PutOptions};
+use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -181,6 +190,98 @@ pub mod paths {
 /// Limit for one status write, so a dead etcd never blocks the caller long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Keys per etcd transaction (etcd's default `--max-txn-ops` is 128).
+const BATCH: usize = 100;
+
+/// What the write-behind queue writes to etcd at most, in keys a second:
+/// thousands of learned hosts cost etcd a bounded rate of writes.
+pub const MAX_KEYS_PER_SEC: u32 = 2000;
+
+/// One write waiting in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    /// Under the lease (gone when this controller is).
+    Put(Vec<u8>),
+    /// Without lease (outlives the controller).
+    Durable(Vec<u8>),
+    Delete,
+}
+
+/// The write-behind queue: what the controller handed over and not yet
+/// written, urgent keys apart from learned hosts.
+#[derive(Default)]
+struct Queue {
+    urgent: BTreeMap<String, Pending>,
+    bulk: BTreeMap<String, Pending>,
+    /// What was last handed over per key, so an unchanged value costs
+    /// neither a queue slot nor a write.
+    handed: BTreeMap<String, Pending>,
+    /// Keys written by the queue since start (for metrics and tests).
+    written: u64,
+    /// Transactions that failed (retried).
+    failed: u64,
+}
+
+impl Queue {
+    fn push(&mut self, path: &str, op: Pending) {
+        if self.handed.get(path) == Some(&op) {
+            return;
+        }
+        if op == Pending::Delete {
+            self.handed.remove(path);
+        } else {
+            self.handed.insert(path.to_string(), op.clone());
+        }
+        let q = if path.starts_with("hosts/") {
+            &mut self.bulk
+        } else {
+            &mut self.urgent
+        };
+        q.insert(path.to_string(), op);
+    }
+
+    /// Up to `n` writes, urgent ones first.
+    fn take(&mut self, n: usize) -> Vec<(String, Pending)> {
+        let mut out = Vec::new();
+        for q in [&mut self.urgent, &mut self.bulk] {
+            while out.len() < n {
+                match q.pop_first() {
+                    Some(kv) => out.push(kv),
+                    None => break,
+                }
+            }
+        }
+        out
+    }
+
+    /// Puts back writes that failed, unless a newer value came meanwhile.
+    fn put_back(&mut self, ops: Vec<(String, Pending)>) {
+        for (path, op) in ops {
+            let q = if path.starts_with("hosts/") {
+                &mut self.bulk
+            } else {
+                &mut self.urgent
+            };
+            q.entry(path).or_insert(op);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.urgent.len() + self.bulk.len()
+    }
+}
+
+/// Counters of the write-behind queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Keys waiting to be written.
+    pub pending: usize,
+    /// Keys written since start.
+    pub written: u64,
+    /// Transactions that failed and were retried.
+    pub failed: u64,
+}
+
 struct Shared {
     client: Client,
     /// `<prefix>status/`.
@@ -211,16 +312,64 @@ impl Shared {
         }
     }
 
+    /// Writes `ops` in one transaction and keeps `written` in step.
+    /// Unchanged values are skipped.
+    async fn write_batch(&mut self, ops: &[(String, Pending)]) -> Result<(), StoreError> {
+        let lease = self.lease;
+        let mut txn_ops = Vec::with_capacity(ops.len());
+        for (path, op) in ops {
+            let key = format!("{}{path}", self.dir);
+            match op {
+                Pending::Put(v) if self.written.get(path) != Some(v) => {
+                    txn_ops.push(TxnOp::put(
+                        key,
+                        v.clone(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    ));
+                }
+                Pending::Put(_) => {}
+                Pending::Durable(v) => txn_ops.push(TxnOp::put(key, v.clone(), None)),
+                Pending::Delete => txn_ops.push(TxnOp::delete(key, None)),
+            }
+        }
+        if !txn_ops.is_empty() {
+            let txn = self.client.txn(Txn::new().and_then(txn_ops));
+            match tokio::time::timeout(REQUEST_TIMEOUT, txn).await {
+                Ok(r) => r.map(|_| ())?,
+                Err(_) => return Err(StoreError::Timeout(REQUEST_TIMEOUT)),
+            }
+        }
+        for (path, op) in ops {
+            match op {
+                Pending::Put(v) => {
+                    self.written.insert(path.clone(), v.clone());
+                }
+                Pending::Durable(_) => {}
+                Pending::Delete => {
+                    self.written.remove(path);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Grants a fresh lease and writes everything again under it.
     async fn regrant(&mut self, ttl: i64) -> Result<(), StoreError> {
         self.lease = self.client.lease_grant(ttl, None).await?.id();
-        let all: Vec<(String, Vec<u8>)> = self
-            .written
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+        let all: Vec<(String, Pending)> = std::mem::take(&mut self.written)
+            .into_iter()
+            .map(|(k, v)| (k, Pending::Put(v)))
             .collect();
-        for (k, v) in all {
-            self.put(&k, v).await?;
+        for chunk in all.chunks(BATCH) {
+            if let Err(e) = self.write_batch(chunk).await {
+                // Keep what was not rewritten: the next attempt writes it.
+                for (k, op) in all.iter() {
+                    if let Pending::Put(v) = op {
+                        self.written.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -231,6 +380,9 @@ pub struct StatusWriter {
     shared: Arc<Mutex<Shared>>,
     id: String,
     keeper: JoinHandle<()>,
+    queue: Arc<std::sync::Mutex<Queue>>,
+    wake: Arc<tokio::sync::Notify>,
+    flusher: JoinHandle<()>,
 }
 
 impl StatusWriter {
@@ -251,10 +403,16 @@ impl StatusWriter {
             written: BTreeMap::new(),
         }));
         let keeper = tokio::spawn(keep_alive(shared.clone(), ttl));
+        let queue = Arc::new(std::sync::Mutex::new(Queue::default()));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let flusher = tokio::spawn(write_behind(shared.clone(), queue.clone(), wake.clone()));
         let w = StatusWriter {
             shared,
             id: me.id.clone(),
             keeper,
+            queue,
+            wake,
+            flusher,
         };
         w.set(&paths::controller(&me.id), me).await?;
         Ok(w)
@@ -274,6 +432,58 @@ impl StatusWriter {
         }
         s.written.insert(path.to_string(), bytes.clone());
         s.put(path, bytes).await
+    }
+
+    /// Hands `value` to the write-behind queue (see the module comment);
+    /// returns at once. An unchanged value is dropped here.
+    pub fn set_later<T: Serialize>(&self, path: &str, value: &T) {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => self.push(path, Pending::Put(bytes)),
+            Err(e) => warn!(error = %e, path, "status value not serialisable"),
+        }
+    }
+
+    /// `set_durable` through the write-behind queue.
+    pub fn set_durable_later<T: Serialize>(&self, path: &str, value: &T) {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => self.push(path, Pending::Durable(bytes)),
+            Err(e) => warn!(error = %e, path, "status value not serialisable"),
+        }
+    }
+
+    /// `remove` through the write-behind queue.
+    pub fn remove_later(&self, path: &str) {
+        self.push(path, Pending::Delete);
+    }
+
+    fn push(&self, path: &str, op: Pending) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(path, op);
+        self.wake.notify_one();
+    }
+
+    /// The write-behind queue's counters.
+    pub fn queue_stats(&self) -> QueueStats {
+        let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        QueueStats {
+            pending: q.len(),
+            written: q.written,
+            failed: q.failed,
+        }
+    }
+
+    /// Waits until the write-behind queue is empty, at most `limit`.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.queue_stats().pending > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Writes a value that outlives this controller (no lease): state a
@@ -369,7 +579,10 @@ impl StatusWriter {
     }
 
     /// Revokes the lease: all of this controller's status goes at once.
+    /// Durable values still queued are written first (briefly).
     pub async fn shutdown(self) -> Result<(), StoreError> {
+        self.flush(Duration::from_secs(2)).await;
+        self.flusher.abort();
         self.keeper.abort();
         let mut s = self.shared.lock().await;
         let lease = s.lease;
@@ -381,6 +594,46 @@ impl StatusWriter {
 impl Drop for StatusWriter {
     fn drop(&mut self) {
         self.keeper.abort();
+        self.flusher.abort();
+    }
+}
+
+/// The write-behind task: batches of queued writes, one transaction each,
+/// paced to `MAX_KEYS_PER_SEC`; a failed batch goes back to the queue
+/// (newer values win) and is retried with backoff.
+async fn write_behind(
+    shared: Arc<Mutex<Shared>>,
+    queue: Arc<std::sync::Mutex<Queue>>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let ops = queue.lock().unwrap_or_else(|p| p.into_inner()).take(BATCH);
+        if ops.is_empty() {
+            wake.notified().await;
+            continue;
+        }
+        let n = ops.len();
+        let started = tokio::time::Instant::now();
+        let r = shared.lock().await.write_batch(&ops).await;
+        match r {
+            Ok(()) => {
+                queue.lock().unwrap_or_else(|p| p.into_inner()).written += n as u64;
+                backoff = Duration::from_millis(100);
+                let budget = Duration::from_secs_f64(n as f64 / f64::from(MAX_KEYS_PER_SEC));
+                tokio::time::sleep_until(started + budget).await;
+            }
+            Err(e) => {
+                debug!(error = %e, keys = n, "status batch not written; retried");
+                {
+                    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                    q.failed += 1;
+                    q.put_back(ops);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 
@@ -420,5 +673,42 @@ async fn keep_alive(shared: Arc<Mutex<Shared>>, ttl: i64) {
             warn!("status lease lost; will re-grant and rewrite");
             broken = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(v: u8) -> Pending {
+        Pending::Put(vec![v])
+    }
+
+    #[test]
+    fn the_queue_keeps_one_value_per_key_and_urgent_keys_first() {
+        let mut q = Queue::default();
+        q.push("hosts/10/a", put(1));
+        q.push("hosts/10/a", put(2));
+        q.push("hosts/10/b", put(1));
+        q.push("links/leaf1/1", put(1));
+        assert_eq!(q.len(), 3);
+        let first = q.take(2);
+        assert_eq!(first[0], ("links/leaf1/1".to_string(), put(1)));
+        assert_eq!(first[1], ("hosts/10/a".to_string(), put(2)));
+        // Handing over an unchanged value queues nothing.
+        q.push("hosts/10/a", put(2));
+        assert_eq!(q.len(), 1);
+        // A failed batch goes back, unless a newer value came meanwhile.
+        q.push("hosts/10/a", put(3));
+        q.put_back(first);
+        assert_eq!(q.take(10).len(), 3);
+        q.push("hosts/10/a", put(4));
+        q.put_back(vec![("hosts/10/a".to_string(), put(3))]);
+        assert_eq!(q.take(10), vec![("hosts/10/a".to_string(), put(4))]);
+        // A removal is queued even after the value was handed over, and
+        // the value handed again afterwards is written again.
+        q.push("hosts/10/a", Pending::Delete);
+        q.push("hosts/10/a", put(4));
+        assert_eq!(q.take(10), vec![("hosts/10/a".to_string(), put(4))]);
     }
 }

@@ -243,7 +243,7 @@ impl Controller {
                 _ = agent::sleep_until_opt(
                     self.protocols.as_ref().and_then(|p| p.next_deadline()).map(tokio::time::Instant::from_std),
                 ) => self.on_protocol_timer(),
-                _ = status_tick.tick() => self.publish_status().await,
+                _ = status_tick.tick() => self.publish_status(),
                 Some(ev) = self.events_rx.recv() => self.on_switch_event(ev),
             }
         }
@@ -264,7 +264,7 @@ impl Controller {
             m.controller.config_revision = update.revision;
             m.controller.config_errors = update.errors.len();
         }
-        self.status.config_errors(&update.errors).await;
+        self.status.config_errors(&update.errors);
         for e in update.errors.iter() {
             tracing::warn!(key = %e.key, error = %e.reason, "configuration key rejected; last good value stays");
         }
@@ -518,9 +518,9 @@ impl Controller {
         );
     }
 
-    async fn publish_status(&mut self) {
+    fn publish_status(&mut self) {
         let statuses = self.agents.statuses();
-        self.status.switches(&statuses).await;
+        self.status.switches(&statuses);
         {
             let mut m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
             m.agents = statuses;
@@ -528,13 +528,11 @@ impl Controller {
                 m.controller.protocols = p.counters().clone();
             }
         }
-        self.status
-            .observed(
-                self.protocols.as_ref(),
-                &self.observed,
-                self.compiler.flood_tree(),
-            )
-            .await;
+        self.status.observed(
+            self.protocols.as_ref(),
+            &self.observed,
+            self.compiler.flood_tree(),
+        );
     }
 }
 

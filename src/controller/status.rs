@@ -5,6 +5,10 @@
 //! compiler used, configuration errors, and the LACP partners heard (read
 //! back at start from a previous controller). Uses `config::status` for the
 //! schema and the writer; without a writer (tests, benches) it does nothing.
+//!
+//! Everything here runs in the controller's loop, so it never waits on
+//! etcd: values go to the writer's write-behind queue (`*_later`), which
+//! paces and batches the puts. Only start-up reads await.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,6 +21,9 @@ use crate::protocols::lacpdu::LacpInfo;
 use crate::protocols::Protocols;
 use crate::topo::{FloodTree, ObservedState};
 
+/// Granularity of a learned host's `last_seen` in status, in seconds.
+const HOST_LAST_SEEN_STEP: u64 = 60;
+
 pub(super) struct StatusPublisher {
     writer: Option<Arc<StatusWriter>>,
     controller_id: String,
@@ -25,6 +32,11 @@ pub(super) struct StatusPublisher {
     state_since: BTreeMap<String, (st::SessionState, u64)>,
     /// Status paths of observed links/hosts/LAG members last written.
     observed_paths: BTreeSet<String>,
+    /// `status/config/` paths last written.
+    config_paths: BTreeSet<String>,
+    /// Learned hosts as last handed to the writer: an unchanged host costs
+    /// no serialisation (there may be thousands).
+    hosts: BTreeMap<String, st::HostStatus>,
     /// LACP partners as published (`status/lacp-partners/`): read at
     /// start from the previous controller, then what this one heard.
     lacp_partners: BTreeMap<PortRef, LacpInfo>,
@@ -42,6 +54,8 @@ impl StatusPublisher {
             election_id,
             state_since: BTreeMap::new(),
             observed_paths: BTreeSet::new(),
+            config_paths: BTreeSet::new(),
+            hosts: BTreeMap::new(),
             lacp_partners: BTreeMap::new(),
         }
     }
@@ -51,13 +65,30 @@ impl StatusPublisher {
         &self.lacp_partners
     }
 
-    /// Reports the configuration keys rejected.
-    pub(super) async fn config_errors(&self, errors: &[KeyError]) {
-        if let Some(w) = &self.writer {
-            if let Err(e) = w.set_config_errors(errors).await {
-                tracing::warn!(error = %e, "cannot write config status");
-            }
+    /// Reports the configuration keys rejected (`status/config/`).
+    pub(super) fn config_errors(&mut self, errors: &[KeyError]) {
+        let Some(w) = &self.writer else {
+            return;
+        };
+        let want: BTreeMap<String, st::ConfigKeyStatus> = errors
+            .iter()
+            .map(|e| {
+                (
+                    st::paths::config(&e.key),
+                    st::ConfigKeyStatus {
+                        error: e.reason.clone(),
+                        controller: self.controller_id.clone(),
+                    },
+                )
+            })
+            .collect();
+        for gone in self.config_paths.iter().filter(|p| !want.contains_key(*p)) {
+            w.remove_later(gone);
         }
+        for (path, v) in &want {
+            w.set_later(path, v);
+        }
+        self.config_paths = want.into_keys().collect();
     }
 
     /// Reads the LACP partners a previous controller heard (none without
@@ -100,7 +131,7 @@ impl StatusPublisher {
     }
 
     /// Writes each switch's session state, entity count and errors.
-    pub(super) async fn switches(&mut self, statuses: &BTreeMap<String, AgentStatus>) {
+    pub(super) fn switches(&mut self, statuses: &BTreeMap<String, AgentStatus>) {
         let Some(w) = &self.writer else {
             return;
         };
@@ -131,15 +162,13 @@ impl StatusPublisher {
                 }),
                 since,
             };
-            if let Err(e) = w.set_switch(name, &value).await {
-                tracing::debug!(error = %e, "cannot write switch status");
-            }
+            w.set_later(&st::paths::switch(name), &value);
         }
     }
 
     /// Publishes the LACP partners heard that changed (durable keys: a
     /// successor reads them after this controller died).
-    async fn lacp_partners_heard(&mut self, p: &Protocols) {
+    fn lacp_partners_heard(&mut self, p: &Protocols) {
         let Some(w) = &self.writer else {
             return;
         };
@@ -147,12 +176,8 @@ impl StatusPublisher {
             if self.lacp_partners.get(&port) == Some(&info) {
                 continue;
             }
-            match w.set_durable(&st::paths::lacp_partner(&port), &info).await {
-                Ok(()) => {
-                    self.lacp_partners.insert(port, info);
-                }
-                Err(e) => tracing::debug!(error = %e, "LACP partner not published; retried"),
-            }
+            w.set_durable_later(&st::paths::lacp_partner(&port), &info);
+            self.lacp_partners.insert(port, info);
         }
     }
 
@@ -160,7 +185,7 @@ impl StatusPublisher {
     /// LAG members with their LACP state, and the observed state and flood
     /// tree the compiler used. Entries that disappeared are removed, so
     /// status never shows a stale link or host.
-    pub(super) async fn observed(
+    pub(super) fn observed(
         &mut self,
         protocols: Option<&Protocols>,
         observed: &ObservedState,
@@ -169,7 +194,7 @@ impl StatusPublisher {
         let Some(p) = protocols else {
             return;
         };
-        self.lacp_partners_heard(p).await;
+        self.lacp_partners_heard(p);
         let Some(w) = &self.writer else {
             return;
         };
@@ -206,17 +231,21 @@ impl StatusPublisher {
                 });
             }
         }
+        let mut hosts = BTreeMap::new();
         for h in p.learned_hosts() {
             let v = st::HostStatus {
                 attachment: h.attachment.clone(),
                 ips: h.ips.clone(),
                 learned: true,
-                last_seen: unix,
+                // To the minute: a busy host's key is rewritten at most
+                // once a minute, not on every status tick.
+                last_seen: ago(Some(h.last_seen)) / HOST_LAST_SEEN_STEP * HOST_LAST_SEEN_STEP,
             };
-            values.insert(
-                st::paths::host(h.vlan, h.mac),
-                serde_json::to_value(v).unwrap_or_default(),
-            );
+            let path = st::paths::host(h.vlan, h.mac);
+            if self.hosts.get(&path) != Some(&v) {
+                w.set_later(&path, &v);
+            }
+            hosts.insert(path, v);
         }
         for m in p.lag_status() {
             let v = serde_json::json!({
@@ -250,18 +279,16 @@ impl StatusPublisher {
             serde_json::to_value(observed).unwrap_or_default(),
         );
         for (path, v) in &values {
-            if let Err(e) = w.set(path, v).await {
-                tracing::debug!(error = %e, path, "cannot write status");
-                return;
-            }
+            w.set_later(path, v);
         }
         for gone in self
             .observed_paths
             .iter()
-            .filter(|p| !values.contains_key(*p))
+            .filter(|p| !values.contains_key(*p) && !hosts.contains_key(*p))
         {
-            let _ = w.remove(gone).await;
+            w.remove_later(gone);
         }
-        self.observed_paths = values.into_keys().collect();
+        self.observed_paths = values.into_keys().chain(hosts.keys().cloned()).collect();
+        self.hosts = hosts;
     }
 }
