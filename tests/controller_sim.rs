@@ -173,43 +173,7 @@ async fn controller_converges_example_fabric_and_writes_only_deltas() {
     let _ = task.await;
 }
 
-/// The id of the packet-out header's `egress_port` field.
-fn egress_port_id(reg: &p4fabric::p4rt::P4InfoRegistry) -> u32 {
-    reg.packet_metadata("packet_out")
-        .unwrap()
-        .fields
-        .iter()
-        .find(|f| f.name == "egress_port")
-        .unwrap()
-        .id
-}
-
-/// Encodes a PacketIn the way the switch would send it.
-fn packet_in(
-    reg: &p4fabric::p4rt::P4InfoRegistry,
-    payload: Vec<u8>,
-    port: u32,
-    reason: u8,
-) -> p4runtime_proto::v1::PacketIn {
-    use p4fabric::p4rt::codec::encode_value;
-    let info = reg.packet_metadata("packet_in").expect("packet_in header");
-    let metadata = info
-        .fields
-        .iter()
-        .map(|f| {
-            let v = match f.name {
-                "ingress_port" => u128::from(port),
-                "punt_reason" => u128::from(reason),
-                _ => 0,
-            };
-            p4runtime_proto::v1::PacketMetadata {
-                metadata_id: f.id,
-                value: encode_value(f.name, v, f.bitwidth).unwrap(),
-            }
-        })
-        .collect();
-    p4runtime_proto::v1::PacketIn { payload, metadata }
-}
+use p4fabric::testkit::cables::{egress_port_id, learn_digest, packet_in};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocols_answer_arp_and_learn_from_digests_through_the_controller() {
@@ -263,7 +227,7 @@ async fn protocols_answer_arp_and_learn_from_digests_through_the_controller() {
     assert_eq!(reply.1.sender_ip.to_string(), "10.0.10.1");
     assert_eq!(reply.1.sender_mac, fabric.settings.gateway_mac);
     assert_eq!(reply.1.target_mac, vm1);
-    let port_meta = egress_port_id(&reg);
+    let port_meta = egress_port_id(&reg).unwrap();
     let egress = reply
         .0
         .metadata
@@ -279,32 +243,8 @@ async fn protocols_answer_arp_and_learn_from_digests_through_the_controller() {
     // A new MAC behind leaf4/4 (VLAN 10) is learned from a digest and
     // bridged to from every leaf.
     let newmac: u128 = 0x0200_0000_9901;
-    let info = reg.digest(p4fabric::protocols::LEARN_DIGEST).unwrap();
-    let members = info
-        .fields
-        .iter()
-        .map(|f| {
-            let v = match f.name {
-                "vlan_id" => 10,
-                "eth_src" => newmac,
-                "ingress_port" => 4,
-                _ => 0,
-            };
-            p4::P4Data {
-                data: Some(p4::p4_data::Data::Bitstring(
-                    p4fabric::p4rt::codec::encode_value(f.name, v, f.bitwidth).unwrap(),
-                )),
-            }
-        })
-        .collect();
-    let digest = p4::DigestList {
-        digest_id: info.id,
-        list_id: 7,
-        data: vec![p4::P4Data {
-            data: Some(p4::p4_data::Data::Struct(p4::P4StructLike { members })),
-        }],
-        timestamp: 0,
-    };
+    let digest = learn_digest(&reg, 10, newmac as u64, 4, 7).expect("learn digest");
+    let info_id = digest.digest_id;
     assert!(target("leaf4").send_to_primary(p4::stream_message_response::Update::Digest(digest)));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -329,61 +269,25 @@ async fn protocols_answer_arp_and_learn_from_digests_through_the_controller() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        target("leaf4").digest_acks().contains(&(info.id, 7)),
+        target("leaf4").digest_acks().contains(&(info_id, 7)),
         "digest list not acknowledged"
     );
     let _ = stop_tx.send(());
     let _ = task.await;
 }
 
-/// Carries discovery probes between in-process switches as the cables of
-/// the example would: leafN/1 <-> spine1/N, leafN/2 <-> spine2/N. Every
-/// LLDP packet-out of a fabric port comes back as a DISCOVERY packet-in at
-/// the far end.
-fn wire_probes(
-    targets: Arc<Vec<(String, SimSwitch)>>,
-    reg: Arc<p4fabric::p4rt::P4InfoRegistry>,
-) -> tokio::task::JoinHandle<()> {
-    use p4runtime_proto::v1 as p4;
-    let far = |sw: &str, port: u32| -> Option<(String, u32)> {
-        if let Some(n) = sw.strip_prefix("leaf") {
-            return Some((format!("spine{port}"), n.parse().ok()?));
+/// The example's cabling: leafN/S <-> spineS/N.
+fn example_cables() -> Vec<(p4fabric::config::PortRef, p4fabric::config::PortRef)> {
+    let mut cables = Vec::new();
+    for leaf in 1..=4u32 {
+        for spine in 1..=2u32 {
+            cables.push((
+                p4fabric::config::PortRef::new(format!("leaf{leaf}"), spine),
+                p4fabric::config::PortRef::new(format!("spine{spine}"), leaf),
+            ));
         }
-        let s = sw.strip_prefix("spine")?;
-        Some((format!("leaf{port}"), s.parse().ok()?))
-    };
-    let egress_id = egress_port_id(&reg);
-    tokio::spawn(async move {
-        loop {
-            for (name, t) in targets.iter() {
-                for out in t.take_packet_outs() {
-                    if out.payload.get(12..14) != Some(&[0x88, 0xcc][..]) {
-                        continue;
-                    }
-                    let Some(port) = out
-                        .metadata
-                        .iter()
-                        .find(|m| m.metadata_id == egress_id)
-                        .map(|m| m.value.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)))
-                    else {
-                        continue;
-                    };
-                    let Some((to, to_port)) = far(name, port) else {
-                        continue;
-                    };
-                    if let Some((_, t)) = targets.iter().find(|(n, _)| *n == to) {
-                        t.send_to_primary(p4::stream_message_response::Update::Packet(packet_in(
-                            &reg,
-                            out.payload.clone(),
-                            to_port,
-                            1,
-                        )));
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    }
+    cables
 }
 
 /// A fabric without `links:`: every fabric path exists because discovery
@@ -396,7 +300,12 @@ async fn a_restart_on_discovered_links_writes_nothing() {
     let mut fabric = example();
     fabric.links.clear();
     let targets = Arc::new(start_targets(&mut fabric).await);
-    let wires = wire_probes(targets.clone(), pipeline.registry.clone());
+    let wires = p4fabric::testkit::cables::wire(
+        targets.clone(),
+        pipeline.registry.clone(),
+        example_cables(),
+        None,
+    );
     // What the switches must hold: the example's cabling, found by
     // discovery; no LACP partner answers here.
     let mut observed = ObservedState::default();

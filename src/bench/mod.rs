@@ -6,6 +6,7 @@
 //! the lab, etcd). Used by `cli::bench` and the benches.
 
 pub mod converge;
+pub mod learn_flood;
 pub mod scale;
 pub mod sim;
 pub mod write;

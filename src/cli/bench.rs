@@ -12,6 +12,10 @@ pub enum BenchCommand {
     /// Config-to-wire latency on bmv2: etcd commit -> entries readable on
     /// every affected switch, over N single-key changes.
     Converge(bench::converge::ConvergeArgs),
+    /// A MAC flood from one edge port with discovery, status and real
+    /// etcd on: link state changes, the controller's answer time to a
+    /// bystander, learned hosts, status writes.
+    LearnFlood(bench::learn_flood::LearnFloodArgs),
 }
 
 pub async fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
@@ -19,5 +23,6 @@ pub async fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Scale(a) => bench::scale::run(a).await,
         BenchCommand::Write(a) => bench::write::run(a).await,
         BenchCommand::Converge(a) => bench::converge::run(a).await,
+        BenchCommand::LearnFlood(a) => bench::learn_flood::run(a).await,
     }
 }

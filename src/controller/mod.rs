@@ -121,6 +121,11 @@ pub struct Controller {
     compiler: IncrementalCompiler,
     /// A configuration arrived that is not compiled yet.
     config_pending: bool,
+    /// Learned or seeded hosts changed and are not compiled yet: compiled
+    /// once the queued events are handled (a flood of sources costs one
+    /// compile per batch, not one per source, and never delays the
+    /// protocols' frames and timers).
+    hosts_dirty: bool,
     generation: u64,
     /// Packet-ins, digests, idle timeouts from the agents.
     events_rx: mpsc::Receiver<SwitchEvent>,
@@ -174,6 +179,7 @@ impl Controller {
             hosts: Hosts::new(),
             compiler: IncrementalCompiler::default(),
             config_pending: false,
+            hosts_dirty: false,
             generation: 0,
             events_rx,
             control_rx,
@@ -245,6 +251,8 @@ impl Controller {
                 ) => self.on_protocol_timer(),
                 _ = status_tick.tick() => self.publish_status(),
                 Some(ev) = self.events_rx.recv() => self.on_switch_event(ev),
+                // Last: only when no event is waiting.
+                _ = std::future::ready(()), if self.hosts_dirty => self.compile_hosts(),
             }
         }
         tracing::info!("shutting down; switches keep their forwarding state");
@@ -384,6 +392,12 @@ impl Controller {
             Some(h) => self.seeded_hosts.insert(key, h),
             None => self.seeded_hosts.remove(&key),
         };
+        self.hosts_dirty = true;
+    }
+
+    /// Compiles the host changes gathered since the last compile.
+    fn compile_hosts(&mut self) {
+        self.hosts_dirty = false;
         self.refresh_observed();
         self.recompute(false);
     }
@@ -437,6 +451,7 @@ impl Controller {
         let mut recompile = false;
         for a in actions {
             match a {
+                Action::HostsChanged => self.hosts_dirty = true,
                 Action::SendPacket(p) => {
                     let (Some(agent), Some(pipeline)) =
                         (self.agents.get(&p.switch), self.agents.pipeline(&p.switch))
@@ -455,12 +470,13 @@ impl Controller {
                     }
                 }
                 Action::TopologyChanged
-                | Action::HostsChanged
                 | Action::LagMembersChanged { .. }
                 | Action::NextHopsChanged => recompile = true,
             }
         }
         if recompile {
+            // Host changes gathered so far go with it.
+            self.hosts_dirty = false;
             self.refresh_observed();
             self.recompute(false);
         }

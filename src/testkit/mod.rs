@@ -7,6 +7,7 @@
 //!
 //! Owns:
 //! - `sim`: `SimSwitch`, an in-process P4Runtime switch (no data plane);
+//! - `cables`: punts, digests and probe-carrying cables between them;
 //! - `chaos`: seeded faults driven into simulated switches;
 //! - `conformance`: the P4Runtime client's acceptance scenario, for any
 //!   server (simulated switches, bmv2);
@@ -16,6 +17,7 @@
 //!
 //! May use every production module; none of them may use it.
 
+pub mod cables;
 pub mod chaos;
 pub mod conformance;
 pub mod etcd;
