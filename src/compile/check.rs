@@ -253,7 +253,7 @@ impl<'a, D: DataPlane> Checker<'a, D> {
                 )
             }
         };
-        match self.acl(sw, &frame) {
+        match self.acl(sw, port, &frame) {
             Some((A_PUNT, r)) => {
                 return t.outcomes.push(Outcome::Punted {
                     switch: sw.to_string(),
@@ -291,9 +291,10 @@ impl<'a, D: DataPlane> Checker<'a, D> {
     }
 
     /// The highest-priority ACL entry matching the frame: (action, reason).
-    fn acl(&self, sw: &str, f: &Frame) -> Option<(&'static str, u8)> {
+    fn acl(&self, sw: &str, port: PortNum, f: &Frame) -> Option<(&'static str, u8)> {
         let field = |name: &str| -> Value {
             match name {
+                F_INGRESS_PORT => port.into(),
                 F_ETH_TYPE => f.eth_type.into(),
                 F_ETH_DST => mac(f.dst),
                 F_ETH_SRC => mac(f.src),

@@ -107,54 +107,87 @@ pub fn changed_parts(
 /// The switch's CPU port and CPU clone session by its target. A switch
 /// validation would reject (a Tofino one without `cpu_port`) never gets
 /// here; bmv2's are the fallback.
-fn cpu_port_and_session(fabric: &Fabric, sw: &str) -> (PortNum, u32) {
+fn cpu_port_and_session(fabric: &Fabric, sw: &str) -> (PortNum, u32, u128) {
     fabric
         .switches
         .get(sw)
         .and_then(|s| crate::target::for_switch(sw, s).ok())
-        .map_or((CPU_PORT, CPU_CLONE_SESSION), |t| {
-            (t.cpu_port(), t.cpu_clone_session())
+        .map_or((CPU_PORT, CPU_CLONE_SESSION, 0x1ff), |t| {
+            let port_mask = (1u128 << t.port_bits().min(64)) - 1;
+            (t.cpu_port(), t.cpu_clone_session(), port_mask)
         })
+}
+
+/// The ports of `sw` discovery probes (its configured fabric ports and
+/// configured links' ends) and its members of LACP LAGs: the only ports
+/// whose discovery frames / LACPDUs are punted.
+fn control_ports(fabric: &Fabric, sw: &str) -> (BTreeSet<PortNum>, BTreeSet<PortNum>) {
+    let mut fabric_ports: BTreeSet<PortNum> = fabric
+        .switches
+        .get(sw)
+        .map(|s| s.fabric_ports.iter().copied().collect())
+        .unwrap_or_default();
+    for l in fabric.links.values() {
+        for end in [&l.a, &l.b] {
+            if end.switch == sw {
+                fabric_ports.insert(end.port);
+            }
+        }
+    }
+    let lacp_members = fabric
+        .lags
+        .values()
+        .filter(|l| l.protocol == crate::config::LagMode::Lacp)
+        .flat_map(|l| l.members.iter())
+        .filter(|m| m.switch == sw)
+        .map(|m| m.port)
+        .collect();
+    (fabric_ports, lacp_members)
 }
 
 /// CPU port, punt ACLs, their meters, the CPU clone session, the learning
 /// digest.
 fn packet_io(fabric: &Fabric, sw: &SwitchNode, out: &mut SwitchEntities) {
-    let (cpu_port, clone_session) = cpu_port_and_session(fabric, &sw.name);
+    let (cpu_port, clone_session, port_mask) = cpu_port_and_session(fabric, &sw.name);
     let port_key = |p: PortNum| TableKey::new(T_PORTS).exact(F_INGRESS_PORT, p);
     put(
         out,
         direct(port_key(cpu_port), ActionCall::new(A_SET_CPU_PORT)),
     );
-    let mut acl =
-        |prio: i32, fields: &[(&'static str, u128, u128)], action: &'static str, reason: u8| {
-            let mut key = TableKey::new(T_ACL).priority(prio);
-            for (f, v, m) in fields {
-                key = key.with(f, ternary(*v, *m));
-            }
-            put(
-                out,
-                direct(key, ActionCall::new(action).param(P_REASON, reason)),
-            );
-        };
-    acl(
-        1000,
-        &[(F_ETH_TYPE, ETH_TYPE_LLDP.into(), 0xffff)],
-        A_PUNT,
-        reason::DISCOVERY,
-    );
-    acl(
-        1000,
-        &[(F_ETH_TYPE, ETH_TYPE_SLOW.into(), 0xffff)],
-        A_PUNT,
-        reason::LACP,
-    );
+    let mut acl = |prio: i32, fields: &[(&'static str, u128, u128)], action: ActionCall| {
+        let mut key = TableKey::new(T_ACL).priority(prio);
+        for (f, v, m) in fields {
+            key = key.with(f, ternary(*v, *m));
+        }
+        put(out, direct(key, action));
+    };
+    let punt = |action: &'static str, reason: u8| ActionCall::new(action).param(P_REASON, reason);
+    // Discovery frames only from the ports discovery probes, LACPDUs only
+    // from LACP LAG members; the same frames from any other port are
+    // dropped (neither is ever forwarded). The punt meter has one cell per
+    // reason: a host flooding forged probes or LACPDUs on an edge port
+    // would otherwise use the fabric's own frames' share, and links and
+    // bonds would go down (issue #21).
+    let (fabric_ports, lacp_members) = control_ports(fabric, &sw.name);
+    for (eth_type, ports, why) in [
+        (ETH_TYPE_LLDP, &fabric_ports, reason::DISCOVERY),
+        (ETH_TYPE_SLOW, &lacp_members, reason::LACP),
+    ] {
+        for p in ports {
+            let f = [
+                (F_ETH_TYPE, u128::from(eth_type), 0xffff),
+                (F_INGRESS_PORT, u128::from(*p), port_mask),
+            ];
+            acl(1000, &f, punt(A_PUNT, why));
+        }
+        let f = [(F_ETH_TYPE, u128::from(eth_type), 0xffff)];
+        acl(990, &f, ActionCall::new(A_DROP_ACL));
+    }
     if sw.role == Role::Leaf {
         acl(
             900,
             &[(F_ETH_TYPE, ETH_TYPE_ARP.into(), 0xffff)],
-            A_COPY_TO_CPU,
-            reason::ARP,
+            punt(A_COPY_TO_CPU, reason::ARP),
         );
         for icmp in [ICMPV6_NS, ICMPV6_NA] {
             let f = [
@@ -162,7 +195,7 @@ fn packet_io(fabric: &Fabric, sw: &SwitchNode, out: &mut SwitchEntities) {
                 (F_IP_PROTO, IP_PROTO_ICMPV6.into(), 0xff),
                 (F_ICMP_TYPE, icmp.into(), 0xff),
             ];
-            acl(900, &f, A_COPY_TO_CPU, reason::ND);
+            acl(900, &f, punt(A_COPY_TO_CPU, reason::ND));
         }
         put(
             out,

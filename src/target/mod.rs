@@ -91,6 +91,12 @@ pub trait SwitchTarget: fmt::Debug + Send + Sync {
     /// The device port packets to and from the controller use.
     fn cpu_port(&self) -> PortNum;
 
+    /// Width of a port in the P4Info (match fields, action parameters):
+    /// the all-ones ternary mask of a port match. Default: v1model's 9.
+    fn port_bits(&self) -> u32 {
+        9
+    }
+
     /// The clone (mirror) session that copies punts to the CPU. Default:
     /// the pipeline's 511.
     fn cpu_clone_session(&self) -> u32 {

@@ -87,9 +87,15 @@ fn map_entity(t: &dyn SwitchTarget, way: Way, e: &Entity) -> Result<Entity, Targ
                     continue;
                 }
                 if *field == F_INGRESS_PORT || *field == F_EGRESS_PORT {
+                    let exact_mask = (1u128 << t.port_bits().min(64)) - 1;
                     *m = match *m {
                         Match::Exact(v) => Match::Exact(device(t, way, v)?),
                         Match::Optional(v) => Match::Optional(device(t, way, v)?),
+                        // A ternary on one whole port (the ACL's punts).
+                        Match::Ternary { value, mask } if mask == exact_mask => Match::Ternary {
+                            value: device(t, way, value)?,
+                            mask,
+                        },
                         // The compiler matches ports exactly; a ternary or
                         // range over configured numbers has no device form.
                         other => {
@@ -171,11 +177,8 @@ mod tests {
     /// every port-carrying field moves, nothing else.
     #[test]
     fn every_port_field_moves_to_the_device() {
-        let (fabric, hosts) = sample::large(2, 2, 40, 4);
-        let topo = Topology::build(&fabric, &Default::default(), None);
-        let compiled = crate::compile::compile(&fabric, &topo, &hosts);
+        let (mut fabric, hosts) = sample::large(2, 2, 40, 4);
         let name = sample::leaf_name(1);
-        let leaf = &compiled[&name];
         let mut sw = fabric.switches[&name].clone();
         sw.target = Target::Tofino;
         sw.cpu_port = Some(320);
@@ -193,6 +196,11 @@ mod tests {
                 )
             })
             .collect();
+        // Compiled as a Tofino (its port width in the ACL's port masks).
+        fabric.switches.insert(name.clone(), sw.clone());
+        let topo = Topology::build(&fabric, &Default::default(), None);
+        let compiled = crate::compile::compile(&fabric, &topo, &hosts);
+        let leaf = &compiled[&name];
         let t = for_switch(&name, &sw).expect("tofino");
         let dev = to_device(t.as_ref(), leaf).expect("all ports mapped");
         assert_eq!(dev.len(), leaf.len());

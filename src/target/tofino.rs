@@ -189,6 +189,11 @@ impl SwitchTarget for Tofino {
         self.chip.name()
     }
 
+    /// Ports are `@p4runtime_translation`'d SDN ports on TNA/T2NA.
+    fn port_bits(&self) -> u32 {
+        crate::compile::contract::SDN_PORT_WIDTH.unsigned_abs()
+    }
+
     fn arch(&self) -> &'static str {
         match self.chip {
             Chip::Tofino1 => "tna",
