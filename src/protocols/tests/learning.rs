@@ -318,3 +318,54 @@ fn at_the_limit_a_flood_takes_over_no_configured_host() {
     );
     assert!(sent(&got).is_empty());
 }
+
+proptest! {
+    /// Whatever mix of digests, ARP (claiming any address, the static
+    /// host's included) and ageing two ports see: no attachment holds more
+    /// learned MACs than its limit, and no learned host has the static
+    /// host's MAC or address.
+    #[test]
+    fn limits_hold_and_configured_hosts_are_never_taken(
+        steps in proptest::collection::vec((0u8..3, 0u32..40, 90u8..110, any::<bool>()), 1..200),
+    ) {
+        let t0 = Instant::now();
+        let mut f = fabric();
+        f.settings.max_learned_macs_per_port = 7;
+        f.ports.get_mut(&"leaf2/3".parse().unwrap()).unwrap().max_learned_macs = Some(3);
+        let mut p = Protocols::new(&f, t0);
+        for (i, (kind, m, ip, other)) in steps.into_iter().enumerate() {
+            let now = t0 + secs(i as f64 * 0.05);
+            let (sw, m) = (if other { "leaf2" } else { "leaf1" }, if m == 39 { "02:00:00:00:00:99".to_string() } else { nth_mac(m) });
+            match kind {
+                0 => { p.on_digest(sw, &[digest(10, &m, 3, 0)], now); }
+                1 => {
+                    let frame = arp_from(&m, &format!("10.0.10.{ip}"));
+                    let frame = if other {
+                        // leaf2/3 is a trunk: VLAN 10 comes tagged.
+                        let e = parse_eth(&frame).unwrap();
+                        frames::build_eth(e.dst, e.src, Some(10), ETH_ARP, &e.payload[..frames::Arp::LEN])
+                    } else { frame };
+                    p.on_frame(sw, 3, 0, &frame, now);
+                }
+                _ => { p.on_idle_timeout(sw, &[idle(10, &m, 3, 0)], now); }
+            }
+            let hosts = p.learned_hosts();
+            for (port, limit) in [("leaf1/3", 7), ("leaf2/3", 3)] {
+                let a = Attachment::Port(port.parse().unwrap());
+                let n = hosts.iter().filter(|h| h.attachment == a && h.mac != mac("02:00:00:00:00:99")).count();
+                prop_assert!(n <= limit, "{} learned on {}", n, port);
+                let limited = p.limited_attachments().iter().any(|l| l.attachment == a);
+                prop_assert_eq!(limited, n == limit, "limited state of {}", port);
+            }
+            for h in &hosts {
+                let configured = h.mac == mac("02:00:00:00:00:99");
+                // The configured host's entry is its own (configured
+                // attachment); nobody else holds its address.
+                prop_assert!(configured || !h.ips.contains(&"10.0.10.99".parse().unwrap()), "{:?}", h);
+                if configured {
+                    prop_assert_eq!(&h.attachment, &Attachment::Port("leaf1/3".parse().unwrap()));
+                }
+            }
+        }
+    }
+}
