@@ -16,6 +16,9 @@
 //! attacker's port (its `max_learned_macs`) and
 //! `status/port-security/ports/leaf1/6` says why; the flood's hosts age
 //! out (`mac_aging_secs: 15`) and the key goes with them.
+//!
+//! `a_probe_flood_then_a_mac_flood` (ignored: fails, see there) adds a
+//! flood of forged probes before the MAC flood.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -79,6 +82,9 @@ const MAX_GAP: Duration = Duration::from_millis(300);
 const AFTER: Duration = Duration::from_secs(60);
 const FLOOD_FRAMES: u32 = 5000;
 const FLOOD_TIME: Duration = Duration::from_secs(9);
+/// Forged probes at 3,000 a second, three times the punt meter's rate.
+const PROBE_FLOOD_FRAMES: u32 = 15_000;
+const PROBE_FLOOD_TIME: Duration = Duration::from_secs(5);
 
 /// xorshift64*: enough randomness for junk, with no dependency.
 struct Rng(u64);
@@ -280,6 +286,23 @@ async fn watch_links(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_host_hurts_neither_links_nor_bystanders() {
+    attack(false).await;
+}
+
+/// The same with a flood of forged probes (3,000 a second for 5 s, three
+/// times the punt meter's rate) before the MAC flood. Fails so far: in
+/// both runs on a loaded 2-core machine, leaf2/1 - spine1/2 (not a link of
+/// the attacker's leaf) was declared down during the MAC flood and up
+/// again ~100 ms later, and bystanders lost up to 1 s. Not diagnosed yet
+/// (bmv2 dropping probes in queues the flood fills, or the controller's
+/// loop stalling on status writes); see docs/protocols.md, "Gaps".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a link flaps during the MAC flood after a probe flood; not diagnosed yet (#21)"]
+async fn a_probe_flood_then_a_mac_flood() {
+    attack(true).await;
+}
+
+async fn attack(probe_flood: bool) {
     p4fabric::require_lab_run!();
     let fabric: Fabric = serde_yaml::from_str(FABRIC_YAML).expect("fabric");
     let (run, ctl) = start(&fabric, "p4f-hh-").await;
@@ -321,6 +344,30 @@ async fn a_hostile_host_hurts_neither_links_nor_bystanders() {
                 .count();
             log.push(format!("{name}: {sent}/{n} sent"));
         }
+        // A flood of forged probes: the switch's punt meter must not let
+        // them crowd out the leaf's real ones.
+        let frames = if probe_flood { PROBE_FLOOD_FRAMES } else { 0 };
+        let probe = LinkProbe {
+            switch: "spine1".into(),
+            port: 1,
+            ttl_secs: 120,
+        }
+        .frame(MacAddr(mac(X_MAC)));
+        let started = Instant::now();
+        let mut sent = 0u32;
+        for i in 0..frames {
+            let due = PROBE_FLOOD_TIME.mul_f64(f64::from(i) / f64::from(PROBE_FLOOD_FRAMES));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            if sock.send(&probe).is_ok() {
+                sent += 1;
+            }
+        }
+        log.push(format!(
+            "forged probe flood: {sent}/{frames} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
         let started = Instant::now();
         let mut sent = 0u32;
         for i in 0..FLOOD_FRAMES {
