@@ -256,6 +256,15 @@ pub struct Counters {
     pub packets_out: u64,
 }
 
+/// Whether new sources count against the per-port learning rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Traffic: digests and ARP/ND.
+    Limited,
+    /// A switch's read-back (recovery).
+    Unlimited,
+}
+
 /// All control protocols of the fabric.
 #[derive(Debug, Clone)]
 pub struct Protocols {
@@ -443,7 +452,7 @@ impl Protocols {
         let attachment = attachment.clone();
         // Port security first: a source the port may not teach gets
         // nothing (no reply, no binding), as if the switch dropped it.
-        if !self.admit(at, vlan, eth.src, &attachment, now) {
+        if !self.admit(at, vlan, eth.src, &attachment, Pace::Limited, now) {
             return;
         }
         let rx = Rx {
@@ -489,8 +498,19 @@ impl Protocols {
 
     /// Learning digest rows from `switch`.
     pub fn on_digest(&mut self, switch: &str, rows: &[MacLearn], now: Instant) -> Vec<Action> {
-        let mut out = Out::default();
         self.counters.digest_rows += rows.len() as u64;
+        self.learn_rows(switch, rows, Pace::Limited, now)
+    }
+
+    /// Rows of learned MACs, from a digest or a switch's read-back.
+    fn learn_rows(
+        &mut self,
+        switch: &str,
+        rows: &[MacLearn],
+        pace: Pace,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut out = Out::default();
         for r in rows {
             let at = PortRef::new(switch, r.ingress_port);
             let attachment = match (self.ports.lag_name(r.lag_id), self.ports.attachment(&at)) {
@@ -499,7 +519,7 @@ impl Protocols {
                 // Not an edge port we configured: nothing to attach to.
                 _ => continue,
             };
-            if r.mac.is_multicast() || !self.admit(&at, r.vlan, r.mac, &attachment, now) {
+            if r.mac.is_multicast() || !self.admit(&at, r.vlan, r.mac, &attachment, pace, now) {
                 continue;
             }
             self.learn(
@@ -564,7 +584,9 @@ impl Protocols {
         now: Instant,
     ) -> Vec<Action> {
         let mut out = Out::default();
-        for a in self.on_digest(switch, &recovered.macs, now) {
+        // What a switch already holds is not a burst of new sources: the
+        // learning rate does not apply (the MAC limit does).
+        for a in self.learn_rows(switch, &recovered.macs, Pace::Unlimited, now) {
             out.push(a);
         }
         let lag_ports: Vec<PortRef> = recovered
@@ -664,11 +686,14 @@ impl Protocols {
         vlan: VlanId,
         mac: MacAddr,
         attachment: &Attachment,
+        pace: Pace,
         now: Instant,
     ) -> bool {
         match self.learning.admit(vlan, mac, attachment, now) {
             learning::Admit::Known => true,
-            learning::Admit::New if self.learn_limit.allow(at, now) => true,
+            learning::Admit::New if pace == Pace::Unlimited || self.learn_limit.allow(at, now) => {
+                true
+            }
             learning::Admit::New => {
                 self.counters.learns_rate_limited += 1;
                 false

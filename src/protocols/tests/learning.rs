@@ -369,3 +369,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_read_back_is_not_held_to_the_learning_rate_but_to_the_limit() {
+    let t0 = Instant::now();
+    let mut f = fabric();
+    f.settings.learns_per_port_per_sec = 10;
+    f.settings.max_learned_macs_per_port = 300;
+    let mut p = Protocols::new(&f, t0);
+    // A controller starting over a switch that holds 500 learned MACs on
+    // one port: all up to the limit come back at once.
+    let recovered = crate::protocols::recover::Recovered {
+        macs: (0..500).map(|i| digest(10, &nth_mac(i), 3, 0)).collect(),
+        ..Default::default()
+    };
+    p.restore("leaf1", &recovered, t0);
+    assert_eq!(p.learned_hosts().len(), 300);
+    assert_eq!(p.counters().learns_rate_limited, 0);
+    assert_eq!(p.counters().learns_refused, 200);
+    assert_eq!(p.limited_attachments().len(), 1);
+}
