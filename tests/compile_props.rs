@@ -160,6 +160,7 @@ fn build(s: &Scenario) -> World {
                         vlans: mode.clone(),
                         admin_up: true,
                         description: String::new(),
+                        max_learned_macs: None,
                     },
                 );
                 Attachment::Port(p)
@@ -193,6 +194,7 @@ fn build(s: &Scenario) -> World {
                         vlans: mode.clone(),
                         admin_up: true,
                         description: String::new(),
+                        max_learned_macs: None,
                     },
                 );
                 Attachment::Lag(name)

@@ -381,6 +381,7 @@ fn apply(w: &mut World, s: &Step) -> Changed {
                 vlans: VlanMode::Access { vlan },
                 admin_up: true,
                 description: String::new(),
+                max_learned_macs: None,
             };
             w.fabric
                 .ports

@@ -95,6 +95,7 @@ pub fn large(spines: usize, leaves: usize, hosts: usize, routes: usize) -> (Fabr
                 vlans: mode,
                 admin_up: true,
                 description: String::new(),
+                max_learned_macs: None,
             };
             f.ports.insert(PortRef::new(leaf_name(l), 10 + p), port);
         }
@@ -113,6 +114,7 @@ pub fn large(spines: usize, leaves: usize, hosts: usize, routes: usize) -> (Fabr
                 },
                 admin_up: true,
                 description: String::new(),
+                max_learned_macs: None,
             };
             f.lags.insert(format!("bond{pair}-{j}"), lag);
         }

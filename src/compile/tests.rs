@@ -34,6 +34,7 @@ pub(crate) fn small_fabric() -> Fabric {
                 vlans: VlanMode::Access { vlan: 10 },
                 admin_up: true,
                 description: String::new(),
+                max_learned_macs: None,
             },
         );
         f.hosts.insert(
@@ -163,6 +164,7 @@ fn odd_input_does_not_panic() {
         },
         admin_up: true,
         description: String::new(),
+        max_learned_macs: None,
     };
     f.lags.insert("odd".into(), lag);
     f.links.insert(

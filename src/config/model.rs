@@ -66,6 +66,14 @@ pub struct Settings {
     pub discovery_miss_limit: u32,
     /// Punted packets per second the switch lets through to the controller.
     pub punt_rate_pps: u32,
+    /// Port security: most MACs the fabric learns on one edge port or LAG
+    /// (a port or LAG may override it); further sources are not learned
+    /// until some age out. 0: no limit.
+    pub max_learned_macs_per_port: u32,
+    /// New MACs learned per second and edge port (learning digests and
+    /// ARP/ND senders alike), so one port cannot use the whole learning
+    /// budget; the rest are refused and learned on a later frame (> 0).
+    pub learns_per_port_per_sec: u32,
 }
 
 impl Default for Settings {
@@ -78,6 +86,8 @@ impl Default for Settings {
             discovery_interval_ms: 1000,
             discovery_miss_limit: 3,
             punt_rate_pps: 1000,
+            max_learned_macs_per_port: 1000,
+            learns_per_port_per_sec: 100,
         }
     }
 }
@@ -384,6 +394,10 @@ pub struct EdgePort {
     pub admin_up: bool,
     #[serde(default)]
     pub description: String,
+    /// Port security: most MACs learned here; `None`:
+    /// `settings.max_learned_macs_per_port`; 0: no limit.
+    #[serde(default)]
+    pub max_learned_macs: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -441,6 +455,21 @@ pub struct Lag {
     pub admin_up: bool,
     #[serde(default)]
     pub description: String,
+    /// Port security for the whole LAG (all members together), as for
+    /// `EdgePort::max_learned_macs`.
+    #[serde(default)]
+    pub max_learned_macs: Option<u32>,
+}
+
+impl Settings {
+    /// The learned-MAC limit of an attachment whose own setting is
+    /// `own` (`None`: unlimited).
+    pub fn learned_mac_limit(&self, own: Option<u32>) -> Option<usize> {
+        match own.unwrap_or(self.max_learned_macs_per_port) {
+            0 => None,
+            n => usize::try_from(n).ok(),
+        }
+    }
 }
 
 /// A VLAN network (a Neutron network + its subnets).

@@ -122,6 +122,24 @@ pub struct HostStatus {
     pub last_seen: u64,
 }
 
+/// `status/port-security/ports/<switch>/<port>` or
+/// `status/port-security/lags/<name>`: an edge port or LAG at its
+/// learned-MAC limit (the key is removed once it is below it again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSecurityStatus {
+    /// Always `limited` (the only state with a key).
+    pub state: String,
+    /// MACs learned there now.
+    pub learned: u64,
+    pub limit: u64,
+    /// Unix seconds when it reached the limit.
+    pub since: u64,
+    /// New sources refused (not learned, not answered) since then.
+    pub refused: u64,
+    /// Why, in words, and how it clears.
+    pub reason: String,
+}
+
 /// `status/config/<key>`: why a configuration key is not in force.
 /// What the controller observed and compiled with (`status/observed`):
 /// links discovery found or lost, ports down, LACP members out of sync.
@@ -185,6 +203,17 @@ pub mod paths {
         format!("controllers/{id}")
     }
     pub const OBSERVED: &str = "observed";
+
+    pub const PORT_SECURITY: &str = "port-security/";
+
+    /// An attachment's port-security state, named as its configuration
+    /// key is (`ports/leaf1/3`, `lags/bond1`).
+    pub fn port_security(attachment: &Attachment) -> String {
+        match attachment {
+            Attachment::Port(p) => format!("{PORT_SECURITY}ports/{p}"),
+            Attachment::Lag(l) => format!("{PORT_SECURITY}lags/{l}"),
+        }
+    }
 }
 
 /// Limit for one status write, so a dead etcd never blocks the caller long.

@@ -87,7 +87,14 @@ impl<'a> Validator<'a> {
             );
         }
         if s.punt_rate_pps == 0 {
-            self.report(k, vec![], "punt_rate_pps must be > 0".into());
+            self.report(k.clone(), vec![], "punt_rate_pps must be > 0".into());
+        }
+        if s.learns_per_port_per_sec == 0 {
+            self.report(
+                k,
+                vec![],
+                "learns_per_port_per_sec must be > 0 (to turn learning off on a port, use max_learned_macs)".into(),
+            );
         }
     }
 
@@ -743,6 +750,7 @@ hosts:
             ("hosts: {vm2: {mac: '02:00:00:00:00:09', vlan: 10, ips: [10.0.10.5], attachment: {port: leaf1/3}}}".into(), "hosts/vm2", "ip 10.0.10.5 in VRF 0 is also hosts/vm1"),
             ("settings: {gateway_mac: '00:00:00:00:00:00'}".into(), "settings", "gateway_mac"),
             ("settings: {discovery_interval_ms: 0}".into(), "settings", "discovery_interval_ms"),
+            ("settings: {learns_per_port_per_sec: 0}".into(), "settings", "learns_per_port_per_sec"),
         ];
         for (patch, key, needle) in cases {
             let p = problems(&patch);

@@ -20,6 +20,18 @@ pub struct ControllerMetrics {
     /// Frames and events the control protocols handled (a punt storm
     /// shows as `rate_limited`).
     pub protocols: crate::protocols::Counters,
+    pub port_security: PortSecurityMetrics,
+}
+
+/// Port security (`controller::port_security`).
+#[derive(Debug, Clone, Default)]
+pub struct PortSecurityMetrics {
+    /// Edge ports / LAGs at their learned-MAC limit now.
+    pub limited: usize,
+    /// New sources refused per attachment since start, by its status
+    /// path (`port-security/ports/leaf1/3`); configured attachments only,
+    /// so the label set is bounded.
+    pub refused: BTreeMap<String, u64>,
 }
 
 /// The latest snapshot, shared with the HTTP server.
@@ -90,12 +102,36 @@ pub fn render(m: &MetricsState) -> String {
         ("lacpdu", p.lacpdus),
         ("host_frame", p.host_frames),
         ("rate_limited", p.rate_limited),
+        ("learn_refused", p.learns_refused),
+        ("learn_rate_limited", p.learns_rate_limited),
         ("ignored", p.ignored),
         ("digest_row", p.digest_rows),
         ("idle_timeout", p.idle_timeouts),
         ("packet_out", p.packets_out),
     ] {
         let _ = writeln!(o, "p4fabric_protocol_events_total{{kind=\"{kind}\"}} {n}");
+    }
+    let ps = &c.port_security;
+    let _ = writeln!(
+        o,
+        "# HELP p4fabric_port_security_limited Edge ports and LAGs at their learned-MAC limit."
+    );
+    let _ = writeln!(o, "# TYPE p4fabric_port_security_limited gauge");
+    let _ = writeln!(o, "p4fabric_port_security_limited {}", ps.limited);
+    let _ = writeln!(
+        o,
+        "# HELP p4fabric_port_security_refused_total New sources not learned on an attachment at its limit."
+    );
+    let _ = writeln!(o, "# TYPE p4fabric_port_security_refused_total counter");
+    for (attachment, n) in &ps.refused {
+        let a = attachment
+            .strip_prefix(crate::config::status::paths::PORT_SECURITY)
+            .unwrap_or(attachment);
+        let _ = writeln!(
+            o,
+            "p4fabric_port_security_refused_total{{attachment=\"{}\"}} {n}",
+            esc(a)
+        );
     }
     let up = m
         .agents
@@ -199,4 +235,27 @@ pub async fn serve(addr: SocketAddr, state: SharedMetrics) -> std::io::Result<So
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_security_figures_are_rendered() {
+        let mut m = MetricsState::default();
+        m.controller.protocols.learns_refused = 7;
+        m.controller.port_security = PortSecurityMetrics {
+            limited: 1,
+            refused: [("port-security/ports/leaf1/3".to_string(), 7)].into(),
+        };
+        let text = render(&m);
+        for line in [
+            "p4fabric_port_security_limited 1",
+            "p4fabric_port_security_refused_total{attachment=\"ports/leaf1/3\"} 7",
+            "p4fabric_protocol_events_total{kind=\"learn_refused\"} 7",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
 }

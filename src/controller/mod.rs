@@ -20,6 +20,7 @@
 //!   state, resync pacing);
 //! - `pipelines`: the pipeline cache;
 //! - `port_watchers`: the port-status subscribers' lifecycle;
+//! - `port_security`: publishing ports at their learned-MAC limit;
 //! - `recovery`: the start-up recovery window and restoring learned state;
 //! - `status`: status publishing to etcd;
 //! - `observations`: reading that status back (the observed state and
@@ -36,6 +37,7 @@ mod incremental;
 pub mod metrics;
 pub mod observations;
 mod pipelines;
+mod port_security;
 mod port_watchers;
 mod recovery;
 mod status;
@@ -56,6 +58,7 @@ use crate::protocols::{self, Action, Protocols};
 use crate::topo::ObservedState;
 
 use agents::{AgentChannels, Agents};
+use port_security::PortSecurityPublisher;
 use port_watchers::PortWatchers;
 use recovery::{LinkRound, Recovery};
 use status::StatusPublisher;
@@ -108,6 +111,7 @@ pub struct Controller {
     agents: Agents,
     port_watchers: PortWatchers,
     status: StatusPublisher,
+    port_security: PortSecurityPublisher,
     /// Discovery, LACP, ARP/ND, learning; created with the first config.
     protocols: Option<Protocols>,
     /// Hosts given at start (benchmarks), merged with learned ones.
@@ -168,6 +172,7 @@ impl Controller {
         Controller {
             agents: Agents::new(&opts, channels),
             port_watchers: PortWatchers::new(port_events_tx),
+            port_security: PortSecurityPublisher::new(status.clone()),
             status: StatusPublisher::new(status, opts.controller_id.clone(), opts.election_id),
             opts,
             config,
@@ -535,6 +540,7 @@ impl Controller {
     }
 
     fn publish_status(&mut self) {
+        self.publish_port_security();
         let statuses = self.agents.statuses();
         self.status.switches(&statuses);
         {
@@ -549,6 +555,23 @@ impl Controller {
             &self.observed,
             self.compiler.flood_tree(),
         );
+    }
+}
+
+impl Controller {
+    /// Port security status keys and metrics (small: only attachments at
+    /// their limit; kept apart from `publish_status`'s bulk writes).
+    fn publish_port_security(&mut self) {
+        let Some(p) = &self.protocols else {
+            return;
+        };
+        let figures = PortSecurityPublisher::metrics(p);
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .controller
+            .port_security = figures;
+        self.port_security.publish(p);
     }
 }
 

@@ -450,5 +450,123 @@ mod tests {
             b[4..6].copy_from_slice(&len.to_be_bytes());
             let _ = NdPacket::parse(&b);
         }
+
+        // What a hostile host sends: well-formed frames round-trip, every
+        // truncation and bogus length is refused without a panic.
+
+        #[test]
+        fn eth_round_trips_and_truncations_are_refused(
+            dst in any::<[u8; 6]>(), src in any::<[u8; 6]>(),
+            vlan in proptest::option::of(0u16..4096), ethertype in any::<u16>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            prop_assume!(ethertype != ETH_VLAN);
+            let f = build_eth(MacAddr(dst), MacAddr(src), vlan, ethertype, &payload);
+            let e = parse_eth(&f).unwrap();
+            prop_assert_eq!((e.dst, e.src, e.vlan, e.ethertype), (MacAddr(dst), MacAddr(src), vlan, ethertype));
+            prop_assert!(e.payload.starts_with(&payload));
+            let header = if vlan.is_some() { 18 } else { 14 };
+            for cut in 0..header {
+                prop_assert!(parse_eth(&f[..cut]).is_none(), "{} bytes parsed", cut);
+            }
+        }
+
+        #[test]
+        fn arp_round_trips_and_truncations_are_refused(
+            op in any::<u16>(), sm in any::<[u8; 6]>(), si in any::<[u8; 4]>(),
+            tm in any::<[u8; 6]>(), ti in any::<[u8; 4]>(),
+        ) {
+            let arp = Arp {
+                op, sender_mac: MacAddr(sm), sender_ip: si.into(),
+                target_mac: MacAddr(tm), target_ip: ti.into(),
+            };
+            let b = arp.encode();
+            prop_assert_eq!(Arp::parse(&b), Some(arp));
+            for cut in 0..Arp::LEN {
+                prop_assert!(Arp::parse(&b[..cut]).is_none(), "{} bytes parsed", cut);
+            }
+        }
+
+        #[test]
+        fn arp_with_bogus_lengths_is_refused(hlen in any::<u8>(), plen in any::<u8>(), htype in any::<u16>()) {
+            prop_assume!((hlen, plen, htype) != (6, 4, 1));
+            let mut b = Arp {
+                op: ARP_REQUEST, sender_mac: mac("02:00:00:00:00:01"), sender_ip: [10, 0, 0, 1].into(),
+                target_mac: MacAddr::default(), target_ip: [10, 0, 0, 2].into(),
+            }.encode();
+            b[0..2].copy_from_slice(&htype.to_be_bytes());
+            b[4] = hlen;
+            b[5] = plen;
+            prop_assert!(Arp::parse(&b).is_none());
+        }
+
+        #[test]
+        fn nd_round_trips_and_truncations_are_refused(
+            target in any::<[u8; 16]>(), lla in proptest::option::of(any::<[u8; 6]>()),
+            solicit in any::<bool>(), flags in any::<[bool; 3]>(),
+        ) {
+            let target = Ipv6Addr::from(target);
+            prop_assume!(!target.is_multicast());
+            let msg = if solicit {
+                NdMessage::Solicit { target, source_mac: lla.map(MacAddr) }
+            } else {
+                NdMessage::Advert {
+                    target, router: flags[0], solicited: flags[1], override_: flags[2],
+                    target_mac: lla.map(MacAddr),
+                }
+            };
+            let p = NdPacket { src: "fe80::5".parse().unwrap(), dst: "ff02::1".parse().unwrap(), msg };
+            let b = p.encode();
+            prop_assert_eq!(NdPacket::parse(&b), Some(p));
+            for cut in 0..b.len() {
+                prop_assert!(NdPacket::parse(&b[..cut]).is_none(), "{} bytes parsed", cut);
+            }
+        }
+
+        /// A solicitation with a valid header and checksum but garbage
+        /// options (zero and overlong lengths included): parsed without a
+        /// panic or an endless loop; a link-layer address is taken only
+        /// from a well-formed option.
+        #[test]
+        fn nd_with_garbage_options(opts in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let target: Ipv6Addr = "2001:db8::7".parse().unwrap();
+            let mut icmp = vec![ICMPV6_NS, 0, 0, 0, 0, 0, 0, 0];
+            icmp.extend_from_slice(&target.octets());
+            icmp.extend_from_slice(&opts);
+            let b = icmpv6_packet("fe80::5".parse().unwrap(), solicited_node(&target), 255, icmp);
+            let p = NdPacket::parse(&b).unwrap();
+            let NdMessage::Solicit { target: t, source_mac } = p.msg else {
+                panic!("not a solicitation: {:?}", p.msg);
+            };
+            prop_assert_eq!(t, target);
+            if let Some(m) = source_mac {
+                // Found in an option of type 1, length 1 (8 bytes).
+                prop_assert!(opts.windows(8).any(|w| w[0] == OPT_SOURCE_LLA && w[1] == 1 && w[2..8] == m.0));
+            }
+        }
+    }
+
+    #[test]
+    fn nd_option_of_length_zero_ends_the_walk() {
+        let target: Ipv6Addr = "2001:db8::7".parse().unwrap();
+        let mut icmp = vec![ICMPV6_NS, 0, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&target.octets());
+        // A zero-length option first (RFC 4861 4.6: drop), then a valid SLLA.
+        icmp.extend_from_slice(&[14, 0, 0, 0, 0, 0, 0, 0]);
+        icmp.extend_from_slice(&[OPT_SOURCE_LLA, 1, 2, 0, 0, 0, 0, 9]);
+        let b = icmpv6_packet(
+            "fe80::5".parse().unwrap(),
+            solicited_node(&target),
+            255,
+            icmp,
+        );
+        let p = NdPacket::parse(&b).unwrap();
+        assert_eq!(
+            p.msg,
+            NdMessage::Solicit {
+                target,
+                source_mac: None
+            }
+        );
     }
 }

@@ -269,5 +269,20 @@ mod tests {
         fn parse_never_panics(b in proptest::collection::vec(any::<u8>(), 0..160)) {
             let _ = Lacpdu::parse(&b);
         }
+
+        /// Malformed LACPDUs: truncated, or a TLV header with a bogus
+        /// type or length, are refused.
+        #[test]
+        fn malformed_lacpdus_are_refused(
+            cut in 0usize..60, at in prop_oneof![Just(2usize), Just(3), Just(22), Just(23), Just(42), Just(43)],
+            v in any::<u8>(),
+        ) {
+            let b = sample().encode();
+            prop_assert!(Lacpdu::parse(&b[..cut]).is_none());
+            let mut bad = b;
+            prop_assume!(bad[at] != v);
+            bad[at] = v;
+            prop_assert!(Lacpdu::parse(&bad).is_none());
+        }
     }
 }

@@ -11,6 +11,11 @@
 //! addresses learned from a static host's ARP / ND beyond its configured
 //! ones (a SLAAC address, say) are reported under the static host, so the
 //! compiler routes them too.
+//!
+//! Port security: each attachment may teach at most its limit of MACs
+//! (`settings.max_learned_macs_per_port`, or the port's / LAG's own
+//! `max_learned_macs`). At the limit new sources are refused (counted)
+//! and the attachment is reported `Limited` until hosts age out below it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -81,6 +86,30 @@ impl Learned {
     }
 }
 
+/// An attachment at its learned-MAC limit (port security), for status,
+/// metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    pub attachment: Attachment,
+    pub learned: usize,
+    pub limit: usize,
+    /// When it reached the limit.
+    pub since: Instant,
+    /// New sources refused since then.
+    pub refused: u64,
+}
+
+/// Whether a frame from (vlan, mac) on an attachment may teach the fabric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Learned there already, or a configured host.
+    Known,
+    /// A new source (or a move) the attachment has room for.
+    New,
+    /// The attachment is at its limit: refused (and counted).
+    OverLimit,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Learning {
     entries: BTreeMap<(VlanId, MacAddr), Entry>,
@@ -91,16 +120,17 @@ pub struct Learning {
     statics: BTreeMap<(VlanId, MacAddr), (Attachment, String)>,
     /// When ARP / ND last proved a configured host was there.
     statics_seen: BTreeMap<(VlanId, MacAddr), Instant>,
-    /// Most learned MACs per attachment (port or LAG), if limited.
-    limit: Option<usize>,
+    /// Most learned MACs per attachment (port or LAG); absent: unlimited.
+    limits: BTreeMap<Attachment, usize>,
+    /// Attachments at their limit: since when, sources refused since.
+    limited: BTreeMap<Attachment, (Instant, u64)>,
+    /// Sources refused per attachment since start (a metric).
+    refused_total: BTreeMap<Attachment, u64>,
 }
 
 impl Learning {
-    pub fn new(fabric: &Fabric, limit: Option<usize>) -> Self {
-        let mut l = Learning {
-            limit,
-            ..Default::default()
-        };
+    pub fn new(fabric: &Fabric) -> Self {
+        let mut l = Learning::default();
         l.configure(fabric);
         l
     }
@@ -126,12 +156,27 @@ impl Learning {
                 )
             })
             .collect();
-        let statics = &self.statics;
-        self.statics_seen.retain(|k, _| statics.contains_key(k));
         let exists = |a: &Attachment| match a {
             Attachment::Port(p) => fabric.ports.contains_key(p),
             Attachment::Lag(l) => fabric.lags.contains_key(l),
         };
+        let statics = &self.statics;
+        self.statics_seen.retain(|k, _| statics.contains_key(k));
+        let s = &fabric.settings;
+        let ports = fabric.ports.iter().filter_map(|(p, e)| {
+            Some((
+                Attachment::Port(p.clone()),
+                s.learned_mac_limit(e.max_learned_macs)?,
+            ))
+        });
+        let lags = fabric.lags.iter().filter_map(|(name, l)| {
+            Some((
+                Attachment::Lag(name.clone()),
+                s.learned_mac_limit(l.max_learned_macs)?,
+            ))
+        });
+        self.limits = ports.chain(lags).collect();
+        self.refused_total.retain(|a, _| exists(a));
         let gone: Vec<_> = self
             .entries
             .iter()
@@ -141,7 +186,105 @@ impl Learning {
         for k in &gone {
             self.remove(k);
         }
+        // A limit raised (or a port removed) may lift a limited state.
+        let limited: Vec<Attachment> = self.limited.keys().cloned().collect();
+        for a in limited {
+            self.clear_if_under(&a);
+        }
         gone
+    }
+
+    fn count(&self, a: &Attachment) -> usize {
+        self.counts.get(a).copied().unwrap_or(0)
+    }
+
+    fn at_limit(&self, a: &Attachment) -> bool {
+        self.limits.get(a).is_some_and(|l| self.count(a) >= *l)
+    }
+
+    /// Enters the limited state (once: one log line, not one per frame).
+    fn mark_limited(&mut self, a: &Attachment, now: Instant) {
+        if self.limited.contains_key(a) || !self.at_limit(a) {
+            return;
+        }
+        let limit = self.limits.get(a).copied().unwrap_or_default();
+        tracing::warn!(attachment = ?a, limit, "port security: learned-MAC limit reached; new sources on it are not learned until hosts age out");
+        self.limited.insert(a.clone(), (now, 0));
+    }
+
+    /// Leaves the limited state once the attachment is below its limit.
+    fn clear_if_under(&mut self, a: &Attachment) {
+        if self.at_limit(a) {
+            return;
+        }
+        if let Some((_, refused)) = self.limited.remove(a) {
+            tracing::info!(attachment = ?a, learned = self.count(a), refused, "port security: below the learned-MAC limit again; learning resumes");
+        }
+    }
+
+    /// Port security, before (vlan, mac) from `attachment` teaches the
+    /// fabric anything: see `Admit`. A refusal is counted.
+    pub fn admit(
+        &mut self,
+        vlan: VlanId,
+        mac: MacAddr,
+        attachment: &Attachment,
+        now: Instant,
+    ) -> Admit {
+        let key = (vlan, mac);
+        if self.statics.contains_key(&key)
+            || self
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.attachment == *attachment)
+        {
+            return Admit::Known;
+        }
+        if !self.at_limit(attachment) {
+            return Admit::New;
+        }
+        self.mark_limited(attachment, now);
+        if let Some((_, refused)) = self.limited.get_mut(attachment) {
+            *refused += 1;
+        }
+        *self.refused_total.entry(attachment.clone()).or_default() += 1;
+        Admit::OverLimit
+    }
+
+    /// The attachments at their limit.
+    pub fn limited(&self) -> Vec<Limited> {
+        self.limited
+            .iter()
+            .map(|(a, (since, refused))| Limited {
+                attachment: a.clone(),
+                learned: self.count(a),
+                limit: self.limits.get(a).copied().unwrap_or_default(),
+                since: *since,
+                refused: *refused,
+            })
+            .collect()
+    }
+
+    /// Sources refused per attachment since start (configured
+    /// attachments only, so the set is bounded).
+    pub fn refused_total(&self) -> &BTreeMap<Attachment, u64> {
+        &self.refused_total
+    }
+
+    /// Forgets every host learned on `attachment` (an operator's flush);
+    /// returns them.
+    pub fn flush(&mut self, attachment: &Attachment) -> Vec<(VlanId, MacAddr)> {
+        let keys: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.attachment == *attachment)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &keys {
+            self.remove(k);
+        }
+        self.clear_if_under(attachment);
+        keys
     }
 
     fn remove(&mut self, key: &(VlanId, MacAddr)) {
@@ -154,6 +297,7 @@ impl Learning {
                 self.counts.remove(&e.attachment);
             }
         }
+        self.clear_if_under(&e.attachment);
     }
 
     /// `mac` on `vlan` was seen entering `switch`/`port`, which belongs to
@@ -179,13 +323,14 @@ impl Learning {
                 return Learned::Known;
             }
         }
-        let count = self.counts.get(attachment).copied().unwrap_or(0);
-        if self.limit.is_some_and(|l| count >= l) {
+        if self.at_limit(attachment) {
+            self.mark_limited(attachment, now);
             return Learned::OverLimit;
         }
         let moved = self.entries.contains_key(&key);
         self.remove(&key);
         *self.counts.entry(attachment.clone()).or_default() += 1;
+        self.mark_limited(attachment, now);
         self.entries.insert(
             key,
             Entry {

@@ -212,8 +212,6 @@ impl Event {
 /// Engine options not in the fabric configuration.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Most learned MACs per port or LAG.
-    pub max_macs_per_attachment: Option<usize>,
     /// ARP/ND/ICMP punts handled per edge port and second; the rest are
     /// dropped.
     pub host_pps_per_port: u32,
@@ -229,7 +227,6 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            max_macs_per_attachment: None,
             host_pps_per_port: 50,
             gleans_per_second: 20,
             router_advert_interval: Some(Duration::from_secs(30)),
@@ -247,11 +244,25 @@ pub struct Counters {
     pub host_frames: u64,
     /// Host frames dropped by the per-port limit.
     pub rate_limited: u64,
+    /// New sources refused by port security (an attachment at its
+    /// learned-MAC limit).
+    pub learns_refused: u64,
+    /// New sources refused by the per-port learning rate.
+    pub learns_rate_limited: u64,
     /// Frames that were not ours or did not parse.
     pub ignored: u64,
     pub digest_rows: u64,
     pub idle_timeouts: u64,
     pub packets_out: u64,
+}
+
+/// Whether new sources count against the per-port learning rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Traffic: digests and ARP/ND.
+    Limited,
+    /// A switch's read-back (recovery).
+    Unlimited,
 }
 
 /// All control protocols of the fabric.
@@ -263,6 +274,9 @@ pub struct Protocols {
     neighbors: ArpNd,
     learning: Learning,
     host_limit: RateLimit<PortRef>,
+    /// New MACs learned per edge port and second
+    /// (`settings.learns_per_port_per_sec`).
+    learn_limit: RateLimit<PortRef>,
     glean_limit: RateLimit<()>,
     adverts: RouterAdverts,
     counters: Counters,
@@ -326,8 +340,9 @@ impl Protocols {
             discovery: Discovery::new(fabric, now),
             lacp: Lacp::new(fabric, now),
             neighbors: ArpNd::new(fabric, now),
-            learning: Learning::new(fabric, opts.max_macs_per_attachment),
+            learning: Learning::new(fabric),
             host_limit: RateLimit::new(opts.host_pps_per_port),
+            learn_limit: RateLimit::new(fabric.settings.learns_per_port_per_sec),
             glean_limit: RateLimit::new(opts.gleans_per_second),
             adverts: RouterAdverts::new(opts.router_advert_interval),
             counters: Counters::default(),
@@ -338,6 +353,8 @@ impl Protocols {
     pub fn on_config(&mut self, fabric: &Fabric, now: Instant) -> Vec<Action> {
         let mut out = Out::default();
         self.ports = EdgePorts::new(fabric);
+        self.learn_limit
+            .set_rate(fabric.settings.learns_per_port_per_sec);
         out.discovery(self.discovery.configure(fabric, now));
         out.lacp(self.lacp.configure(fabric, now));
         let replaced = self.learning.configure(fabric);
@@ -433,6 +450,11 @@ impl Protocols {
         }
         self.counters.host_frames += 1;
         let attachment = attachment.clone();
+        // Port security first: a source the port may not teach gets
+        // nothing (no reply, no binding), as if the switch dropped it.
+        if !self.admit(at, vlan, eth.src, &attachment, Pace::Limited, now) {
+            return;
+        }
         let rx = Rx {
             port: at,
             vlan,
@@ -476,8 +498,19 @@ impl Protocols {
 
     /// Learning digest rows from `switch`.
     pub fn on_digest(&mut self, switch: &str, rows: &[MacLearn], now: Instant) -> Vec<Action> {
-        let mut out = Out::default();
         self.counters.digest_rows += rows.len() as u64;
+        self.learn_rows(switch, rows, Pace::Limited, now)
+    }
+
+    /// Rows of learned MACs, from a digest or a switch's read-back.
+    fn learn_rows(
+        &mut self,
+        switch: &str,
+        rows: &[MacLearn],
+        pace: Pace,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut out = Out::default();
         for r in rows {
             let at = PortRef::new(switch, r.ingress_port);
             let attachment = match (self.ports.lag_name(r.lag_id), self.ports.attachment(&at)) {
@@ -486,7 +519,7 @@ impl Protocols {
                 // Not an edge port we configured: nothing to attach to.
                 _ => continue,
             };
-            if r.mac.is_multicast() {
+            if r.mac.is_multicast() || !self.admit(&at, r.vlan, r.mac, &attachment, pace, now) {
                 continue;
             }
             self.learn(
@@ -551,7 +584,9 @@ impl Protocols {
         now: Instant,
     ) -> Vec<Action> {
         let mut out = Out::default();
-        for a in self.on_digest(switch, &recovered.macs, now) {
+        // What a switch already holds is not a burst of new sources: the
+        // learning rate does not apply (the MAC limit does).
+        for a in self.learn_rows(switch, &recovered.macs, Pace::Unlimited, now) {
             out.push(a);
         }
         let lag_ports: Vec<PortRef> = recovered
@@ -640,6 +675,56 @@ impl Protocols {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Port security for a frame or digest row from (vlan, mac) at `at`:
+    /// a known source passes; a new one needs room under its attachment's
+    /// limit and under the port's learning rate. Refusals are counted.
+    fn admit(
+        &mut self,
+        at: &PortRef,
+        vlan: VlanId,
+        mac: MacAddr,
+        attachment: &Attachment,
+        pace: Pace,
+        now: Instant,
+    ) -> bool {
+        match self.learning.admit(vlan, mac, attachment, now) {
+            learning::Admit::Known => true,
+            learning::Admit::New if pace == Pace::Unlimited || self.learn_limit.allow(at, now) => {
+                true
+            }
+            learning::Admit::New => {
+                self.counters.learns_rate_limited += 1;
+                false
+            }
+            learning::Admit::OverLimit => {
+                self.counters.learns_refused += 1;
+                false
+            }
+        }
+    }
+
+    /// Forgets every host learned on `attachment` (the operator's
+    /// `hosts flush`): their routes and bindings go, and a limited port
+    /// learns again.
+    pub fn flush_learned(&mut self, attachment: &Attachment, now: Instant) -> Vec<Action> {
+        let mut out = Out::default();
+        for (vlan, mac) in self.learning.flush(attachment) {
+            out.neighbors(&self.neighbors.forget_mac(vlan, mac, now));
+            out.push(Action::HostsChanged);
+        }
+        out.actions
+    }
+
+    /// Attachments at their learned-MAC limit (port security).
+    pub fn limited_attachments(&self) -> Vec<learning::Limited> {
+        self.learning.limited()
+    }
+
+    /// New sources refused by port security, per attachment.
+    pub fn learns_refused(&self) -> &BTreeMap<Attachment, u64> {
+        self.learning.refused_total()
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -22,6 +22,11 @@ impl<K: Ord + Clone> RateLimit<K> {
         }
     }
 
+    /// A new rate (a configuration change); windows carry on.
+    pub fn set_rate(&mut self, per_second: u32) {
+        self.per_second = per_second;
+    }
+
     /// Counts one packet for `key`; false when it is over the limit.
     pub fn allow(&mut self, key: &K, now: Instant) -> bool {
         if self.windows.len() > 4096 {

@@ -66,6 +66,7 @@ fn designated_forwarder_alternates_by_vlan_and_fails_over() {
         },
         admin_up: true,
         description: String::new(),
+        max_learned_macs: None,
     };
     f.lags.insert("bond".into(), lag);
     let t = Topology::build(&f, &ObservedState::default(), None);

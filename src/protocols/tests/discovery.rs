@@ -269,6 +269,24 @@ proptest! {
         let probe = Probe { switch: name, port, ttl_secs: ttl };
         prop_assert_eq!(Probe::parse(&probe.encode()), Some(probe));
     }
+
+    /// A probe cut anywhere, or with a TLV length pointing past the end,
+    /// is refused (the end TLV is never reached).
+    #[test]
+    fn truncated_or_overlong_probes_are_refused(
+        name in "[a-z0-9-]{1,40}", port in any::<u32>(), cut_from_end in 1usize..20, grow in 1u16..400,
+    ) {
+        let b = Probe { switch: name.clone(), port, ttl_secs: 120 }.encode();
+        let cut = b.len().saturating_sub(cut_from_end);
+        prop_assert!(Probe::parse(&b[..cut]).is_none());
+        // The chassis TLV (first) claims more bytes than it has.
+        let mut bad = b.clone();
+        let header = u16::from_be_bytes([bad[0], bad[1]]);
+        let len = (header & 0x1ff) + grow;
+        prop_assume!(usize::from(len) > b.len() - 2 && len <= 0x1ff);
+        bad[0..2].copy_from_slice(&((header & !0x1ff) | len).to_be_bytes());
+        prop_assert!(Probe::parse(&bad).is_none());
+    }
 }
 
 #[test]
