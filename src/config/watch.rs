@@ -615,9 +615,11 @@ mod tests {
         let took = started.elapsed();
         let u = out.borrow().clone();
         assert_eq!(u.fabric.vlans.len(), 1000);
-        // `leading` at once, then one per `max_delay` and the last.
+        // `leading` at once, then one per `max_delay` and the last; plus
+        // two for timers that fire late on a loaded machine (a burst per
+        // change would be 1,000).
         let t = Tuning::default();
-        let bound = t.leading as u64 + (took.as_millis() / t.max_delay.as_millis()) as u64 + 1;
+        let bound = t.leading as u64 + (took.as_millis() / t.max_delay.as_millis()) as u64 + 3;
         assert!(
             u.generation <= bound,
             "generation {} (bound {bound}, {took:?})",
