@@ -11,6 +11,7 @@ pub mod bench;
 pub mod check;
 #[cfg(feature = "testkit")]
 pub mod demo;
+pub mod drain;
 pub mod get;
 pub mod run;
 pub mod status;

@@ -244,6 +244,7 @@ impl StatusPublisher {
                 .flat_map(|t| t.links.iter())
                 .map(|l| (l.0.clone(), l.1.clone()))
                 .collect(),
+            drained: observed.drained.iter().cloned().collect(),
         };
         values.insert(
             st::paths::OBSERVED.to_string(),

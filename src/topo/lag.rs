@@ -21,8 +21,8 @@ pub struct LagGroup {
     pub leaves: Vec<String>,
     /// Configured members per leaf (sorted).
     pub members: BTreeMap<String, Vec<PortNum>>,
-    /// Members that may carry traffic: port up, LAG admin up and, for LACP,
-    /// in sync.
+    /// Members that may carry traffic: port up, LAG admin up, leaf not
+    /// drained and, for LACP, in sync.
     pub usable: BTreeMap<String, Vec<PortNum>>,
 }
 
@@ -90,7 +90,11 @@ pub(super) fn groups(fabric: &Fabric, observed: &ObservedState) -> BTreeMap<Stri
 }
 
 fn member_usable(admin_up: bool, mode: LagMode, port: &PortRef, obs: &ObservedState) -> bool {
+    // A drained leaf's members leave service at once, before its LACP
+    // actor goes out of sync (make-before-break: the fabric stops sending
+    // through them before the server stops taking frames on them).
     admin_up
+        && !obs.drained.contains(&port.switch)
         && !obs.ports_down.contains(port)
         && (mode == LagMode::Static || !obs.lacp_unsynced.contains(port))
 }
