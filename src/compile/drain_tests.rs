@@ -1,6 +1,7 @@
 //! What the compiler emits while a switch is drained (maintenance):
 //! routed around by every other switch, its own entries unchanged.
 
+use crate::config::PortRef;
 use crate::p4rt::entity::Entity;
 use crate::topo::{ObservedState, Topology};
 
@@ -59,16 +60,30 @@ fn a_drained_leaf_hands_its_lag_to_the_other_leaf() {
     let f = with_two_leaf_lag(leaf_spine(2, 3));
     let normal = compiled(&f, &[]);
     assert_eq!(group_members(&normal["leaf01"], P_LAG), vec![(7, vec![10])]);
+    // Routed around: leaf01 still delivers what reaches it on its member
+    // (make-before-break: the server still collects there), the others
+    // send the bond's hosts to leaf02 (the DF for both VLANs).
     let drained = compiled(&f, &["leaf01"]);
-    // leaf01 sends what still reaches it for the bond to leaf02
-    // (`1<<24 | label`), leaf02 keeps its member.
-    let leaf02 = f.switches["leaf02"].label;
     assert_eq!(
         group_members(&drained["leaf01"], P_LAG),
-        vec![(7, vec![(1 << 24) | leaf02])]
+        vec![(7, vec![10])]
     );
     assert_eq!(
         group_members(&drained["leaf02"], P_LAG),
         vec![(7, vec![10])]
     );
+    // Then its LACP actor goes out of sync: leaf01 hands what still reaches
+    // it to leaf02 (`1<<24 | label`).
+    let o = ObservedState {
+        drained: ["leaf01".to_string()].into(),
+        lacp_unsynced: [PortRef::new("leaf01", 10)].into(),
+        ..ObservedState::default()
+    };
+    let out = compile(&f, &Topology::build(&f, &o, None), &Hosts::new());
+    let leaf02 = f.switches["leaf02"].label;
+    assert_eq!(
+        group_members(&out["leaf01"], P_LAG),
+        vec![(7, vec![(1 << 24) | leaf02])]
+    );
+    assert_eq!(group_members(&out["leaf02"], P_LAG), vec![(7, vec![10])]);
 }

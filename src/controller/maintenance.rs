@@ -17,7 +17,10 @@
 //!    forwarded any more, so a bounded wait (`QUIESCE`), said so in status.
 //!
 //! Undrain, the reverse, starting only once the switch's agent has read
-//! its state back and holds its desired state (converged): a leaf's LACP
+//! its state back and holds its desired state (converged) *and* discovery
+//! has heard every one of its links again (a restarted switch's links are
+//! lost meanwhile: the compile that brings them back adds the switch's own
+//! entries while the others still route around it): a leaf's LACP
 //! actor comes back in sync (the server may use the members again: the
 //! leaf forwards what it gets), then — when its LACP members are back in
 //! use, or after `LACP_RETURN` — the fabric stops routing around it.
@@ -167,11 +170,13 @@ impl Maintenance {
     }
 
     /// Advances drains and undrains that wait for switches (called on the
-    /// status tick and after every compile). `lacp_back(leaf)`: are the leaf's LACP
+    /// status tick). `links_up(switch)`: has discovery heard all its links
+    /// again (none lost)? `lacp_back(leaf)`: are the leaf's LACP
     /// members collecting/distributing again?
     pub fn step(
         &mut self,
         agents: &BTreeMap<String, AgentStatus>,
+        links_up: impl Fn(&str) -> bool,
         lacp_back: impl Fn(&str) -> bool,
         now: Instant,
     ) -> Changed {
@@ -198,7 +203,9 @@ impl Maintenance {
                     }
                 }
                 Phase::Quiescing(until) if now >= until => set(e, Phase::Drained),
-                Phase::WaitReadBack if agents.get(name).is_some_and(AgentStatus::converged) => {
+                Phase::WaitReadBack
+                    if agents.get(name).is_some_and(AgentStatus::converged) && links_up(name) =>
+                {
                     if e.role == Role::Leaf {
                         set(e, Phase::WaitLacp(now + LACP_RETURN));
                         changed.lacp = true;
@@ -342,7 +349,8 @@ fn describe(e: &Entry) -> (MaintenanceState, String) {
         ),
         Phase::WaitReadBack => (
             MaintenanceState::Undraining,
-            "waiting for its state read back and converged".to_string(),
+            "waiting for its state read back and converged and its links heard again"
+                .to_string(),
         ),
         Phase::WaitLacp(_) => (
             MaintenanceState::Undraining,
@@ -478,10 +486,10 @@ mod tests {
         // A switch still on generation 4: not yet.
         let mut a = agents(&f, 5);
         a.insert("leaf02".into(), agent("leaf02", 4).1);
-        m.step(&a, |_| true, t0);
+        m.step(&a, |_| true, |_| true, t0);
         assert_eq!(m.status("c1")["spine1"].state, MaintenanceState::Draining);
-        m.step(&agents(&f, 5), |_| true, t0);
-        m.step(&agents(&f, 5), |_| true, t0 + QUIESCE);
+        m.step(&agents(&f, 5), |_| true, |_| true, t0);
+        m.step(&agents(&f, 5), |_| true, |_| true, t0 + QUIESCE);
         let s = &m.status("c1")["spine1"];
         assert_eq!(s.state, MaintenanceState::Drained);
         assert!(s.detail.contains("counters not available"), "{}", s.detail);
@@ -493,14 +501,17 @@ mod tests {
         if let Some(s) = a.get_mut("spine1") {
             s.converged_generation = None;
         }
-        assert_eq!(m.step(&a, |_| true, t0), Changed::default());
+        assert_eq!(m.step(&a, |_| true, |_| true, t0), Changed::default());
         assert_eq!(m.status("c1")["spine1"].state, MaintenanceState::Undraining);
         assert!(m.routed().contains("spine1"));
-        let c = m.step(&agents(&f, 5), |_| true, t0);
+        // Converged, but a link not heard again yet: still routed around.
+        let c = m.step(&agents(&f, 5), |_| false, |_| true, t0);
+        assert_eq!(c, Changed::default());
+        let c = m.step(&agents(&f, 5), |_| true, |_| true, t0);
         assert!(c.routed);
         assert!(m.routed().is_empty());
         m.compiled(6);
-        m.step(&agents(&f, 6), |_| true, t0);
+        m.step(&agents(&f, 6), |_| true, |_| true, t0);
         assert!(m.status("c1").is_empty(), "in service");
     }
 
@@ -521,8 +532,8 @@ mod tests {
         m.on_config(&f, &Hosts::new());
         let mut a = agents(&f, 1);
         m.compiled(1);
-        m.step(&a, |_| true, Instant::now());
-        m.step(&a, |_| true, Instant::now());
+        m.step(&a, |_| true, |_| true, Instant::now());
+        m.step(&a, |_| true, |_| true, Instant::now());
         m.on_config(&f, &Hosts::new());
         assert_eq!(m.status("c1")["spine2"].state, MaintenanceState::Draining);
         // Forced: done, and said so.
@@ -532,7 +543,7 @@ mod tests {
         m.on_config(&f, &Hosts::new());
         m.compiled(1);
         a = agents(&f, 1);
-        m.step(&a, |_| true, Instant::now());
+        m.step(&a, |_| true, |_| true, Instant::now());
         let s = &m.status("c1")["spine1"];
         assert_eq!(s.state, MaintenanceState::Draining);
         assert!(s.detail.contains("forced"), "{}", s.detail);
@@ -585,20 +596,26 @@ mod tests {
         assert!(c.routed && !c.lacp);
         assert!(m.lacp_drained().is_empty());
         m.compiled(3);
-        assert_eq!(m.step(&agents(&f, 2), |_| true, t0), Changed::default());
+        assert_eq!(
+            m.step(&agents(&f, 2), |_| true, |_| true, t0),
+            Changed::default()
+        );
         assert!(m.lacp_drained().is_empty(), "fabric not moved yet");
-        let c = m.step(&agents(&f, 3), |_| true, t0);
+        let c = m.step(&agents(&f, 3), |_| true, |_| true, t0);
         assert!(c.lacp);
         assert_eq!(m.lacp_drained(), BTreeSet::from(["leaf01".to_string()]));
         // Undrain: LACP first, the fabric when the members are back.
         f.maintenance.clear();
         m.on_config(&f, &Hosts::new());
-        let c = m.step(&agents(&f, 3), |_| false, t0);
+        let c = m.step(&agents(&f, 3), |_| true, |_| false, t0);
         assert!(c.lacp && !c.routed);
         assert!(m.lacp_drained().is_empty());
         assert!(m.routed().contains("leaf01"));
-        assert_eq!(m.step(&agents(&f, 3), |_| false, t0), Changed::default());
-        let c = m.step(&agents(&f, 3), |_| true, t0);
+        assert_eq!(
+            m.step(&agents(&f, 3), |_| true, |_| false, t0),
+            Changed::default()
+        );
+        let c = m.step(&agents(&f, 3), |_| true, |_| true, t0);
         assert!(c.routed);
         assert!(m.routed().is_empty());
     }

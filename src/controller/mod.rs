@@ -342,11 +342,19 @@ impl Controller {
                 .filter(|m| m.port_up)
                 .all(|m| m.usable)
         };
+        let observed = &self.observed;
+        let links_up = |switch: &str| {
+            !observed
+                .discovered
+                .iter()
+                .any(|(l, seen)| !seen && (l.0.switch == switch || l.1.switch == switch))
+                && !observed.ports_down.iter().any(|p| p.switch == switch)
+        };
         // Refused drains are re-checked (a spine came back; a host left).
         let mut changed = self.maintenance.on_config(&self.fabric, &self.hosts);
-        let stepped = self
-            .maintenance
-            .step(&statuses, lacp_back, std::time::Instant::now());
+        let stepped =
+            self.maintenance
+                .step(&statuses, links_up, lacp_back, std::time::Instant::now());
         changed.routed |= stepped.routed;
         changed.lacp |= stepped.lacp;
         self.apply_maintenance(changed, false);
