@@ -89,9 +89,11 @@ async fn drain_key_moves_traffic_and_reports_status() {
     };
     let both = spread(&[1, 2]);
     assert!(
-        until(Duration::from_secs(20), async || both().then_some(()))
-            .await
-            .is_some(),
+        until(Duration::from_secs(20), async || {
+            (both() && ctl.agents_converged(targets.len())).then_some(())
+        })
+        .await
+        .is_some(),
         "never converged over both spines"
     );
     // Everything but the flood group (the tree moves off a drained spine:

@@ -72,18 +72,22 @@ fn a_drained_leaf_hands_its_lag_to_the_other_leaf() {
         group_members(&drained["leaf02"], P_LAG),
         vec![(7, vec![10])]
     );
-    // Then its LACP actor goes out of sync: leaf01 hands what still reaches
-    // it to leaf02 (`1<<24 | label`).
-    let o = ObservedState {
-        drained: ["leaf01".to_string()].into(),
-        lacp_unsynced: [PortRef::new("leaf01", 10)].into(),
-        ..ObservedState::default()
-    };
-    let out = compile(&f, &Topology::build(&f, &o, None), &Hosts::new());
+    // Then it hands over (before its LACP actor goes out of sync, and so
+    // after it too): leaf01 sends what still reaches it to leaf02
+    // (`1<<24 | label`).
     let leaf02 = f.switches["leaf02"].label;
-    assert_eq!(
-        group_members(&out["leaf01"], P_LAG),
-        vec![(7, vec![(1 << 24) | leaf02])]
-    );
-    assert_eq!(group_members(&out["leaf02"], P_LAG), vec![(7, vec![10])]);
+    for unsynced in [vec![], vec![PortRef::new("leaf01", 10)]] {
+        let o = ObservedState {
+            drained: ["leaf01".to_string()].into(),
+            lags_handed_over: ["leaf01".to_string()].into(),
+            lacp_unsynced: unsynced.into_iter().collect(),
+            ..ObservedState::default()
+        };
+        let out = compile(&f, &Topology::build(&f, &o, None), &Hosts::new());
+        assert_eq!(
+            group_members(&out["leaf01"], P_LAG),
+            vec![(7, vec![(1 << 24) | leaf02])]
+        );
+        assert_eq!(group_members(&out["leaf02"], P_LAG), vec![(7, vec![10])]);
+    }
 }

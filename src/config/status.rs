@@ -137,6 +137,9 @@ pub struct ObservedStatus {
     /// decided by the controller, `controller::maintenance`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drained: Vec<String>,
+    /// Drained leaves whose own LAG groups hand over to the other leaf.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lags_handed_over: Vec<String>,
 }
 
 /// Where a switch is in a drain or undrain (`status/maintenance/<switch>`;

@@ -10,7 +10,10 @@
 //!    LAG group falls back to the other leaf). The drained switch's own
 //!    entries stay, so frames already sent to it still arrive.
 //! 2. once every connected switch holds that compile (converged on its
-//!    generation): a leaf's LACP actor goes out of sync on its members, so
+//!    generation), a leaf's own LAG groups hand over to the other leaf (one
+//!    more compile: only frames from its own edge ports still reach them),
+//!    and once every switch holds that, its LACP actor goes out of sync on
+//!    its members, so
 //!    the servers' bonds stop using them (only now: a bond discards frames
 //!    on a member it does not collect on);
 //! 3. *quiesce*: the pipeline has no counters to show that nothing is
@@ -23,7 +26,8 @@
 //! entries while the others still route around it): a leaf's LACP
 //! actor comes back in sync (the server may use the members again: the
 //! leaf forwards what it gets), then — when its LACP members are back in
-//! use, or after `LACP_RETURN` — the fabric stops routing around it.
+//! use, or after `LACP_RETURN` — its own LAG groups deliver on them again,
+//! and once every switch holds that, the fabric stops routing around it.
 //!
 //! A drain that would cut traffic off is refused unless forced: the last
 //! spine in service, or a leaf with hosts attached to it alone (named in
@@ -52,12 +56,19 @@ enum Phase {
     /// Routed around; waits for every switch to hold the compile that did
     /// it (`None`: not compiled yet).
     RoutingAround(Option<u64>),
+    /// Leaf: its own LAG groups hand what reaches them to the other leaf
+    /// (only frames from its own edge ports still do: the others moved);
+    /// waits for every switch to hold that compile.
+    HandingOver(Option<u64>),
     Quiescing(Instant),
     Drained,
     /// Waits for the switch's read-back and desired state.
     WaitReadBack,
     /// LACP back in sync (leaves); the fabric still routes around it.
     WaitLacp(Instant),
+    /// Leaf: its own LAG groups deliver on its members again; waits for
+    /// every switch to hold that compile before the others use it.
+    Restoring(Option<u64>),
     /// Back in the fabric; waits for every switch to hold that compile.
     Returning(Option<u64>),
 }
@@ -100,7 +111,7 @@ impl Maintenance {
     /// whose key went, re-checks refused ones.
     pub fn on_config(&mut self, fabric: &Fabric, hosts: &Hosts) -> Changed {
         let mut changed = Changed::default();
-        let before = self.routed();
+        let before = (self.routed(), self.handed_over());
         // Undrain what is no longer requested; a refused drain is simply over.
         let mut over = Vec::new();
         for (name, e) in self.switches.iter_mut() {
@@ -111,7 +122,10 @@ impl Maintenance {
             }
             match e.phase {
                 Phase::Refused(_) => over.push(name.clone()),
-                Phase::RoutingAround(_) | Phase::Quiescing(_) | Phase::Drained => {
+                Phase::RoutingAround(_)
+                | Phase::HandingOver(_)
+                | Phase::Quiescing(_)
+                | Phase::Drained => {
                     set(e, Phase::WaitReadBack);
                 }
                 _ => {}
@@ -130,7 +144,12 @@ impl Maintenance {
             let current = self.switches.get(name).map(|e| e.phase.clone());
             match current {
                 None | Some(Phase::Refused(_)) => {}
-                Some(Phase::WaitReadBack | Phase::WaitLacp(_) | Phase::Returning(_)) => {
+                Some(
+                    Phase::WaitReadBack
+                    | Phase::WaitLacp(_)
+                    | Phase::Restoring(_)
+                    | Phase::Returning(_),
+                ) => {
                     // Drained again while coming back: route around again
                     // (the switch was never back in service for long).
                     if let Some(e) = self.switches.get_mut(name) {
@@ -165,7 +184,7 @@ impl Maintenance {
             entry.force_note = force_note;
             entry.reason = m.reason.clone();
         }
-        changed.routed |= before != self.routed();
+        changed.routed |= before != (self.routed(), self.handed_over());
         changed
     }
 
@@ -190,17 +209,26 @@ impl Maintenance {
         let mut gone = Vec::new();
         for (name, e) in self.switches.iter_mut() {
             match e.phase.clone() {
-                Phase::RoutingAround(None) | Phase::Returning(None) => {
+                Phase::RoutingAround(None)
+                | Phase::HandingOver(None)
+                | Phase::Restoring(None)
+                | Phase::Returning(None) => {
                     // Compiled in `compiled`; nothing to wait for before.
                 }
                 Phase::RoutingAround(Some(g)) if all_hold(g) => {
-                    set(e, Phase::Quiescing(now + QUIESCE));
                     if e.role == Role::Leaf {
-                        changed.merge(Changed {
-                            routed: false,
-                            lacp: true,
-                        });
+                        set(e, Phase::HandingOver(None));
+                        changed.routed = true;
+                    } else {
+                        set(e, Phase::Quiescing(now + QUIESCE));
                     }
+                }
+                Phase::HandingOver(Some(g)) if all_hold(g) => {
+                    set(e, Phase::Quiescing(now + QUIESCE));
+                    changed.merge(Changed {
+                        routed: false,
+                        lacp: true,
+                    });
                 }
                 Phase::Quiescing(until) if now >= until => set(e, Phase::Drained),
                 Phase::WaitReadBack
@@ -215,6 +243,10 @@ impl Maintenance {
                     }
                 }
                 Phase::WaitLacp(deadline) if now >= deadline || lacp_back(name) => {
+                    set(e, Phase::Restoring(None));
+                    changed.routed = true;
+                }
+                Phase::Restoring(Some(g)) if all_hold(g) => {
                     set(e, Phase::Returning(None));
                     changed.routed = true;
                 }
@@ -234,6 +266,8 @@ impl Maintenance {
         for e in self.switches.values_mut() {
             match e.phase {
                 Phase::RoutingAround(None) => e.phase = Phase::RoutingAround(Some(generation)),
+                Phase::HandingOver(None) => e.phase = Phase::HandingOver(Some(generation)),
+                Phase::Restoring(None) => e.phase = Phase::Restoring(Some(generation)),
                 Phase::Returning(None) => e.phase = Phase::Returning(Some(generation)),
                 _ => {}
             }
@@ -248,11 +282,33 @@ impl Maintenance {
                 matches!(
                     e.phase,
                     Phase::RoutingAround(_)
+                        | Phase::HandingOver(_)
                         | Phase::Quiescing(_)
                         | Phase::Drained
                         | Phase::WaitReadBack
                         | Phase::WaitLacp(_)
+                        | Phase::Restoring(_)
                 )
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Leaves whose own LAG groups hand over to the other leaf
+    /// (`ObservedState::lags_handed_over`).
+    pub fn handed_over(&self) -> BTreeSet<String> {
+        self.switches
+            .iter()
+            .filter(|(_, e)| {
+                e.role == Role::Leaf
+                    && matches!(
+                        e.phase,
+                        Phase::HandingOver(_)
+                            | Phase::Quiescing(_)
+                            | Phase::Drained
+                            | Phase::WaitReadBack
+                            | Phase::WaitLacp(_)
+                    )
             })
             .map(|(n, _)| n.clone())
             .collect()
@@ -331,6 +387,10 @@ fn describe(e: &Entry) -> (MaintenanceState, String) {
             MaintenanceState::Draining,
             format!("moving traffic off: waiting for every switch to hold the new groups{forced}"),
         ),
+        Phase::HandingOver(_) => (
+            MaintenanceState::Draining,
+            format!("others moved; its own LAG groups hand over to the other leaf{forced}"),
+        ),
         Phase::Quiescing(_) => (
             MaintenanceState::Draining,
             format!(
@@ -355,6 +415,10 @@ fn describe(e: &Entry) -> (MaintenanceState, String) {
         Phase::WaitLacp(_) => (
             MaintenanceState::Undraining,
             "LACP back in sync; waiting for the servers to use its members".to_string(),
+        ),
+        Phase::Restoring(_) => (
+            MaintenanceState::Undraining,
+            "its LAG members serve again; waiting for every switch to hold that".to_string(),
         ),
         Phase::Returning(_) => (
             MaintenanceState::Undraining,
@@ -591,31 +655,40 @@ mod tests {
         let mut f = leaf_spine(1, 2);
         let mut m = Maintenance::default();
         let t0 = Instant::now();
+        let none = Changed::default();
         drain(&mut f, "leaf01", false);
         let c = m.on_config(&f, &Hosts::new());
         assert!(c.routed && !c.lacp);
         assert!(m.lacp_drained().is_empty());
         m.compiled(3);
-        assert_eq!(
-            m.step(&agents(&f, 2), |_| true, |_| true, t0),
-            Changed::default()
-        );
+        assert_eq!(m.step(&agents(&f, 2), |_| true, |_| true, t0), none);
         assert!(m.lacp_drained().is_empty(), "fabric not moved yet");
+        assert!(m.handed_over().is_empty(), "fabric not moved yet");
+        // The others moved: its own LAG groups hand over, then LACP.
         let c = m.step(&agents(&f, 3), |_| true, |_| true, t0);
+        assert!(c.routed && !c.lacp);
+        assert_eq!(m.handed_over(), BTreeSet::from(["leaf01".to_string()]));
+        m.compiled(4);
+        assert_eq!(m.step(&agents(&f, 3), |_| true, |_| true, t0), none);
+        assert!(m.lacp_drained().is_empty(), "groups not handed over yet");
+        let c = m.step(&agents(&f, 4), |_| true, |_| true, t0);
         assert!(c.lacp);
         assert_eq!(m.lacp_drained(), BTreeSet::from(["leaf01".to_string()]));
-        // Undrain: LACP first, the fabric when the members are back.
+        // Undrain: LACP first, then its own groups, then the others.
         f.maintenance.clear();
         m.on_config(&f, &Hosts::new());
-        let c = m.step(&agents(&f, 3), |_| true, |_| false, t0);
+        let c = m.step(&agents(&f, 4), |_| true, |_| false, t0);
         assert!(c.lacp && !c.routed);
         assert!(m.lacp_drained().is_empty());
         assert!(m.routed().contains("leaf01"));
-        assert_eq!(
-            m.step(&agents(&f, 3), |_| true, |_| false, t0),
-            Changed::default()
-        );
-        let c = m.step(&agents(&f, 3), |_| true, |_| true, t0);
+        assert!(m.handed_over().contains("leaf01"));
+        assert_eq!(m.step(&agents(&f, 4), |_| true, |_| false, t0), none);
+        let c = m.step(&agents(&f, 4), |_| true, |_| true, t0);
+        assert!(c.routed);
+        assert!(m.handed_over().is_empty());
+        assert!(m.routed().contains("leaf01"));
+        m.compiled(5);
+        let c = m.step(&agents(&f, 5), |_| true, |_| true, t0);
         assert!(c.routed);
         assert!(m.routed().is_empty());
     }

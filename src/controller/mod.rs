@@ -539,6 +539,7 @@ impl Controller {
     /// Copies what the protocols observed into the compiler's inputs.
     fn refresh_observed(&mut self) {
         self.observed.drained = self.maintenance.routed();
+        self.observed.lags_handed_over = self.maintenance.handed_over();
         let Some(p) = &self.protocols else {
             self.hosts = self.seeded_hosts.clone();
             return;

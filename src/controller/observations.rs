@@ -36,6 +36,7 @@ pub fn from_status(
         observed.ports_down = o.ports_down.into_iter().collect();
         observed.lacp_unsynced = o.lacp_unsynced.into_iter().collect();
         observed.drained = o.drained.into_iter().collect();
+        observed.lags_handed_over = o.lags_handed_over.into_iter().collect();
         tree = Some(FloodTree {
             links: o
                 .flood_tree

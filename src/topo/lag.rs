@@ -25,8 +25,8 @@ pub struct LagGroup {
     /// drained and, for LACP, in sync.
     pub usable: BTreeMap<String, Vec<PortNum>>,
     /// Members a leaf itself still delivers on: `usable` but for a
-    /// drained leaf, whose members keep serving what reaches it until its
-    /// LACP actor goes out of sync (frames in flight are not dropped).
+    /// drained leaf, whose members keep serving what reaches it until it
+    /// hands over to the other leaf (frames in flight are not dropped).
     pub serving: BTreeMap<String, Vec<PortNum>>,
 }
 
@@ -112,6 +112,7 @@ pub(super) fn groups(fabric: &Fabric, observed: &ObservedState) -> BTreeMap<Stri
 /// the server stops taking frames on them.)
 fn member_serving(admin_up: bool, mode: LagMode, port: &PortRef, obs: &ObservedState) -> bool {
     admin_up
+        && !obs.lags_handed_over.contains(&port.switch)
         && !obs.ports_down.contains(port)
         && (mode == LagMode::Static || !obs.lacp_unsynced.contains(port))
 }

@@ -60,6 +60,9 @@ pub struct ObservedState {
     /// drained leaf's LAG members carry nothing. A drained switch keeps
     /// its own next hops, so frames already on their way still arrive.
     pub drained: BTreeSet<String>,
+    /// Drained leaves whose own LAG groups hand what reaches them to the
+    /// other leaf (before their LACP actor goes out of sync).
+    pub lags_handed_over: BTreeSet<String>,
 }
 
 /// The state of one fabric link.
