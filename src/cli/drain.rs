@@ -239,3 +239,24 @@ pub fn states(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_show_every_switch_in_service_unless_status_says_otherwise() {
+        let status: BTreeMap<String, serde_json::Value> = [(
+            "maintenance/spine1".to_string(),
+            serde_json::json!({"state": "drained", "detail": "after 2 s, counters not available",
+                               "reason": "optics", "controller": "c1", "since": 1}),
+        )]
+        .into();
+        let s = states(["leaf1".to_string(), "spine1".to_string()], &status);
+        assert_eq!(s["leaf1"], "in service");
+        assert_eq!(
+            s["spine1"],
+            "drained: after 2 s, counters not available [reason: optics]"
+        );
+    }
+}
