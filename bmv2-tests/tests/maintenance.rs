@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use p4fabric::cli::drain::{DrainArgs, UndrainArgs};
 use p4fabric::cli::EtcdArgs;
-use p4fabric::testkit::lab::reach::{self, Probe};
+use p4fabric::testkit::lab::reach::Probe;
 use p4fabric::testkit::lab::run::{ns_prefix, FlowReport, LabController, LabRun};
 
 /// The ping interval: 10 ms (`P4F_MAINT_INTERVAL_MS` overrides it, to see
@@ -166,19 +166,10 @@ async fn drain_and_undrain_lose_nothing() {
     p4fabric::require_lab_run!();
     p4fabric::testkit::lab::init_test_logging();
     let fabric = p4fabric::testkit::lab::run::demo_fabric().expect("examples/fabric.yaml");
-    let mut run = LabRun::start(&fabric, &ns_prefix("p4f-mt"))
-        .await
-        .expect("lab");
-    let ctl = run
-        .start_controller("maintenance")
-        .await
-        .expect("controller");
-    run.wait_settled(Duration::from_secs(60))
-        .await
-        .expect("settled");
-    let probes = reach::probes(run.fabric());
-    let failures = reach::failures(&run.lab.ping_all(&probes));
-    assert!(failures.is_empty(), "before:\n{}", failures.join("\n"));
+    let (mut run, ctl, probes) =
+        LabRun::start_serving(&fabric, &ns_prefix("p4f-mt"), "maintenance")
+            .await
+            .expect("lab");
     eprintln!("{} flows every {} ms", probes.len(), interval().as_millis());
     let mut problems = Vec::new();
     let mut phases = Vec::new();

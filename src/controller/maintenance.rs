@@ -62,8 +62,9 @@ enum Phase {
     HandingOver(Option<u64>),
     Quiescing(Instant),
     Drained,
-    /// Waits for the switch's read-back and desired state.
-    WaitReadBack,
+    /// Waits for the switch's read-back and desired state and its links,
+    /// held for a whole discovery miss window (since when, if so).
+    WaitReadBack(Option<Instant>),
     /// LACP back in sync (leaves); the fabric still routes around it.
     WaitLacp(Instant),
     /// Leaf: its own LAG groups deliver on its members again; waits for
@@ -101,6 +102,9 @@ impl Changed {
 #[derive(Default)]
 pub struct Maintenance {
     switches: BTreeMap<String, Entry>,
+    /// Discovery's miss window (interval x miss limit): how long an
+    /// undrained switch must look ready before it is used again.
+    settle: Duration,
     /// Status paths last written.
     published: BTreeSet<String>,
 }
@@ -111,6 +115,10 @@ impl Maintenance {
     /// whose key went, re-checks refused ones.
     pub fn on_config(&mut self, fabric: &Fabric, hosts: &Hosts) -> Changed {
         let mut changed = Changed::default();
+        self.settle = Duration::from_millis(
+            u64::from(fabric.settings.discovery_interval_ms)
+                * u64::from(fabric.settings.discovery_miss_limit),
+        );
         let before = (self.routed(), self.handed_over());
         // Undrain what is no longer requested; a refused drain is simply over.
         let mut over = Vec::new();
@@ -126,7 +134,7 @@ impl Maintenance {
                 | Phase::HandingOver(_)
                 | Phase::Quiescing(_)
                 | Phase::Drained => {
-                    set(e, Phase::WaitReadBack);
+                    set(e, Phase::WaitReadBack(None));
                 }
                 _ => {}
             }
@@ -145,7 +153,7 @@ impl Maintenance {
             match current {
                 None | Some(Phase::Refused(_)) => {}
                 Some(
-                    Phase::WaitReadBack
+                    Phase::WaitReadBack(_)
                     | Phase::WaitLacp(_)
                     | Phase::Restoring(_)
                     | Phase::Returning(_),
@@ -231,9 +239,22 @@ impl Maintenance {
                     });
                 }
                 Phase::Quiescing(until) if now >= until => set(e, Phase::Drained),
-                Phase::WaitReadBack
-                    if agents.get(name).is_some_and(AgentStatus::converged) && links_up(name) =>
-                {
+                Phase::WaitReadBack(since) => {
+                    let ready =
+                        agents.get(name).is_some_and(AgentStatus::converged) && links_up(name);
+                    // Held for a whole miss window: a switch restarted a
+                    // moment ago may still look up to discovery (its links
+                    // are lost only after the window); bringing it back
+                    // then would race the compile that re-adds its entries.
+                    match (ready, since) {
+                        (false, _) => e.phase = Phase::WaitReadBack(None),
+                        (true, None) => e.phase = Phase::WaitReadBack(Some(now)),
+                        (true, Some(t)) if now >= t + self.settle => {}
+                        (true, Some(_)) => continue,
+                    }
+                    if !ready || since.is_none() {
+                        continue;
+                    }
                     if e.role == Role::Leaf {
                         set(e, Phase::WaitLacp(now + LACP_RETURN));
                         changed.lacp = true;
@@ -276,55 +297,51 @@ impl Maintenance {
 
     /// Switches the fabric routes around (`ObservedState::drained`).
     pub fn routed(&self) -> BTreeSet<String> {
-        self.switches
-            .iter()
-            .filter(|(_, e)| {
-                matches!(
-                    e.phase,
-                    Phase::RoutingAround(_)
-                        | Phase::HandingOver(_)
-                        | Phase::Quiescing(_)
-                        | Phase::Drained
-                        | Phase::WaitReadBack
-                        | Phase::WaitLacp(_)
-                        | Phase::Restoring(_)
-                )
-            })
-            .map(|(n, _)| n.clone())
-            .collect()
+        self.names(|e| {
+            matches!(
+                e.phase,
+                Phase::RoutingAround(_)
+                    | Phase::HandingOver(_)
+                    | Phase::Quiescing(_)
+                    | Phase::Drained
+                    | Phase::WaitReadBack(_)
+                    | Phase::WaitLacp(_)
+                    | Phase::Restoring(_)
+            )
+        })
     }
 
     /// Leaves whose own LAG groups hand over to the other leaf
     /// (`ObservedState::lags_handed_over`).
     pub fn handed_over(&self) -> BTreeSet<String> {
-        self.switches
-            .iter()
-            .filter(|(_, e)| {
-                e.role == Role::Leaf
-                    && matches!(
-                        e.phase,
-                        Phase::HandingOver(_)
-                            | Phase::Quiescing(_)
-                            | Phase::Drained
-                            | Phase::WaitReadBack
-                            | Phase::WaitLacp(_)
-                    )
-            })
-            .map(|(n, _)| n.clone())
-            .collect()
+        self.names(|e| {
+            e.role == Role::Leaf
+                && matches!(
+                    e.phase,
+                    Phase::HandingOver(_)
+                        | Phase::Quiescing(_)
+                        | Phase::Drained
+                        | Phase::WaitReadBack(_)
+                        | Phase::WaitLacp(_)
+                )
+        })
     }
 
     /// Leaves whose LACP actor is out of sync (after the fabric moved).
     pub fn lacp_drained(&self) -> BTreeSet<String> {
+        self.names(|e| {
+            e.role == Role::Leaf
+                && matches!(
+                    e.phase,
+                    Phase::Quiescing(_) | Phase::Drained | Phase::WaitReadBack(_)
+                )
+        })
+    }
+
+    fn names(&self, pick: impl Fn(&Entry) -> bool) -> BTreeSet<String> {
         self.switches
             .iter()
-            .filter(|(_, e)| {
-                e.role == Role::Leaf
-                    && matches!(
-                        e.phase,
-                        Phase::Quiescing(_) | Phase::Drained | Phase::WaitReadBack
-                    )
-            })
+            .filter(|(_, e)| pick(e))
             .map(|(n, _)| n.clone())
             .collect()
     }
@@ -407,7 +424,7 @@ fn describe(e: &Entry) -> (MaintenanceState, String) {
                 lacp_note(e)
             ),
         ),
-        Phase::WaitReadBack => (
+        Phase::WaitReadBack(_) => (
             MaintenanceState::Undraining,
             "waiting for its state read back and converged and its links heard again"
                 .to_string(),
@@ -571,7 +588,22 @@ mod tests {
         // Converged, but a link not heard again yet: still routed around.
         let c = m.step(&agents(&f, 5), |_| false, |_| true, t0);
         assert_eq!(c, Changed::default());
+        // Ready: held for discovery's miss window (3 s) first.
         let c = m.step(&agents(&f, 5), |_| true, |_| true, t0);
+        assert_eq!(c, Changed::default());
+        let c = m.step(
+            &agents(&f, 5),
+            |_| true,
+            |_| true,
+            t0 + Duration::from_secs(2),
+        );
+        assert_eq!(c, Changed::default());
+        let c = m.step(
+            &agents(&f, 5),
+            |_| true,
+            |_| true,
+            t0 + Duration::from_secs(3),
+        );
         assert!(c.routed);
         assert!(m.routed().is_empty());
         m.compiled(6);
@@ -596,8 +628,10 @@ mod tests {
         m.on_config(&f, &Hosts::new());
         let mut a = agents(&f, 1);
         m.compiled(1);
-        m.step(&a, |_| true, |_| true, Instant::now());
-        m.step(&a, |_| true, |_| true, Instant::now());
+        let t0 = Instant::now();
+        m.step(&a, |_| true, |_| true, t0);
+        m.step(&a, |_| true, |_| true, t0 + Duration::from_secs(3));
+        m.step(&a, |_| true, |_| true, t0 + Duration::from_secs(3));
         m.on_config(&f, &Hosts::new());
         assert_eq!(m.status("c1")["spine2"].state, MaintenanceState::Draining);
         // Forced: done, and said so.
@@ -677,6 +711,8 @@ mod tests {
         // Undrain: LACP first, then its own groups, then the others.
         f.maintenance.clear();
         m.on_config(&f, &Hosts::new());
+        m.step(&agents(&f, 4), |_| true, |_| false, t0);
+        let t0 = t0 + Duration::from_secs(3);
         let c = m.step(&agents(&f, 4), |_| true, |_| false, t0);
         assert!(c.lacp && !c.routed);
         assert!(m.lacp_drained().is_empty());
