@@ -55,6 +55,10 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
     /// Show the status controllers report in etcd.
     Status(cli::status::StatusArgs),
+    /// Take a switch out of service without losing traffic (`maintenance/<switch>`).
+    Drain(cli::drain::DrainArgs),
+    /// Bring a drained switch back into service.
+    Undrain(cli::drain::UndrainArgs),
 }
 
 #[tokio::main]
@@ -89,6 +93,8 @@ async fn main() -> ExitCode {
         Command::Get(a) => cli::get::run(&a).await,
         Command::Validate(a) => cli::validate::run(&a),
         Command::Status(a) => cli::status::run(&a).await,
+        Command::Drain(a) => cli::drain::drain(&a).await,
+        Command::Undrain(a) => cli::drain::undrain(&a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

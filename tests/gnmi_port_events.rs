@@ -30,6 +30,7 @@ fn topology(f: &Fabric, p: &Protocols) -> Topology {
         discovered: p.observed_links(),
         ports_down: p.ports_down(),
         lacp_unsynced: p.lacp_unsynced(),
+        ..ObservedState::default()
     };
     Topology::build(f, &observed, None)
 }

@@ -133,7 +133,8 @@ pub const RECONCILE_BUCKETS: [f64; 10] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
 impl AgentStatus {
-    pub(super) fn new(name: &str) -> Self {
+    /// A switch not connected yet.
+    pub fn new(name: &str) -> Self {
         AgentStatus {
             name: name.to_string(),
             state: SessionState::Connecting,

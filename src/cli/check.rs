@@ -251,7 +251,7 @@ hosts:
             to: to.into(),
             ipv6: false,
             timeout: 30,
-            etcd: super::super::demo::etcd_args(endpoint),
+            etcd: super::super::EtcdArgs::plain(endpoint),
             pipeline_dir: None,
         }
     }

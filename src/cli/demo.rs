@@ -24,7 +24,7 @@ use crate::config::document::Document;
 use crate::config::etcd::EtcdOptions;
 use crate::config::status::{ControllerStatus, StatusWriter};
 use crate::config::watch::{ConfigWatch, Tuning};
-use crate::config::{Fabric, LagMode, DEFAULT_PREFIX};
+use crate::config::{Fabric, LagMode};
 use crate::controller::{Controller, ControllerOptions, SharedMetrics};
 use crate::p4rt::Pipeline;
 use crate::testkit::lab::reach::{self, ProbeResult};
@@ -232,7 +232,7 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
                 file: config.clone(),
                 prune: true,
                 dry_run: false,
-                etcd: etcd_args(&e.endpoint()),
+                etcd: EtcdArgs::plain(&e.endpoint()),
             })
             .await?;
             let store = EtcdOptions::new([e.endpoint()]).connect().await?;
@@ -321,19 +321,6 @@ pub async fn demo(args: &DemoArgs, stop: impl Future<Output = ()>) -> anyhow::Re
     drop(switches);
     drop(etcd);
     report.context("interrupted before the fabric converged")
-}
-
-/// CLI etcd arguments for one plain endpoint under the default prefix.
-pub(crate) fn etcd_args(endpoint: &str) -> EtcdArgs {
-    EtcdArgs {
-        endpoints: vec![endpoint.to_string()],
-        prefix: DEFAULT_PREFIX.to_string(),
-        ca: None,
-        cert: None,
-        key: None,
-        user: None,
-        password: None,
-    }
 }
 
 /// Prints the matrices and the status table; returns the report.

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod check;
 #[cfg(feature = "testkit")]
 pub mod demo;
+pub mod drain;
 pub mod get;
 pub mod run;
 pub mod status;
@@ -57,6 +58,19 @@ pub struct EtcdArgs {
 }
 
 impl EtcdArgs {
+    /// One plain endpoint under the default prefix (tests, the demo).
+    pub fn plain(endpoint: &str) -> EtcdArgs {
+        EtcdArgs {
+            endpoints: vec![endpoint.to_string()],
+            prefix: DEFAULT_PREFIX.to_string(),
+            ca: None,
+            cert: None,
+            key: None,
+            user: None,
+            password: None,
+        }
+    }
+
     pub fn options(&self) -> EtcdOptions {
         let mut o = EtcdOptions::new(self.endpoints.iter().cloned());
         o.prefix = self.prefix.clone();

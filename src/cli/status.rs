@@ -34,7 +34,28 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     print!("{}", table(&entries));
+    print!("{}", maintenance_table(&store, &entries).await?);
     Ok(())
+}
+
+/// Each configured switch's maintenance state (in service, draining,
+/// drained and how that was confirmed, undraining, refused and why).
+async fn maintenance_table(
+    store: &crate::config::etcd::EtcdStore,
+    status: &BTreeMap<String, serde_json::Value>,
+) -> anyhow::Result<String> {
+    let switches = store.get_dir("switches/").await?;
+    let names = switches
+        .kvs
+        .keys()
+        .filter_map(|k| k.strip_prefix("switches/").map(str::to_string));
+    let states = super::drain::states(names, status);
+    let w = states.keys().map(String::len).max().unwrap_or(0).max(6);
+    let mut out = format!("\n{:w$}  MAINTENANCE\n", "SWITCH");
+    for (name, state) in states {
+        out.push_str(&format!("{name:w$}  {state}\n"));
+    }
+    Ok(out)
 }
 
 /// Renders `kind/name -> value` as aligned rows `KIND NAME DETAILS`.

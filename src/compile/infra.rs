@@ -422,13 +422,14 @@ fn edge_ports(fabric: &Fabric, topo: &Topology, leaf: &str, out: &mut SwitchEnti
     }
 }
 
-/// LAG selectors: usable local members, else the MLAG peer leaf.
+/// LAG selectors: local members still serving (a drained leaf's too,
+/// until its LACP actor is out of sync), else the MLAG peer leaf.
 fn lag_selectors(topo: &Topology, leaf: &str, out: &mut SwitchEntities) {
     for g in topo.lags().values() {
         if g.members_on(leaf).is_empty() {
             continue;
         }
-        let usable = g.usable_on(leaf);
+        let usable = g.serving_on(leaf);
         let members: Vec<(u32, Option<u32>)> = if !usable.is_empty() {
             for p in usable {
                 put(

@@ -13,6 +13,8 @@ mod build;
 pub mod check;
 pub mod contract;
 pub mod diff;
+#[cfg(test)]
+mod drain_tests;
 mod hosts;
 mod ids;
 mod infra;

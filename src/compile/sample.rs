@@ -24,6 +24,31 @@ pub fn leaf_name(i: usize) -> String {
     format!("leaf{i:02}")
 }
 
+/// LAG `bond` (id 7, LACP, trunk VLANs 10 and 11) over port 10 of
+/// leaf01 and leaf02.
+pub fn with_two_leaf_lag(mut f: Fabric) -> Fabric {
+    f.lags.insert(
+        "bond".into(),
+        crate::config::Lag {
+            id: 7,
+            members: vec![
+                crate::config::PortRef::new("leaf01", 10),
+                crate::config::PortRef::new("leaf02", 10),
+            ],
+            protocol: crate::config::LagMode::Lacp,
+            lacp: Default::default(),
+            vlans: crate::config::VlanMode::Trunk {
+                vlans: vec![10, 11],
+                native: None,
+            },
+            admin_up: true,
+            description: String::new(),
+            max_learned_macs: None,
+        },
+    );
+    f
+}
+
 /// A full mesh of `spines` x `leaves` links, no edge ports yet.
 pub fn leaf_spine(spines: usize, leaves: usize) -> Fabric {
     let mut f = Fabric::default();

@@ -45,8 +45,15 @@ pub fn owner_of(raw: &[u8]) -> Option<String> {
 }
 
 /// The directories of configuration keys (plus the single key `settings`).
-pub const CONFIG_DIRS: [&str; 7] = [
-    "switches", "links", "ports", "lags", "vlans", "routes", "hosts",
+pub const CONFIG_DIRS: [&str; 8] = [
+    "switches",
+    "links",
+    "ports",
+    "lags",
+    "vlans",
+    "routes",
+    "hosts",
+    "maintenance",
 ];
 
 /// One configuration key, relative to the prefix (`switches/leaf1`).
@@ -60,6 +67,8 @@ pub enum ConfigKey {
     Vlan(VlanId),
     Route(String),
     Host(String),
+    /// `maintenance/<switch>`: drain / undrain.
+    Maintenance(String),
 }
 
 impl fmt::Display for ConfigKey {
@@ -73,6 +82,7 @@ impl fmt::Display for ConfigKey {
             ConfigKey::Vlan(v) => write!(f, "vlans/{v}"),
             ConfigKey::Route(n) => write!(f, "routes/{n}"),
             ConfigKey::Host(n) => write!(f, "hosts/{n}"),
+            ConfigKey::Maintenance(n) => write!(f, "maintenance/{n}"),
         }
     }
 }
@@ -156,6 +166,7 @@ impl ConfigKey {
             "lags" => ConfigKey::Lag(name()?),
             "routes" => ConfigKey::Route(name()?),
             "hosts" => ConfigKey::Host(name()?),
+            "maintenance" => ConfigKey::Maintenance(name()?),
             "ports" => {
                 let p: PortRef = rest.parse().map_err(|source| KeyProblem::BadPort {
                     path: path.to_string(),
@@ -194,6 +205,7 @@ impl ConfigKey {
             ConfigKey::Vlan(_) => Item::Vlan(typed(value)?),
             ConfigKey::Route(_) => Item::Route(typed(value)?),
             ConfigKey::Host(_) => Item::Host(typed(value)?),
+            ConfigKey::Maintenance(_) => Item::Maintenance(typed(value)?),
         })
     }
 }
@@ -264,6 +276,7 @@ pub enum Item {
     Vlan(Vlan),
     Route(Route),
     Host(Host),
+    Maintenance(Maintenance),
 }
 
 /// Builds the fabric from keyed items. An item stored under the wrong kind
@@ -293,6 +306,9 @@ pub fn assemble<'a>(items: impl IntoIterator<Item = (&'a ConfigKey, &'a Item)>) 
             }
             (ConfigKey::Host(n), Item::Host(h)) => {
                 f.hosts.insert(n.clone(), h);
+            }
+            (ConfigKey::Maintenance(n), Item::Maintenance(m)) => {
+                f.maintenance.insert(n.clone(), m);
             }
             _ => {}
         }
@@ -326,6 +342,12 @@ pub fn split(f: &Fabric) -> BTreeMap<ConfigKey, Item> {
     for (n, v) in &f.hosts {
         out.insert(ConfigKey::Host(n.clone()), Item::Host(v.clone()));
     }
+    for (n, v) in &f.maintenance {
+        out.insert(
+            ConfigKey::Maintenance(n.clone()),
+            Item::Maintenance(v.clone()),
+        );
+    }
     out
 }
 
@@ -341,6 +363,7 @@ impl Item {
             Item::Vlan(v) => serde_json::to_vec(v),
             Item::Route(v) => serde_json::to_vec(v),
             Item::Host(v) => serde_json::to_vec(v),
+            Item::Maintenance(v) => serde_json::to_vec(v),
         };
         // Serializing plain data with string keys cannot fail.
         r.unwrap_or_default()
@@ -387,7 +410,7 @@ pub fn document_to_raw(text: &str) -> Result<BTreeMap<String, Vec<u8>>, Document
         }
         if !CONFIG_DIRS.contains(&section.as_str()) {
             return Err(DocumentError::Shape(format!(
-                "unknown section `{section}` (expected settings, switches, links, ports, lags, vlans, routes, hosts)"
+                "unknown section `{section}` (expected settings, switches, links, ports, lags, vlans, routes, hosts, maintenance)"
             )));
         }
         let entries = match body {
@@ -433,6 +456,7 @@ mod tests {
             ConfigKey::Switch("leaf1".into()),
             ConfigKey::Port(PortRef::new("leaf1", 3)),
             ConfigKey::Vlan(10),
+            ConfigKey::Maintenance("spine1".into()),
             ConfigKey::Host("6f1c2a9e-0b7d-4b8e-9c1a-2f3e4d5c6b7a".into()),
         ] {
             assert_eq!(ConfigKey::parse(&k.to_string()).unwrap(), k);

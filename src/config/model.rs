@@ -45,6 +45,31 @@ pub struct Fabric {
     /// Static hosts / port bindings by name (a Neutron port id, say).
     #[serde(default)]
     pub hosts: BTreeMap<String, Host>,
+    /// Maintenance requests by switch name (`p4fabric drain`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub maintenance: BTreeMap<String, Maintenance>,
+}
+
+/// `maintenance/<switch>`: take a switch out of service without losing
+/// traffic (drain), or bring it back (the key removed, or `drain: false`).
+/// What happens is `controller::maintenance`'s; `docs/operations.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    /// Drain the switch (default `true`).
+    #[serde(default = "default_true")]
+    pub drain: bool,
+    /// Drain even what cannot move: the last spine in service, or a leaf
+    /// with hosts attached to it alone (their traffic stops when it goes).
+    #[serde(default)]
+    pub force: bool,
+    /// Why (shown in status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Fabric-wide controller settings.

@@ -160,6 +160,40 @@ pub struct ObservedStatus {
     /// possible), so a checker needs it to compile the same flood groups.
     #[serde(default)]
     pub flood_tree: Vec<(PortRef, PortRef)>,
+    /// Switches in maintenance the fabric routes around (a compiler input
+    /// decided by the controller, `controller::maintenance`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drained: Vec<String>,
+    /// Drained leaves whose own LAG groups hand over to the other leaf.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lags_handed_over: Vec<String>,
+}
+
+/// Where a switch is in a drain or undrain (`status/maintenance/<switch>`;
+/// no key: in service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceState {
+    /// The fabric is moving traffic off it.
+    Draining,
+    /// Out of service; `detail` says how that was confirmed.
+    Drained,
+    /// Coming back, in reverse order.
+    Undraining,
+    /// The drain was not done; `detail` says why.
+    Refused,
+}
+
+/// `status/maintenance/<switch>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceStatus {
+    pub state: MaintenanceState,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub controller: String,
+    /// Unix seconds when `state` was entered.
+    pub since: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +247,11 @@ pub mod paths {
             Attachment::Port(p) => format!("{PORT_SECURITY}ports/{p}"),
             Attachment::Lag(l) => format!("{PORT_SECURITY}lags/{l}"),
         }
+    }
+
+    pub const MAINTENANCE: &str = "maintenance/";
+    pub fn maintenance(switch: &str) -> String {
+        format!("{MAINTENANCE}{switch}")
     }
 }
 

@@ -45,6 +45,7 @@ pub fn validate(f: &Fabric) -> Vec<Problem> {
     v.vlans();
     v.routes();
     v.hosts();
+    v.maintenance();
     v.out
 }
 
@@ -60,6 +61,21 @@ impl<'a> Validator<'a> {
             related,
             message,
         });
+    }
+
+    /// A maintenance request names a configured switch. (Whether a drain
+    /// can be done without loss depends on hosts the fabric learned too:
+    /// `controller::maintenance` refuses it there, in status.)
+    fn maintenance(&mut self) {
+        for name in self.f.maintenance.keys() {
+            if !self.f.switches.contains_key(name) {
+                self.report(
+                    ConfigKey::Maintenance(name.clone()),
+                    vec![ConfigKey::Switch(name.clone())],
+                    format!("unknown switch {name}"),
+                );
+            }
+        }
     }
 
     fn settings(&mut self) {

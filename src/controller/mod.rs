@@ -26,6 +26,7 @@
 //! - `observations`: reading that status back (the observed state and
 //!   learned hosts), for tools that must see what the controller sees;
 //! - `incremental`: the incremental compiler;
+//! - `maintenance`: drain / undrain order and status;
 //! - `metrics`: Prometheus metrics.
 //!
 //! May use: `config`, `topo`, `compile`, `protocols`, `agent`, `p4rt`
@@ -34,6 +35,7 @@
 
 mod agents;
 mod incremental;
+pub mod maintenance;
 pub mod metrics;
 pub mod observations;
 mod pipelines;
@@ -58,6 +60,7 @@ use crate::protocols::{self, Action, Protocols};
 use crate::topo::ObservedState;
 
 use agents::{AgentChannels, Agents};
+use maintenance::Maintenance;
 use port_security::PortSecurityPublisher;
 use port_watchers::PortWatchers;
 use recovery::{LinkRound, Recovery};
@@ -112,6 +115,9 @@ pub struct Controller {
     port_watchers: PortWatchers,
     status: StatusPublisher,
     port_security: PortSecurityPublisher,
+    /// Drains and undrains, and the writer for their status.
+    maintenance: Maintenance,
+    status_writer: Option<Arc<StatusWriter>>,
     /// Discovery, LACP, ARP/ND, learning; created with the first config.
     protocols: Option<Protocols>,
     /// Hosts given at start (benchmarks), merged with learned ones.
@@ -173,7 +179,13 @@ impl Controller {
             agents: Agents::new(&opts, channels),
             port_watchers: PortWatchers::new(port_events_tx),
             port_security: PortSecurityPublisher::new(status.clone()),
-            status: StatusPublisher::new(status, opts.controller_id.clone(), opts.election_id),
+            status: StatusPublisher::new(
+                status.clone(),
+                opts.controller_id.clone(),
+                opts.election_id,
+            ),
+            maintenance: Maintenance::default(),
+            status_writer: status,
             opts,
             config,
             fabric: Arc::new(Fabric::default()),
@@ -303,8 +315,64 @@ impl Controller {
         self.on_actions(actions);
         if self.config_pending {
             self.refresh_observed();
-            self.recompute(true);
+            let changed = self.maintenance.on_config(&self.fabric, &self.hosts);
+            self.apply_maintenance(changed, true);
         }
+    }
+
+    /// Carries out a maintenance step: the LACP actor's drained leaves,
+    /// and a compile when the switches routed around changed (or
+    /// `recompile`).
+    fn apply_maintenance(&mut self, changed: maintenance::Changed, recompile: bool) {
+        if changed.lacp {
+            let leaves = self.maintenance.lacp_drained();
+            let actions = self
+                .protocols
+                .as_mut()
+                .map(|p| p.set_lacp_drained(&leaves, std::time::Instant::now()))
+                .unwrap_or_default();
+            self.on_actions(actions);
+        }
+        if changed.routed || recompile {
+            self.refresh_observed();
+            self.recompute(recompile);
+        }
+    }
+
+    /// The status tick's maintenance step: drains and undrains that wait
+    /// for switches to converge, for LACP, or for time.
+    fn maintenance_tick(&mut self) {
+        let statuses = self.agents.statuses();
+        let members = self
+            .protocols
+            .as_ref()
+            .map(Protocols::lag_status)
+            .unwrap_or_default();
+        let lacp_back = |leaf: &str| {
+            members
+                .iter()
+                .filter(|m| m.port.switch == leaf && m.mode == crate::config::LagMode::Lacp)
+                .filter(|m| m.port_up)
+                .all(|m| m.usable)
+        };
+        let observed = &self.observed;
+        let links_up = |switch: &str| {
+            !observed
+                .discovered
+                .iter()
+                .any(|(l, seen)| !seen && (l.0.switch == switch || l.1.switch == switch))
+                && !observed.ports_down.iter().any(|p| p.switch == switch)
+        };
+        // Refused drains are re-checked (a spine came back; a host left).
+        let mut changed = self.maintenance.on_config(&self.fabric, &self.hosts);
+        let stepped =
+            self.maintenance
+                .step(&statuses, links_up, lacp_back, std::time::Instant::now());
+        changed.routed |= stepped.routed;
+        changed.lacp |= stepped.lacp;
+        self.apply_maintenance(changed, false);
+        self.maintenance
+            .publish(self.status_writer.as_ref(), &self.opts.controller_id);
     }
 
     /// A switch's read-back at session start: recover what was learned
@@ -490,6 +558,8 @@ impl Controller {
 
     /// Copies what the protocols observed into the compiler's inputs.
     fn refresh_observed(&mut self) {
+        self.observed.drained = self.maintenance.routed();
+        self.observed.lags_handed_over = self.maintenance.handed_over();
         let Some(p) = &self.protocols else {
             self.hosts = self.seeded_hosts.clone();
             return;
@@ -525,6 +595,8 @@ impl Controller {
             return;
         };
         self.generation += 1;
+        // Drains and undrains wait for the switches to hold this one.
+        self.maintenance.compiled(self.generation);
         self.agents
             .set_desired(self.generation, &self.compiler.snapshot(), full);
         let secs = started.elapsed().as_secs_f64();
@@ -540,6 +612,7 @@ impl Controller {
     }
 
     fn publish_status(&mut self) {
+        self.maintenance_tick();
         self.publish_port_security();
         let statuses = self.agents.statuses();
         self.status.switches(&statuses);

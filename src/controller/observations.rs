@@ -35,6 +35,8 @@ pub fn from_status(
             .collect();
         observed.ports_down = o.ports_down.into_iter().collect();
         observed.lacp_unsynced = o.lacp_unsynced.into_iter().collect();
+        observed.drained = o.drained.into_iter().collect();
+        observed.lags_handed_over = o.lags_handed_over.into_iter().collect();
         tree = Some(FloodTree {
             links: o
                 .flood_tree

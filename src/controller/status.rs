@@ -273,6 +273,8 @@ impl StatusPublisher {
                 .flat_map(|t| t.links.iter())
                 .map(|l| (l.0.clone(), l.1.clone()))
                 .collect(),
+            drained: observed.drained.iter().cloned().collect(),
+            lags_handed_over: observed.lags_handed_over.iter().cloned().collect(),
         };
         values.insert(
             st::paths::OBSERVED.to_string(),

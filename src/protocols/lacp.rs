@@ -124,6 +124,10 @@ pub struct Lacp {
     /// (a first LACPDU "not in sync, defaulted" would make the server drop
     /// the link until the next exchange).
     quiet: bool,
+    /// Leaves in maintenance: their members select nothing, so the actor
+    /// tells the server it is out of sync (not collecting/distributing)
+    /// and the server's bond moves its traffic to the other leaf.
+    drained: BTreeSet<String>,
 }
 
 /// Actor port numbers: `(label & 0x7f) << 9 | port`, unique fabric-wide as
@@ -159,6 +163,7 @@ impl Lacp {
             members: BTreeMap::new(),
             ports_down: BTreeSet::new(),
             quiet: false,
+            drained: BTreeSet::new(),
         };
         l.configure(fabric, now);
         l
@@ -394,6 +399,42 @@ impl Lacp {
         out
     }
 
+    /// Takes the members on `leaves` out of service (drain: the actor goes
+    /// out of sync there) and puts the others back; changes go out at once.
+    pub fn set_drained(&mut self, leaves: &BTreeSet<String>, now: Instant) -> LacpOutput {
+        let mut out = LacpOutput::default();
+        if *leaves == self.drained {
+            return out;
+        }
+        let changed: BTreeSet<String> = leaves
+            .symmetric_difference(&self.drained)
+            .cloned()
+            .collect();
+        self.drained = leaves.clone();
+        self.settle_where(|m| changed.contains(&m.switch), now, &mut out);
+        out
+    }
+
+    /// Settles every LAG with a member `touched` says changed, then sends
+    /// what is due.
+    fn settle_where(
+        &mut self,
+        touched: impl Fn(&PortRef) -> bool,
+        now: Instant,
+        out: &mut LacpOutput,
+    ) {
+        let lags: Vec<String> = self
+            .lags
+            .iter()
+            .filter(|(_, l)| l.members.iter().any(&touched))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for lag in lags {
+            self.settle(&lag, out);
+        }
+        self.transmit(now, out);
+    }
+
     /// The port's operational status changed.
     pub fn on_port_status(&mut self, port: &PortRef, up: bool, now: Instant) -> LacpOutput {
         let mut out = LacpOutput::default();
@@ -412,16 +453,7 @@ impl Lacp {
             m.ntt = up;
             m.next_tx = up.then_some(now);
         }
-        let lags: Vec<String> = self
-            .lags
-            .iter()
-            .filter(|(_, l)| l.members.contains(port))
-            .map(|(n, _)| n.clone())
-            .collect();
-        for lag in lags {
-            self.settle(&lag, &mut out);
-        }
-        self.transmit(now, &mut out);
+        self.settle_where(|m| m == port, now, &mut out);
         out
     }
 
@@ -528,7 +560,8 @@ impl Lacp {
         let members = lag.members.clone();
         let mut usable = BTreeSet::new();
         for p in &members {
-            let down = self.ports_down.contains(p);
+            // A drained leaf's member counts as down for selection.
+            let down = self.ports_down.contains(p) || self.drained.contains(&p.switch);
             let key = self.lags.get(lag_name).map_or(0, |l| l.key);
             let (system, system_priority) = (self.system, self.system_priority);
             let Some(m) = self.members.get_mut(p) else {

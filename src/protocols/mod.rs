@@ -542,6 +542,15 @@ impl Protocols {
         self.lacp.set_quiet(true, now);
     }
 
+    /// Leaves in maintenance (`controller::maintenance`): the LACP actor
+    /// on their members goes out of sync; the others come back.
+    pub fn set_lacp_drained(&mut self, leaves: &BTreeSet<String>, now: Instant) -> Vec<Action> {
+        let mut out = Out::default();
+        out.lacp(self.lacp.set_drained(leaves, now));
+        self.count_out(&out);
+        out.actions
+    }
+
     /// The read-backs are in (or their grace passed): LACP speaks, first
     /// to the partners the previous controller heard on members still in
     /// service (`Lacp::restore_partners`).

@@ -21,14 +21,22 @@ pub struct LagGroup {
     pub leaves: Vec<String>,
     /// Configured members per leaf (sorted).
     pub members: BTreeMap<String, Vec<PortNum>>,
-    /// Members that may carry traffic: port up, LAG admin up and, for LACP,
-    /// in sync.
+    /// Members that may carry traffic: port up, LAG admin up, leaf not
+    /// drained and, for LACP, in sync.
     pub usable: BTreeMap<String, Vec<PortNum>>,
+    /// Members a leaf itself still delivers on: `usable` but for a
+    /// drained leaf, whose members keep serving what reaches it until it
+    /// hands over to the other leaf (frames in flight are not dropped).
+    pub serving: BTreeMap<String, Vec<PortNum>>,
 }
 
 impl LagGroup {
     pub fn usable_on(&self, leaf: &str) -> &[PortNum] {
         self.usable.get(leaf).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn serving_on(&self, leaf: &str) -> &[PortNum] {
+        self.serving.get(leaf).map(Vec::as_slice).unwrap_or(&[])
     }
 
     pub fn members_on(&self, leaf: &str) -> &[PortNum] {
@@ -64,13 +72,21 @@ pub(super) fn groups(fabric: &Fabric, observed: &ObservedState) -> BTreeMap<Stri
     for (name, lag) in &fabric.lags {
         let mut members: BTreeMap<String, Vec<PortNum>> = BTreeMap::new();
         let mut usable: BTreeMap<String, Vec<PortNum>> = BTreeMap::new();
+        let mut serving: BTreeMap<String, Vec<PortNum>> = BTreeMap::new();
         for m in &lag.members {
             members.entry(m.switch.clone()).or_default().push(m.port);
-            if member_usable(lag.admin_up, lag.protocol, m, observed) {
-                usable.entry(m.switch.clone()).or_default().push(m.port);
+            if member_serving(lag.admin_up, lag.protocol, m, observed) {
+                serving.entry(m.switch.clone()).or_default().push(m.port);
+                if !observed.drained.contains(&m.switch) {
+                    usable.entry(m.switch.clone()).or_default().push(m.port);
+                }
             }
         }
-        for v in members.values_mut().chain(usable.values_mut()) {
+        for v in members
+            .values_mut()
+            .chain(usable.values_mut())
+            .chain(serving.values_mut())
+        {
             v.sort_unstable();
             v.dedup();
         }
@@ -83,14 +99,20 @@ pub(super) fn groups(fabric: &Fabric, observed: &ObservedState) -> BTreeMap<Stri
                 leaves: members.keys().cloned().collect(),
                 members,
                 usable,
+                serving,
             },
         );
     }
     out
 }
 
-fn member_usable(admin_up: bool, mode: LagMode, port: &PortRef, obs: &ObservedState) -> bool {
+/// Port up, LAG admin up and, for LACP, in sync. (A drained leaf's members
+/// are left out of `usable` at once, before its LACP actor goes out of
+/// sync — make-before-break: the fabric stops sending through them before
+/// the server stops taking frames on them.)
+fn member_serving(admin_up: bool, mode: LagMode, port: &PortRef, obs: &ObservedState) -> bool {
     admin_up
+        && !obs.lags_handed_over.contains(&port.switch)
         && !obs.ports_down.contains(port)
         && (mode == LagMode::Static || !obs.lacp_unsynced.contains(port))
 }

@@ -53,6 +53,16 @@ pub struct ObservedState {
     pub ports_down: BTreeSet<PortRef>,
     /// Members of LACP LAGs that are not (or no longer) in sync.
     pub lacp_unsynced: BTreeSet<PortRef>,
+    /// Switches in maintenance that the fabric routes around (decided by
+    /// `controller::maintenance` from the `maintenance/<switch>` key and
+    /// the switch's read-back): other switches use them neither as a
+    /// transit hop nor in the flood tree while another path exists, and a
+    /// drained leaf's LAG members carry nothing. A drained switch keeps
+    /// its own next hops, so frames already on their way still arrive.
+    pub drained: BTreeSet<String>,
+    /// Drained leaves whose own LAG groups hand what reaches them to the
+    /// other leaf (before their LACP actor goes out of sync).
+    pub lags_handed_over: BTreeSet<String>,
 }
 
 /// The state of one fabric link.
@@ -317,6 +327,11 @@ impl Topology {
             }
         }
         seen.len() == self.nodes.len()
+    }
+
+    /// Is `switch` in maintenance (routed around)?
+    pub fn drained(&self, switch: &str) -> bool {
+        self.observed.drained.contains(switch)
     }
 
     fn up_edges(&self, n: NodeIndex) -> impl Iterator<Item = (EdgeIndex, NodeIndex, &FabricLink)> {

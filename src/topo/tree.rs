@@ -4,6 +4,10 @@
 //! tree that is still up, then the other up links ranked spine-first (all
 //! links of the first spine by name, then the next spine's ...), so a fresh
 //! tree is a star around one spine and a repair swaps only the lost links.
+//! Links touching a drained switch (maintenance) come after all others, so
+//! the tree leaves it whenever the rest of the fabric spans without it: a
+//! drained spine then hangs off one leaf (and gets no flood copies, having
+//! no leaf behind it), a drained leaf is reached but carries no transit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -48,8 +52,12 @@ pub(super) fn compute(topo: &Topology, previous: Option<&FloodTree>) -> FloodTre
         up.push((a, b, &link.id, rank));
     }
     up.sort_by(|x, y| {
+        let drained = |l: &LinkId| {
+            topo.observed.drained.contains(&l.0.switch)
+                || topo.observed.drained.contains(&l.1.switch)
+        };
         let prev = |l: &LinkId| !previous.is_some_and(|p| p.contains(l));
-        (prev(x.2), x.3, x.2).cmp(&(prev(y.2), y.3, y.2))
+        (drained(x.2), prev(x.2), x.3, x.2).cmp(&(drained(y.2), prev(y.2), y.3, y.2))
     });
     let mut sets = UnionFind::default();
     let mut links = BTreeSet::new();

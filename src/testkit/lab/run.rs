@@ -191,6 +191,25 @@ impl LabRun {
         Ok(c)
     }
 
+    /// `start`, a controller in this process, settled (links discovered,
+    /// switches converged), and every host pair that should reach each
+    /// other answering: the start of a test that runs traffic.
+    pub async fn start_serving(
+        fabric: &Fabric,
+        ns_prefix: &str,
+        controller: &str,
+    ) -> Result<(LabRun, LabController, Vec<Probe>)> {
+        let run = LabRun::start(fabric, ns_prefix).await?;
+        let ctl = run.start_controller(controller).await?;
+        run.wait_settled(Duration::from_secs(60)).await?;
+        let probes = super::reach::probes(run.fabric());
+        let failures = super::reach::failures(&run.lab.ping_all(&probes));
+        if !failures.is_empty() {
+            anyhow::bail!("before anything happened:\n{}", failures.join("\n"));
+        }
+        Ok((run, ctl, probes))
+    }
+
     /// Polls `check` until converged or `timeout` (then the last result).
     pub async fn wait_converged(&self, timeout: Duration) -> Convergence {
         wait_converged_with_status(&self.fabric, &self.pipelines, &self.endpoint(), timeout).await
