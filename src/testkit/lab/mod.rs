@@ -285,6 +285,23 @@ impl Bmv2Switch {
             .map(|(_, s, _)| s.as_str())
     }
 
+    /// Frames the switch sent and received on `ports` (all its ports when
+    /// empty) so far, from the kernel's counters of its interfaces: what a
+    /// switch's port counters would say.
+    pub fn port_frames(&self, ports: &[u32]) -> u64 {
+        let read = |ifname: &str, what: &str| -> u64 {
+            std::fs::read_to_string(format!("/sys/class/net/{ifname}/statistics/{what}"))
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        self.ports
+            .iter()
+            .filter(|(p, _, _)| ports.is_empty() || ports.contains(p))
+            .map(|(_, ifname, _)| read(ifname, "rx_packets") + read(ifname, "tx_packets"))
+            .sum()
+    }
+
     /// The far-end interface of `port` (inside `hosts`).
     pub fn far_ifname(&self, port: u32) -> Option<&str> {
         self.ports
