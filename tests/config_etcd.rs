@@ -595,7 +595,8 @@ async fn invalid_keys_are_rejected_and_the_last_good_version_stays() {
 
     // The errors go to status/config/<key>; fixing a key clears its entry.
     let w = writer(&s, 2).await;
-    w.set_config_errors(&u.errors).await.unwrap();
+    w.set_config_errors(&u.errors);
+    assert!(w.flush(Duration::from_secs(5)).await);
     let st = s.get_dir("status/config/").await.unwrap();
     assert_eq!(st.kvs.len(), 5);
     assert!(String::from_utf8_lossy(&st.kvs["status/config/vlans/10"]).contains("broadcast"));
@@ -611,7 +612,8 @@ async fn invalid_keys_are_rejected_and_the_last_good_version_stays() {
         .unwrap();
     let u = watch.wait_for_revision(c.revision).await;
     assert_eq!(u.errors.len(), 4);
-    w.set_config_errors(&u.errors).await.unwrap();
+    w.set_config_errors(&u.errors);
+    assert!(w.flush(Duration::from_secs(5)).await);
     assert!(!s
         .get_dir("status/config/")
         .await

@@ -105,7 +105,7 @@ pub async fn run(args: &LearnFloodArgs) -> anyhow::Result<()> {
                 .get(&by.vlan)
                 .and_then(|v| v.ipv4_gateway)
                 .context("the bystander's VLAN has no IPv4 gateway")?;
-            (p.clone(), ip, std::net::IpAddr::V4(gw.addr()))
+            (p.clone(), ip, gw.addr())
         }
         _ => bail!("the bystander must sit on a port and have an IPv4 address"),
     };
@@ -259,7 +259,7 @@ pub async fn run(args: &LearnFloodArgs) -> anyhow::Result<()> {
                 sender_mac: by.mac,
                 sender_ip: by_ip,
                 target_mac: MacAddr([0; 6]),
-                target_ip: by_gw_v4(by_gw)?,
+                target_ip: by_gw,
             };
             let frame = build_eth(MacAddr::BROADCAST, by.mac, None, 0x0806, &req.encode());
             by_switch.send_to_primary(p4::stream_message_response::Update::Packet(
@@ -350,13 +350,6 @@ pub async fn run(args: &LearnFloodArgs) -> anyhow::Result<()> {
         cpu.as_secs_f64()
     );
     Ok(())
-}
-
-fn by_gw_v4(a: std::net::IpAddr) -> anyhow::Result<std::net::Ipv4Addr> {
-    match a {
-        std::net::IpAddr::V4(a) => Ok(a),
-        std::net::IpAddr::V6(_) => bail!("IPv4 gateway expected"),
-    }
 }
 
 /// Every link end in `status/links/` and whether it is up.

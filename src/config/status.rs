@@ -300,12 +300,16 @@ impl Queue {
         } else {
             self.handed.insert(path.to_string(), op.clone());
         }
-        let q = if path.starts_with("hosts/") {
+        self.bucket(path).insert(path.to_string(), op);
+    }
+
+    /// Learned hosts wait behind everything else.
+    fn bucket(&mut self, path: &str) -> &mut BTreeMap<String, Pending> {
+        if path.starts_with("hosts/") {
             &mut self.bulk
         } else {
             &mut self.urgent
-        };
-        q.insert(path.to_string(), op);
+        }
     }
 
     /// Up to `n` writes, urgent ones first.
@@ -325,12 +329,7 @@ impl Queue {
     /// Puts back writes that failed, unless a newer value came meanwhile.
     fn put_back(&mut self, ops: Vec<(String, Pending)>) {
         for (path, op) in ops {
-            let q = if path.starts_with("hosts/") {
-                &mut self.bulk
-            } else {
-                &mut self.urgent
-            };
-            q.entry(path).or_insert(op);
+            self.bucket(&path).entry(path).or_insert(op);
         }
     }
 
@@ -598,8 +597,9 @@ impl StatusWriter {
         Ok(())
     }
 
-    /// Makes `status/config/` hold exactly `errors`.
-    pub async fn set_config_errors(&self, errors: &[KeyError]) -> Result<(), StoreError> {
+    /// Makes `status/config/` hold exactly `errors`, through the
+    /// write-behind queue (the entries no longer in `errors` are removed).
+    pub fn set_config_errors(&self, errors: &[KeyError]) {
         let want: BTreeMap<String, ConfigKeyStatus> = errors
             .iter()
             .map(|e| {
@@ -613,20 +613,19 @@ impl StatusWriter {
             })
             .collect();
         let stale: Vec<String> = {
-            let s = self.shared.lock().await;
-            s.written
+            let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.handed
                 .keys()
                 .filter(|k| k.starts_with("config/") && !want.contains_key(*k))
                 .cloned()
                 .collect()
         };
         for k in stale {
-            self.remove(&k).await?;
+            self.remove_later(&k);
         }
         for (k, v) in &want {
-            self.set(k, v).await?;
+            self.set_later(k, v);
         }
-        Ok(())
     }
 
     pub async fn set_switch(&self, name: &str, st: &SwitchStatus) -> Result<(), StoreError> {

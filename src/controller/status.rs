@@ -32,8 +32,6 @@ pub(super) struct StatusPublisher {
     state_since: BTreeMap<String, (st::SessionState, u64)>,
     /// Status paths of observed links/hosts/LAG members last written.
     observed_paths: BTreeSet<String>,
-    /// `status/config/` paths last written.
-    config_paths: BTreeSet<String>,
     /// Learned hosts as last handed to the writer: an unchanged host costs
     /// no serialisation (there may be thousands).
     hosts: BTreeMap<String, st::HostStatus>,
@@ -54,7 +52,6 @@ impl StatusPublisher {
             election_id,
             state_since: BTreeMap::new(),
             observed_paths: BTreeSet::new(),
-            config_paths: BTreeSet::new(),
             hosts: BTreeMap::new(),
             lacp_partners: BTreeMap::new(),
         }
@@ -66,29 +63,10 @@ impl StatusPublisher {
     }
 
     /// Reports the configuration keys rejected (`status/config/`).
-    pub(super) fn config_errors(&mut self, errors: &[KeyError]) {
-        let Some(w) = &self.writer else {
-            return;
-        };
-        let want: BTreeMap<String, st::ConfigKeyStatus> = errors
-            .iter()
-            .map(|e| {
-                (
-                    st::paths::config(&e.key),
-                    st::ConfigKeyStatus {
-                        error: e.reason.clone(),
-                        controller: self.controller_id.clone(),
-                    },
-                )
-            })
-            .collect();
-        for gone in self.config_paths.iter().filter(|p| !want.contains_key(*p)) {
-            w.remove_later(gone);
+    pub(super) fn config_errors(&self, errors: &[KeyError]) {
+        if let Some(w) = &self.writer {
+            w.set_config_errors(errors);
         }
-        for (path, v) in &want {
-            w.set_later(path, v);
-        }
-        self.config_paths = want.into_keys().collect();
     }
 
     /// Reads the LACP partners a previous controller heard (none without
