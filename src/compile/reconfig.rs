@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{Fabric, Host, PortRef, VlanId};
+use crate::config::{Fabric, Host, PortRef, Section, VlanId};
 use crate::net::MacAddr;
 
 use super::diff::{merge_join, Plan};
@@ -44,7 +44,8 @@ impl ConfigChange {
 
 /// Classifies the change from `old` to `new`.
 pub fn classify(old: &Fabric, new: &Fabric) -> ConfigChange {
-    // Cheapest comparisons first; routes (100k at scale) last.
+    // Cheapest comparisons first; routes (100k at scale) last, and free
+    // when both versions share them (`Section`).
     if old.settings != new.settings {
         return ConfigChange::Full("settings");
     }
@@ -61,7 +62,12 @@ pub fn classify(old: &Fabric, new: &Fabric) -> ConfigChange {
         return ConfigChange::Full("routes");
     }
     ConfigChange::Incremental {
-        hosts: changed_keys(&old.hosts, &new.hosts),
+        // A shared section is unchanged: no need to walk 10k hosts.
+        hosts: if Section::same(&old.hosts, &new.hosts) {
+            Vec::new()
+        } else {
+            changed_keys(&old.hosts, &new.hosts)
+        },
         ports: changed_keys(&old.ports, &new.ports),
         vlans: changed_keys(&old.vlans, &new.vlans),
     }

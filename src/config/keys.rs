@@ -284,36 +284,83 @@ pub enum Item {
 pub fn assemble<'a>(items: impl IntoIterator<Item = (&'a ConfigKey, &'a Item)>) -> Fabric {
     let mut f = Fabric::default();
     for (key, item) in items {
-        match (key, item.clone()) {
-            (ConfigKey::Settings, Item::Settings(s)) => f.settings = s,
-            (ConfigKey::Switch(n), Item::Switch(s)) => {
-                f.switches.insert(n.clone(), s);
-            }
-            (ConfigKey::Link(n), Item::Link(l)) => {
-                f.links.insert(n.clone(), l);
-            }
-            (ConfigKey::Port(p), Item::Port(e)) => {
-                f.ports.insert(p.clone(), e);
-            }
-            (ConfigKey::Lag(n), Item::Lag(l)) => {
-                f.lags.insert(n.clone(), l);
-            }
-            (ConfigKey::Vlan(v), Item::Vlan(x)) => {
-                f.vlans.insert(*v, x);
-            }
-            (ConfigKey::Route(n), Item::Route(r)) => {
-                f.routes.insert(n.clone(), r);
-            }
-            (ConfigKey::Host(n), Item::Host(h)) => {
-                f.hosts.insert(n.clone(), h);
-            }
-            (ConfigKey::Maintenance(n), Item::Maintenance(m)) => {
-                f.maintenance.insert(n.clone(), m);
-            }
-            _ => {}
-        }
+        set_item(&mut f, key, Some(item.clone()));
     }
     f
+}
+
+/// Puts (`Some`) or removes (`None`) one keyed item of a fabric; removed
+/// `settings` are the defaults. An item under the wrong kind of key is
+/// skipped, as in `assemble`.
+pub fn set_item(f: &mut Fabric, key: &ConfigKey, item: Option<Item>) {
+    match (key, item) {
+        (ConfigKey::Settings, Some(Item::Settings(s))) => f.settings = s,
+        (ConfigKey::Settings, None) => f.settings = Settings::default(),
+        (ConfigKey::Switch(n), Some(Item::Switch(s))) => {
+            f.switches.insert(n.clone(), s);
+        }
+        (ConfigKey::Switch(n), None) => {
+            f.switches.remove(n);
+        }
+        (ConfigKey::Link(n), Some(Item::Link(l))) => {
+            f.links.insert(n.clone(), l);
+        }
+        (ConfigKey::Link(n), None) => {
+            f.links.remove(n);
+        }
+        (ConfigKey::Port(p), Some(Item::Port(e))) => {
+            f.ports.insert(p.clone(), e);
+        }
+        (ConfigKey::Port(p), None) => {
+            f.ports.remove(p);
+        }
+        (ConfigKey::Lag(n), Some(Item::Lag(l))) => {
+            f.lags.insert(n.clone(), l);
+        }
+        (ConfigKey::Lag(n), None) => {
+            f.lags.remove(n);
+        }
+        (ConfigKey::Vlan(v), Some(Item::Vlan(x))) => {
+            f.vlans.insert(*v, x);
+        }
+        (ConfigKey::Vlan(v), None) => {
+            f.vlans.remove(v);
+        }
+        (ConfigKey::Route(n), Some(Item::Route(r))) => {
+            f.routes.insert(n.clone(), r);
+        }
+        (ConfigKey::Route(n), None) => {
+            f.routes.remove(n);
+        }
+        (ConfigKey::Host(n), Some(Item::Host(h))) => {
+            f.hosts.insert(n.clone(), h);
+        }
+        (ConfigKey::Host(n), None) => {
+            f.hosts.remove(n);
+        }
+        (ConfigKey::Maintenance(n), Some(Item::Maintenance(m))) => {
+            f.maintenance.insert(n.clone(), m);
+        }
+        (ConfigKey::Maintenance(n), None) => {
+            f.maintenance.remove(n);
+        }
+        _ => {}
+    }
+}
+
+/// One keyed item of a fabric, if it has it (`settings` it always has).
+pub fn item_of(f: &Fabric, key: &ConfigKey) -> Option<Item> {
+    match key {
+        ConfigKey::Settings => Some(Item::Settings(f.settings.clone())),
+        ConfigKey::Switch(n) => f.switches.get(n).cloned().map(Item::Switch),
+        ConfigKey::Link(n) => f.links.get(n).cloned().map(Item::Link),
+        ConfigKey::Port(p) => f.ports.get(p).cloned().map(Item::Port),
+        ConfigKey::Lag(n) => f.lags.get(n).cloned().map(Item::Lag),
+        ConfigKey::Vlan(v) => f.vlans.get(v).cloned().map(Item::Vlan),
+        ConfigKey::Route(n) => f.routes.get(n).cloned().map(Item::Route),
+        ConfigKey::Host(n) => f.hosts.get(n).cloned().map(Item::Host),
+        ConfigKey::Maintenance(n) => f.maintenance.get(n).cloned().map(Item::Maintenance),
+    }
 }
 
 /// Splits a fabric into its keys and items (the inverse of `assemble`).

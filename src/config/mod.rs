@@ -13,6 +13,7 @@ pub mod etcd;
 pub mod file;
 pub mod keys;
 pub mod model;
+pub mod section;
 pub mod state;
 pub mod status;
 pub mod store;
@@ -21,5 +22,6 @@ pub mod watch;
 
 pub use keys::{ConfigKey, DEFAULT_PREFIX};
 pub use model::*;
+pub use section::Section;
 pub use state::{Change, ConfigState, KeyError};
-pub use validate::{validate, Problem};
+pub use validate::{validate, validate_changed, Problem};

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::section::Section;
 use crate::net::MacAddr;
 
 /// A switch's P4Runtime port number (bmv2: the `-i N@veth` number).
@@ -39,12 +40,13 @@ pub struct Fabric {
     pub lags: BTreeMap<String, Lag>,
     #[serde(default)]
     pub vlans: BTreeMap<VlanId, Vlan>,
-    /// Static routes by name.
+    /// Static routes by name (shared between versions: `Section`).
     #[serde(default)]
-    pub routes: BTreeMap<String, Route>,
-    /// Static hosts / port bindings by name (a Neutron port id, say).
+    pub routes: Section<String, Route>,
+    /// Static hosts / port bindings by name (a Neutron port id, say;
+    /// shared between versions: `Section`).
     #[serde(default)]
-    pub hosts: BTreeMap<String, Host>,
+    pub hosts: Section<String, Host>,
     /// Maintenance requests by switch name (`p4fabric drain`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub maintenance: BTreeMap<String, Maintenance>,

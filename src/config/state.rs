@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::keys::{assemble, ConfigKey, Item};
+use super::keys::{item_of, set_item, ConfigKey, Item};
 use super::model::Fabric;
-use super::validate::{validate, Problem};
+use super::validate::{validate_changed, Problem};
 
 /// One change of a raw key (relative path), as a store reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +51,9 @@ impl std::fmt::Display for KeyError {
 pub struct ConfigState {
     /// The store's current value of every key.
     raw: BTreeMap<String, Vec<u8>>,
-    /// What is in force; always a valid configuration.
-    accepted: BTreeMap<ConfigKey, Item>,
+    /// What is in force; always a valid configuration. Its big sections
+    /// (hosts, routes) are shared with the versions handed out (`Section`).
+    accepted: Fabric,
     /// Keys whose raw value (or deletion) is not in force, and why.
     rejected: BTreeMap<String, String>,
 }
@@ -64,7 +65,7 @@ impl ConfigState {
 
     /// The configuration in force.
     pub fn fabric(&self) -> Fabric {
-        assemble(&self.accepted)
+        self.accepted.clone()
     }
 
     /// Every key whose current value is rejected, in key order.
@@ -104,6 +105,17 @@ impl ConfigState {
     /// matter: a host may arrive before its VLAN). Returns the configuration
     /// in force and every currently rejected key.
     pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> (Fabric, Vec<KeyError>) {
+        self.apply_checked(changes, validate_changed)
+    }
+
+    /// `apply`, with `check` finding the problems of a candidate
+    /// configuration given the keys that changed (tests compare the scoped
+    /// check with the whole one).
+    fn apply_checked(
+        &mut self,
+        changes: impl IntoIterator<Item = Change>,
+        check: fn(&Fabric, &BTreeSet<ConfigKey>) -> Vec<Problem>,
+    ) -> (Fabric, Vec<KeyError>) {
         let mut touched: BTreeSet<String> = BTreeSet::new();
         for c in changes {
             match c.value {
@@ -144,16 +156,18 @@ impl ConfigState {
             }
         }
 
+        // Cheap: the sections no proposal touches stay shared.
         let mut candidate = self.accepted.clone();
         for (k, v) in &proposed {
-            set(&mut candidate, k, v.clone());
+            set_item(&mut candidate, k, v.clone());
         }
+        let scope: BTreeSet<ConfigKey> = proposed.keys().cloned().collect();
         // Each round reverts at least one proposal or drops one key, so this
         // ends; normally in one or two rounds. Problems only reach the
         // fallback once no proposal is left to blame, since reverting one
         // change often fixes several problems at once.
         loop {
-            let problems = validate(&assemble(&candidate));
+            let problems = check(&candidate, &scope);
             if problems.is_empty() {
                 break;
             }
@@ -165,7 +179,7 @@ impl ConfigState {
                 for p in &problems {
                     // An invalid accepted state cannot arise, but dropping
                     // the blamed key guarantees progress if it ever did.
-                    candidate.remove(&p.key);
+                    set_item(&mut candidate, &p.key, None);
                     rejected
                         .entry(p.key.to_string())
                         .or_insert(p.message.clone());
@@ -183,7 +197,7 @@ impl ConfigState {
         &self,
         p: &Problem,
         proposed: &mut BTreeMap<ConfigKey, Option<Item>>,
-        candidate: &mut BTreeMap<ConfigKey, Item>,
+        candidate: &mut Fabric,
         rejected: &mut BTreeMap<String, String>,
     ) -> bool {
         let Some(k) = std::iter::once(&p.key)
@@ -199,22 +213,16 @@ impl ConfigState {
             p.to_string()
         };
         proposed.remove(&k);
-        set(candidate, &k, self.accepted.get(&k).cloned());
+        set_item(candidate, &k, item_of(&self.accepted, &k));
         rejected.entry(k.to_string()).or_insert(reason);
         true
     }
 }
 
-fn set(map: &mut BTreeMap<ConfigKey, Item>, k: &ConfigKey, v: Option<Item>) {
-    match v {
-        Some(item) => map.insert(k.clone(), item),
-        None => map.remove(k),
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::validate::validate;
     use proptest::prelude::*;
 
     const SW: &str = r#"{"address":"127.0.0.1:50001","device_id":1,"role":"leaf","label":101,"fabric_ports":[1,2]}"#;
@@ -340,6 +348,103 @@ mod tests {
             s.apply([Change::put("switches/leaf1", SW), Change::put("vlans/10", VLAN10)]);
             let _ = s.apply([Change::put(key, json.to_string())]);
             prop_assert!(validate(&s.fabric()).is_empty());
+        }
+    }
+
+    const SW2: &str = r#"{"address":"127.0.0.1:50002","device_id":2,"role":"leaf","label":102,"fabric_ports":[1,2]}"#;
+    const VLAN20: &str = r#"{"ipv4_gateway":"10.0.20.1/24","ipv6_gateway":"2001:db8:20::1/64"}"#;
+    const LAG: &str = r#"{"id":1,"members":["leaf1/5","leaf2/5"],"mode":"trunk","vlans":[10,20]}"#;
+
+    /// One change of a small fabric whose hosts and routes collide often:
+    /// duplicate MACs and addresses, a missing VLAN or port, addresses
+    /// outside their subnet, next hops of the wrong family; now and then a
+    /// VLAN or port change (the whole check) or a value that does not parse.
+    fn arb_change() -> impl Strategy<Value = Change> {
+        let host = (
+            0..4u8,
+            1..3u8,
+            // Mostly valid, so that valid hosts meet and collide.
+            prop::sample::select(vec![10u16, 10, 10, 20, 30]),
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    "10.0.10.5",
+                    "10.0.10.5",
+                    "10.0.10.6",
+                    "10.0.20.5",
+                    "10.0.10.1",
+                    "10.0.99.1",
+                    "2001:db8:20::5",
+                ]),
+                0..2,
+            ),
+            prop::sample::select(vec![
+                r#"{"port":"leaf1/3"}"#,
+                r#"{"lag":"bond1"}"#,
+                r#"{"lag":"bond1"}"#,
+                r#"{"port":"leaf1/9"}"#,
+            ]),
+        )
+            .prop_map(|(n, mac, vlan, ips, att)| {
+                let ips: Vec<String> = ips.iter().map(|ip| format!("{ip:?}")).collect();
+                Change::put(
+                    format!("hosts/h{n}"),
+                    format!(
+                        r#"{{"mac":"02:00:00:00:00:0{mac}","vlan":{vlan},"ips":[{}],"attachment":{att}}}"#,
+                        ips.join(",")
+                    ),
+                )
+            });
+        let route = (
+            0..3u8,
+            prop::sample::select(vec!["0.0.0.0/0", "10.1.0.0/16", "10.1.0.1/16"]),
+            prop::sample::select(vec!["10.0.10.254", "10.0.99.254", "2001:db8::1"]),
+        )
+            .prop_map(|(n, prefix, nh)| {
+                Change::put(
+                    format!("routes/r{n}"),
+                    format!(r#"{{"prefix":"{prefix}","next_hops":["{nh}"]}}"#),
+                )
+            });
+        prop_oneof![
+            6 => host,
+            2 => (0..4u8).prop_map(|n| Change::delete(format!("hosts/h{n}"))),
+            3 => route,
+            1 => (0..3u8).prop_map(|n| Change::delete(format!("routes/r{n}"))),
+            1 => Just(Change::put("vlans/20", VLAN20)),
+            1 => Just(Change::delete("vlans/20")),
+            1 => Just(Change::delete("ports/leaf1/3")),
+            1 => Just(Change::put("ports/leaf1/3", PORT)),
+            1 => Just(Change::put("hosts/h1", "{broken")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        /// The scoped check (`validate_changed`) accepts and rejects exactly
+        /// what checking the whole configuration does, batch after batch.
+        #[test]
+        fn the_scoped_check_decides_as_the_whole_check(
+            batches in prop::collection::vec(prop::collection::vec(arb_change(), 1..4), 1..12),
+        ) {
+            let base = [
+                Change::put("switches/leaf1", SW),
+                Change::put("switches/leaf2", SW2),
+                Change::put("vlans/10", VLAN10),
+                Change::put("vlans/20", VLAN20),
+                Change::put("ports/leaf1/3", PORT),
+                Change::put("lags/bond1", LAG),
+            ];
+            let mut scoped = ConfigState::new();
+            let mut whole = ConfigState::new();
+            scoped.apply(base.clone());
+            whole.apply_checked(base, |f, _| validate(f));
+            for batch in batches {
+                let (fs, es) = scoped.apply(batch.clone());
+                let (fw, ew) = whole.apply_checked(batch, |f, _| validate(f));
+                prop_assert_eq!(&fs, &fw);
+                prop_assert_eq!(err_keys(&es), err_keys(&ew));
+                prop_assert!(validate(&fs).is_empty());
+            }
         }
     }
 

@@ -21,7 +21,7 @@ use super::frames::{
 };
 use super::gateway::Gateway;
 pub use super::gateway::Rx;
-use crate::config::{Fabric, PortRef, VlanId, VrfId};
+use crate::config::{Fabric, PortRef, Route, Section, VlanId, VrfId};
 use crate::net::MacAddr;
 
 pub const RETRY_INITIAL: Duration = Duration::from_secs(1);
@@ -73,7 +73,8 @@ pub struct ArpNd {
     gateways: BTreeMap<VlanId, Gateway>,
     learned: Bindings,
     statics: BTreeMap<(VlanId, IpAddr), MacAddr>,
-    routes: BTreeMap<String, (VrfId, Vec<IpAddr>)>,
+    /// The configured routes, shared with the configuration they came from.
+    routes: Section<String, Route>,
     next_hops: BTreeMap<(VrfId, IpAddr), NextHop>,
     refresh: Duration,
     /// Last glean request per destination, to send at most one a second.
@@ -86,7 +87,7 @@ impl ArpNd {
             gateways: BTreeMap::new(),
             learned: Bindings::default(),
             statics: BTreeMap::new(),
-            routes: BTreeMap::new(),
+            routes: Section::default(),
             next_hops: BTreeMap::new(),
             refresh: Duration::from_secs(100),
             gleaned: BTreeMap::new(),
@@ -109,24 +110,25 @@ impl ArpNd {
         let dropped = self
             .learned
             .retain(|vlan, ip| gateways.get(&vlan).is_some_and(|g| g.covers(ip)));
-        self.routes = fabric
-            .routes
-            .iter()
-            .map(|(n, r)| (n.clone(), (r.vrf, r.next_hops.clone())))
-            .collect();
-        let wanted: BTreeSet<(VrfId, IpAddr)> = self
-            .routes
-            .values()
-            .flat_map(|(vrf, nhs)| nhs.iter().map(move |ip| (*vrf, *ip)))
-            .collect();
-        self.next_hops.retain(|k, _| wanted.contains(k));
-        for k in wanted {
-            self.next_hops.entry(k).or_insert(NextHop {
-                vlan: None,
-                mac: None,
-                attempts: 0,
-                next_try: now,
-            });
+        // 100k routes at scale: their next hops are collected again only
+        // when the routes changed (a binding shares them with the last
+        // configuration).
+        if !Section::same(&self.routes, &fabric.routes) {
+            self.routes = fabric.routes.clone();
+            let wanted: BTreeSet<(VrfId, IpAddr)> = self
+                .routes
+                .values()
+                .flat_map(|r| r.next_hops.iter().map(move |ip| (r.vrf, *ip)))
+                .collect();
+            self.next_hops.retain(|k, _| wanted.contains(k));
+            for k in wanted {
+                self.next_hops.entry(k).or_insert(NextHop {
+                    vlan: None,
+                    mac: None,
+                    attempts: 0,
+                    next_try: now,
+                });
+            }
         }
         NeighborOutput {
             hosts_changed: dropped,
@@ -362,12 +364,13 @@ impl ArpNd {
 
     /// The resolved next hops of a route; empty means "do not install".
     pub fn route_next_hops(&self, route: &str) -> Vec<(IpAddr, VlanId, MacAddr)> {
-        let Some((vrf, nhs)) = self.routes.get(route) else {
+        let Some(r) = self.routes.get(route) else {
             return Vec::new();
         };
-        nhs.iter()
+        r.next_hops
+            .iter()
             .filter_map(|ip| {
-                let nh = self.next_hops.get(&(*vrf, *ip))?;
+                let nh = self.next_hops.get(&(r.vrf, *ip))?;
                 Some((*ip, nh.vlan?, nh.mac?))
             })
             .collect()
