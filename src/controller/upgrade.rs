@@ -223,7 +223,12 @@ impl Upgrade {
             Some(Phase::Undraining) => (true, false),
             _ => (on_new, false),
         };
-        let mut accept = vec![old.clone(), new.clone(), default_dir.to_path_buf()];
+        // A pinned switch must end on `dir`: nothing else is adopted.
+        let mut accept = if pinned {
+            Vec::new()
+        } else {
+            vec![old.clone(), new.clone(), default_dir.to_path_buf()]
+        };
         accept.dedup();
         PipelineChoice {
             dir: if use_new { new } else { old },
@@ -700,8 +705,9 @@ mod tests {
             c.pinned && c.dir == std::path::Path::new("/tmp/v2"),
             "{c:?}"
         );
-        assert!(c.accept.contains(&base.to_path_buf()));
+        assert!(c.accept.is_empty(), "a pinned switch adopts nothing else");
         let c = u.choice("spine2", false, base);
+        assert!(c.accept.contains(&base.to_path_buf()));
         assert!(!c.pinned && c.dir == base, "{c:?}");
         // Still drained while loading.
         assert_eq!(draining(&u).as_deref(), Some("spine1"));
