@@ -57,6 +57,12 @@ pub struct AgentConfig {
     /// controller started); `pipeline` is pushed only where the switch
     /// runs none of these.
     pub accept: Vec<Arc<Pipeline>>,
+    /// Push a different pipeline with VERIFY_AND_COMMIT (a full load: the
+    /// switch starts empty and is written in full) rather than
+    /// RECONCILE_AND_COMMIT: for a switch out of service (a rolling
+    /// upgrade's drained switch). bmv2 refuses to reconcile a changed
+    /// JSON ("Error when reconciling config").
+    pub full_commit: bool,
 }
 
 impl AgentConfig {
@@ -75,6 +81,7 @@ impl AgentConfig {
             control_events: None,
             bulk_permits: None,
             accept: Vec::new(),
+            full_commit: false,
         }
     }
 }

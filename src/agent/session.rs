@@ -194,10 +194,11 @@ impl Agent {
             return Ok(());
         }
         let p = &self.cfg.pipeline;
-        // A switch with no pipeline (fresh, or restarted) gets a full
-        // commit; a running one with another pipeline is reconciled so its
-        // forwarding state survives where the new program allows.
-        let action = if cookie.is_none() {
+        // A switch with no pipeline (fresh, or restarted) or out of service
+        // gets a full commit; a running one with another pipeline is
+        // reconciled so its forwarding state survives where the new
+        // program allows.
+        let action = if cookie.is_none() || self.cfg.full_commit {
             PipelineAction::VerifyAndCommit
         } else {
             PipelineAction::ReconcileAndCommit

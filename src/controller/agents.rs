@@ -224,6 +224,8 @@ impl Agents {
             cfg.bulk_permits = self.bulk_permits.clone();
             cfg.fabric_resync_ms = Some(self.fabric_resync_ms.clone());
             cfg.accept = pipelines[1..].to_vec();
+            // Pinned: the drained switch of a rolling upgrade.
+            cfg.full_commit = choice.pinned;
             let handle = agent::spawn(cfg, self.channels.events.clone());
             let started = Running {
                 identity,
