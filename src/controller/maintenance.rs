@@ -757,4 +757,38 @@ mod tests {
         assert!(c.routed);
         assert!(m.routed().is_empty());
     }
+
+    #[test]
+    fn an_internal_request_drains_like_an_operators_and_its_removal_undrains() {
+        let f = leaf_spine(2, 2);
+        let mut m = Maintenance::default();
+        let t0 = Instant::now();
+        m.set_internal(Some((
+            "spine1".into(),
+            Request {
+                drain: true,
+                force: false,
+                reason: Some("pipeline upgrade to v2".into()),
+            },
+        )));
+        let c = m.on_config(&f, &Hosts::new());
+        assert!(c.routed);
+        assert_eq!(m.routed(), BTreeSet::from(["spine1".to_string()]));
+        m.compiled(2);
+        m.step(&agents(&f, 2), |_| true, |_| true, t0);
+        m.step(&agents(&f, 2), |_| true, |_| true, t0 + QUIESCE);
+        let (state, _) = m.state_of("spine1").expect("in maintenance");
+        assert_eq!(state, MaintenanceState::Drained);
+        assert_eq!(
+            m.status("c1")["spine1"].reason.as_deref(),
+            Some("pipeline upgrade to v2")
+        );
+        // Released: undrains as when an operator's key goes.
+        m.set_internal(None);
+        m.on_config(&f, &Hosts::new());
+        assert_eq!(
+            m.state_of("spine1").map(|s| s.0),
+            Some(MaintenanceState::Undraining)
+        );
+    }
 }
