@@ -261,3 +261,110 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
     .expect("already done");
     ctl.stop().await;
 }
+
+/// A controller stopped in the middle of a roll-out (after the first
+/// spine is done, while the second is out of service) and a new one
+/// started: it adopts every switch on whatever build it runs (no switch is
+/// reloaded in service: each gets exactly one push of the new build in
+/// all), finds the switches done from their cookies, and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_restart_mid_rollout_resumes_from_the_switches_cookies() {
+    let Some(etcd) = EtcdServer::start_or_skip().await else {
+        return;
+    };
+    let mut fabric = p4fabric::testkit::lab::run::demo_fabric().expect("example");
+    for lag in fabric.lags.values_mut() {
+        lag.protocol = p4fabric::config::LagMode::Static;
+    }
+    let mut targets = BTreeMap::new();
+    for (name, sw) in fabric.switches.iter_mut() {
+        let t = SimSwitch::start(sw.device_id).await.expect("sim switch");
+        sw.address = t.addr().to_string();
+        targets.insert(name.clone(), t);
+    }
+    let store = EtcdOptions::new([etcd.endpoint()])
+        .connect()
+        .await
+        .expect("etcd");
+    let keys: Vec<(String, Vec<u8>)> = p4fabric::config::keys::encode(&fabric)
+        .into_iter()
+        .collect();
+    store.commit(keys, vec![]).await.expect("config");
+    let ctl = LabController::start(&etcd.endpoint(), "up-a")
+        .await
+        .expect("controller");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(ctl.agents_converged(targets.len()) && failing(&fabric, &targets).is_empty()) {
+        assert!(Instant::now() < deadline, "never converged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pushes_before: BTreeMap<String, u64> = targets
+        .iter()
+        .map(|(n, t)| (n.clone(), t.stats().pipeline_pushes))
+        .collect();
+    let v2 = tempfile::tempdir().expect("tempdir");
+    second_build(v2.path());
+    let new = Pipeline::load(v2.path(), "fabric").expect("new build");
+    let etcd_args = EtcdArgs::plain(&etcd.endpoint());
+    p4fabric::cli::upgrade::run(&UpgradeArgs {
+        pipeline_dir: v2.path().to_path_buf(),
+        version: Some("v2".into()),
+        force: false,
+        wait: None,
+        etcd: etcd_args.clone(),
+    })
+    .await
+    .expect("upgrade key");
+    // Stop once spine1 is done and spine2 is on its way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = p4fabric::cli::upgrade::read_status(&store)
+            .await
+            .expect("status");
+        if s.is_some_and(|s| s.switch.as_deref() == Some("spine2")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "spine2 never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ctl.stop().await;
+    let ctl = LabController::start(&etcd.endpoint(), "up-b")
+        .await
+        .expect("second controller");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let done = loop {
+        let s = p4fabric::cli::upgrade::read_status(&store)
+            .await
+            .expect("status");
+        if let Some(s) = s.filter(|s| s.controller == "up-b") {
+            if matches!(s.state, UpgradeState::Done | UpgradeState::Failed) {
+                break s;
+            }
+        }
+        assert!(Instant::now() < deadline, "not finished after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done.state, UpgradeState::Done, "{done:?}");
+    for (n, t) in &targets {
+        assert_eq!(t.pipeline_cookie(), Some(new.cookie), "{n}");
+        assert_eq!(
+            t.stats().pipeline_pushes - pushes_before[n],
+            1,
+            "{n}: one push of the new build, none of the old"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(ctl.agents_converged(targets.len()) && failing(&fabric, &targets).is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "forwarding incomplete after the resumed upgrade: {:?}",
+            failing(&fabric, &targets)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!status(&store)
+        .await
+        .keys()
+        .any(|k| k.starts_with("maintenance/")));
+    ctl.stop().await;
+}
