@@ -106,6 +106,7 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
     // Which switch was being upgraded when: (from, switch), from the start
     // of the pings.
     let mut timeline: Vec<(Duration, String)> = Vec::new();
+    let mut last_phase: Option<(String, Option<String>)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let final_state = loop {
         let s = p4fabric::cli::upgrade::read_status(&store)
@@ -114,12 +115,17 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
             .flatten();
         if let Some(s) = &s {
             let at = s.switch.clone().unwrap_or_default();
-            if timeline.last().map(|(_, w)| w) != Some(&at) {
+            // Every phase printed (ping time: +1 s), switches timed.
+            let phase = (at.clone(), s.phase.clone());
+            if last_phase.as_ref() != Some(&phase) {
                 eprintln!(
-                    "[upgrade] +{} ms: {}",
-                    t0.elapsed().as_millis(),
+                    "[upgrade] +{} ms (ping time): {}",
+                    (t0.elapsed() + Duration::from_secs(1)).as_millis(),
                     p4fabric::cli::upgrade::describe(s)
                 );
+                last_phase = Some(phase);
+            }
+            if timeline.last().map(|(_, w)| w) != Some(&at) {
                 timeline.push((t0.elapsed() + Duration::from_secs(1), at));
             }
             if t0.elapsed() > Duration::from_secs(2)

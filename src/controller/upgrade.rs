@@ -480,6 +480,15 @@ impl Upgrade {
                     None => format!("stopped at {sw}: {why}; the rest keep their pipeline"),
                 },
             ),
+            (None, Some(c)) if detail.is_empty() => (
+                UpgradeState::Running,
+                match c.phase {
+                    Phase::Loading => "drained; loading the new pipeline",
+                    Phase::Undraining => "on the new pipeline; coming back into service",
+                    _ => "in progress",
+                }
+                .to_string(),
+            ),
             (None, Some(_)) => (UpgradeState::Running, detail),
             (None, None) if remaining.is_empty() => (
                 UpgradeState::Done,
