@@ -8,10 +8,11 @@
 //!
 //! The second pipeline is the checked-in build with another `program`
 //! string in its bmv2 JSON: another cookie, the same program (p4c was not
-//! available to compile one with an added table). The in-process switch
-//! keeps, on RECONCILE_AND_COMMIT, the entries the new P4Info can express
-//! (here: all), so this test proves the order and the bookkeeping, not
-//! loss on a reloading switch (bmv2-tests/tests/upgrade.rs does).
+//! available to compile one with an added table). The drained switch gets
+//! it with VERIFY_AND_COMMIT, which empties the in-process switch too, so
+//! the sampled checker sees a reloading leaf's single-homed hosts cut off
+//! for a moment (allowed); packet loss is measured on bmv2
+//! (bmv2-tests/tests/upgrade.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
