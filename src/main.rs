@@ -59,6 +59,8 @@ enum Command {
     Drain(cli::drain::DrainArgs),
     /// Bring a drained switch back into service.
     Undrain(cli::drain::UndrainArgs),
+    /// Roll a new pipeline build across the fabric, switch by switch (`upgrade`).
+    Upgrade(cli::upgrade::UpgradeArgs),
 }
 
 #[tokio::main]
@@ -95,6 +97,7 @@ async fn main() -> ExitCode {
         Command::Status(a) => cli::status::run(&a).await,
         Command::Drain(a) => cli::drain::drain(&a).await,
         Command::Undrain(a) => cli::drain::undrain(&a).await,
+        Command::Upgrade(a) => cli::upgrade::run(&a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -163,6 +163,8 @@ async fn cli_apply_get_validate_status_round_trip() {
             entities: 17,
             last_error: None,
             since: 0,
+            pipeline_cookie: Some("0x00000000000000ab".into()),
+            pipeline_version: Some("v2".into()),
         },
     )
     .await
@@ -786,6 +788,8 @@ async fn status_is_rewritten_under_a_new_lease_when_the_old_one_is_lost() {
         entities: 0,
         last_error: None,
         since: 0,
+        pipeline_cookie: None,
+        pipeline_version: None,
     };
     w.set_switch("leaf1", &st).await.unwrap();
     let keys = || async {

@@ -52,6 +52,17 @@ pub struct AgentConfig {
     /// switches at a time instead of all of them; the controller's cores
     /// are busy either way. Packet I/O goes on while an agent waits.
     pub bulk_permits: Option<Arc<tokio::sync::Semaphore>>,
+    /// Other pipelines the agent adopts, without a push, when the switch
+    /// already runs one of them (a rolling upgrade in progress when the
+    /// controller started); `pipeline` is pushed only where the switch
+    /// runs none of these.
+    pub accept: Vec<Arc<Pipeline>>,
+    /// Push a different pipeline with VERIFY_AND_COMMIT (a full load: the
+    /// switch starts empty and is written in full) rather than
+    /// RECONCILE_AND_COMMIT: for a switch out of service (a rolling
+    /// upgrade's drained switch). bmv2 refuses to reconcile a changed
+    /// JSON ("Error when reconciling config").
+    pub full_commit: bool,
 }
 
 impl AgentConfig {
@@ -69,6 +80,8 @@ impl AgentConfig {
             read_back_wait: READ_BACK_WAIT,
             control_events: None,
             bulk_permits: None,
+            accept: Vec::new(),
+            full_commit: false,
         }
     }
 }
@@ -112,6 +125,11 @@ pub struct AgentStatus {
     pub failing_count: usize,
     pub last_error: Option<String>,
     pub counters: AgentCounters,
+    /// The cookie of the pipeline the switch runs, once checked (pushed
+    /// or adopted) in this agent's session.
+    pub pipeline_cookie: Option<u64>,
+    /// The last pipeline push refused, until one succeeds.
+    pub pipeline_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -147,6 +165,8 @@ impl AgentStatus {
             failing_count: 0,
             last_error: None,
             counters: AgentCounters::default(),
+            pipeline_cookie: None,
+            pipeline_error: None,
         }
     }
 
@@ -212,6 +232,12 @@ impl AgentHandle {
 
     pub fn status(&self) -> AgentStatus {
         self.status.borrow().clone()
+    }
+
+    /// The cookie of the pipeline the switch runs (without copying the
+    /// whole status: asked per packet-in).
+    pub fn pipeline_cookie(&self) -> Option<u64> {
+        self.status.borrow().pipeline_cookie
     }
 
     pub fn status_watch(&self) -> watch::Receiver<AgentStatus> {

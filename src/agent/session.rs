@@ -180,29 +180,52 @@ impl Agent {
     }
 
     async fn ensure_pipeline(&mut self, client: &Client) -> Result<(), SessionEnd> {
-        let p = &self.cfg.pipeline;
         let cookie = client.pipeline_cookie().await?;
-        if cookie == Some(p.cookie) {
+        if cookie == Some(self.cfg.pipeline.cookie) {
+            self.update_status(|s| s.pipeline_cookie = cookie);
             return Ok(());
         }
-        // A switch with no pipeline (fresh, or restarted) gets a full
-        // commit; a running one with another pipeline is reconciled so its
-        // forwarding state survives where the new program allows.
-        let action = if cookie.is_none() {
+        // A pipeline the controller also accepts (mid-upgrade): adopt it,
+        // so a controller restart never reloads a switch in service.
+        if let Some(p) = self.cfg.accept.iter().find(|p| Some(p.cookie) == cookie) {
+            tracing::info!(switch = %self.cfg.name, cookie = p.cookie, "switch runs an accepted pipeline; adopted");
+            self.cfg.pipeline = p.clone();
+            self.update_status(|s| s.pipeline_cookie = cookie);
+            return Ok(());
+        }
+        let p = &self.cfg.pipeline;
+        // A switch with no pipeline (fresh, or restarted) or out of service
+        // gets a full commit; a running one with another pipeline is
+        // reconciled so its forwarding state survives where the new
+        // program allows.
+        let action = if cookie.is_none() || self.cfg.full_commit {
             PipelineAction::VerifyAndCommit
         } else {
             PipelineAction::ReconcileAndCommit
         };
         tracing::info!(switch = %self.cfg.name, ?action, cookie = p.cookie, "pushing pipeline");
-        client
+        let pushed = client
             .set_pipeline(
                 action,
                 p.registry.p4info().clone(),
                 p.device_config.to_vec(),
                 p.cookie,
             )
-            .await?;
-        self.update_status(|s| s.counters.pipeline_pushes += 1);
+            .await;
+        if let Err(e) = pushed {
+            let why = e.to_string();
+            self.update_status(|s| {
+                s.pipeline_error = Some(why);
+                s.pipeline_cookie = cookie;
+            });
+            return Err(e.into());
+        }
+        let new = p.cookie;
+        self.update_status(|s| {
+            s.counters.pipeline_pushes += 1;
+            s.pipeline_cookie = Some(new);
+            s.pipeline_error = None;
+        });
         Ok(())
     }
 

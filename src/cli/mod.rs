@@ -17,6 +17,7 @@ pub mod run;
 pub mod status;
 pub mod topology;
 pub mod trace;
+pub mod upgrade;
 pub mod validate;
 
 use std::path::PathBuf;

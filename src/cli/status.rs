@@ -35,6 +35,12 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<()> {
     }
     print!("{}", table(&entries));
     print!("{}", maintenance_table(&store, &entries).await?);
+    if let Some(s) = entries
+        .get(crate::config::status::paths::UPGRADE)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+    {
+        println!("\nUPGRADE  {}", super::upgrade::describe(&s));
+    }
     Ok(())
 }
 
@@ -51,11 +57,23 @@ async fn maintenance_table(
         .filter_map(|k| k.strip_prefix("switches/").map(str::to_string));
     let states = super::drain::states(names, status);
     let w = states.keys().map(String::len).max().unwrap_or(0).max(6);
-    let mut out = format!("\n{:w$}  MAINTENANCE\n", "SWITCH");
+    let mut out = format!("\n{:w$}  {:24}  MAINTENANCE\n", "SWITCH", "PIPELINE");
     for (name, state) in states {
-        out.push_str(&format!("{name:w$}  {state}\n"));
+        let pipeline = pipeline_of(status, &name);
+        out.push_str(&format!("{name:w$}  {pipeline:24}  {state}\n"));
     }
     Ok(out)
+}
+
+/// A switch's pipeline as its status says: version label and cookie.
+fn pipeline_of(status: &BTreeMap<String, serde_json::Value>, switch: &str) -> String {
+    let s = status.get(&crate::config::status::paths::switch(switch));
+    let field = |f: &str| s.and_then(|s| s.get(f)).and_then(|v| v.as_str());
+    match (field("pipeline_version"), field("pipeline_cookie")) {
+        (Some(v), Some(c)) => format!("{v} {c}"),
+        (None, Some(c)) => c.to_string(),
+        _ => "-".to_string(),
+    }
 }
 
 /// Renders `kind/name -> value` as aligned rows `KIND NAME DETAILS`.

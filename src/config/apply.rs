@@ -44,11 +44,19 @@ pub fn plan(
     if prune {
         p.removed = current
             .iter()
-            .filter(|(k, v)| !wanted.contains_key(*k) && owner_of(v).is_none())
+            .filter(|(k, v)| !wanted.contains_key(*k) && !kept_by_prune(k, v))
             .map(|(k, _)| k.clone())
             .collect();
     }
     p
+}
+
+/// Keys `--prune` leaves alone: those another writer owns, and `upgrade`
+/// (the pipeline the switches run: removing it with a fabric file that
+/// does not name it would make a restarted controller push its own build
+/// onto switches in service).
+fn kept_by_prune(key: &str, value: &[u8]) -> bool {
+    owner_of(value).is_some() || key == super::keys::UPGRADE
 }
 
 /// What an apply did.
@@ -94,7 +102,7 @@ pub async fn apply(
     // Pruning keeps keys another writer owns, so they count too.
     let mut result: BTreeMap<String, Vec<u8>> = current
         .iter()
-        .filter(|(_, v)| !prune || owner_of(v).is_some())
+        .filter(|(k, v)| !prune || kept_by_prune(k, v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     result.extend(doc.raw.clone());
@@ -175,8 +183,13 @@ mod tests {
             ),
         ]
         .into();
-        let p = plan(&cur, &BTreeMap::new(), true);
-        assert_eq!(p.removed, ["vlans/10"]);
+        let mut with_upgrade = cur.clone();
+        with_upgrade.insert(
+            "upgrade".to_string(),
+            br#"{"pipeline_dir":"/b/v2"}"#.to_vec(),
+        );
+        let p = plan(&with_upgrade, &BTreeMap::new(), true);
+        assert_eq!(p.removed, ["vlans/10"], "upgrade stays too");
         // A key the file names is the operator's to write, owner or not.
         let want: BTreeMap<String, Vec<u8>> =
             [("vlans/20".to_string(), br#"{"name":"op20"}"#.to_vec())].into();

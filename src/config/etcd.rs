@@ -232,6 +232,11 @@ impl EtcdStore {
             .map(|d| unchanged(format!("{}{d}/", self.prefix)).with_prefix())
             .collect();
         compares.push(unchanged(format!("{}settings", self.prefix)));
+        compares.push(unchanged(format!(
+            "{}{}",
+            self.prefix,
+            super::keys::UPGRADE
+        )));
         self.commit_when(puts, deletes, compares).await
     }
 

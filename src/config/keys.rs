@@ -44,7 +44,11 @@ pub fn owner_of(raw: &[u8]) -> Option<String> {
     }
 }
 
-/// The directories of configuration keys (plus the single key `settings`).
+/// The single key naming the fabric's pipeline (`ConfigKey::Upgrade`).
+pub const UPGRADE: &str = "upgrade";
+
+/// The directories of configuration keys (plus the single keys `settings`
+/// and `upgrade`).
 pub const CONFIG_DIRS: [&str; 8] = [
     "switches",
     "links",
@@ -69,6 +73,8 @@ pub enum ConfigKey {
     Host(String),
     /// `maintenance/<switch>`: drain / undrain.
     Maintenance(String),
+    /// `upgrade`: the fabric's pipeline, rolled out switch by switch.
+    Upgrade,
 }
 
 impl fmt::Display for ConfigKey {
@@ -83,6 +89,7 @@ impl fmt::Display for ConfigKey {
             ConfigKey::Route(n) => write!(f, "routes/{n}"),
             ConfigKey::Host(n) => write!(f, "hosts/{n}"),
             ConfigKey::Maintenance(n) => write!(f, "maintenance/{n}"),
+            ConfigKey::Upgrade => f.write_str(UPGRADE),
         }
     }
 }
@@ -147,6 +154,9 @@ impl ConfigKey {
         if path == "settings" {
             return Ok(ConfigKey::Settings);
         }
+        if path == UPGRADE {
+            return Ok(ConfigKey::Upgrade);
+        }
         let (dir, rest) = path
             .split_once('/')
             .ok_or_else(|| KeyProblem::UnknownKey(path.to_string()))?;
@@ -206,6 +216,7 @@ impl ConfigKey {
             ConfigKey::Route(_) => Item::Route(typed(value)?),
             ConfigKey::Host(_) => Item::Host(typed(value)?),
             ConfigKey::Maintenance(_) => Item::Maintenance(typed(value)?),
+            ConfigKey::Upgrade => Item::Upgrade(typed(value)?),
         })
     }
 }
@@ -277,6 +288,7 @@ pub enum Item {
     Route(Route),
     Host(Host),
     Maintenance(Maintenance),
+    Upgrade(Upgrade),
 }
 
 /// Builds the fabric from keyed items. An item stored under the wrong kind
@@ -344,6 +356,8 @@ pub fn set_item(f: &mut Fabric, key: &ConfigKey, item: Option<Item>) {
         (ConfigKey::Maintenance(n), None) => {
             f.maintenance.remove(n);
         }
+        (ConfigKey::Upgrade, Some(Item::Upgrade(u))) => f.upgrade = Some(u),
+        (ConfigKey::Upgrade, None) => f.upgrade = None,
         _ => {}
     }
 }
@@ -360,6 +374,7 @@ pub fn item_of(f: &Fabric, key: &ConfigKey) -> Option<Item> {
         ConfigKey::Route(n) => f.routes.get(n).cloned().map(Item::Route),
         ConfigKey::Host(n) => f.hosts.get(n).cloned().map(Item::Host),
         ConfigKey::Maintenance(n) => f.maintenance.get(n).cloned().map(Item::Maintenance),
+        ConfigKey::Upgrade => f.upgrade.clone().map(Item::Upgrade),
     }
 }
 
@@ -395,6 +410,9 @@ pub fn split(f: &Fabric) -> BTreeMap<ConfigKey, Item> {
             Item::Maintenance(v.clone()),
         );
     }
+    if let Some(u) = &f.upgrade {
+        out.insert(ConfigKey::Upgrade, Item::Upgrade(u.clone()));
+    }
     out
 }
 
@@ -411,6 +429,7 @@ impl Item {
             Item::Route(v) => serde_json::to_vec(v),
             Item::Host(v) => serde_json::to_vec(v),
             Item::Maintenance(v) => serde_json::to_vec(v),
+            Item::Upgrade(v) => serde_json::to_vec(v),
         };
         // Serializing plain data with string keys cannot fail.
         r.unwrap_or_default()
@@ -451,13 +470,13 @@ pub fn document_to_raw(text: &str) -> Result<BTreeMap<String, Vec<u8>>, Document
     };
     for (section, body) in map {
         let section = scalar_key(&section)?;
-        if section == "settings" {
-            out.insert("settings".to_string(), to_json(&body)?);
+        if section == "settings" || section == UPGRADE {
+            out.insert(section, to_json(&body)?);
             continue;
         }
         if !CONFIG_DIRS.contains(&section.as_str()) {
             return Err(DocumentError::Shape(format!(
-                "unknown section `{section}` (expected settings, switches, links, ports, lags, vlans, routes, hosts, maintenance)"
+                "unknown section `{section}` (expected settings, switches, links, ports, lags, vlans, routes, hosts, maintenance, upgrade)"
             )));
         }
         let entries = match body {
@@ -504,6 +523,7 @@ mod tests {
             ConfigKey::Port(PortRef::new("leaf1", 3)),
             ConfigKey::Vlan(10),
             ConfigKey::Maintenance("spine1".into()),
+            ConfigKey::Upgrade,
             ConfigKey::Host("6f1c2a9e-0b7d-4b8e-9c1a-2f3e4d5c6b7a".into()),
         ] {
             assert_eq!(ConfigKey::parse(&k.to_string()).unwrap(), k);

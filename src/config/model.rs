@@ -50,6 +50,38 @@ pub struct Fabric {
     /// Maintenance requests by switch name (`p4fabric drain`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub maintenance: BTreeMap<String, Maintenance>,
+    /// The fabric's pipeline, rolled out switch by switch (`upgrade`,
+    /// `p4fabric upgrade`); none: the controller's `--pipeline-dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<Upgrade>,
+}
+
+/// `upgrade`: the pipeline the fabric should run, rolled out one switch at
+/// a time (drain, load, verify, undrain; `controller::upgrade`,
+/// `docs/operations.md`). The key stays after the roll-out: it names the
+/// pipeline the switches run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upgrade {
+    /// Directory of the compiled pipeline as the controller sees it (the
+    /// layout of `p4/build/`: `<pipeline>.json`, `<pipeline>.p4info.txt`).
+    pub pipeline_dir: String,
+    /// A label for it (status, `p4fabric status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The pipeline the fabric ran before (the previous `upgrade`'s
+    /// directory; none: the controller's `--pipeline-dir`). Switches found
+    /// on either are adopted without a push; a switch that must be loaded
+    /// afresh (restarted) gets this one until its turn comes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<String>,
+    /// Drain spines even when one is the last in service (its traffic
+    /// stops while it reloads). Leaves are always drained, single-homed
+    /// hosts or not: their hosts lose service while the leaf reloads.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `maintenance/<switch>`: take a switch out of service without losing

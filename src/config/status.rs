@@ -88,6 +88,55 @@ pub struct SwitchStatus {
     pub last_error: Option<String>,
     /// Unix seconds when `state` was entered.
     pub since: u64,
+    /// The cookie of the pipeline the switch runs (hex), once its agent
+    /// checked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_cookie: Option<String>,
+    /// That pipeline's label (`upgrade`'s `version` / `from_version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_version: Option<String>,
+}
+
+/// Where a rolling pipeline upgrade is (`status/upgrade`; no key: no
+/// `upgrade` configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpgradeState {
+    /// Not started, or between switches: `detail` says what it waits for.
+    Waiting,
+    /// A switch is being upgraded (`switch`, `phase`).
+    Running,
+    /// Every switch runs the new pipeline.
+    Done,
+    /// Stopped at `switch`: `failure` says why; the rest stay as they are.
+    Failed,
+}
+
+/// `status/upgrade`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeStatus {
+    pub state: UpgradeState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub pipeline_dir: String,
+    /// The switch being upgraded (or where it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<String>,
+    /// Its phase: draining, loading, undraining, rolling_back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    pub detail: String,
+    /// Switches on the new pipeline, in upgrade order.
+    #[serde(default)]
+    pub done: Vec<String>,
+    /// Switches still on another pipeline, in upgrade order.
+    #[serde(default)]
+    pub remaining: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    pub controller: String,
+    /// Unix seconds when `state`/`phase` was entered.
+    pub since: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,6 +297,8 @@ pub mod paths {
             Attachment::Lag(l) => format!("{PORT_SECURITY}lags/{l}"),
         }
     }
+
+    pub const UPGRADE: &str = "upgrade";
 
     pub const MAINTENANCE: &str = "maintenance/";
     pub fn maintenance(switch: &str) -> String {

@@ -50,6 +50,7 @@ pub fn validate(f: &Fabric) -> Vec<Problem> {
     v.routes();
     v.hosts();
     v.maintenance();
+    v.upgrade();
     v.out
 }
 
@@ -111,6 +112,34 @@ impl<'a> Validator<'a> {
                     format!("unknown switch {name}"),
                 );
             }
+        }
+    }
+
+    /// An upgrade names a directory and plain labels. (Whether the
+    /// pipeline there loads is the controller's to find out: it reports
+    /// that in `status/upgrade` and changes nothing.)
+    fn upgrade(&mut self) {
+        let Some(u) = &self.f.upgrade else {
+            return;
+        };
+        let label_ok = |l: &Option<String>| {
+            l.as_ref().is_none_or(|l| {
+                !l.is_empty() && l.len() <= 64 && l.chars().all(|c| c.is_ascii_graphic())
+            })
+        };
+        let mut problems = Vec::new();
+        if u.pipeline_dir.trim().is_empty() {
+            problems.push("pipeline_dir must name a directory".to_string());
+        }
+        if u.from_dir.as_ref().is_some_and(|d| d.trim().is_empty()) {
+            problems.push("from_dir, if given, must name a directory".to_string());
+        }
+        if !label_ok(&u.version) || !label_ok(&u.from_version) {
+            problems
+                .push("version labels are 1-64 printable characters without spaces".to_string());
+        }
+        for p in problems {
+            self.report(ConfigKey::Upgrade, vec![], p);
         }
     }
 

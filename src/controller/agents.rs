@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::pipelines::PipelineCache;
+use super::upgrade::PipelineChoice;
 use super::ControllerOptions;
 use crate::agent::{self, AgentConfig, AgentHandle, AgentStatus, Desired, ReadBack, SwitchEvent};
 use crate::compile::FabricView;
@@ -66,9 +67,12 @@ impl AgentIdentity {
 /// A running agent and what it was started with.
 struct Running {
     identity: AgentIdentity,
+    /// The directory of the pipeline it pushes (`PipelineChoice::dir`).
+    dir: std::path::PathBuf,
     handle: AgentHandle,
-    /// The pipeline its switch runs (to decode its packet-ins etc.).
-    pipeline: Arc<Pipeline>,
+    /// The pipelines it may run, the one it pushes first (to decode its
+    /// packet-ins etc.: the one whose cookie it reports).
+    pipelines: Vec<Arc<Pipeline>>,
 }
 
 /// Where the agents' reports go: the controller's channels.
@@ -120,9 +124,35 @@ impl Agents {
         self.running.get(switch).map(|r| &r.handle)
     }
 
-    /// The pipeline `switch`'s agent runs.
+    /// The pipeline `switch`'s agent runs (the one whose cookie it
+    /// reports; before it reported one, the one it pushes).
     pub(super) fn pipeline(&self, switch: &str) -> Option<&Arc<Pipeline>> {
-        self.running.get(switch).map(|r| &r.pipeline)
+        let r = self.running.get(switch)?;
+        let cookie = r.handle.pipeline_cookie();
+        r.pipelines
+            .iter()
+            .find(|p| Some(p.cookie) == cookie)
+            .or(r.pipelines.first())
+    }
+
+    /// Retries pipelines that failed to load (a new configuration).
+    pub(super) fn forget_failed_pipelines(&mut self) {
+        self.pipelines.forget_failures();
+    }
+
+    /// The controller's own pipeline directory.
+    pub(super) fn default_dir(&self) -> &std::path::Path {
+        self.pipelines.default_dir()
+    }
+
+    /// The pipeline `switch` runs when built in `dir` (loaded on first use).
+    pub(super) fn load(
+        &mut self,
+        dir: &std::path::Path,
+        switch: &str,
+        sw: &Switch,
+    ) -> Result<Arc<Pipeline>, String> {
+        self.pipelines.load(dir, switch, sw)
     }
 
     pub(super) fn statuses(&self) -> BTreeMap<String, AgentStatus> {
@@ -133,8 +163,12 @@ impl Agents {
     }
 
     /// Starts agents for new switches, restarts those whose address,
-    /// device id or pipeline changed, stops those removed.
-    pub(super) fn sync(&mut self, fabric: &Fabric) {
+    /// device id or pipeline changed, stops those removed. `choice`: which
+    /// pipeline directory each switch's agent pushes and which it adopts
+    /// (`controller::upgrade`); a running agent moves to another
+    /// directory only when pinned there (the drained switch of a rolling
+    /// upgrade): anywhere else a restart would reload a switch in service.
+    pub(super) fn sync(&mut self, fabric: &Fabric, choice: impl Fn(&str) -> PipelineChoice) {
         let gone: Vec<String> = self
             .running
             .keys()
@@ -149,16 +183,39 @@ impl Agents {
         }
         for (name, sw) in &fabric.switches {
             let identity = AgentIdentity::of(sw);
+            let choice = choice(name);
             if self
                 .running
                 .get(name)
-                .is_some_and(|r| r.identity == identity)
+                .is_some_and(|r| r.identity == identity && (!choice.pinned || r.dir == choice.dir))
             {
                 continue;
             }
-            let Some(pipeline) = self.pipelines.get(name, sw) else {
-                continue;
+            // Recorded as asked for even when it falls back: a pinned
+            // agent is not restarted again on every sync.
+            let dir = choice.dir.clone();
+            let pipeline = match self.pipelines.load(&choice.dir, name, sw) {
+                Ok(p) => p,
+                Err(e) if choice.dir != self.pipelines.default_dir() => {
+                    tracing::error!(switch = %name, error = %e, "cannot load pipeline; using the controller's own");
+                    let Some(p) = self.pipelines.get(name, sw) else {
+                        continue;
+                    };
+                    p
+                }
+                Err(e) => {
+                    tracing::error!(switch = %name, error = %e, "cannot load pipeline");
+                    continue;
+                }
             };
+            let mut pipelines = vec![pipeline.clone()];
+            for d in &choice.accept {
+                if let Ok(p) = self.pipelines.load(d, name, sw) {
+                    if pipelines.iter().all(|q| q.cookie != p.cookie) {
+                        pipelines.push(p);
+                    }
+                }
+            }
             let mut client = ClientOptions::new(&sw.address, sw.device_id, self.election_id);
             client.keepalive_timeout = self.keepalive_timeout;
             let mut cfg = AgentConfig::new(name, client, pipeline.clone());
@@ -166,11 +223,15 @@ impl Agents {
             cfg.control_events = Some(self.channels.control.clone());
             cfg.bulk_permits = self.bulk_permits.clone();
             cfg.fabric_resync_ms = Some(self.fabric_resync_ms.clone());
+            cfg.accept = pipelines[1..].to_vec();
+            // Pinned: the drained switch of a rolling upgrade.
+            cfg.full_commit = choice.pinned;
             let handle = agent::spawn(cfg, self.channels.events.clone());
             let started = Running {
                 identity,
+                dir,
                 handle,
-                pipeline,
+                pipelines,
             };
             if let Some(old) = self.running.insert(name.clone(), started) {
                 tokio::spawn(old.handle.stop());

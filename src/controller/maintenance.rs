@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use crate::agent::{AgentStatus, SessionState};
 use crate::compile::Hosts;
 use crate::config::status::{self as st, MaintenanceState, MaintenanceStatus, StatusWriter};
-use crate::config::{Attachment, Fabric, Role};
+use crate::config::{Attachment, Fabric, Maintenance as Request, Role};
 
 /// How long a drained switch is given to finish forwarding what was sent
 /// to it before the new groups were in place (no counters to watch).
@@ -107,9 +107,33 @@ pub struct Maintenance {
     settle: Duration,
     /// Status paths last written.
     published: BTreeSet<String>,
+    /// A drain the controller itself asks for (a rolling upgrade), served
+    /// like an operator's `maintenance/<switch>` (which wins if both).
+    internal: Option<(String, Request)>,
 }
 
 impl Maintenance {
+    /// Sets (or clears) the controller's own drain request; applied by
+    /// the next `on_config`.
+    pub fn set_internal(&mut self, request: Option<(String, Request)>) {
+        self.internal = request;
+    }
+
+    /// The drain requests in force: the operator's, and the internal one.
+    fn requests<'a>(&'a self, fabric: &'a Fabric) -> BTreeMap<&'a String, &'a Request> {
+        let mut out: BTreeMap<&String, &Request> = fabric.maintenance.iter().collect();
+        if let Some((name, r)) = &self.internal {
+            out.entry(name).or_insert(r);
+        }
+        out
+    }
+
+    /// Where `switch` is in maintenance: its state and detail (none: in
+    /// service).
+    pub fn state_of(&self, switch: &str) -> Option<(MaintenanceState, String)> {
+        self.switches.get(switch).map(describe)
+    }
+
     /// Takes a new configuration (and the hosts the fabric knows): starts
     /// requested drains (or refuses them), starts undrains of switches
     /// whose key went, re-checks refused ones.
@@ -120,11 +144,16 @@ impl Maintenance {
                 * u64::from(fabric.settings.discovery_miss_limit),
         );
         let before = (self.routed(), self.handed_over());
+        let requests: BTreeMap<String, Request> = self
+            .requests(fabric)
+            .into_iter()
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
         // Undrain what is no longer requested; a refused drain is simply over.
         let mut over = Vec::new();
         for (name, e) in self.switches.iter_mut() {
-            let requested = fabric.maintenance.get(name).is_some_and(|m| m.drain)
-                && fabric.switches.contains_key(name);
+            let requested =
+                requests.get(name).is_some_and(|m| m.drain) && fabric.switches.contains_key(name);
             if requested {
                 continue;
             }
@@ -142,7 +171,7 @@ impl Maintenance {
         for name in over {
             self.switches.remove(&name);
         }
-        for (name, m) in &fabric.maintenance {
+        for (name, m) in &requests {
             let Some(sw) = fabric.switches.get(name) else {
                 continue;
             };
@@ -526,7 +555,7 @@ pub fn single_homed(
 mod tests {
     use super::*;
     use crate::compile::sample::leaf_spine;
-    use crate::config::{Host, Maintenance as Request, PortRef};
+    use crate::config::{Host, PortRef};
     use crate::net::MacAddr;
 
     fn agent(name: &str, converged: u64) -> (String, AgentStatus) {
@@ -727,5 +756,39 @@ mod tests {
         let c = m.step(&agents(&f, 5), |_| true, |_| true, t0);
         assert!(c.routed);
         assert!(m.routed().is_empty());
+    }
+
+    #[test]
+    fn an_internal_request_drains_like_an_operators_and_its_removal_undrains() {
+        let f = leaf_spine(2, 2);
+        let mut m = Maintenance::default();
+        let t0 = Instant::now();
+        m.set_internal(Some((
+            "spine1".into(),
+            Request {
+                drain: true,
+                force: false,
+                reason: Some("pipeline upgrade to v2".into()),
+            },
+        )));
+        let c = m.on_config(&f, &Hosts::new());
+        assert!(c.routed);
+        assert_eq!(m.routed(), BTreeSet::from(["spine1".to_string()]));
+        m.compiled(2);
+        m.step(&agents(&f, 2), |_| true, |_| true, t0);
+        m.step(&agents(&f, 2), |_| true, |_| true, t0 + QUIESCE);
+        let (state, _) = m.state_of("spine1").expect("in maintenance");
+        assert_eq!(state, MaintenanceState::Drained);
+        assert_eq!(
+            m.status("c1")["spine1"].reason.as_deref(),
+            Some("pipeline upgrade to v2")
+        );
+        // Released: undrains as when an operator's key goes.
+        m.set_internal(None);
+        m.on_config(&f, &Hosts::new());
+        assert_eq!(
+            m.state_of("spine1").map(|s| s.0),
+            Some(MaintenanceState::Undraining)
+        );
     }
 }

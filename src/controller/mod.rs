@@ -27,6 +27,8 @@
 //!   learned hosts), for tools that must see what the controller sees;
 //! - `incremental`: the incremental compiler;
 //! - `maintenance`: drain / undrain order and status;
+//! - `upgrade`: the rolling pipeline upgrade's order and status, and
+//!   `rollout` its glue to the agents and maintenance;
 //! - `metrics`: Prometheus metrics.
 //!
 //! May use: `config`, `topo`, `compile`, `protocols`, `agent`, `p4rt`
@@ -42,7 +44,9 @@ mod pipelines;
 mod port_security;
 mod port_watchers;
 mod recovery;
+mod rollout;
 mod status;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,6 +121,8 @@ pub struct Controller {
     port_security: PortSecurityPublisher,
     /// Drains and undrains, and the writer for their status.
     maintenance: Maintenance,
+    /// The rolling pipeline upgrade (`upgrade` key).
+    upgrade: upgrade::Upgrade,
     status_writer: Option<Arc<StatusWriter>>,
     /// Discovery, LACP, ARP/ND, learning; created with the first config.
     protocols: Option<Protocols>,
@@ -185,6 +191,7 @@ impl Controller {
                 opts.election_id,
             ),
             maintenance: Maintenance::default(),
+            upgrade: upgrade::Upgrade::default(),
             status_writer: status,
             opts,
             config,
@@ -294,7 +301,10 @@ impl Controller {
             tracing::warn!(key = %e.key, error = %e.reason, "configuration key rejected; last good value stays");
         }
         self.port_watchers.sync(&self.fabric);
-        self.agents.sync(&self.fabric);
+        self.agents.forget_failed_pipelines();
+        self.upgrade.on_config(&self.fabric);
+        self.maintenance.set_internal(self.upgrade.drain_request());
+        self.sync_agents();
         let now = std::time::Instant::now();
         let actions = match self.protocols.as_mut() {
             Some(p) => p.on_config(&self.fabric, now),
@@ -342,6 +352,7 @@ impl Controller {
     /// The status tick's maintenance step: drains and undrains that wait
     /// for switches to converge, for LACP, or for time.
     fn maintenance_tick(&mut self) {
+        self.upgrade_tick();
         let statuses = self.agents.statuses();
         let members = self
             .protocols
@@ -615,7 +626,8 @@ impl Controller {
         self.maintenance_tick();
         self.publish_port_security();
         let statuses = self.agents.statuses();
-        self.status.switches(&statuses);
+        let labels = self.pipeline_labels();
+        self.status.switches(&statuses, &labels);
         {
             let mut m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
             m.agents = statuses;

@@ -1,6 +1,8 @@
 //! The pipeline cache: owns the compiled pipelines (P4Info and device
-//! config) the controller has loaded, one per (target, device-config
-//! format, pipeline name), shared by every agent whose switch runs it.
+//! config) the controller has loaded, one per (directory, target,
+//! device-config format, pipeline name), shared by every agent whose
+//! switch runs it. More than one directory: during a rolling upgrade
+//! (`upgrade`) switches run the old build or the new one.
 //! Uses the switch's target (`target::for_switch`) and `Pipeline::load_for`
 //! to load them and, for simulated switches without a compiled fabric
 //! pipeline of their target, the bmv2 one or the contract's P4Info (in its
@@ -15,8 +17,9 @@ use crate::config::{DeviceConfigFormat, Switch};
 use crate::p4rt::Pipeline;
 use crate::target;
 
-/// Which loaded pipeline: target, device-config format, pipeline name.
-type Key = (&'static str, Option<DeviceConfigFormat>, String);
+/// Which loaded pipeline: directory, target, device-config format,
+/// pipeline name.
+type Key = (PathBuf, &'static str, Option<DeviceConfigFormat>, String);
 
 #[derive(Debug)]
 pub(super) struct PipelineCache {
@@ -26,6 +29,10 @@ pub(super) struct PipelineCache {
     /// compiled fabric pipeline.
     simulated: bool,
     loaded: BTreeMap<Key, Arc<Pipeline>>,
+    /// Loads that failed, not retried until `forget_failures` (the
+    /// upgrade asks every status tick; a broken directory must not be
+    /// re-read that often).
+    failed: BTreeMap<Key, String>,
 }
 
 impl PipelineCache {
@@ -34,31 +41,62 @@ impl PipelineCache {
             dir,
             simulated,
             loaded: BTreeMap::new(),
+            failed: BTreeMap::new(),
         }
+    }
+
+    /// Retries failed loads on next use (a new configuration: the files
+    /// may have been fixed).
+    pub(super) fn forget_failures(&mut self) {
+        self.failed.clear();
     }
 
     /// The pipeline switch `name` runs, as its target loads it, loaded on
     /// first use; `None` (logged) where it cannot be loaded: the switch
     /// gets no agent until it can.
     pub(super) fn get(&mut self, name: &str, sw: &Switch) -> Option<Arc<Pipeline>> {
-        let target = match target::for_switch(name, sw) {
-            Ok(t) => t,
-            // Validation rejects such a switch before it gets here.
+        let dir = self.dir.clone();
+        match self.load(&dir, name, sw) {
+            Ok(p) => Some(p),
             Err(e) => {
-                tracing::error!(switch = name, error = %e, "no target for the switch");
-                return None;
+                tracing::error!(switch = name, error = %e, "cannot load pipeline");
+                None
             }
-        };
-        let key: Key = (target.name(), sw.device_config, sw.pipeline.clone());
+        }
+    }
+
+    /// The controller's own directory (`--pipeline-dir`).
+    pub(super) fn default_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The pipeline switch `name` runs when built in `dir`, loaded on
+    /// first use; why not where it cannot be loaded.
+    pub(super) fn load(
+        &mut self,
+        dir: &std::path::Path,
+        name: &str,
+        sw: &Switch,
+    ) -> Result<Arc<Pipeline>, String> {
+        // Validation rejects a switch without a target before it gets here.
+        let target = target::for_switch(name, sw).map_err(|e| e.to_string())?;
+        let key: Key = (
+            dir.to_path_buf(),
+            target.name(),
+            sw.device_config,
+            sw.pipeline.clone(),
+        );
         if let Some(p) = self.loaded.get(&key) {
-            return Some(p.clone());
+            return Ok(p.clone());
+        }
+        if let Some(e) = self.failed.get(&key) {
+            return Err(e.clone());
         }
         let pipeline = sw.pipeline.as_str();
-        let loaded = match Pipeline::load_for(&self.dir, pipeline, target.as_ref()) {
+        let loaded = match Pipeline::load_for(dir, pipeline, target.as_ref()) {
             Ok(p) => Ok(p),
             Err(e) if self.simulated && pipeline == "fabric" => {
-                let (p, contract) =
-                    compile::contract::simulation_pipeline_for(&self.dir, target.arch());
+                let (p, contract) = compile::contract::simulation_pipeline_for(dir, target.arch());
                 tracing::warn!(
                     target = target.name(),
                     error = %e,
@@ -73,11 +111,12 @@ impl PipelineCache {
             Ok(p) => {
                 let p = Arc::new(p);
                 self.loaded.insert(key, p.clone());
-                Some(p)
+                Ok(p)
             }
             Err(e) => {
-                tracing::error!(switch = name, dir = %self.dir.display(), error = %e, "cannot load pipeline");
-                None
+                let e = format!("{}: {e}", dir.display());
+                self.failed.insert(key, e.clone());
+                Err(e)
             }
         }
     }

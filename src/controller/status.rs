@@ -108,8 +108,13 @@ impl StatusPublisher {
         tree.filter(|t| !t.links.is_empty())
     }
 
-    /// Writes each switch's session state, entity count and errors.
-    pub(super) fn switches(&mut self, statuses: &BTreeMap<String, AgentStatus>) {
+    /// Writes each switch's session state, entity count, errors and
+    /// pipeline (cookie, and its label from `labels`).
+    pub(super) fn switches(
+        &mut self,
+        statuses: &BTreeMap<String, AgentStatus>,
+        labels: &BTreeMap<u64, String>,
+    ) {
         let Some(w) = &self.writer else {
             return;
         };
@@ -139,6 +144,8 @@ impl StatusPublisher {
                         .map(|(k, e)| format!("{} failing, e.g. {k}: {e}", s.failing_count))
                 }),
                 since,
+                pipeline_cookie: s.pipeline_cookie.map(|c| format!("{c:#018x}")),
+                pipeline_version: s.pipeline_cookie.and_then(|c| labels.get(&c).cloned()),
             };
             w.set_later(&st::paths::switch(name), &value);
         }

@@ -1,0 +1,98 @@
+//! The controller's side of a rolling upgrade (`upgrade`): gathers what
+//! the state machine needs about each switch (its agent's cookie and
+//! convergence, the old and new pipelines' cookies, its maintenance
+//! state), and carries out what it decides — the internal drain request
+//! to `maintenance`, the pipeline each agent runs. Uses `upgrade`,
+//! `maintenance`, `agents`.
+
+use std::collections::BTreeMap;
+
+use super::upgrade::{self, SwitchView};
+use super::Controller;
+use crate::agent::SessionState;
+
+impl Controller {
+    /// Starts, restarts and stops agents for the configuration, each on
+    /// the pipeline the upgrade chooses for its switch.
+    pub(super) fn sync_agents(&mut self) {
+        let default_dir = self.agents.default_dir().to_path_buf();
+        let statuses = self.agents.statuses();
+        let views = self.upgrade_views(&statuses);
+        let upgrade = &self.upgrade;
+        let choice = |name: &str| {
+            let on_new = views
+                .get(name)
+                .is_some_and(|v| v.cookie.is_some() && v.target.as_ref().ok() == v.cookie.as_ref());
+            upgrade.choice(name, on_new, &default_dir)
+        };
+        self.agents.sync(&self.fabric, choice);
+    }
+
+    /// The upgrade's step on the status tick (before maintenance's): hands
+    /// maintenance its drain request and re-syncs the agents' pipelines
+    /// when that changed.
+    pub(super) fn upgrade_tick(&mut self) {
+        if self.upgrade.request().is_none() && self.upgrade.status().is_none() {
+            self.maintenance.set_internal(self.upgrade.drain_request());
+            return;
+        }
+        let statuses = self.agents.statuses();
+        let views = self.upgrade_views(&statuses);
+        let order = upgrade::order(&self.fabric);
+        let changed = self.upgrade.step(&order, &views, std::time::Instant::now());
+        self.maintenance.set_internal(self.upgrade.drain_request());
+        if changed.pipelines {
+            self.sync_agents();
+        }
+        self.upgrade
+            .publish(self.status_writer.as_ref(), &self.opts.controller_id);
+    }
+
+    /// What the upgrade needs to know of each configured switch.
+    fn upgrade_views(
+        &mut self,
+        statuses: &BTreeMap<String, crate::agent::AgentStatus>,
+    ) -> BTreeMap<String, SwitchView> {
+        let Some((old_dir, new_dir)) = self.upgrade.dirs(self.agents.default_dir()) else {
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for (name, sw) in &self.fabric.switches {
+            let s = statuses.get(name);
+            let target = self.agents.load(&new_dir, name, sw).map(|p| p.cookie);
+            let old = self.agents.load(&old_dir, name, sw).ok().map(|p| p.cookie);
+            out.insert(
+                name.clone(),
+                SwitchView {
+                    role: sw.role,
+                    primary: s.is_some_and(|s| s.state == SessionState::Primary),
+                    cookie: s.and_then(|s| s.pipeline_cookie),
+                    converged: s.is_some_and(|s| s.converged()),
+                    pipeline_error: s.and_then(|s| s.pipeline_error.clone()),
+                    target,
+                    old,
+                    maintenance: self.maintenance.state_of(name),
+                    operator_drain: self.fabric.maintenance.get(name).is_some_and(|m| m.drain),
+                },
+            );
+        }
+        out
+    }
+
+    /// The labels of the pipelines switches may run, by cookie (status).
+    pub(super) fn pipeline_labels(&mut self) -> BTreeMap<u64, String> {
+        let Some((old_dir, new_dir)) = self.upgrade.dirs(self.agents.default_dir()) else {
+            return BTreeMap::new();
+        };
+        // Every switch of one target shares a cookie; one of each is enough
+        // for the labels, but cookies differ by target: take them all
+        // (cached loads).
+        let mut out = BTreeMap::new();
+        for (name, sw) in &self.fabric.switches {
+            let old = self.agents.load(&old_dir, name, sw).ok().map(|p| p.cookie);
+            let new = self.agents.load(&new_dir, name, sw).ok().map(|p| p.cookie);
+            out.extend(upgrade::labels(self.upgrade.request(), old, new));
+        }
+        out
+    }
+}

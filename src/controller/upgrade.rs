@@ -1,0 +1,878 @@
+//! Rolling pipeline upgrade (the `upgrade` key, `p4fabric upgrade`): one
+//! switch at a time — spines first, then leaves, each in name order —
+//! drained, loaded with the new pipeline, verified, undrained; and
+//! `status/upgrade`.
+//!
+//! Per switch:
+//! 1. *draining*: an internal drain request (`drain_request`, served by
+//!    `controller::maintenance` exactly as an operator's drain, forced for
+//!    leaves: their single-homed hosts lose service while the leaf
+//!    reloads) until maintenance reports it drained;
+//! 2. *loading*: its agent is restarted on the new pipeline (`pinned`);
+//!    the cookie differs, so the agent pushes it (bmv2 reloads and starts
+//!    empty), reads back and writes its entities; done when the agent runs
+//!    the new cookie and holds its desired state with no failing write;
+//! 3. *undraining*: the drain request goes; done when maintenance has
+//!    brought it back (read-back, links heard again, groups restored).
+//!
+//! Stops at the first failure (drain refused or not done in time, push
+//! refused, not converged in time, not back in time), saying why in
+//! status; a switch that failed while loading goes back to the old
+//! pipeline first (drained meanwhile), or stays drained if that fails too.
+//! The switches not reached keep the old pipeline.
+//!
+//! Nothing of the progress is kept but what the switches report: which
+//! switches are done is read from their agents' cookies, every tick. A
+//! controller restart or failover mid-way loses only the internal drain;
+//! the switch it was on is adopted on whatever pipeline it runs (old or
+//! new, see `AgentConfig::accept`) and the roll-out goes on from the
+//! first switch not on the new cookie. Pure state machine plus the status
+//! it writes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::status::{
+    self as st, MaintenanceState, StatusWriter, UpgradeState, UpgradeStatus,
+};
+use crate::config::{Fabric, Maintenance as DrainRequest, Role, Upgrade as Request};
+
+/// The longest a switch may take to drain (maintenance's own steps: every
+/// switch converged twice, `QUIESCE`).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest a drained switch may take to run the new pipeline and hold
+/// its entities (push, read-back, one full write).
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest it may take to come back into service (read-back, links
+/// heard for a discovery miss window, LACP, groups restored).
+pub const UNDRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the controller knows of one switch, for the upgrade.
+#[derive(Debug, Clone)]
+pub struct SwitchView {
+    pub role: Role,
+    /// Its agent is primary (a backup reports no cookie).
+    pub primary: bool,
+    /// The cookie of the pipeline it runs, as its agent found it.
+    pub cookie: Option<u64>,
+    /// Its agent holds the desired state, no write failing.
+    pub converged: bool,
+    /// The last pipeline push refused.
+    pub pipeline_error: Option<String>,
+    /// The new pipeline's cookie for this switch, or why it cannot load.
+    pub target: Result<u64, String>,
+    /// The old pipeline's cookie (what a failed switch goes back to).
+    pub old: Option<u64>,
+    /// Its maintenance state and detail (none: in service).
+    pub maintenance: Option<(MaintenanceState, String)>,
+    /// An operator's `maintenance/<switch>` key is present.
+    pub operator_drain: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Draining,
+    Loading,
+    Undraining,
+    /// Failed while loading: back to the old pipeline, still drained.
+    RollingBack,
+    /// Failed and could not go back: stays drained.
+    LeftDrained,
+}
+
+impl Phase {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Draining => "draining",
+            Phase::Loading => "loading",
+            Phase::Undraining => "undraining",
+            Phase::RollingBack => "rolling_back",
+            Phase::LeftDrained => "left_drained",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Current {
+    switch: String,
+    role: Role,
+    phase: Phase,
+    entered: Instant,
+    since: u64,
+}
+
+/// What changed in a step: the controller re-runs maintenance (`drain`)
+/// and re-syncs the agents' pipelines (`pipelines`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Changed {
+    pub drain: bool,
+    pub pipelines: bool,
+}
+
+/// Which pipeline a switch's agent should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineChoice {
+    /// Pushed where the switch runs none of `accept` (and `dir`).
+    pub dir: PathBuf,
+    /// Adopted without a push when the switch runs one of them.
+    pub accept: Vec<PathBuf>,
+    /// A running agent on another directory is restarted on `dir` (only
+    /// the drained switch being loaded or rolled back).
+    pub pinned: bool,
+}
+
+/// Why no switch is picked.
+enum Wait {
+    For(String),
+    /// Stops the roll-out: (switch, why).
+    Failed(String, String),
+}
+
+/// The roll-out in progress (or done, or failed).
+#[derive(Default)]
+pub struct Upgrade {
+    request: Option<Request>,
+    current: Option<Current>,
+    /// Where and why it stopped.
+    failure: Option<(String, String)>,
+    status: Option<UpgradeStatus>,
+    published: bool,
+}
+
+impl Upgrade {
+    /// Takes the configuration's `upgrade`. A new one starts over (a
+    /// failure is forgotten); the switch in progress carries on towards the
+    /// new target (it is drained), or comes back into service when the key
+    /// went.
+    pub fn on_config(&mut self, fabric: &Fabric) -> Changed {
+        let mut changed = Changed::default();
+        if fabric.upgrade == self.request {
+            return changed;
+        }
+        self.request = fabric.upgrade.clone();
+        self.failure = None;
+        if let Some(c) = self.current.as_mut() {
+            let gone = !fabric.switches.contains_key(&c.switch);
+            let phase = match (&self.request, &c.phase) {
+                _ if gone => None,
+                (None, _) => Some(Phase::Undraining),
+                (Some(_), Phase::RollingBack | Phase::LeftDrained) => Some(Phase::Loading),
+                (Some(_), p) => Some(p.clone()),
+            };
+            match phase {
+                None => self.current = None,
+                Some(p) => {
+                    if p != c.phase {
+                        c.phase = p;
+                        c.entered = Instant::now();
+                        c.since = st::unix_now();
+                    }
+                }
+            }
+            changed = Changed {
+                drain: true,
+                pipelines: true,
+            };
+        }
+        changed
+    }
+
+    /// The configured upgrade, if any.
+    pub fn request(&self) -> Option<&Request> {
+        self.request.as_ref()
+    }
+
+    /// Where the old and new pipelines live (`default_dir`: the
+    /// controller's own).
+    pub fn dirs(&self, default_dir: &std::path::Path) -> Option<(PathBuf, PathBuf)> {
+        let r = self.request.as_ref()?;
+        let old = r
+            .from_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_dir.to_path_buf());
+        Some((old, PathBuf::from(&r.pipeline_dir)))
+    }
+
+    /// The pipeline `switch`'s agent should run: the new one for the
+    /// switch being loaded (pinned) and for switches done, the old one
+    /// for the switch rolled back (pinned) and the rest; either accepted.
+    pub fn choice(
+        &self,
+        switch: &str,
+        on_new: bool,
+        default_dir: &std::path::Path,
+    ) -> PipelineChoice {
+        let Some((old, new)) = self.dirs(default_dir) else {
+            return PipelineChoice {
+                dir: default_dir.to_path_buf(),
+                accept: Vec::new(),
+                pinned: false,
+            };
+        };
+        let phase = self
+            .current
+            .as_ref()
+            .filter(|c| c.switch == switch)
+            .map(|c| &c.phase);
+        let (use_new, pinned) = match phase {
+            Some(Phase::Loading) => (true, true),
+            Some(Phase::RollingBack | Phase::LeftDrained) => (false, true),
+            Some(Phase::Undraining) => (true, false),
+            _ => (on_new, false),
+        };
+        // A pinned switch must end on `dir`: nothing else is adopted.
+        let mut accept = if pinned {
+            Vec::new()
+        } else {
+            vec![old.clone(), new.clone(), default_dir.to_path_buf()]
+        };
+        accept.dedup();
+        PipelineChoice {
+            dir: if use_new { new } else { old },
+            accept,
+            pinned,
+        }
+    }
+
+    /// The internal drain the upgrade needs (served like an operator's
+    /// `maintenance/<switch>`).
+    pub fn drain_request(&self) -> Option<(String, DrainRequest)> {
+        let c = self.current.as_ref()?;
+        if c.phase == Phase::Undraining {
+            return None;
+        }
+        let version = self
+            .request
+            .as_ref()
+            .and_then(|r| r.version.clone())
+            .unwrap_or_else(|| "a new pipeline".to_string());
+        Some((
+            c.switch.clone(),
+            DrainRequest {
+                drain: true,
+                // Leaves always (their single-homed hosts lose service
+                // while they reload); spines only when asked.
+                force: c.role == Role::Leaf || self.request.as_ref().is_some_and(|r| r.force),
+                reason: Some(format!("pipeline upgrade to {version}")),
+            },
+        ))
+    }
+
+    /// Advances the roll-out (called on the status tick). `order`: the
+    /// switches in upgrade order (`order`); `views`: what is known of each.
+    pub fn step(
+        &mut self,
+        order: &[String],
+        views: &BTreeMap<String, SwitchView>,
+        now: Instant,
+    ) -> Changed {
+        let mut changed = Changed::default();
+        let Some(request) = self.request.clone() else {
+            // The key went: finish bringing the last switch back.
+            if let Some(c) = &self.current {
+                let back = views.get(&c.switch).is_none_or(|v| v.maintenance.is_none());
+                if back || now >= c.entered + UNDRAIN_TIMEOUT {
+                    self.current = None;
+                }
+            }
+            self.status = None;
+            return changed;
+        };
+        let on_new =
+            |v: &SwitchView| v.cookie.is_some() && v.target.as_ref().ok() == v.cookie.as_ref();
+        let mut detail = String::new();
+        if let Some(c) = self.current.clone() {
+            let Some(v) = views.get(&c.switch) else {
+                // Removed from the configuration meanwhile.
+                self.current = None;
+                return Changed {
+                    drain: true,
+                    pipelines: true,
+                };
+            };
+            let elapsed = now.saturating_duration_since(c.entered);
+            let mut next: Option<Phase> = None;
+            let mut failed: Option<String> = None;
+            match c.phase {
+                Phase::Draining => match &v.maintenance {
+                    Some((MaintenanceState::Drained, _)) => next = Some(Phase::Loading),
+                    Some((MaintenanceState::Refused, why)) => {
+                        failed = Some(format!("drain refused: {why}"))
+                    }
+                    _ if elapsed >= DRAIN_TIMEOUT => {
+                        failed = Some(format!("not drained within {} s", DRAIN_TIMEOUT.as_secs()))
+                    }
+                    _ => detail = "waiting for it to drain".to_string(),
+                },
+                Phase::Loading => {
+                    let why = match (&v.target, &v.pipeline_error) {
+                        (Err(e), _) => Some(format!("cannot load the new pipeline: {e}")),
+                        (_, Some(e)) => Some(format!("pipeline push refused: {e}")),
+                        _ if on_new(v) && v.primary && v.converged => {
+                            next = Some(Phase::Undraining);
+                            None
+                        }
+                        _ if elapsed >= LOAD_TIMEOUT => Some(format!(
+                            "not converged on the new pipeline within {} s",
+                            LOAD_TIMEOUT.as_secs()
+                        )),
+                        _ => {
+                            detail = "waiting for it to run the new pipeline and hold its entities"
+                                .to_string();
+                            None
+                        }
+                    };
+                    if let Some(why) = why {
+                        self.failure = Some((c.switch.clone(), why));
+                        next = Some(Phase::RollingBack);
+                    }
+                }
+                Phase::Undraining => {
+                    if v.maintenance.is_none() {
+                        self.current = None;
+                        changed.pipelines = true;
+                    } else if elapsed >= UNDRAIN_TIMEOUT {
+                        // Maintenance goes on bringing it back; the
+                        // roll-out stops here.
+                        if self.failure.is_none() {
+                            self.failure = Some((
+                                c.switch.clone(),
+                                format!(
+                                    "not back in service within {} s",
+                                    UNDRAIN_TIMEOUT.as_secs()
+                                ),
+                            ));
+                        }
+                        self.current = None;
+                    } else {
+                        detail = "waiting for it to come back into service".to_string();
+                    }
+                }
+                Phase::RollingBack => {
+                    let back = v.cookie.is_some() && v.cookie == v.old && v.primary && v.converged;
+                    if back {
+                        // Back on the old pipeline: into service again.
+                        self.append_failure("; back on the old pipeline, in service again");
+                        next = Some(Phase::Undraining);
+                    } else if v.pipeline_error.is_some() || elapsed >= LOAD_TIMEOUT {
+                        self.append_failure(
+                            "; could not go back to the old pipeline: left drained",
+                        );
+                        next = Some(Phase::LeftDrained);
+                    } else {
+                        detail = "going back to the old pipeline".to_string();
+                    }
+                }
+                Phase::LeftDrained => {}
+            }
+            if let Some(why) = failed {
+                // Nothing loaded: simply back into service (if drained).
+                self.failure = Some((c.switch.clone(), why));
+                next = Some(Phase::Undraining);
+            }
+            if let Some(p) = next {
+                if let Some(cur) = self.current.as_mut() {
+                    cur.phase = p;
+                    cur.entered = now;
+                    cur.since = st::unix_now();
+                }
+                changed = Changed {
+                    drain: true,
+                    pipelines: true,
+                };
+            }
+        }
+        if self.current.is_none() && self.failure.is_none() {
+            match self.pick(order, views) {
+                Ok(Some(next)) => {
+                    let role = views.get(&next).map_or(Role::Leaf, |v| v.role);
+                    self.current = Some(Current {
+                        switch: next,
+                        role,
+                        phase: Phase::Draining,
+                        entered: now,
+                        since: st::unix_now(),
+                    });
+                    changed.drain = true;
+                    detail = "waiting for it to drain".to_string();
+                }
+                Ok(None) => {}
+                Err(Wait::For(why)) => detail = why,
+                Err(Wait::Failed(sw, why)) => self.failure = Some((sw, why)),
+            }
+        }
+        self.status = Some(self.describe(&request, order, views, detail));
+        changed
+    }
+
+    fn append_failure(&mut self, what: &str) {
+        if let Some((_, why)) = self.failure.as_mut() {
+            if !why.contains(what) {
+                why.push_str(what);
+            }
+        }
+    }
+
+    /// The next switch to upgrade, none when all are done, or what the
+    /// roll-out waits for: every switch must report its pipeline (primary,
+    /// converged: the fabric works before a switch leaves it), and none be
+    /// in an operator's maintenance (two switches out at once could cut
+    /// traffic off).
+    fn pick(
+        &self,
+        order: &[String],
+        views: &BTreeMap<String, SwitchView>,
+    ) -> Result<Option<String>, Wait> {
+        for name in order {
+            let Some(v) = views.get(name) else {
+                return Err(Wait::For(format!("waiting for {name}'s agent")));
+            };
+            if let Err(e) = &v.target {
+                return Err(Wait::Failed(
+                    name.clone(),
+                    format!("cannot load the new pipeline: {e}"),
+                ));
+            }
+            if v.operator_drain || v.maintenance.is_some() {
+                return Err(Wait::For(format!("waiting: {name} is in maintenance")));
+            }
+            if !v.primary || v.cookie.is_none() {
+                return Err(Wait::For(format!(
+                    "waiting for {name} to report its pipeline"
+                )));
+            }
+            if !v.converged {
+                return Err(Wait::For(format!("waiting for {name} to converge")));
+            }
+        }
+        for name in order {
+            let v = &views[name];
+            match &v.target {
+                Err(_) => {}
+                Ok(t) if v.cookie != Some(*t) => return Ok(Some(name.clone())),
+                Ok(_) => {}
+            }
+        }
+        Ok(None)
+    }
+
+    fn describe(
+        &self,
+        request: &Request,
+        order: &[String],
+        views: &BTreeMap<String, SwitchView>,
+        detail: String,
+    ) -> UpgradeStatus {
+        let (done, remaining): (Vec<String>, Vec<String>) = order.iter().cloned().partition(|n| {
+            views
+                .get(n)
+                .is_some_and(|v| v.cookie.is_some() && v.target.as_ref().ok() == v.cookie.as_ref())
+        });
+        let (state, detail) = match (&self.failure, &self.current) {
+            (Some((sw, why)), c) => (
+                UpgradeState::Failed,
+                match c {
+                    Some(c) if c.phase == Phase::LeftDrained => format!("{sw}: {why}"),
+                    Some(c) => format!("{sw}: {why} ({})", c.phase.as_str()),
+                    None => format!("stopped at {sw}: {why}; the rest keep their pipeline"),
+                },
+            ),
+            (None, Some(c)) if detail.is_empty() => (
+                UpgradeState::Running,
+                match c.phase {
+                    Phase::Loading => "drained; loading the new pipeline",
+                    Phase::Undraining => "on the new pipeline; coming back into service",
+                    _ => "in progress",
+                }
+                .to_string(),
+            ),
+            (None, Some(_)) => (UpgradeState::Running, detail),
+            (None, None) if remaining.is_empty() => (
+                UpgradeState::Done,
+                "every switch runs the new pipeline".to_string(),
+            ),
+            (None, None) => (UpgradeState::Waiting, detail),
+        };
+        let since = self
+            .current
+            .as_ref()
+            .map(|c| c.since)
+            .or(self
+                .status
+                .as_ref()
+                .filter(|s| s.state == state)
+                .map(|s| s.since))
+            .unwrap_or_else(st::unix_now);
+        UpgradeStatus {
+            state,
+            version: request.version.clone(),
+            pipeline_dir: request.pipeline_dir.clone(),
+            switch: self
+                .current
+                .as_ref()
+                .map(|c| c.switch.clone())
+                .or(self.failure.as_ref().map(|(s, _)| s.clone())),
+            phase: self.current.as_ref().map(|c| c.phase.as_str().to_string()),
+            detail,
+            done,
+            remaining,
+            failure: self.failure.as_ref().map(|(_, why)| why.clone()),
+            controller: String::new(),
+            since,
+        }
+    }
+
+    /// The status as of the last step (none without an `upgrade`).
+    pub fn status(&self) -> Option<&UpgradeStatus> {
+        self.status.as_ref()
+    }
+
+    /// Hands `status/upgrade` to the write-behind queue (removed when the
+    /// key goes).
+    pub fn publish(&mut self, writer: Option<&Arc<StatusWriter>>, controller: &str) {
+        let Some(w) = writer else {
+            return;
+        };
+        match &self.status {
+            Some(s) => {
+                let mut s = s.clone();
+                s.controller = controller.to_string();
+                w.set_later(st::paths::UPGRADE, &s);
+                self.published = true;
+            }
+            None if self.published => {
+                w.remove_later(st::paths::UPGRADE);
+                self.published = false;
+            }
+            None => {}
+        }
+    }
+}
+
+/// The upgrade order: spines, then leaves, each by name — one at a time,
+/// so the fabric always keeps every other switch.
+pub fn order(fabric: &Fabric) -> Vec<String> {
+    let of = |role: Role| {
+        fabric
+            .switches
+            .iter()
+            .filter(move |(_, s)| s.role == role)
+            .map(|(n, _)| n.clone())
+    };
+    of(Role::Spine).chain(of(Role::Leaf)).collect()
+}
+
+/// The labels of the pipelines an upgrade names, by cookie (status).
+pub fn labels(
+    request: Option<&Request>,
+    old: Option<u64>,
+    new: Option<u64>,
+) -> BTreeMap<u64, String> {
+    let mut out = BTreeMap::new();
+    let Some(r) = request else {
+        return out;
+    };
+    if let (Some(c), Some(l)) = (old, r.from_version.clone()) {
+        out.insert(c, l);
+    }
+    if let (Some(c), Some(l)) = (new, r.version.clone()) {
+        out.insert(c, l);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::sample::leaf_spine;
+
+    const OLD: u64 = 1;
+    const NEW: u64 = 2;
+
+    fn request() -> Request {
+        Request {
+            pipeline_dir: "/tmp/v2".into(),
+            version: Some("v2".into()),
+            from_dir: None,
+            from_version: Some("v1".into()),
+            force: false,
+        }
+    }
+
+    /// A fabric in service, every switch on `OLD`, converged.
+    fn views(f: &Fabric) -> BTreeMap<String, SwitchView> {
+        f.switches
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    SwitchView {
+                        role: s.role,
+                        primary: true,
+                        cookie: Some(OLD),
+                        converged: true,
+                        pipeline_error: None,
+                        target: Ok(NEW),
+                        old: Some(OLD),
+                        maintenance: None,
+                        operator_drain: false,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The switch the upgrade drains now, if any.
+    fn draining(u: &Upgrade) -> Option<String> {
+        u.drain_request().map(|(s, _)| s)
+    }
+
+    /// Plays maintenance and the agent for the switch in progress, one
+    /// phase per call: drained, loaded (new cookie, converged), back.
+    fn advance(
+        u: &mut Upgrade,
+        order: &[String],
+        v: &mut BTreeMap<String, SwitchView>,
+        t: Instant,
+    ) {
+        if let Some(c) = &u.current {
+            let sw = c.switch.clone();
+            let e = v.get_mut(&sw).expect("view");
+            match c.phase {
+                Phase::Draining => e.maintenance = Some((MaintenanceState::Drained, String::new())),
+                Phase::Loading => e.cookie = Some(NEW),
+                Phase::Undraining => e.maintenance = None,
+                _ => {}
+            }
+        }
+        u.step(order, v, t);
+    }
+
+    #[test]
+    fn spines_then_leaves_one_at_a_time_until_every_switch_runs_the_new_cookie() {
+        let mut f = leaf_spine(2, 3);
+        f.upgrade = Some(request());
+        let order = order(&f);
+        assert_eq!(
+            order,
+            ["spine1", "spine2", "leaf01", "leaf02", "leaf03"].map(String::from)
+        );
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        let mut v = views(&f);
+        let t = Instant::now();
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            advance(&mut u, &order, &mut v, t);
+            // Never two switches out at once.
+            let out: Vec<&String> = v
+                .iter()
+                .filter(|(_, s)| s.maintenance.is_some())
+                .map(|(n, _)| n)
+                .collect();
+            assert!(out.len() <= 1, "{out:?}");
+            if let Some(d) = draining(&u) {
+                if seen.last() != Some(&d) {
+                    seen.push(d);
+                }
+            }
+            if u.status().is_some_and(|s| s.state == UpgradeState::Done) {
+                break;
+            }
+        }
+        assert_eq!(seen, order);
+        let s = u.status().expect("status");
+        assert_eq!(s.state, UpgradeState::Done);
+        assert_eq!(s.done, order);
+        assert!(s.remaining.is_empty());
+        assert!(v.values().all(|s| s.cookie == Some(NEW)));
+    }
+
+    #[test]
+    fn the_switch_being_loaded_is_pinned_to_the_new_pipeline_the_rest_stay() {
+        let mut f = leaf_spine(2, 2);
+        f.upgrade = Some(request());
+        let order = order(&f);
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        let mut v = views(&f);
+        let t = Instant::now();
+        let base = std::path::Path::new("/base");
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u).as_deref(), Some("spine1"));
+        let c = u.choice("spine1", false, base);
+        assert!(!c.pinned && c.dir == base, "{c:?}");
+        v.get_mut("spine1").expect("v").maintenance =
+            Some((MaintenanceState::Drained, String::new()));
+        let ch = u.step(&order, &v, t);
+        assert!(ch.pipelines);
+        let c = u.choice("spine1", false, base);
+        assert!(
+            c.pinned && c.dir == std::path::Path::new("/tmp/v2"),
+            "{c:?}"
+        );
+        assert!(c.accept.is_empty(), "a pinned switch adopts nothing else");
+        let c = u.choice("spine2", false, base);
+        assert!(c.accept.contains(&base.to_path_buf()));
+        assert!(!c.pinned && c.dir == base, "{c:?}");
+        // Still drained while loading.
+        assert_eq!(draining(&u).as_deref(), Some("spine1"));
+        // Loaded and converged: undrained, no longer pinned.
+        v.get_mut("spine1").expect("v").cookie = Some(NEW);
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u), None);
+        assert!(!u.choice("spine1", true, base).pinned);
+        assert_eq!(u.status().expect("s").phase.as_deref(), Some("undraining"));
+        // spine2 waits until spine1 is back.
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u), None);
+        v.get_mut("spine1").expect("v").maintenance = None;
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u).as_deref(), Some("spine2"));
+    }
+
+    #[test]
+    fn a_refused_push_stops_the_rollout_and_the_switch_goes_back() {
+        let mut f = leaf_spine(2, 2);
+        f.upgrade = Some(request());
+        let order = order(&f);
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        let mut v = views(&f);
+        let t = Instant::now();
+        advance(&mut u, &order, &mut v, t); // spine1 draining
+        advance(&mut u, &order, &mut v, t); // drained -> loading
+        v.get_mut("spine1").expect("v").pipeline_error = Some("INVALID_ARGUMENT bad json".into());
+        v.get_mut("spine1").expect("v").cookie = None;
+        u.step(&order, &v, t);
+        let s = u.status().expect("s");
+        assert_eq!(s.state, UpgradeState::Failed);
+        assert!(
+            s.failure.as_deref().is_some_and(|f| f.contains("bad json")),
+            "{s:?}"
+        );
+        // Rolled back: pinned to the old pipeline, still drained.
+        let c = u.choice("spine1", false, std::path::Path::new("/base"));
+        assert!(c.pinned && c.dir == std::path::Path::new("/base"));
+        assert_eq!(draining(&u).as_deref(), Some("spine1"));
+        // The agent runs the old one again: undrained, and nothing else starts.
+        let e = v.get_mut("spine1").expect("v");
+        e.pipeline_error = None;
+        e.cookie = Some(OLD);
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u), None);
+        v.get_mut("spine1").expect("v").maintenance = None;
+        for _ in 0..5 {
+            u.step(&order, &v, t + Duration::from_secs(1));
+        }
+        assert_eq!(draining(&u), None, "stopped at the first failure");
+        let s = u.status().expect("s");
+        assert_eq!(s.state, UpgradeState::Failed);
+        assert!(s.detail.contains("stopped at spine1"), "{}", s.detail);
+        assert_eq!(s.remaining.len(), 4);
+        // A new request starts over.
+        let mut r = request();
+        r.version = Some("v3".into());
+        f.upgrade = Some(r);
+        u.on_config(&f);
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u).as_deref(), Some("spine1"));
+    }
+
+    #[test]
+    fn not_converged_in_time_rolls_back_and_a_failed_rollback_stays_drained() {
+        let mut f = leaf_spine(1, 2);
+        f.upgrade = Some(request());
+        let order = order(&f);
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        let mut v = views(&f);
+        let t = Instant::now();
+        advance(&mut u, &order, &mut v, t);
+        advance(&mut u, &order, &mut v, t);
+        // On the new cookie but never converged.
+        let e = v.get_mut("spine1").expect("v");
+        e.cookie = Some(NEW);
+        e.converged = false;
+        u.step(&order, &v, t + LOAD_TIMEOUT - Duration::from_secs(1));
+        assert_eq!(u.status().expect("s").state, UpgradeState::Running);
+        u.step(&order, &v, t + LOAD_TIMEOUT);
+        let s = u.status().expect("s");
+        assert_eq!(s.state, UpgradeState::Failed);
+        assert_eq!(s.phase.as_deref(), Some("rolling_back"));
+        // The old pipeline does not come back either: left drained.
+        u.step(&order, &v, t + LOAD_TIMEOUT * 2);
+        let s = u.status().expect("s");
+        assert_eq!(s.phase.as_deref(), Some("left_drained"));
+        assert!(s.detail.contains("left drained"), "{}", s.detail);
+        assert_eq!(draining(&u).as_deref(), Some("spine1"));
+        // The key removed: it comes back into service.
+        f.upgrade = None;
+        u.on_config(&f);
+        assert_eq!(draining(&u), None);
+        u.step(&order, &v, t);
+        assert!(u.status().is_none(), "no upgrade, no status");
+    }
+
+    #[test]
+    fn a_refused_drain_stops_without_loading_anything() {
+        let mut f = leaf_spine(1, 1);
+        f.upgrade = Some(request());
+        let order = order(&f);
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        let mut v = views(&f);
+        let t = Instant::now();
+        u.step(&order, &v, t);
+        v.get_mut("spine1").expect("v").maintenance = Some((
+            MaintenanceState::Refused,
+            "spine1 is the last spine in service".into(),
+        ));
+        u.step(&order, &v, t);
+        let s = u.status().expect("s");
+        assert_eq!(s.state, UpgradeState::Failed);
+        assert!(s.detail.contains("last spine"), "{}", s.detail);
+        assert_eq!(draining(&u), None);
+        assert!(!u.choice("spine1", false, std::path::Path::new("/b")).pinned);
+    }
+
+    #[test]
+    fn a_restart_resumes_from_the_cookies_the_switches_report() {
+        let mut f = leaf_spine(2, 2);
+        f.upgrade = Some(request());
+        let order = order(&f);
+        let mut v = views(&f);
+        // Before the restart: both spines done, leaf01 loaded (not yet
+        // undrained: the new controller sees it in service on NEW).
+        for n in ["spine1", "spine2", "leaf01"] {
+            v.get_mut(n).expect("v").cookie = Some(NEW);
+        }
+        // One switch not reporting yet: nothing starts.
+        v.get_mut("leaf02").expect("v").primary = false;
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        let t = Instant::now();
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u), None);
+        let s = u.status().expect("s");
+        assert_eq!(s.state, UpgradeState::Waiting);
+        assert!(s.detail.contains("leaf02"), "{}", s.detail);
+        assert_eq!(s.done, ["spine1", "spine2", "leaf01"].map(String::from));
+        // Switches done keep the new pipeline, unpinned (no restart).
+        let c = u.choice("spine1", true, std::path::Path::new("/b"));
+        assert!(!c.pinned && c.dir == std::path::Path::new("/tmp/v2"));
+        v.get_mut("leaf02").expect("v").primary = true;
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u).as_deref(), Some("leaf02"));
+        // An operator's drain elsewhere holds the roll-out back.
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        v.get_mut("spine1").expect("v").operator_drain = true;
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u), None);
+        assert!(u.status().expect("s").detail.contains("maintenance"));
+    }
+}
