@@ -516,6 +516,18 @@ fn failures(f: &Fabric, topo: &Topology) -> (Vec<ObservedState>, Vec<ObservedSta
             members.push(o);
         }
     }
+    // Port security: an edge port or a LAG at its MAC limit (a topology
+    // change as well: the lock is an observed state).
+    for a in f
+        .ports
+        .keys()
+        .map(|p| Attachment::Port(p.clone()))
+        .chain(f.lags.keys().map(|l| Attachment::Lag(l.clone())))
+    {
+        let mut o = ObservedState::default();
+        o.locked_sources.insert(a);
+        members.push(o);
+    }
     (links, members)
 }
 

@@ -373,6 +373,19 @@ pub fn src_mac(vlan: u16, mac: [u8; 6], port: u32, lag: u32, idle_timeout_ns: i6
     })
 }
 
+/// A `locked_sources` entry: port security locks `(port, lag)` (a plain
+/// edge port as `(port, 0)`, a LAG as `(0, id)`, as `src_mac` keys them).
+pub fn locked_source(port: u32, lag: u32) -> Entity {
+    let key = TableKey::new(T_LOCKED_SOURCES)
+        .exact(F_INGRESS_PORT, port)
+        .exact(F_LAG_ID, lag);
+    Entity::Table(TableEntry {
+        key,
+        action: TableAction::Direct(act(A_DROP_UNKNOWN_SOURCE, &[])),
+        idle_timeout_ns: 0,
+    })
+}
+
 /// The key of a `src_mac` entry, as idle-timeout notifications name it.
 pub fn src_mac_key(vlan: u16, mac: [u8; 6], port: u32, lag: u32) -> TableKey {
     match src_mac(vlan, mac, port, lag, 0) {

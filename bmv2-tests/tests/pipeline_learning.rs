@@ -1,5 +1,6 @@
-//! Fabric pipeline on bmv2: MAC learning digests and idle timeouts of
-//! learned sources (docs/pipeline.md test plan cases 22-26).
+//! Fabric pipeline on bmv2: MAC learning digests, idle timeouts of
+//! learned sources and port security's locked sources (docs/pipeline.md
+//! test plan cases 22-27).
 
 use std::time::{Duration, Instant};
 
@@ -147,6 +148,87 @@ async fn digest_cases(rig: &mut Rig) -> Result<()> {
     Ok(())
 }
 
+/// Case 27: port security. A locked port (`locked_sources` hit) drops
+/// frames from unknown sources without a digest and forwards known ones;
+/// a locked LAG likewise on every member; other ports still learn.
+async fn locked_cases(rig: &mut Rig) -> Result<()> {
+    const KNOWN: [u8; 6] = [0, 0, 0, 0, 0, 0x0c];
+    const NEW: [u8; 6] = [0, 0, 0, 0, 0, 0x0d];
+    const NEW2: [u8; 6] = [0, 0, 0, 0, 0, 0x0e];
+    rig.insert(&[
+        learn_digest_config(),
+        fdb(10, H2, to_port(2)),
+        fdb(10, H1, to_port(1)),
+        src_mac(10, KNOWN, 1, 0, 0),
+        src_mac(10, KNOWN, 0, LEAF_LAG, 0),
+        locked_source(1, 0),
+    ])
+    .await?;
+    let known = ucast_udp(H2, KNOWN, 2000);
+    learns_nothing(
+        rig,
+        "27 known source on a locked port",
+        1,
+        &known,
+        &[(2, push_vlan(&known, 10))],
+    )
+    .await?;
+    let new = ucast_udp(H2, NEW, 2001);
+    learns_nothing(
+        rig,
+        "27b unknown source on a locked port: dropped",
+        1,
+        &new,
+        &[],
+    )
+    .await?;
+    // Another port is not locked: it learns.
+    let on3 = ucast_udp(H2, NEW, 2002);
+    learns(
+        rig,
+        "27c unknown source on an open port",
+        3,
+        &on3,
+        &[(2, push_vlan(&on3, 10))],
+        row(10, NEW, 3, 0),
+    )
+    .await?;
+    // The LAG locked: both members drop unknown sources, pass known ones.
+    rig.insert(&[locked_source(0, LEAF_LAG)]).await?;
+    let k4 = ucast_udp(H1, KNOWN, 2003);
+    learns_nothing(
+        rig,
+        "27d known source on a locked LAG",
+        4,
+        &k4,
+        &[(1, k4.clone())],
+    )
+    .await?;
+    let n5 = ucast_udp(H1, NEW2, 2004);
+    learns_nothing(
+        rig,
+        "27e unknown source on a locked LAG member",
+        5,
+        &n5,
+        &[],
+    )
+    .await?;
+    let n4 = ucast_udp(H1, NEW2, 2005);
+    learns_nothing(rig, "27f ... and on the other member", 4, &n4, &[]).await?;
+    // Unlocked again: the port learns again.
+    rig.delete(&[locked_source(1, 0)]).await?;
+    learns(
+        rig,
+        "27g unlocked port learns again",
+        1,
+        &new,
+        &[(2, push_vlan(&new, 10))],
+        row(10, NEW, 1, 0),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Case 26: Idle timeout: an entry that sees no traffic for its timeout is
 /// reported; one refreshed every 500 ms is not.
 async fn idle_case(rig: &mut Rig) -> Result<()> {
@@ -210,4 +292,12 @@ async fn idle_timeout_notifications() {
     bmv2_tests::require_fabric_pipeline!();
     let mut rig = Rig::leaf().await.expect("leaf with fixture A");
     idle_case(&mut rig).await.expect("idle timeout case");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_sources_drop_unknown_sources() {
+    require_bmv2!();
+    bmv2_tests::require_fabric_pipeline!();
+    let mut rig = Rig::leaf().await.expect("leaf with fixture A");
+    locked_cases(&mut rig).await.expect("port security cases");
 }

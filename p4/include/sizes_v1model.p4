@@ -15,6 +15,7 @@
 #define ACL_TABLE_SIZE            1024
 #define PUNT_METER_SIZE           256     /* indexed by punt reason       */
 #define SRC_MAC_TABLE_SIZE        16384
+#define LOCKED_SOURCES_TABLE_SIZE 1024
 #define ROUTER_MAC_TABLE_SIZE     4096
 #define IPV4_ROUTE_TABLE_SIZE     16384
 #define IPV6_ROUTE_TABLE_SIZE     8192

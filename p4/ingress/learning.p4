@@ -8,6 +8,12 @@
  * punted by the ACL, unicast source) sends mac_learn_digest_t. Entries
  * support idle timeout (P4Runtime idle_timeout_ns); the controller ages
  * hosts out on the notification.
+ *
+ * Port security: locked_sources holds the attachments (same (port, lag_id)
+ * key) that reached their learned-MAC limit. There a src_mac miss drops
+ * the frame and sends no digest: a flooding host neither reaches the other
+ * hosts with new sources nor keeps the controller busy. Known sources go
+ * on; punted frames (ARP, ND) still reach the controller through the ACL.
  */
 #ifndef _FABRIC_INGRESS_LEARNING_P4_
 #define _FABRIC_INGRESS_LEARNING_P4_
@@ -33,6 +39,23 @@ control Learning(inout headers_t hdr, inout fabric_metadata_t meta) {
         FABRIC_IDLE_TIMEOUT = true;
     }
 
+    action drop_unknown_source() {
+        meta.drop = true;
+    }
+
+    table locked_sources {
+        key = {
+            meta.learn_port : exact @name("ingress_port");
+            meta.src_lag_id : exact @name("lag_id");
+        }
+        actions = {
+            drop_unknown_source;
+            @defaultonly NoAction;
+        }
+        const default_action = NoAction();
+        size = LOCKED_SOURCES_TABLE_SIZE;
+    }
+
     apply {
         if (meta.port_type == PORT_TYPE_EDGE
                 && !meta.from_cpu
@@ -46,7 +69,9 @@ control Learning(inout headers_t hdr, inout fabric_metadata_t meta) {
                 meta.learn_port = NO_PORT;
             }
             if (!src_mac.apply().hit) {
-                meta.learn = true;
+                if (!locked_sources.apply().hit) {
+                    meta.learn = true;
+                }
             }
         }
     }

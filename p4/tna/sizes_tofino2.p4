@@ -18,6 +18,7 @@
 #define ACL_TABLE_SIZE            2048    /* TCAM: 501-bit key, 12 wide   */
 #define PUNT_METER_SIZE           256     /* indexed by punt reason       */
 #define SRC_MAC_TABLE_SIZE        65536   /* SRAM, idle timeout           */
+#define LOCKED_SOURCES_TABLE_SIZE 1024   /* SRAM: edge ports + LAGs     */
 #define ROUTER_MAC_TABLE_SIZE     4096
 #define IPV4_ROUTE_TABLE_SIZE     32768   /* TCAM: hosts' /32 + subnets   */
 #define IPV6_ROUTE_TABLE_SIZE     16384   /* TCAM: 144-bit key, 4 wide    */

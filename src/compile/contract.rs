@@ -48,6 +48,7 @@ const ACTIONS: &[ActionSpec] = &[
     (A_DROP_ACL, &[]),
     ("FabricIngress.acl.permit", &[]),
     (A_KNOWN_SOURCE, &[]),
+    (A_DROP_UNKNOWN_SOURCE, &[]),
     (A_SET_ROUTED, &[]),
     (
         A_ROUTE_DIRECT,
@@ -145,6 +146,14 @@ const TABLES: &[TableSpec] = &[
         implementation: None,
         idle_timeout: true,
         size: 16384,
+    },
+    TableSpec {
+        name: T_LOCKED_SOURCES,
+        keys: &[(F_INGRESS_PORT, EX, PORT), (F_LAG_ID, EX, LAG)],
+        actions: &[A_DROP_UNKNOWN_SOURCE],
+        implementation: None,
+        idle_timeout: false,
+        size: 1024,
     },
     TableSpec {
         name: T_ROUTER_MAC,

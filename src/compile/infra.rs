@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::config::{Fabric, PortNum, PortRef, Role, VlanId, VlanMode};
+use crate::config::{Attachment, Fabric, PortNum, PortRef, Role, VlanId, VlanMode};
 use crate::p4rt::entity::{
     ActionCall, CloneSession, DigestConfig, Entity, EntityKey, MeterConfig, MulticastGroup,
     Replica, SwitchEntities, TableAction, TableKey,
@@ -29,9 +29,17 @@ pub enum Part {
     Flood,
     /// LAG member state: lag_selector.
     Lags,
+    /// Port security: locked_sources (attachments at their MAC limit).
+    PortSecurity,
 }
 
-pub const PARTS: [Part; 4] = [Part::Static, Part::Labels, Part::Flood, Part::Lags];
+pub const PARTS: [Part; 5] = [
+    Part::Static,
+    Part::Labels,
+    Part::Flood,
+    Part::Lags,
+    Part::PortSecurity,
+];
 
 pub fn part(fabric: &Fabric, topo: &Topology, sw: &SwitchNode, part: Part) -> SwitchEntities {
     let mut out = SwitchEntities::new();
@@ -65,8 +73,37 @@ pub fn part(fabric: &Fabric, topo: &Topology, sw: &SwitchNode, part: Part) -> Sw
         }
         Part::Lags if leaf => lag_selectors(topo, &sw.name, &mut out),
         Part::Lags => {}
+        Part::PortSecurity => {
+            for (port, lag) in locked_sources(topo, &sw.name) {
+                let key = TableKey::new(T_LOCKED_SOURCES)
+                    .exact(F_INGRESS_PORT, port)
+                    .exact(F_LAG_ID, lag);
+                put(
+                    &mut out,
+                    direct(key, ActionCall::new(A_DROP_UNKNOWN_SOURCE)),
+                );
+            }
+        }
     }
     out
+}
+
+/// The `locked_sources` keys `(ingress_port, lag_id)` of switch `sw`: its
+/// edge ports at their MAC limit as `(port, 0)`, and `(0, LAG id)` for each
+/// LAG at its limit with members on it (as `learning.p4` keys `src_mac`).
+fn locked_sources(topo: &Topology, sw: &str) -> BTreeSet<(PortNum, u16)> {
+    topo.observed()
+        .locked_sources
+        .iter()
+        .filter_map(|a| match a {
+            Attachment::Port(p) if p.switch == sw => Some((p.port, 0)),
+            Attachment::Port(_) => None,
+            Attachment::Lag(name) => topo
+                .lag(name)
+                .filter(|g| g.members.contains_key(sw))
+                .map(|g| (0, g.id)),
+        })
+        .collect()
 }
 
 /// Which parts of `sw` differ between two topologies of the same config.
@@ -100,6 +137,9 @@ pub fn changed_parts(
     }
     if lags_changed {
         out.push(Part::Lags);
+    }
+    if locked_sources(old, sw) != locked_sources(new, sw) {
+        out.push(Part::PortSecurity);
     }
     out
 }

@@ -492,3 +492,44 @@ fn bindings_sharing_a_key_take_a_full_compile() {
     assert!(c.update_config(&old, &moved, &Hosts::new()).is_some());
     assert_eq!(c.materialize(), compile(&moved, &topo, &Hosts::new()));
 }
+
+/// The `locked_sources` keys each switch holds.
+fn locked(dp: &BTreeMap<String, SwitchEntities>, sw: &str) -> Vec<String> {
+    dp[sw]
+        .values()
+        .filter_map(|e| match e {
+            Entity::Table(t) if t.key.table == names::T_LOCKED_SOURCES => {
+                Some(format!("{:?}", t.key))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_port_at_its_mac_limit_is_locked_on_its_leaf_only_and_incrementally() {
+    let f = small_fabric();
+    let open = Topology::build(&f, &ObservedState::default(), None);
+    let mut obs = ObservedState::default();
+    obs.locked_sources
+        .insert(Attachment::Port(PortRef::new("leaf01", 10)));
+    let shut = Topology::build(&f, &obs, Some(open.flood_tree()));
+    let dp = compile(&f, &shut, &Hosts::new());
+    let l1 = locked(&dp, "leaf01");
+    assert_eq!(l1.len(), 1, "{l1:?}");
+    assert!(
+        l1[0].contains("ingress_port") && l1[0].contains("10"),
+        "{l1:?}"
+    );
+    assert!(locked(&dp, "leaf02").is_empty());
+    assert!(locked(&dp, "spine1").is_empty());
+    // The lock and its release are one insert and one delete on leaf01.
+    let mut c = CompiledFabric::new(&f, &open, &Hosts::new());
+    let plans = c.update_topology(&f, &shut);
+    assert_eq!(plans.keys().collect::<Vec<_>>(), ["leaf01"], "{plans:?}");
+    assert_eq!(plans["leaf01"].len(), 1, "{plans:?}");
+    assert_eq!(c.materialize(), dp);
+    let plans = c.update_topology(&f, &open);
+    assert_eq!(plans["leaf01"].len(), 1, "{plans:?}");
+    assert_eq!(c.materialize(), compile(&f, &open, &Hosts::new()));
+}

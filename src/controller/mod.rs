@@ -558,6 +558,11 @@ impl Controller {
                 | Action::NextHopsChanged => recompile = true,
             }
         }
+        // An attachment reached its MAC limit or came back under it: the
+        // data plane's lock follows (a topology-only recompile).
+        if let Some(p) = &self.protocols {
+            recompile |= p.locked_attachments() != self.observed.locked_sources;
+        }
         if recompile {
             // Host changes gathered so far go with it.
             self.hosts_dirty = false;
@@ -578,6 +583,7 @@ impl Controller {
         self.observed.discovered = p.observed_links();
         self.observed.ports_down = p.ports_down();
         self.observed.lacp_unsynced = p.lacp_unsynced();
+        self.observed.locked_sources = p.locked_attachments();
         self.hosts = self.seeded_hosts.clone();
         self.hosts.extend(p.learned_hosts().into_iter().map(|h| {
             let e = HostEntry::from(h);

@@ -265,6 +265,11 @@ impl Learning {
             .collect()
     }
 
+    /// The attachments at their limit (what the data plane locks).
+    pub fn locked(&self) -> std::collections::BTreeSet<Attachment> {
+        self.limited.keys().cloned().collect()
+    }
+
     /// Sources refused per attachment since start (configured
     /// attachments only, so the set is bounded).
     pub fn refused_total(&self) -> &BTreeMap<Attachment, u64> {

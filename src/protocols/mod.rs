@@ -731,6 +731,12 @@ impl Protocols {
         self.learning.limited()
     }
 
+    /// Attachments at their learned-MAC limit, where the data plane drops
+    /// frames from unknown sources (`ObservedState::locked_sources`).
+    pub fn locked_attachments(&self) -> BTreeSet<Attachment> {
+        self.learning.locked()
+    }
+
     /// New sources refused by port security, per attachment.
     pub fn learns_refused(&self) -> &BTreeMap<Attachment, u64> {
         self.learning.refused_total()

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableUnGraph};
 use petgraph::visit::EdgeRef;
 
-use crate::config::{Fabric, PortNum, PortRef, Role};
+use crate::config::{Attachment, Fabric, PortNum, PortRef, Role};
 use crate::net::MacAddr;
 
 pub use lag::LagGroup;
@@ -63,6 +63,10 @@ pub struct ObservedState {
     /// Drained leaves whose own LAG groups hand what reaches them to the
     /// other leaf (before their LACP actor goes out of sync).
     pub lags_handed_over: BTreeSet<String>,
+    /// Edge ports and LAGs at their learned-MAC limit (port security,
+    /// `protocols::learning`): there the data plane drops frames from
+    /// sources it does not know, and sends no learn digest for them.
+    pub locked_sources: BTreeSet<Attachment>,
 }
 
 /// The state of one fabric link.
