@@ -345,16 +345,12 @@ async fn a_hostile_host_hurts_neither_links_nor_bystanders() {
 }
 
 /// The same attack on the example fabric (issue #21's "done when"): every
-/// link stays up and every configured pair reachable. Fails so far (one
-/// run, release build, alone on the machine): the port reached its limit
-/// (200) and said so, but bystanders lost 350-750 ms during the flood and
-/// leaf1/1 - spine1/1 was declared down once at 17.9 s. The flood's
-/// broadcasts are still bridged and replicated by all six bmv2 switches
-/// after the limit (nothing drops unknown sources in the data plane yet:
-/// `learning.locked_sources` is written but not compiled, p4c missing on
-/// that machine), more than 2 cores carry.
+/// link stays up and every configured pair reachable. Before the data
+/// plane dropped unknown sources at the limit (`learning.locked_sources`)
+/// this failed: the flood's broadcasts, still bridged after the limit and
+/// replicated by all six bmv2 switches, cost bystanders 350-750 ms and
+/// flapped a link once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bystander gaps of 350-750 ms and one link flap on the 6-switch example fabric; needs the data-plane drop at the limit (#21)"]
 async fn the_attack_on_the_example_fabric() {
     attack(example(), false).await;
 }
