@@ -17,8 +17,8 @@
 //! `status/port-security/ports/leaf1/6` says why; the flood's hosts age
 //! out (`mac_aging_secs: 15`) and the key goes with them.
 //!
-//! `a_probe_flood_then_a_mac_flood` (ignored: fails, see there) adds a
-//! flood of forged probes before the MAC flood.
+//! `a_probe_flood_then_a_mac_flood` (ignored, see there) adds a flood of
+//! forged probes before the MAC flood.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -356,17 +356,13 @@ async fn the_attack_on_the_example_fabric() {
 }
 
 /// The same with a flood of forged probes (3,000 a second for 5 s, three
-/// times the punt meter's rate) before the MAC flood. Fails so far, though
-/// the forged probes no longer reach the punt meter (the ACL drops
-/// discovery frames from edge ports): in 3 runs on a loaded 2-core machine
-/// one fabric link was declared down during the MAC flood (leaf2/1 -
-/// spine1/2 twice, then leaf1/1 - spine1/1 with the ACL fix and the status
-/// writer off the loop; up again ~100 ms later) while bystanders lost at
-/// most 210 ms. Not diagnosed: bmv2 queues the two floods fill hold no
-/// priority for control frames (a pipeline change: priority queues); see
-/// docs/protocols.md, "Gaps".
+/// times the punt meter's rate) before the MAC flood. Before the data
+/// plane dropped unknown sources at the limit, 3 runs on a loaded 2-core
+/// machine each declared one fabric link down during the MAC flood (up
+/// again ~100 ms later). With the drop, one release run on 2026-12-05
+/// passed with no bystander gap at all; one run is not enough for CI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a link flaps during the MAC flood after a probe flood; not diagnosed yet (#21)"]
+#[ignore = "heavier than the issue's attack; passed once with the data-plane drop at the limit (2026-12-05), not yet proven stable enough for CI"]
 async fn a_probe_flood_then_a_mac_flood() {
     attack(small(), true).await;
 }
