@@ -31,23 +31,6 @@ use p4fabric::testkit::sim::SimSwitch;
 use p4fabric::testkit::EtcdServer;
 use p4fabric::topo::{ObservedState, Topology};
 
-/// A copy of `p4/build` whose bmv2 JSON names another program: a new
-/// cookie for the same program.
-fn second_build(dir: &std::path::Path) {
-    let src = Pipeline::default_dir();
-    for f in ["fabric.json", "fabric.p4info.txt"] {
-        std::fs::copy(src.join(f), dir.join(f)).expect("copy build");
-    }
-    let json = std::fs::read_to_string(dir.join("fabric.json")).expect("json");
-    let changed = json.replacen(
-        "\"program\" : \"p4/fabric.p4\"",
-        "\"program\" : \"p4/fabric.p4 (upgrade test v2)\"",
-        1,
-    );
-    assert_ne!(changed, json, "the bmv2 JSON names its program");
-    std::fs::write(dir.join("fabric.json"), changed).expect("write json");
-}
-
 async fn status(store: &EtcdStore) -> BTreeMap<String, serde_json::Value> {
     let snap = store.get_dir("status/").await.expect("status");
     snap.kvs
@@ -148,7 +131,7 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
     assert!(!status(&store).await.contains_key("upgrade"));
 
     let v2 = tempfile::tempdir().expect("tempdir");
-    second_build(v2.path());
+    p4fabric::testkit::relabelled_pipeline(v2.path()).expect("second build");
     let new = Pipeline::load(v2.path(), "fabric").expect("new build");
     assert_ne!(new.cookie, old.cookie);
 
@@ -315,7 +298,7 @@ async fn a_controller_restart_mid_rollout_resumes_from_the_switches_cookies() {
         .map(|(n, t)| (n.clone(), t.stats().pipeline_pushes))
         .collect();
     let v2 = tempfile::tempdir().expect("tempdir");
-    second_build(v2.path());
+    p4fabric::testkit::relabelled_pipeline(v2.path()).expect("second build");
     let new = Pipeline::load(v2.path(), "fabric").expect("new build");
     let etcd_args = EtcdArgs::plain(&etcd.endpoint());
     p4fabric::cli::upgrade::run(&UpgradeArgs {

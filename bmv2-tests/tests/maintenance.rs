@@ -26,18 +26,6 @@ use p4fabric::cli::EtcdArgs;
 use p4fabric::testkit::lab::reach::Probe;
 use p4fabric::testkit::lab::run::{ns_prefix, FlowReport, LabController, LabRun};
 
-/// The ping interval: 50 ms (`P4F_MAINT_INTERVAL_MS` overrides it). The
-/// issue asks for 10 ms; 48 flows at 10 ms (4,800 pps) are more than bmv2
-/// carries on this 2-core machine with nothing happening (76-85% lost in
-/// the baseline), 50 ms is clean.
-fn interval() -> Duration {
-    let ms = std::env::var("P4F_MAINT_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    Duration::from_millis(ms)
-}
-
 /// Whether to kill and restart the drained switch (`P4F_MAINT_KILL=1`).
 fn kill_while_drained() -> bool {
     std::env::var("P4F_MAINT_KILL").is_ok_and(|v| v == "1")
@@ -106,7 +94,9 @@ async fn phase(
     force: bool,
     problems: &mut Vec<String>,
 ) -> Phase {
-    let traffic = run.traffic(probes, interval()).expect("traffic");
+    let traffic = run
+        .traffic(probes, bmv2_tests::full_mesh_interval())
+        .expect("traffic");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let started = Instant::now();
     let drained = p4fabric::cli::drain::drain(&DrainArgs {
@@ -228,13 +218,19 @@ async fn drain_and_undrain_lose_nothing() {
         LabRun::start_serving(&fabric, &ns_prefix("p4f-mt"), "maintenance")
             .await
             .expect("lab");
-    eprintln!("{} flows every {} ms", probes.len(), interval().as_millis());
+    eprintln!(
+        "{} flows every {} ms",
+        probes.len(),
+        bmv2_tests::full_mesh_interval().as_millis()
+    );
     let mut problems = Vec::new();
     let mut phases = Vec::new();
 
     // The same traffic with nothing happening: what the machine carries.
     if wanted("baseline") {
-        let traffic = run.traffic(&probes, interval()).expect("traffic");
+        let traffic = run
+            .traffic(&probes, bmv2_tests::full_mesh_interval())
+            .expect("traffic");
         tokio::time::sleep(Duration::from_secs(8)).await;
         phases.push(Phase {
             name: "none".into(),
@@ -277,7 +273,7 @@ async fn drain_and_undrain_lose_nothing() {
                 problems.push(format!(
                     "baseline (nothing happening) lost pings: this machine does not carry {} flows every {} ms (set P4F_MAINT_INTERVAL_MS): {r}",
                     probes.len(),
-                    interval().as_millis()
+                    bmv2_tests::full_mesh_interval().as_millis()
                 ));
             } else if !exposed && r.lost() > 0 {
                 problems.push(format!("{}: lost pings: {r}", p.name));

@@ -29,30 +29,6 @@ use p4fabric::config::Attachment;
 use p4fabric::p4rt::Pipeline;
 use p4fabric::testkit::lab::run::{ns_prefix, LabRun};
 
-fn interval() -> Duration {
-    let ms = std::env::var("P4F_MAINT_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    Duration::from_millis(ms)
-}
-
-/// A copy of `p4/build` whose bmv2 JSON names another program.
-fn second_build(dir: &std::path::Path) {
-    let src = Pipeline::default_dir();
-    for f in ["fabric.json", "fabric.p4info.txt"] {
-        std::fs::copy(src.join(f), dir.join(f)).expect("copy build");
-    }
-    let json = std::fs::read_to_string(dir.join("fabric.json")).expect("json");
-    let changed = json.replacen(
-        "\"program\" : \"p4/fabric.p4\"",
-        "\"program\" : \"p4/fabric.p4 (upgrade test v2)\"",
-        1,
-    );
-    assert_ne!(changed, json, "the bmv2 JSON names its program");
-    std::fs::write(dir.join("fabric.json"), changed).expect("write json");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "1 of 3 runs lost 150-200 ms as a reloaded spine came back into service; not diagnosed (#20, docs/operations.md)"]
 async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
@@ -62,7 +38,11 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
     let (run, ctl, probes) = LabRun::start_serving(&fabric, &ns_prefix("p4f-up"), "upgrade")
         .await
         .expect("lab");
-    eprintln!("{} flows every {} ms", probes.len(), interval().as_millis());
+    eprintln!(
+        "{} flows every {} ms",
+        probes.len(),
+        bmv2_tests::full_mesh_interval().as_millis()
+    );
     let mut problems = Vec::new();
     // Hosts attached to one leaf alone, and that leaf.
     let alone: BTreeMap<String, String> = fabric
@@ -74,25 +54,29 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
         })
         .collect();
 
-    let traffic = run.traffic(&probes, interval()).expect("traffic");
+    let traffic = run
+        .traffic(&probes, bmv2_tests::full_mesh_interval())
+        .expect("traffic");
     tokio::time::sleep(Duration::from_secs(8)).await;
     for r in traffic.stop() {
         if r.lost() > 0 {
             problems.push(format!(
                 "baseline (nothing happening) lost pings: this machine does not carry {} flows every {} ms: {r}",
                 probes.len(),
-                interval().as_millis()
+                bmv2_tests::full_mesh_interval().as_millis()
             ));
         }
     }
 
     let v2 = tempfile::tempdir().expect("tempdir");
-    second_build(v2.path());
+    p4fabric::testkit::relabelled_pipeline(v2.path()).expect("second build");
     let new = Pipeline::load(v2.path(), "fabric").expect("new build");
     let etcd = EtcdArgs::plain(&run.endpoint());
     let store = etcd.connect().await.expect("etcd");
 
-    let traffic = run.traffic(&probes, interval()).expect("traffic");
+    let traffic = run
+        .traffic(&probes, bmv2_tests::full_mesh_interval())
+        .expect("traffic");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let t0 = Instant::now();
     p4fabric::cli::upgrade::run(&UpgradeArgs {
@@ -180,7 +164,7 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
         "\nrolling upgrade of {} switches in {:.1} s ({} ms pings)\n{:<30} {:>6} {:>6} {:>8}  gap began while upgrading",
         run.fabric().switches.len(),
         took.as_secs_f64(),
-        interval().as_millis(),
+        bmv2_tests::full_mesh_interval().as_millis(),
         "flow",
         "sent",
         "lost",

@@ -42,3 +42,22 @@ pub async fn within(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Du
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Writes into `dir` a second build of the compiled fabric pipeline: a copy
+/// of `p4/build` whose bmv2 JSON names another program. Same program, new
+/// cookie: what the rolling-upgrade tests roll out (bmv2 really reloads).
+pub fn relabelled_pipeline(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::{ensure, Context};
+    let src = crate::p4rt::Pipeline::default_dir();
+    for f in ["fabric.json", "fabric.p4info.txt"] {
+        std::fs::copy(src.join(f), dir.join(f)).with_context(|| format!("copy {f}"))?;
+    }
+    let json = std::fs::read_to_string(dir.join("fabric.json")).context("read fabric.json")?;
+    let changed = json.replacen(
+        "\"program\" : \"p4/fabric.p4\"",
+        "\"program\" : \"p4/fabric.p4 (upgrade test v2)\"",
+        1,
+    );
+    ensure!(changed != json, "the bmv2 JSON names its program");
+    std::fs::write(dir.join("fabric.json"), changed).context("write fabric.json")
+}
