@@ -578,7 +578,7 @@ impl<'a> Validator<'a> {
             let k = ConfigKey::Host(name.clone());
             let checked = self.in_scope(&k);
             if checked {
-                self.host(&k, h);
+                self.host(name, &k, h);
             }
             // A host without its VLAN has that problem alone.
             let Some(vlan) = self.f.vlans.get(&h.vlan) else {
@@ -610,11 +610,7 @@ impl<'a> Validator<'a> {
     }
 
     /// One host's own checks: name, MAC, VLAN, attachment, addresses.
-    fn host(&mut self, k: &ConfigKey, h: &Host) {
-        let name = match k {
-            ConfigKey::Host(n) => n.as_str(),
-            _ => "",
-        };
+    fn host(&mut self, name: &str, k: &ConfigKey, h: &Host) {
         if !valid_name(name) {
             self.report(k.clone(), vec![], format!("invalid host name {name:?}"));
         }
