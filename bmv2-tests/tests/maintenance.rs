@@ -21,6 +21,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use bmv2_tests::MeshTraffic;
 use p4fabric::cli::drain::{DrainArgs, UndrainArgs};
 use p4fabric::cli::EtcdArgs;
 use p4fabric::testkit::lab::reach::Probe;
@@ -94,9 +95,7 @@ async fn phase(
     force: bool,
     problems: &mut Vec<String>,
 ) -> Phase {
-    let traffic = run
-        .traffic(probes, bmv2_tests::full_mesh_interval())
-        .expect("traffic");
+    let traffic = MeshTraffic::start(run, probes).expect("traffic");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let started = Instant::now();
     let drained = p4fabric::cli::drain::drain(&DrainArgs {
@@ -191,15 +190,16 @@ async fn phase(
 
 fn table(phases: &[Phase]) {
     eprintln!(
-        "\n{:<8} {:<28} {:>6} {:>6} {:>10}",
-        "drained", "flow", "sent", "lost", "gap ms"
+        "\n{:<8} {:<28} {:>5} {:>6} {:>6} {:>10}",
+        "drained", "flow", "every", "sent", "lost", "gap ms"
     );
     for p in phases {
         for r in &p.reports {
             eprintln!(
-                "{:<8} {:<28} {:>6} {:>6} {:>10}",
+                "{:<8} {:<28} {:>5} {:>6} {:>6} {:>10}",
                 p.name,
                 format!("{} -> {} {}", r.probe.from, r.probe.to, r.probe.ip),
+                format!("{}ms", r.interval.as_millis()),
                 r.sent,
                 r.lost(),
                 r.longest_outage.as_millis()
@@ -218,19 +218,13 @@ async fn drain_and_undrain_lose_nothing() {
         LabRun::start_serving(&fabric, &ns_prefix("p4f-mt"), "maintenance")
             .await
             .expect("lab");
-    eprintln!(
-        "{} flows every {} ms",
-        probes.len(),
-        bmv2_tests::full_mesh_interval().as_millis()
-    );
+    eprintln!("{}", MeshTraffic::describe(&run, &probes));
     let mut problems = Vec::new();
     let mut phases = Vec::new();
 
     // The same traffic with nothing happening: what the machine carries.
     if wanted("baseline") {
-        let traffic = run
-            .traffic(&probes, bmv2_tests::full_mesh_interval())
-            .expect("traffic");
+        let traffic = MeshTraffic::start(&run, &probes).expect("traffic");
         tokio::time::sleep(Duration::from_secs(8)).await;
         phases.push(Phase {
             name: "none".into(),
@@ -271,9 +265,8 @@ async fn drain_and_undrain_lose_nothing() {
             }
             if p.name == "none" && r.lost() > 0 {
                 problems.push(format!(
-                    "baseline (nothing happening) lost pings: this machine does not carry {} flows every {} ms (set P4F_MAINT_INTERVAL_MS): {r}",
-                    probes.len(),
-                    bmv2_tests::full_mesh_interval().as_millis()
+                    "baseline (nothing happening) lost pings: this machine does not carry {} (set P4F_MAINT_INTERVAL_MS / P4F_MAINT_FINE_MS): {r}",
+                    MeshTraffic::describe(&run, &probes)
                 ));
             } else if !exposed && r.lost() > 0 {
                 problems.push(format!("{}: lost pings: {r}", p.name));

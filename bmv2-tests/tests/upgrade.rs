@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bmv2_tests::MeshTraffic;
 use p4fabric::cli::upgrade::UpgradeArgs;
 use p4fabric::cli::EtcdArgs;
 use p4fabric::config::status::UpgradeState;
@@ -38,11 +39,7 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
     let (run, ctl, probes) = LabRun::start_serving(&fabric, &ns_prefix("p4f-up"), "upgrade")
         .await
         .expect("lab");
-    eprintln!(
-        "{} flows every {} ms",
-        probes.len(),
-        bmv2_tests::full_mesh_interval().as_millis()
-    );
+    eprintln!("{}", MeshTraffic::describe(&run, &probes));
     let mut problems = Vec::new();
     // Hosts attached to one leaf alone, and that leaf.
     let alone: BTreeMap<String, String> = fabric
@@ -54,16 +51,13 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
         })
         .collect();
 
-    let traffic = run
-        .traffic(&probes, bmv2_tests::full_mesh_interval())
-        .expect("traffic");
+    let traffic = MeshTraffic::start(&run, &probes).expect("traffic");
     tokio::time::sleep(Duration::from_secs(8)).await;
     for r in traffic.stop() {
         if r.lost() > 0 {
             problems.push(format!(
-                "baseline (nothing happening) lost pings: this machine does not carry {} flows every {} ms: {r}",
-                probes.len(),
-                bmv2_tests::full_mesh_interval().as_millis()
+                "baseline (nothing happening) lost pings: this machine does not carry {}: {r}",
+                MeshTraffic::describe(&run, &probes)
             ));
         }
     }
@@ -74,9 +68,7 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
     let etcd = EtcdArgs::plain(&run.endpoint());
     let store = etcd.connect().await.expect("etcd");
 
-    let traffic = run
-        .traffic(&probes, bmv2_tests::full_mesh_interval())
-        .expect("traffic");
+    let traffic = MeshTraffic::start(&run, &probes).expect("traffic");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let t0 = Instant::now();
     p4fabric::cli::upgrade::run(&UpgradeArgs {
@@ -161,11 +153,12 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
             .unwrap_or_default()
     };
     eprintln!(
-        "\nrolling upgrade of {} switches in {:.1} s ({} ms pings)\n{:<30} {:>6} {:>6} {:>8}  gap began while upgrading",
+        "\nrolling upgrade of {} switches in {:.1} s ({})\n{:<30} {:>5} {:>6} {:>6} {:>8}  gap began while upgrading",
         run.fabric().switches.len(),
         took.as_secs_f64(),
-        bmv2_tests::full_mesh_interval().as_millis(),
+        MeshTraffic::describe(&run, &probes),
         "flow",
+        "every",
         "sent",
         "lost",
         "gap ms",
@@ -173,8 +166,9 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
     for r in &reports {
         let at = r.outage_started.map(&during).unwrap_or_default();
         eprintln!(
-            "{:<30} {:>6} {:>6} {:>8}  {}",
+            "{:<30} {:>5} {:>6} {:>6} {:>8}  {}",
             format!("{} -> {} {}", r.probe.from, r.probe.to, r.probe.ip),
+            format!("{}ms", r.interval.as_millis()),
             r.sent,
             r.lost(),
             r.longest_outage.as_millis(),

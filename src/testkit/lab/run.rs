@@ -217,7 +217,7 @@ impl LabRun {
 
     /// Starts one ping per probe (every `interval`) in the host namespaces.
     pub fn traffic(&self, probes: &[Probe], interval: Duration) -> Result<Traffic> {
-        Traffic::start(&self.lab, probes, interval)
+        Traffic::start(&self.lab, &self.fabric, probes, interval)
     }
 }
 
@@ -412,6 +412,8 @@ struct Flow {
 #[derive(Debug, Clone)]
 pub struct FlowReport {
     pub probe: Probe,
+    /// The ping interval of this flow.
+    pub interval: Duration,
     pub sent: u32,
     pub received: u32,
     /// The longest run of consecutive lost echoes, as time.
@@ -448,17 +450,36 @@ impl std::fmt::Display for FlowReport {
 }
 
 impl Traffic {
-    pub fn start(lab: &LabFabric, probes: &[Probe], interval: Duration) -> Result<Traffic> {
+    /// Each ping is sent from the source host's configured address of the
+    /// probe's family (`ping -I`): a flow is a pair of addresses. Left to
+    /// itself the kernel moves to an address it configured later (SLAAC
+    /// from the fabric's router advertisements), and the reply to an
+    /// address the fabric has not learned yet is lost once, whatever the
+    /// test is about.
+    pub fn start(
+        lab: &LabFabric,
+        fabric: &Fabric,
+        probes: &[Probe],
+        interval: Duration,
+    ) -> Result<Traffic> {
         let mut flows = Vec::new();
         for p in probes {
             let ns = lab
                 .host_ns(&p.from)
                 .with_context(|| format!("no host {}", p.from))?;
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", &ns.name, "ping", "-n", "-W"])
+            let source = fabric
+                .hosts
+                .get(&p.from)
+                .and_then(|h| h.ips.iter().find(|ip| ip.is_ipv6() == p.ip.is_ipv6()));
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &ns.name, "ping", "-n", "-W"])
                 .arg(REPLY_TIMEOUT.as_secs().to_string())
                 .arg("-i")
-                .arg(format!("{:.3}", interval.as_secs_f64()))
+                .arg(format!("{:.3}", interval.as_secs_f64()));
+            if let Some(src) = source {
+                cmd.arg("-I").arg(src.to_string());
+            }
+            let mut child = cmd
                 .arg(p.ip.to_string())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -546,6 +567,7 @@ fn report(probe: Probe, seqs: &[u32], transmitted: Option<u32>, interval: Durati
     }
     FlowReport {
         probe,
+        interval,
         sent,
         received: seqs.len() as u32,
         longest_outage: interval * longest,
