@@ -395,3 +395,142 @@ async fn after_the_read_back_nothing_is_written_before_a_desired_state() {
     );
     assert_eq!(t.entities(), *want);
 }
+
+/// An agent with a port map (a benchmark leaf as a Tofino: configured port
+/// N -> device port 1024 + 4N) against an in-process switch running the
+/// TNA-form P4Info: the switch holds device ports; a restarted agent reads
+/// them back as configured numbers and writes nothing; what an earlier map
+/// left on the switch (entries on the configured numbers as device ports)
+/// is deleted or rewritten; an update on a port outside the map fails
+/// alone, naming switch and port.
+#[tokio::test]
+async fn a_port_map_writes_device_ports_and_reads_them_back_as_configured() {
+    use p4fabric::compile::{self, sample};
+    use p4fabric::config::{MappedPort, Target};
+    use p4fabric::target::{self, ports};
+    let (mut fabric, hosts) = sample::large(2, 2, 40, 4);
+    let name = sample::leaf_name(1);
+    let sw = fabric.switches.get_mut(&name).expect("leaf");
+    sw.target = Target::Tofino;
+    sw.cpu_port = Some(320);
+    sw.port_map = (0..=64)
+        .map(|p| {
+            let m = MappedPort {
+                device_port: 1024 + 4 * p,
+                name: None,
+            };
+            (p, m)
+        })
+        .collect();
+    let sw = sw.clone();
+    let topo = p4fabric::topo::Topology::build(&fabric, &Default::default(), None);
+    let want = Arc::new(
+        compile::compile(&fabric, &topo, &hosts)
+            .remove(&name)
+            .expect("leaf"),
+    );
+    let t: Arc<dyn target::SwitchTarget> = target::for_switch(&name, &sw).expect("tofino").into();
+    assert!(t.has_port_map());
+    let on_device = ports::to_device(t.as_ref(), &want).expect("all mapped");
+    let (pipeline, _) = compile::contract::simulation_pipeline_for(&Pipeline::default_dir(), "tna");
+    let pipeline = Arc::new(pipeline);
+    let s = SimSwitch::start(1).await.unwrap();
+    let start = |election_id| {
+        let opts = ClientOptions::new(s.addr().to_string(), 1, election_id);
+        let mut cfg = p4fabric::agent::AgentConfig::new(&name, opts, pipeline.clone());
+        cfg.retry = backoff::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
+        cfg.ports = Some(t.clone());
+        spawn(cfg)
+    };
+    // An agent (election id `id`) on `want`, once the switch holds it.
+    let converged = |id| {
+        let a = start(id);
+        desire(&a, 1, &want);
+        let (s, on_device) = (&s, &on_device);
+        async move {
+            assert!(
+                a.wait_converged(1, Duration::from_secs(20)).await,
+                "{:?}",
+                a.status()
+            );
+            assert!(
+                s.entities() == *on_device,
+                "{}",
+                difference(&s.entities(), on_device)
+            );
+            a
+        }
+    };
+    converged(10).await.stop().await;
+
+    // A restart reads the device ports back as configured: nothing to write.
+    let before = s.stats().updates_applied;
+    converged(11).await.stop().await;
+    assert_eq!(
+        s.stats().updates_applied,
+        before,
+        "a restart rewrote entries"
+    );
+
+    // Left by an earlier map (identity): a port entry on the configured
+    // number as its device port (in no map now) and a multicast group's
+    // replicas on the configured numbers.
+    let on_a_port = |e: &&Entity| match e {
+        Entity::Table(t) => t.key.matches.iter().any(|(f, m)| {
+            *f == "ingress_port" && matches!(m, Match::Exact(p) if (1..=64).contains(p))
+        }),
+        _ => false,
+    };
+    let stray = want
+        .values()
+        .find(on_a_port)
+        .cloned()
+        .expect("a port entry");
+    let old = want
+        .values()
+        .find(|e| matches!(e, Entity::Multicast(g) if g.replicas.iter().any(|r| r.port != 320)))
+        .cloned()
+        .expect("a multicast group");
+    assert!(!on_device.contains_key(&stray.key()));
+    s.inject_entity(stray.clone());
+    s.inject_entity(old.clone());
+    assert!(s.entities() != on_device);
+    let before = s.stats().updates_applied;
+    let c = converged(12).await;
+    assert_eq!(
+        s.stats().updates_applied - before,
+        2,
+        "a delete and a modify"
+    );
+
+    // A port outside the map: that update fails, naming switch and port.
+    let mut bad = (*want).clone();
+    let e = Entity::Multicast(MulticastGroup {
+        group_id: 4000,
+        replicas: vec![Replica {
+            port: 99,
+            instance: 0,
+        }],
+    });
+    bad.insert(e.key(), e);
+    desire(&c, 2, &Arc::new(bad));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c.status().failing_count == 0 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", c.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = c.status();
+    assert_eq!(st.failing_count, 1, "{:?}", st.failing);
+    assert!(
+        st.failing[0]
+            .1
+            .contains(&format!("port 99 is not in the port_map of {name}")),
+        "{:?}",
+        st.failing
+    );
+    assert!(
+        s.entities() == on_device,
+        "{}",
+        difference(&s.entities(), &on_device)
+    );
+}

@@ -296,16 +296,40 @@ fn example_cables() -> Vec<(p4fabric::config::PortRef, p4fabric::config::PortRef
 /// puts it back (issue #16: 54 updates and 1 s of loss on bmv2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_on_discovered_links_writes_nothing() {
-    let (pipeline, _) = compile::contract::simulation_pipeline(&Pipeline::default_dir());
     let mut fabric = example();
     fabric.links.clear();
+    let Some(targets) = converge_on_discovered_links_and_restart(fabric, "v1model").await else {
+        return;
+    };
+    drop(targets);
+}
+
+/// `fabric` (no `links:`) on in-process switches cabled as the example
+/// (`example_cables`, on each switch's device ports): a first controller
+/// converges it over the links discovery finds, and a second one, taking
+/// over, writes nothing. `arch`: the P4Info the cables encode packet-ins
+/// with (`compile::contract::simulation_pipeline_for`). Returns the
+/// switches (`None`: no etcd here, SKIPPED).
+async fn converge_on_discovered_links_and_restart(
+    mut fabric: Fabric,
+    arch: &str,
+) -> Option<Vec<(String, SimSwitch)>> {
+    // The flood tree is history: built as links came up one by one. A
+    // successor builds on the tree its predecessor published in
+    // `status/observed` (etcd), as `p4fabric run` does.
+    let etcd = p4fabric::testkit::EtcdServer::start_or_skip().await?;
+    let store = p4fabric::config::etcd::EtcdOptions::new([etcd.endpoint()])
+        .connect()
+        .await
+        .expect("etcd");
+    let (pipeline, _) = compile::contract::simulation_pipeline_for(&Pipeline::default_dir(), arch);
     let targets = Arc::new(start_targets(&mut fabric).await);
-    let wires = p4fabric::testkit::cables::wire(
-        targets.clone(),
-        pipeline.registry.clone(),
-        example_cables(),
-        None,
-    );
+    let cables = example_cables()
+        .into_iter()
+        .map(|(a, b)| (device_port(&fabric, &a), device_port(&fabric, &b)))
+        .collect();
+    let wires =
+        p4fabric::testkit::cables::wire(targets.clone(), pipeline.registry.clone(), cables, None);
     // What the switches must hold: the example's cabling, found by
     // discovery; no LACP partner answers here.
     let mut observed = ObservedState::default();
@@ -323,16 +347,6 @@ async fn a_restart_on_discovered_links_writes_nothing() {
     for lag in fabric.lags.values() {
         observed.lacp_unsynced.extend(lag.members.iter().cloned());
     }
-    // The flood tree is history: built as links came up one by one. A
-    // successor builds on the tree its predecessor published in
-    // `status/observed` (etcd), as `p4fabric run` does.
-    let Some(etcd) = p4fabric::testkit::EtcdServer::start_or_skip().await else {
-        return;
-    };
-    let store = p4fabric::config::etcd::EtcdOptions::new([etcd.endpoint()])
-        .connect()
-        .await
-        .expect("etcd");
     let (_tx, rx) = watch::channel(update(&fabric, 1));
     let run = |id: &str, status: Arc<p4fabric::config::status::StatusWriter>| {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -356,11 +370,15 @@ async fn a_restart_on_discovered_links_writes_nothing() {
     };
     let (stop, task) = run("first", status("first").await);
     // Converged over the discovered links: everything a fresh compile has
-    // but the flood groups (the tree is history: it may differ).
-    let want = compile::compile(
+    // (on device ports) but the flood groups (the tree is history: it may
+    // differ).
+    let want = on_device(
         &fabric,
-        &Topology::build(&fabric, &observed, None),
-        &compile::Hosts::new(),
+        compile::compile(
+            &fabric,
+            &Topology::build(&fabric, &observed, None),
+            &compile::Hosts::new(),
+        ),
     );
     let no_floods = |m: Vec<SwitchEntities>| -> Vec<Vec<String>> {
         m.iter()
@@ -407,6 +425,48 @@ async fn a_restart_on_discovered_links_writes_nothing() {
     let _ = stop.send(());
     let _ = task.await;
     wires.abort();
+    let _ = wires.await;
+    Arc::into_inner(targets)
+}
+
+/// The switch's device port of configured port `p` (its port map).
+fn device_port(f: &Fabric, p: &p4fabric::config::PortRef) -> p4fabric::config::PortRef {
+    let t = p4fabric::target::for_switch(&p.switch, &f.switches[&p.switch]).expect("target");
+    let dev = p4fabric::target::ports::port_to_device(t.as_ref(), p.port).expect("mapped");
+    p4fabric::config::PortRef::new(p.switch.clone(), dev)
+}
+
+/// Compiled entities as each switch holds them: on its device ports.
+fn on_device(
+    f: &Fabric,
+    compiled: std::collections::BTreeMap<String, SwitchEntities>,
+) -> std::collections::BTreeMap<String, SwitchEntities> {
+    compiled
+        .into_iter()
+        .map(|(n, es)| {
+            let t = p4fabric::target::for_switch(&n, &f.switches[&n]).expect("target");
+            let dev = p4fabric::target::ports::to_device(t.as_ref(), &es)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            (n, dev)
+        })
+        .collect()
+}
+
+/// What the in-process switches hold, on configured port numbers (their
+/// port maps undone), for the forwarding checker.
+fn held_configured(
+    f: &Fabric,
+    targets: &[(String, SimSwitch)],
+) -> std::collections::BTreeMap<String, SwitchEntities> {
+    targets
+        .iter()
+        .map(|(n, s)| {
+            let t = p4fabric::target::for_switch(n, &f.switches[n]).expect("target");
+            let es = p4fabric::target::ports::to_config(t.as_ref(), &s.entities())
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            (n.clone(), es)
+        })
+        .collect()
 }
 
 fn fabric_file(name: &str) -> Fabric {
@@ -469,9 +529,9 @@ fn host_traces<D: compile::check::DataPlane>(f: &Fabric, dp: &D) -> Vec<String> 
 /// fabric of bmv2 switches (forwarding checker over every host pair).
 ///
 /// The simulated switches run the contract's P4Info in its TNA form
-/// (32-bit translated ports) until bf-p4c's is checked in. Not yet here
-/// (docs/targets.md): the agents write configured port numbers (the port
-/// map is not applied on the wire).
+/// (32-bit translated ports) until bf-p4c's is checked in; they hold
+/// device ports (the port maps applied on the wire), which the checker
+/// reads back through the maps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tofino_fabric_converges_and_forwards_like_bmv2() {
     let bmv2 = example();
@@ -521,25 +581,119 @@ async fn tofino_fabric_converges_and_forwards_like_bmv2() {
     let task = tokio::spawn(Controller::new(options("tofino"), rx, None).run(async {
         let _ = stop_rx.await;
     }));
-    let want = expected(&tofino);
+    // On each switch's device ports.
+    let want = on_device(&tofino, expected(&tofino));
     all_hold(&targets, &want, Duration::from_secs(20))
         .await
         .expect("converged to the compiled state");
     let _ = stop_tx.send(());
     let _ = task.await;
-    let held: std::collections::BTreeMap<String, SwitchEntities> = targets
-        .iter()
-        .map(|(n, t)| (n.clone(), t.entities()))
-        .collect();
-    let on_tofino = host_traces(&tofino, &held);
+    let on_tofino = host_traces(&tofino, &held_configured(&tofino, &targets));
     let on_bmv2 = host_traces(&bmv2, &expected(&bmv2));
     assert!(on_bmv2.len() > 40, "{} traces", on_bmv2.len());
     assert!(on_bmv2.iter().any(|t| t.contains("delivered")));
     assert_eq!(on_tofino, on_bmv2);
 }
 
-/// The data plane the in-process switches hold: where a frame from host
-/// `from` to host `to`'s MAC goes.
+/// The Tofino example fabric with a port map per switch, each its own
+/// (configured port N -> device port 128 + 4N + 32i on the i-th switch),
+/// and no `links:`: the switches are cabled on their device ports and the
+/// fabric's paths exist only where discovery found the link (its probes
+/// leave on device ports and come back on device ports, mapped both
+/// ways); the controller converges it with the switches holding device
+/// ports, the forwarding checker gives the bmv2 fabric's result (floods
+/// by where they end up: the tree is history), and a controller restart
+/// writes nothing (the read-back maps back to the configured state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tofino_port_maps_on_the_wire_with_discovery_and_a_restart() {
+    use p4fabric::config::MappedPort;
+    let mut tofino = fabric_file("fabric-tofino.yaml");
+    for (i, sw) in tofino.switches.values_mut().enumerate() {
+        sw.port_events = None;
+        for (port, m) in sw.port_map.iter_mut() {
+            *m = MappedPort {
+                device_port: 128 + 4 * port + 32 * i as u32,
+                name: m.name.take(),
+            };
+        }
+    }
+    let with_links = tofino.clone();
+    tofino.links.clear();
+    assert!(p4fabric::config::validate(&tofino).is_empty());
+    let leaf1 = &tofino.switches["leaf1"].port_map;
+    let leaf2 = &tofino.switches["leaf2"].port_map;
+    assert_eq!(leaf1[&3].device_port, 140);
+    assert_ne!(leaf1[&3].device_port, leaf2[&3].device_port);
+    let Some(targets) = converge_on_discovered_links_and_restart(tofino.clone(), "tna").await
+    else {
+        return;
+    };
+    // leaf1 holds vm1's edge port (configured 3) as device port 140, and
+    // its configured number nowhere.
+    let ports_entry = |port: u32| {
+        p4fabric::p4rt::EntityKey::Table(
+            p4fabric::p4rt::TableKey::new(compile::names::T_PORTS)
+                .exact(compile::names::F_INGRESS_PORT, port),
+        )
+    };
+    let held = targets[0].1.entities();
+    assert_eq!(targets[0].0, "leaf1");
+    assert!(
+        held.contains_key(&ports_entry(140)),
+        "device port 140 on leaf1"
+    );
+    assert!(
+        !held.contains_key(&ports_entry(3)),
+        "configured port 3 on leaf1"
+    );
+    // The flood tree is history (links discovered in another order build
+    // another tree): floods are compared by where they end up.
+    let on_tofino = without_flood_hops(host_traces(
+        &with_links,
+        &held_configured(&with_links, &targets),
+    ));
+    let bmv2 = example();
+    let on_bmv2 = without_flood_hops(host_traces(&bmv2, &expected(&bmv2)));
+    assert!(on_bmv2.iter().any(|t| t.contains("delivered")));
+    assert!(
+        on_bmv2.iter().any(|t| t.contains("hop ")),
+        "unicast hops kept"
+    );
+    assert_eq!(on_tofino.len(), on_bmv2.len());
+    for (t, b) in on_tofino.iter().zip(&on_bmv2) {
+        assert_eq!(t, b);
+    }
+}
+
+/// Host traces (`host_traces`) without the hops of floods (label
+/// `0xF0000 | source LAG`), each trace's lines after its first sorted:
+/// where every frame ends up, and the unicast paths it takes.
+fn without_flood_hops(traces: Vec<String>) -> Vec<String> {
+    let flood_hop = |l: &str| {
+        let label = l
+            .strip_prefix("hop ")
+            .and_then(|h| h.rsplit(" label 0x").next());
+        label
+            .and_then(|x| u32::from_str_radix(x, 16).ok())
+            .is_some_and(|v| v & 0xF0000 == 0xF0000)
+    };
+    traces
+        .iter()
+        .map(|t| {
+            let mut lines = t.lines();
+            let head = lines.next().unwrap_or_default();
+            let mut rest: Vec<&str> = lines.filter(|l| !flood_hop(l)).collect();
+            rest.sort_unstable();
+            std::iter::once(head)
+                .chain(rest)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
+}
+
+/// The data plane the in-process switches hold (on configured ports):
+/// where a frame from host `from` to host `to`'s MAC goes.
 fn trace_held(
     f: &Fabric,
     targets: &[(String, SimSwitch)],
@@ -548,10 +702,7 @@ fn trace_held(
 ) -> compile::check::Trace {
     use p4fabric::compile::check::{Checker, Frame};
     use p4fabric::config::Attachment;
-    let held: std::collections::BTreeMap<String, SwitchEntities> = targets
-        .iter()
-        .map(|(n, t)| (n.clone(), t.entities()))
-        .collect();
+    let held = held_configured(f, targets);
     let topo = Topology::build(f, &ObservedState::default(), None);
     let (src, dst) = (&f.hosts[from], &f.hosts[to]);
     let Attachment::Port(ingress) = &src.attachment else {
@@ -692,7 +843,7 @@ async fn pipelines_are_loaded_by_target() {
         }));
         (stop_tx, task)
     };
-    let want = expected(&fabric);
+    let want = on_device(&fabric, expected(&fabric));
     let converged = |chip: Target, cookie: u64| {
         targets
             .iter()

@@ -18,6 +18,7 @@ use crate::p4rt::backoff::Backoff;
 use crate::p4rt::intern::SharedEntities;
 use crate::p4rt::switch::DEFAULT_BATCH;
 use crate::p4rt::{ClientOptions, Pipeline, StreamEvent};
+use crate::target::SwitchTarget;
 
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -63,6 +64,11 @@ pub struct AgentConfig {
     /// upgrade's drained switch). bmv2 refuses to reconcile a changed
     /// JSON ("Error when reconciling config").
     pub full_commit: bool,
+    /// The switch's target where its configured port numbers are not its
+    /// device ports (`SwitchTarget::has_port_map`): writes go through
+    /// `target::ports::op_to_device`, read-backs through
+    /// `target::ports::ReadBackMap`. `None`: the same numbers, nothing mapped.
+    pub ports: Option<Arc<dyn SwitchTarget>>,
 }
 
 impl AgentConfig {
@@ -82,6 +88,7 @@ impl AgentConfig {
             bulk_permits: None,
             accept: Vec::new(),
             full_commit: false,
+            ports: None,
         }
     }
 }

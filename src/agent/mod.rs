@@ -20,9 +20,10 @@
 //!   machine without I/O;
 //! - `reconcile`: one pass (diff, staged writes, results).
 //!
-//! May use: `compile` (the diff, the fabric view), `p4rt`, and `net`
-//! (which frames are control frames). Used by the
-//! controller; it knows nothing of the controller, config or topology.
+//! May use: `compile` (the diff, the fabric view), `p4rt`, `net`
+//! (which frames are control frames) and `target` (a switch's port map).
+//! Used by the controller; it knows nothing of the controller, config or
+//! topology.
 
 mod handle;
 mod reconcile;

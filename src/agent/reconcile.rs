@@ -4,15 +4,26 @@
 //! what succeeded, what failed and the pass's figures in the agent's
 //! status. Uses `compile::diff` and `p4rt::switch`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::handle::RECONCILE_BUCKETS;
 use super::session::{Agent, SessionEnd};
 use super::snapshot::Installed;
 use crate::compile::diff::staged;
-use crate::p4rt::switch::{write_ops_with, OpError, UpdateKind};
+use crate::p4rt::switch::{write_ops_with, OpError, ToDevice, UpdateKind};
 use crate::p4rt::{Client, ClientError, Entity};
+use crate::target::{ports::op_to_device, SwitchTarget};
+
+/// Writes through the switch's port map: configured ports to device ports;
+/// a port outside the map fails that update alone, naming switch and port.
+fn port_map(
+    t: &dyn SwitchTarget,
+) -> impl for<'e> Fn(UpdateKind, &'e Entity) -> Result<Cow<'e, Entity>, OpError> + Sync + '_ {
+    move |kind, e| op_to_device(t, kind, e).map_err(|err| OpError::Ports(Arc::new(err)))
+}
 
 impl Agent {
     /// One pass: diff, write stage by stage, record results. Returns whether
@@ -22,6 +33,7 @@ impl Agent {
         let desired = self.desired.borrow_and_update().clone();
         let name = self.cfg.name.clone();
         let reg = self.cfg.pipeline.registry.clone();
+        let ports = self.cfg.ports.clone();
         let mut failing: Vec<(String, String)> = Vec::new();
         let mut failing_count = 0usize;
         let mut written = 0u64;
@@ -51,7 +63,9 @@ impl Agent {
                     }
                 }
                 let mut call_failed: Option<std::sync::Arc<ClientError>> = None;
-                write_ops_with(client, &reg, &ops, batch, |i, r| match r {
+                let to_device = ports.as_deref().map(port_map);
+                let to_device: Option<ToDevice> = to_device.as_ref().map(|m| m as ToDevice);
+                write_ops_with(client, &reg, &ops, batch, to_device, |i, r| match r {
                     Ok(()) => {
                         written += 1;
                         true

@@ -18,6 +18,7 @@ use super::scheduler::{ReadBackWait, Scheduler, Step};
 use super::snapshot::{Desired, Installed};
 use crate::p4rt::switch::{read_all_shared, ReadError};
 use crate::p4rt::{Client, ClientError, Mastership, StreamEvent};
+use crate::target::ports::ReadBackMap;
 
 pub(super) struct Agent {
     pub(super) cfg: AgentConfig,
@@ -231,9 +232,22 @@ impl Agent {
 
     async fn read_back(&mut self, client: &Client) -> Result<(), SessionEnd> {
         let reg = self.cfg.pipeline.registry.clone();
-        let read = read_all_shared(client, &reg)
-            .await
-            .map_err(SessionEnd::Read)?;
+        let read = match self.cfg.ports.clone() {
+            None => read_all_shared(client, &reg, None).await,
+            Some(t) => {
+                // Configured numbers, as the desired state has them.
+                let mut to_config = ReadBackMap::new(t.as_ref());
+                let mut map = |e| to_config.entity(e);
+                let read = read_all_shared(client, &reg, Some(&mut map)).await;
+                if let (n @ 1.., Some(first)) = to_config.strays() {
+                    // Once per read-back: the next pass rewrites or
+                    // deletes them.
+                    tracing::warn!(switch = %self.cfg.name, ports = n, first_device_port = first, "read back entities on device ports outside the port map; rewriting or deleting them");
+                }
+                read
+            }
+        }
+        .map_err(SessionEnd::Read)?;
         let n = read.len();
         self.installed = Installed::Read(Arc::new(read));
         self.update_status(|s| s.installed = n);

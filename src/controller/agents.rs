@@ -1,9 +1,11 @@
 //! Agents' lifecycle: owns the running agents, one per configured switch,
 //! with the pipeline each was started with. Starts agents for new
-//! switches, restarts those whose address, device id or pipeline changed,
-//! stops those removed, hands every agent each new desired state, and
-//! paces their resyncs by the size of the whole fabric. Uses `agent`
-//! (spawn, handles) and the pipeline cache.
+//! switches, restarts those whose address, device id, pipeline or port
+//! map changed, stops those removed, hands every agent each new desired
+//! state, and paces their resyncs by the size of the whole fabric; keeps
+//! each switch's target where it maps ports (the agent's writes and
+//! read-backs, the controller's packet I/O). Uses `agent` (spawn,
+//! handles), `target` and the pipeline cache.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +19,9 @@ use super::upgrade::PipelineChoice;
 use super::ControllerOptions;
 use crate::agent::{self, AgentConfig, AgentHandle, AgentStatus, Desired, ReadBack, SwitchEvent};
 use crate::compile::FabricView;
-use crate::config::{DeviceConfigFormat, Fabric, Switch, Target};
+use crate::config::{DeviceConfigFormat, Fabric, PortNum, Switch, Target};
 use crate::p4rt::{ClientOptions, Pipeline};
+use crate::target::{self, SwitchTarget};
 
 /// Enough to keep a controller's cores and many slow switches busy (a
 /// leaf's full write takes a switch 0.1-1 s); few enough that a cold start
@@ -50,6 +53,10 @@ struct AgentIdentity {
     /// The target and format decide which files the pipeline is.
     target: Target,
     device_config: Option<DeviceConfigFormat>,
+    /// The agent writes and reads through the port map: configured port
+    /// -> device port, and the CPU port (which passes unmapped).
+    port_map: Vec<(PortNum, PortNum)>,
+    cpu_port: Option<PortNum>,
 }
 
 impl AgentIdentity {
@@ -60,6 +67,12 @@ impl AgentIdentity {
             pipeline: sw.pipeline.clone(),
             target: sw.target,
             device_config: sw.device_config,
+            port_map: sw
+                .port_map
+                .iter()
+                .map(|(p, m)| (*p, m.device_port))
+                .collect(),
+            cpu_port: sw.cpu_port,
         }
     }
 }
@@ -73,6 +86,8 @@ struct Running {
     /// The pipelines it may run, the one it pushes first (to decode its
     /// packet-ins etc.: the one whose cookie it reports).
     pipelines: Vec<Arc<Pipeline>>,
+    /// The switch's target where it maps ports (`SwitchTarget::has_port_map`).
+    ports: Option<Arc<dyn SwitchTarget>>,
 }
 
 /// Where the agents' reports go: the controller's channels.
@@ -135,6 +150,12 @@ impl Agents {
             .or(r.pipelines.first())
     }
 
+    /// `switch`'s target where its configured port numbers are not its
+    /// device ports (packet I/O is mapped through it); `None`: the same.
+    pub(super) fn ports(&self, switch: &str) -> Option<&dyn SwitchTarget> {
+        self.running.get(switch)?.ports.as_deref()
+    }
+
     /// Retries pipelines that failed to load (a new configuration).
     pub(super) fn forget_failed_pipelines(&mut self) {
         self.pipelines.forget_failures();
@@ -191,6 +212,16 @@ impl Agents {
             {
                 continue;
             }
+            // Validation rejects settings the target refuses; were one
+            // to get here, the switch gets no agent (and no write on
+            // unmapped ports), the others go on.
+            let ports = match target::for_switch(name, sw) {
+                Ok(t) => t.has_port_map().then(|| Arc::<dyn SwitchTarget>::from(t)),
+                Err(e) => {
+                    tracing::error!(switch = %name, error = %e, "invalid target settings");
+                    continue;
+                }
+            };
             // Recorded as asked for even when it falls back: a pinned
             // agent is not restarted again on every sync.
             let dir = choice.dir.clone();
@@ -226,12 +257,14 @@ impl Agents {
             cfg.accept = pipelines[1..].to_vec();
             // Pinned: the drained switch of a rolling upgrade.
             cfg.full_commit = choice.pinned;
+            cfg.ports = ports.clone();
             let handle = agent::spawn(cfg, self.channels.events.clone());
             let started = Running {
                 identity,
                 dir,
                 handle,
                 pipelines,
+                ports,
             };
             if let Some(old) = self.running.insert(name.clone(), started) {
                 tokio::spawn(old.handle.stop());

@@ -20,6 +20,9 @@ pub struct ControllerMetrics {
     /// Frames and events the control protocols handled (a punt storm
     /// shows as `rate_limited`).
     pub protocols: crate::protocols::Counters,
+    /// Packet-ins, learn rows and idle entries dropped: their device port
+    /// is not in the switch's port map.
+    pub unmapped_port_events: u64,
     pub port_security: PortSecurityMetrics,
 }
 
@@ -108,6 +111,7 @@ pub fn render(m: &MetricsState) -> String {
         ("digest_row", p.digest_rows),
         ("idle_timeout", p.idle_timeouts),
         ("packet_out", p.packets_out),
+        ("unmapped_port", c.unmapped_port_events),
     ] {
         let _ = writeln!(o, "p4fabric_protocol_events_total{{kind=\"{kind}\"}} {n}");
     }
@@ -245,6 +249,7 @@ mod tests {
     fn port_security_figures_are_rendered() {
         let mut m = MetricsState::default();
         m.controller.protocols.learns_refused = 7;
+        m.controller.unmapped_port_events = 2;
         m.controller.port_security = PortSecurityMetrics {
             limited: 1,
             refused: [("port-security/ports/leaf1/3".to_string(), 7)].into(),
@@ -254,6 +259,7 @@ mod tests {
             "p4fabric_port_security_limited 1",
             "p4fabric_port_security_refused_total{attachment=\"ports/leaf1/3\"} 7",
             "p4fabric_protocol_events_total{kind=\"learn_refused\"} 7",
+            "p4fabric_protocol_events_total{kind=\"unmapped_port\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

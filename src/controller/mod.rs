@@ -32,8 +32,9 @@
 //! - `metrics`: Prometheus metrics.
 //!
 //! May use: `config`, `topo`, `compile`, `protocols`, `agent`, `p4rt`
-//! (types), `portstatus`. Nothing downstream uses the controller except
-//! the commands that run it (`cli`, `ha`, the test kit).
+//! (types), `portstatus`, `target` (pipelines, port maps). Nothing
+//! downstream uses the controller except the commands that run it
+//! (`cli`, `ha`, the test kit).
 
 mod agents;
 mod incremental;
@@ -61,6 +62,7 @@ use crate::config::Fabric;
 use crate::p4rt::{Pipeline, StreamEvent};
 use crate::portstatus::PortEvent;
 use crate::protocols::{self, Action, Protocols};
+use crate::target;
 use crate::topo::ObservedState;
 
 use agents::{AgentChannels, Agents};
@@ -158,6 +160,49 @@ pub struct Controller {
     /// state waits for discovery to re-hear the links.
     link_round: LinkRound,
     metrics: SharedMetrics,
+    /// Switch events on device ports outside the switch's port map.
+    unmapped: UnmappedPorts,
+}
+
+/// Counts (metrics) and logs, at most every `UnmappedPorts::LOG_EVERY`,
+/// packet-ins, learn rows and idle entries dropped because their device
+/// port is not in the switch's port map: a switch punting from a port the
+/// configuration does not know must not flood the log.
+#[derive(Debug, Default)]
+struct UnmappedPorts {
+    since_log: u64,
+    logged: Option<Instant>,
+}
+
+impl UnmappedPorts {
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    fn count(&mut self, switch: &str, ports: &[crate::config::PortNum], metrics: &SharedMetrics) {
+        let Some(first) = ports.first() else {
+            return;
+        };
+        let n = ports.len() as u64;
+        self.since_log += n;
+        metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .controller
+            .unmapped_port_events += n;
+        let now = Instant::now();
+        if self
+            .logged
+            .is_none_or(|t| now.duration_since(t) >= Self::LOG_EVERY)
+        {
+            tracing::warn!(
+                switch,
+                device_port = first,
+                dropped = self.since_log,
+                "switch events on device ports outside the port map dropped"
+            );
+            self.logged = Some(now);
+            self.since_log = 0;
+        }
+    }
 }
 
 impl Controller {
@@ -212,6 +257,7 @@ impl Controller {
             recovery: None,
             link_round: LinkRound::default(),
             metrics,
+            unmapped: UnmappedPorts::default(),
         }
     }
 
@@ -518,7 +564,17 @@ impl Controller {
             }
             _ => {}
         }
-        let actions = match protocols::Event::decode(&pipeline.registry, &ev.event) {
+        let decoded = protocols::Event::decode(&pipeline.registry, &ev.event);
+        // The protocols speak configured port numbers; the switch, its own.
+        let decoded = match (decoded, self.agents.ports(&ev.switch)) {
+            (Ok(Some(event)), Some(t)) => {
+                let (event, unmapped) = event.map_ports(|p| target::ports::port_to_config(t, p));
+                self.unmapped.count(&ev.switch, &unmapped, &self.metrics);
+                Ok(event)
+            }
+            (decoded, _) => decoded,
+        };
+        let actions = match decoded {
             Ok(Some(event)) => protocols.on_event(&ev.switch, &event, std::time::Instant::now()),
             Ok(None) => Vec::new(),
             Err(e) => {
@@ -541,6 +597,18 @@ impl Controller {
                         (self.agents.get(&p.switch), self.agents.pipeline(&p.switch))
                     else {
                         continue;
+                    };
+                    // On the device's port numbers.
+                    let p = match self.agents.ports(&p.switch) {
+                        None => p,
+                        Some(t) => match p.map_ports(|port| target::ports::port_to_device(t, port))
+                        {
+                            Ok(p) => p,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "packet-out on an unmapped port dropped");
+                                continue;
+                            }
+                        },
                     };
                     match pipeline.registry.packet_out(p.frame.clone(), &p.metadata()) {
                         Ok(out) => {

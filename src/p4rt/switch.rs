@@ -2,6 +2,8 @@
 //! registry of its pipeline, speaking name-level entities. Batches writes,
 //! reads everything back, and encodes packet I/O and digests by name.
 
+use std::borrow::Cow;
+
 use p4runtime_proto::v1 as p4;
 use tonic::Code;
 
@@ -36,6 +38,10 @@ impl UpdateKind {
 pub enum OpError {
     #[error("cannot encode: {0}")]
     Encode(String),
+    /// The switch's port map has no device port for it (the typed error
+    /// is the target's, `target::TargetError`).
+    #[error("cannot map to the switch's ports: {0}")]
+    Ports(std::sync::Arc<dyn std::error::Error + Send + Sync>),
     #[error("switch refused: {0}")]
     Refused(UpdateError),
     /// The whole Write call failed (every update of the batch gets it).
@@ -63,7 +69,7 @@ pub async fn write_ops(
     batch: usize,
 ) -> Vec<Result<(), OpError>> {
     let mut results: Vec<Result<(), OpError>> = Vec::with_capacity(ops.len());
-    write_ops_with(client, reg, ops, batch, |_, r| {
+    write_ops_with(client, reg, ops, batch, None, |_, r| {
         results.push(r);
         true
     })
@@ -71,15 +77,23 @@ pub async fn write_ops(
     results
 }
 
+/// Rewrites one op's entity for the switch just before it is encoded
+/// (an agent's port map: `target::ports::op_to_device`); an error fails
+/// that op alone.
+pub type ToDevice<'m> =
+    &'m (dyn for<'e> Fn(UpdateKind, &'e Entity) -> Result<Cow<'e, Entity>, OpError> + Sync);
+
 /// Like `write_ops`, but hands each op's result to `on_result(index,
 /// result)` in order (no result vector; `false` stops after the current
-/// batch). The next batch is encoded while the current one is on the wire,
-/// so encoding costs no switch time.
+/// batch), and writes each entity through `to_device` where given. The
+/// next batch is encoded (and mapped) while the current one is on the
+/// wire, so encoding costs no switch time.
 pub async fn write_ops_with(
     client: &Client,
     reg: &P4InfoRegistry,
     ops: &[(UpdateKind, &Entity)],
     batch: usize,
+    to_device: Option<ToDevice<'_>>,
     mut on_result: impl FnMut(usize, Result<(), OpError>) -> bool,
 ) {
     let batch = batch.max(1);
@@ -89,7 +103,15 @@ pub async fn write_ops_with(
         let mut failed: Vec<Option<OpError>> = Vec::with_capacity(chunk.len());
         for (kind, entity) in chunk {
             tracing::trace!(?kind, key = %entity.key(), ?entity, "write");
-            match reg.encode_entity(entity, *kind == UpdateKind::Delete) {
+            let entity = match to_device.map(|m| m(*kind, entity)) {
+                None => Cow::Borrowed(*entity),
+                Some(Ok(e)) => e,
+                Some(Err(e)) => {
+                    failed.push(Some(e));
+                    continue;
+                }
+            };
+            match reg.encode_entity(&entity, *kind == UpdateKind::Delete) {
                 Ok(e) => {
                     updates.push(p4::Update {
                         r#type: kind.wire() as i32,
@@ -218,13 +240,20 @@ pub async fn read_all(client: &Client, reg: &P4InfoRegistry) -> Result<SwitchEnt
 }
 
 /// `read_all` into entities shared with the rest of the process (an agent's
-/// read-back: hundreds of switches holding mostly equal entries).
+/// read-back: hundreds of switches holding mostly equal entries), each
+/// through `map` first where given (an agent's port map:
+/// `target::ports::ReadBackMap`).
 pub async fn read_all_shared(
     client: &Client,
     reg: &P4InfoRegistry,
+    mut map: Option<&mut (dyn FnMut(Entity) -> Entity + Send)>,
 ) -> Result<SharedEntities, ReadError> {
     let mut out = SharedEntities::new();
     read_all_with(client, reg, |e| {
+        let e = match map.as_mut() {
+            Some(m) => m(e),
+            None => e,
+        };
         let (k, e) = intern(e.key(), e);
         out.insert(k, e);
     })

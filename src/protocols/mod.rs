@@ -74,6 +74,20 @@ impl PacketOut {
         }
     }
 
+    /// The same frame with its ports through `to_device` (a switch's port
+    /// map: configured -> device port): `egress_port`, and `ingress_port`
+    /// where the pipeline forwards the frame (else it is unused).
+    pub fn map_ports<E>(
+        mut self,
+        to_device: impl Fn(PortNum) -> Result<PortNum, E>,
+    ) -> Result<PacketOut, E> {
+        self.egress_port = to_device(self.egress_port)?;
+        if self.do_forwarding {
+            self.ingress_port = to_device(self.ingress_port)?;
+        }
+        Ok(self)
+    }
+
     /// The `packet_out` header fields, for `P4InfoRegistry::packet_out`.
     pub fn metadata(&self) -> [(&'static str, Value); 3] {
         [
@@ -207,6 +221,61 @@ impl Event {
             StreamEvent::Error(_) | StreamEvent::Closed(_) => None,
         })
     }
+
+    /// The event with the device ports a switch reported as configured
+    /// numbers, through `to_config` (a switch's port map). What is on a
+    /// device port `to_config` does not know is left out, and the port
+    /// returned: a packet-in whole (the event is `None`), learn rows and
+    /// idle entries one by one. An `ingress_port` 0 beside a LAG id stands
+    /// for the LAG and passes.
+    pub fn map_ports(
+        self,
+        to_config: impl Fn(PortNum) -> Option<PortNum>,
+    ) -> (Option<Event>, Vec<PortNum>) {
+        let mut unmapped = Vec::new();
+        let mut port = |p: PortNum, lag_id: u16| {
+            if p == 0 && lag_id != 0 {
+                return Some(0);
+            }
+            let c = to_config(p);
+            if c.is_none() {
+                unmapped.push(p);
+            }
+            c
+        };
+        let event = match self {
+            Event::PacketIn {
+                ingress_port,
+                punt_reason,
+                payload,
+            } => port(ingress_port, 0).map(|ingress_port| Event::PacketIn {
+                ingress_port,
+                punt_reason,
+                payload,
+            }),
+            Event::Learn(rows) => keep_mapped(rows, |r| {
+                r.ingress_port = port(r.ingress_port, r.lag_id)?;
+                Some(())
+            })
+            .map(Event::Learn),
+            Event::IdleTimeout(entries) => keep_mapped(entries, |e| {
+                e.ingress_port = port(e.ingress_port, e.lag_id)?;
+                Some(())
+            })
+            .map(Event::IdleTimeout),
+        };
+        (event, unmapped)
+    }
+}
+
+/// `items` whose port `map` mapped (in place), the others left out;
+/// `None` when none is left.
+fn keep_mapped<T>(items: Vec<T>, mut map: impl FnMut(&mut T) -> Option<()>) -> Option<Vec<T>> {
+    let kept: Vec<T> = items
+        .into_iter()
+        .filter_map(|mut i| map(&mut i).map(|()| i))
+        .collect();
+    (!kept.is_empty()).then_some(kept)
 }
 
 /// Engine options not in the fabric configuration.

@@ -109,6 +109,13 @@ pub trait SwitchTarget: fmt::Debug + Send + Sync {
         vec![self.cpu_port()]
     }
 
+    /// Whether configured port numbers differ from device ports (a
+    /// non-empty `port_map`). Without one the agents and the controller's
+    /// packet I/O skip the mapping (no per-entity copy). Default: no.
+    fn has_port_map(&self) -> bool {
+        false
+    }
+
     /// The device port of a configured port number. Default: the same
     /// number (bmv2's `-i N@veth` numbers are its device ports).
     fn device_port(&self, port: PortNum) -> Result<PortNum, TargetError> {

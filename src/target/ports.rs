@@ -1,167 +1,266 @@
-//! Configured port numbers <-> device ports in entities, through a
-//! target's port map: `to_device` for what the compiler writes,
-//! `to_config` for what a switch reads back. The one place that knows
-//! which fields carry ports (the `ingress_port` / `egress_port` match
-//! fields, the `port` action parameter, group members' watch ports,
-//! multicast and clone replicas). The CPU port is a device port already
-//! and passes as it is, and so does the learning table's `ingress_port` 0
-//! beside a non-zero `lag_id` (the LAG stands for its ports there).
-//! (Not yet called by the agents: see docs/targets.md.)
+//! Configured port numbers <-> device ports, through a target's port
+//! map: in entities (`to_device` / `op_to_device` for what the agent
+//! writes, `ReadBackMap` for what it reads back, `to_config` strictly) and
+//! single ports (`port_to_device` / `port_to_config`: packet I/O). The one
+//! place that knows which fields carry ports (the `ingress_port` /
+//! `egress_port` match fields, the `port` action parameter, group members'
+//! watch ports, multicast and clone replicas). The CPU port is a device
+//! port already and passes as it is, and so does the learning table's
+//! `ingress_port` 0 beside a non-zero `lag_id` (the LAG stands for its
+//! ports there). Only switches with a map need any of it
+//! (`SwitchTarget::has_port_map`): the agents skip it for the others.
+
+use std::borrow::Cow;
 
 use crate::compile::names::{F_EGRESS_PORT, F_INGRESS_PORT, F_LAG_ID, P_PORT};
 use crate::config::PortNum;
 use crate::p4rt::entity::{
-    ActionCall, Entity, EntityKey, Match, Replica, SwitchEntities, TableAction, Value,
+    ActionCall, Entity, EntityKey, Match, Replica, SwitchEntities, TableAction, TableKey,
+    UpdateKind, Value,
 };
 
 use super::{SwitchTarget, TargetError};
+
+/// A device port outside the map, read back from a switch, in a match
+/// field or action parameter: `STRAY | device port`. Above every port
+/// number (ports are 32 bits), so the entity differs from anything desired
+/// and its key from every desired key; `to_device` gives the device port
+/// back (deleting a stray table entry takes its key as read).
+pub const STRAY: Value = 1 << 64;
+
+/// The same in a replica or watch port (32 bits): not reversible, and
+/// needs not be: an entity with one is rewritten whole or deleted by its
+/// key, which holds no port. (Validation keeps it out of port maps.)
+pub const STRAY_PORT: PortNum = PortNum::MAX;
 
 /// Which way ports are mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Way {
     ToDevice,
     ToConfig,
+    /// To configured numbers; a device port outside the map becomes a
+    /// stray (`STRAY`) instead of an error.
+    ReadBack,
 }
 
-/// Maps one port value (the CPU port passes).
-fn device(t: &dyn SwitchTarget, way: Way, v: Value) -> Result<Value, TargetError> {
-    // A port value wider than 32 bits maps to nothing: report it as such.
-    let port = PortNum::try_from(v).unwrap_or(PortNum::MAX);
-    if port == t.cpu_port() {
-        return Ok(v);
-    }
-    match way {
-        Way::ToDevice => t.device_port(port).map(Value::from),
-        Way::ToConfig => t
-            .config_port(port)
-            .map(Value::from)
-            .ok_or(TargetError::UnknownDevicePort { device_port: port }),
-    }
+/// Maps the ports of entities one way, counting strays.
+struct Mapper<'t> {
+    t: &'t dyn SwitchTarget,
+    way: Way,
+    strays: usize,
+    first_stray: Option<PortNum>,
 }
 
-fn action(t: &dyn SwitchTarget, way: Way, a: &ActionCall) -> Result<ActionCall, TargetError> {
-    let mut a = a.clone();
-    for (name, v) in a.params.iter_mut() {
-        if *name == P_PORT {
-            *v = device(t, way, *v)?;
+impl<'t> Mapper<'t> {
+    fn new(t: &'t dyn SwitchTarget, way: Way) -> Self {
+        Mapper {
+            t,
+            way,
+            strays: 0,
+            first_stray: None,
         }
     }
-    Ok(a)
-}
 
-fn replicas(t: &dyn SwitchTarget, way: Way, r: &[Replica]) -> Result<Vec<Replica>, TargetError> {
-    let mut out = r
-        .iter()
-        .map(|r| {
-            Ok(Replica {
-                port: device(t, way, r.port.into())? as PortNum,
-                instance: r.instance,
+    /// Maps one port value (the CPU port passes).
+    fn value(&mut self, v: Value) -> Result<Value, TargetError> {
+        if self.way == Way::ToDevice && v >> 64 == 1 {
+            return Ok(v & Value::from(PortNum::MAX));
+        }
+        // A port value wider than 32 bits maps to nothing: report it as such.
+        let port = PortNum::try_from(v).unwrap_or(PortNum::MAX);
+        if port == self.t.cpu_port() {
+            return Ok(v);
+        }
+        match self.way {
+            Way::ToDevice => self.t.device_port(port).map(Value::from),
+            Way::ToConfig => self
+                .t
+                .config_port(port)
+                .map(Value::from)
+                .ok_or(TargetError::UnknownDevicePort { device_port: port }),
+            Way::ReadBack => Ok(match self.t.config_port(port) {
+                Some(p) => Value::from(p),
+                None => {
+                    self.strays += 1;
+                    self.first_stray.get_or_insert(port);
+                    STRAY | Value::from(port)
+                }
+            }),
+        }
+    }
+
+    /// Maps a 32-bit port (replicas, watch ports).
+    fn port(&mut self, p: PortNum) -> Result<PortNum, TargetError> {
+        Ok(PortNum::try_from(self.value(p.into())?).unwrap_or(STRAY_PORT))
+    }
+
+    fn action(&mut self, a: &mut ActionCall) -> Result<(), TargetError> {
+        for (name, v) in a.params.iter_mut() {
+            if *name == P_PORT {
+                *v = self.value(*v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn replicas(&mut self, r: &mut [Replica]) -> Result<(), TargetError> {
+        for r in r.iter_mut() {
+            r.port = self.port(r.port)?;
+        }
+        r.sort_unstable(); // replicas are kept sorted
+        Ok(())
+    }
+
+    /// The port match fields of a table key.
+    fn key(&mut self, key: &mut TableKey) -> Result<(), TargetError> {
+        let on_lag = key
+            .matches
+            .iter()
+            .any(|(f, m)| *f == F_LAG_ID && *m != Match::Exact(0));
+        let exact_mask = (1u128 << self.t.port_bits().min(64)) - 1;
+        for (field, m) in key.matches.iter_mut() {
+            if on_lag && *field == F_INGRESS_PORT && *m == Match::Exact(0) {
+                continue;
+            }
+            if *field == F_INGRESS_PORT || *field == F_EGRESS_PORT {
+                *m = match *m {
+                    Match::Exact(v) => Match::Exact(self.value(v)?),
+                    Match::Optional(v) => Match::Optional(self.value(v)?),
+                    // A ternary on one whole port (the ACL's punts).
+                    Match::Ternary { value, mask } if mask == exact_mask => Match::Ternary {
+                        value: self.value(value)?,
+                        mask,
+                    },
+                    // The compiler matches ports exactly; a ternary or
+                    // range over configured numbers has no device form.
+                    other => {
+                        return Err(TargetError::NotAPort {
+                            field,
+                            what: format!("{other:?}"),
+                        })
+                    }
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn entity(&mut self, e: &Entity) -> Result<Entity, TargetError> {
+        let mut e = e.clone();
+        match &mut e {
+            Entity::Table(te) => {
+                self.key(&mut te.key)?;
+                if let TableAction::Direct(a) = &mut te.action {
+                    self.action(a)?;
+                }
+            }
+            Entity::Member(m) => self.action(&mut m.action)?,
+            Entity::Group(g) => {
+                for m in g.members.iter_mut() {
+                    if let Some(p) = m.watch_port {
+                        m.watch_port = Some(self.port(p)?);
+                    }
+                }
+            }
+            Entity::Multicast(g) => self.replicas(&mut g.replicas)?,
+            Entity::Clone(c) => self.replicas(&mut c.replicas)?,
+            Entity::Digest(_) | Entity::Meter(_) => {}
+        }
+        Ok(e)
+    }
+
+    fn all(&mut self, es: &SwitchEntities) -> Result<SwitchEntities, TargetError> {
+        es.values()
+            .map(|e| {
+                let d = self.entity(e)?;
+                Ok::<(EntityKey, Entity), TargetError>((d.key(), d))
             })
-        })
-        .collect::<Result<Vec<_>, TargetError>>()?;
-    out.sort_unstable(); // replicas are kept sorted
-    Ok(out)
+            .collect()
+    }
 }
 
 /// One entity with its ports on the device.
 pub fn entity_to_device(t: &dyn SwitchTarget, e: &Entity) -> Result<Entity, TargetError> {
-    map_entity(t, Way::ToDevice, e)
+    Mapper::new(t, Way::ToDevice).entity(e)
 }
 
-/// One entity as read from the device, with configured port numbers.
+/// One entity as read from the device, with configured port numbers; a
+/// device port outside the map is an error.
 pub fn entity_to_config(t: &dyn SwitchTarget, e: &Entity) -> Result<Entity, TargetError> {
-    map_entity(t, Way::ToConfig, e)
+    Mapper::new(t, Way::ToConfig).entity(e)
 }
 
-fn map_entity(t: &dyn SwitchTarget, way: Way, e: &Entity) -> Result<Entity, TargetError> {
-    Ok(match e {
-        Entity::Table(te) => {
+/// What one update writes, on the device. A delete goes by its key alone
+/// (`encode_entity`'s `key_only`): only a table entry's key is mapped, and
+/// other entities' keys hold no port (so an installed entity with a stray
+/// port is deleted as read).
+pub fn op_to_device<'e>(
+    t: &dyn SwitchTarget,
+    kind: UpdateKind,
+    e: &'e Entity,
+) -> Result<Cow<'e, Entity>, TargetError> {
+    match (kind, e) {
+        (UpdateKind::Delete, Entity::Table(te)) => {
             let mut te = te.clone();
-            let on_lag = te
-                .key
-                .matches
-                .iter()
-                .any(|(f, m)| *f == F_LAG_ID && *m != Match::Exact(0));
-            for (field, m) in te.key.matches.iter_mut() {
-                if on_lag && *field == F_INGRESS_PORT && *m == Match::Exact(0) {
-                    continue;
-                }
-                if *field == F_INGRESS_PORT || *field == F_EGRESS_PORT {
-                    let exact_mask = (1u128 << t.port_bits().min(64)) - 1;
-                    *m = match *m {
-                        Match::Exact(v) => Match::Exact(device(t, way, v)?),
-                        Match::Optional(v) => Match::Optional(device(t, way, v)?),
-                        // A ternary on one whole port (the ACL's punts).
-                        Match::Ternary { value, mask } if mask == exact_mask => Match::Ternary {
-                            value: device(t, way, value)?,
-                            mask,
-                        },
-                        // The compiler matches ports exactly; a ternary or
-                        // range over configured numbers has no device form.
-                        other => {
-                            return Err(TargetError::NotAPort {
-                                field,
-                                what: format!("{other:?}"),
-                            })
-                        }
-                    };
-                }
-            }
-            if let TableAction::Direct(a) = &te.action {
-                te.action = TableAction::Direct(action(t, way, a)?);
-            }
-            Entity::Table(te)
+            Mapper::new(t, Way::ToDevice).key(&mut te.key)?;
+            Ok(Cow::Owned(Entity::Table(te)))
         }
-        Entity::Member(m) => {
-            let mut m = m.clone();
-            m.action = action(t, way, &m.action)?;
-            Entity::Member(m)
-        }
-        Entity::Group(g) => {
-            let mut g = g.clone();
-            for m in g.members.iter_mut() {
-                if let Some(p) = m.watch_port {
-                    m.watch_port = Some(device(t, way, p.into())? as PortNum);
-                }
-            }
-            Entity::Group(g)
-        }
-        Entity::Multicast(g) => {
-            let mut g = g.clone();
-            g.replicas = replicas(t, way, &g.replicas)?;
-            Entity::Multicast(g)
-        }
-        Entity::Clone(c) => {
-            let mut c = c.clone();
-            c.replicas = replicas(t, way, &c.replicas)?;
-            Entity::Clone(c)
-        }
-        Entity::Digest(_) | Entity::Meter(_) => e.clone(),
-    })
+        (UpdateKind::Delete, _) => Ok(Cow::Borrowed(e)),
+        _ => entity_to_device(t, e).map(Cow::Owned),
+    }
 }
 
 /// A switch's entities with their ports on the device (keys change with
 /// the ports in table matches).
 pub fn to_device(t: &dyn SwitchTarget, es: &SwitchEntities) -> Result<SwitchEntities, TargetError> {
-    map_all(t, Way::ToDevice, es)
+    Mapper::new(t, Way::ToDevice).all(es)
 }
 
-/// A switch's entities as read back, with configured port numbers.
+/// A switch's entities as read back, with configured port numbers; a
+/// device port outside the map is an error.
 pub fn to_config(t: &dyn SwitchTarget, es: &SwitchEntities) -> Result<SwitchEntities, TargetError> {
-    map_all(t, Way::ToConfig, es)
+    Mapper::new(t, Way::ToConfig).all(es)
 }
 
-fn map_all(
-    t: &dyn SwitchTarget,
-    way: Way,
-    es: &SwitchEntities,
-) -> Result<SwitchEntities, TargetError> {
-    es.values()
-        .map(|e| {
-            let d = map_entity(t, way, e)?;
-            Ok::<(EntityKey, Entity), TargetError>((d.key(), d))
-        })
-        .collect()
+/// Maps what an agent reads back to configured port numbers. Never fails:
+/// a device port outside the map (entries of an earlier map, or written by
+/// someone else) becomes a stray (`STRAY`, `STRAY_PORT`) that no desired
+/// entity has, so the agent's diff rewrites or deletes it; `strays` says
+/// how many there were.
+pub struct ReadBackMap<'t>(Mapper<'t>);
+
+impl<'t> ReadBackMap<'t> {
+    pub fn new(t: &'t dyn SwitchTarget) -> Self {
+        ReadBackMap(Mapper::new(t, Way::ReadBack))
+    }
+
+    pub fn entity(&mut self, e: Entity) -> Entity {
+        // Read-back values never fail to map; a shape `to_device` refuses
+        // (a ternary over ports) is kept as read.
+        self.0.entity(&e).unwrap_or(e)
+    }
+
+    /// Port values outside the map so far, and the first of them.
+    pub fn strays(&self) -> (usize, Option<PortNum>) {
+        (self.0.strays, self.0.first_stray)
+    }
+}
+
+/// A configured port's device port (packet-out); the CPU port passes.
+pub fn port_to_device(t: &dyn SwitchTarget, port: PortNum) -> Result<PortNum, TargetError> {
+    if port == t.cpu_port() {
+        return Ok(port);
+    }
+    t.device_port(port)
+}
+
+/// A device port's configured number (packet-in, digests); the CPU port
+/// passes; `None`: outside the map.
+pub fn port_to_config(t: &dyn SwitchTarget, device_port: PortNum) -> Option<PortNum> {
+    if device_port == t.cpu_port() {
+        return Some(device_port);
+    }
+    t.config_port(device_port)
 }
 
 #[cfg(test)]
@@ -230,6 +329,105 @@ mod tests {
             e.to_string(),
             format!("port 1 is not in the port_map of {name}")
         );
+    }
+
+    /// A Tofino leaf: configured 1 -> 132, 2 -> 140; CPU port 320.
+    fn leaf() -> Box<dyn SwitchTarget> {
+        let sw: crate::config::Switch = serde_yaml::from_str(
+            "{address: 'h:1', device_id: 1, role: leaf, label: 101, target: tofino, \
+             cpu_port: 320, port_map: {1: 132, 2: 140}}",
+        )
+        .expect("switch");
+        for_switch("leaf1", &sw).expect("tofino")
+    }
+
+    fn entry(port: Value, to: Value) -> Entity {
+        use crate::compile::names::{A_TO_PORT, T_PORTS};
+        Entity::Table(crate::p4rt::entity::TableEntry {
+            key: TableKey::new(T_PORTS).exact(F_INGRESS_PORT, port),
+            action: TableAction::Direct(ActionCall::new(A_TO_PORT).param(P_PORT, to)),
+            idle_timeout_ns: 0,
+        })
+    }
+
+    fn multicast(ports: &[PortNum]) -> Entity {
+        Entity::Multicast(crate::p4rt::entity::MulticastGroup {
+            group_id: 7,
+            replicas: ports
+                .iter()
+                .map(|p| Replica {
+                    port: *p,
+                    instance: 0,
+                })
+                .collect(),
+        })
+    }
+
+    /// What the agent writes: an insert or modify on device ports, an
+    /// unmapped port an error naming switch and port; a delete by its key
+    /// alone (the rest of a table entry as it is, other entities as they
+    /// are: their keys hold no port).
+    #[test]
+    fn writes_go_to_device_ports_and_deletes_by_key() {
+        let t = leaf();
+        for kind in [UpdateKind::Insert, UpdateKind::Modify] {
+            let e = entry(1, 2);
+            let w = op_to_device(t.as_ref(), kind, &e).expect("mapped");
+            assert_eq!(*w, entry(132, 140));
+            let e = op_to_device(t.as_ref(), kind, &entry(1, 3)).expect_err("3 unmapped");
+            assert_eq!(e.to_string(), "port 3 is not in the port_map of leaf1");
+            assert_eq!(
+                *op_to_device(t.as_ref(), kind, &entry(320, 1)).expect("CPU"),
+                entry(320, 132)
+            );
+        }
+        let e = entry(1, 3);
+        let d = op_to_device(t.as_ref(), UpdateKind::Delete, &e).expect("by key");
+        assert_eq!(*d, entry(132, 3));
+        let m = multicast(&[1, 3]);
+        let d = op_to_device(t.as_ref(), UpdateKind::Delete, &m).expect("by id");
+        assert!(matches!(d, Cow::Borrowed(_)));
+        assert!(op_to_device(t.as_ref(), UpdateKind::Insert, &m).is_err());
+        assert_eq!(
+            *op_to_device(t.as_ref(), UpdateKind::Insert, &multicast(&[2, 1, 320]))
+                .expect("mapped"),
+            multicast(&[132, 140, 320])
+        );
+    }
+
+    /// A read-back maps device ports to configured ones and never fails:
+    /// what an earlier map left on the switch (device port 1, say, from
+    /// before the map) becomes a stray that matches nothing desired (a
+    /// table entry on configured port 1 is another key) and is deleted by
+    /// its key as read.
+    #[test]
+    fn a_read_back_keeps_strays_apart_from_the_configuration() {
+        let t = leaf();
+        let mut rb = ReadBackMap::new(t.as_ref());
+        assert_eq!(rb.entity(entry(132, 320)), entry(1, 320));
+        assert_eq!(rb.strays(), (0, None));
+        let stray = rb.entity(entry(1, 140));
+        assert_eq!(stray, entry(STRAY | 1, 2));
+        assert_ne!(stray.key(), entry(1, 2).key());
+        assert_eq!(rb.entity(multicast(&[1, 140])), multicast(&[2, STRAY_PORT]));
+        assert_eq!(rb.strays(), (2, Some(1)));
+        let d = op_to_device(t.as_ref(), UpdateKind::Delete, &stray).expect("by key");
+        assert_eq!(d.key(), entry(1, 140).key());
+        // Strictly (`to_config`), the same port is an error.
+        let e = entity_to_config(t.as_ref(), &entry(1, 140)).expect_err("stray");
+        assert_eq!(e.to_string(), "device port 1 is not in the port_map");
+    }
+
+    /// Single ports (packet I/O): the CPU port passes both ways.
+    #[test]
+    fn single_ports_and_the_cpu_port() {
+        let t = leaf();
+        assert_eq!(port_to_device(t.as_ref(), 2).expect("mapped"), 140);
+        assert_eq!(port_to_device(t.as_ref(), 320).expect("CPU"), 320);
+        assert!(port_to_device(t.as_ref(), 3).is_err());
+        assert_eq!(port_to_config(t.as_ref(), 132), Some(1));
+        assert_eq!(port_to_config(t.as_ref(), 320), Some(320));
+        assert_eq!(port_to_config(t.as_ref(), 1), None);
     }
 
     /// The compiler writes each switch's own CPU port and CPU clone

@@ -120,6 +120,13 @@ impl Tofino {
                 "port_map: configured port {cpu_port} has the CPU port's number; number it otherwise"
             )));
         }
+        if sw.port_map.contains_key(&super::ports::STRAY_PORT) {
+            // What a read-back makes of a device port outside the map.
+            return Err(err(format!(
+                "port_map: configured port {} is reserved",
+                super::ports::STRAY_PORT
+            )));
+        }
         for (port, m) in &sw.port_map {
             let dev = m.device_port;
             if dev == cpu_port {
@@ -260,6 +267,10 @@ impl SwitchTarget for Tofino {
         v
     }
 
+    fn has_port_map(&self) -> bool {
+        !self.to_device.is_empty()
+    }
+
     fn device_port(&self, port: PortNum) -> Result<PortNum, TargetError> {
         if self.to_device.is_empty() {
             return Ok(port);
@@ -307,11 +318,13 @@ mod tests {
         assert_eq!(t.device_port(2).expect("mapped"), 140);
         assert_eq!(t.config_port(132), Some(1));
         assert_eq!(t.config_port(133), None);
+        assert!(t.has_port_map());
         let e = t.device_port(3).expect_err("unmapped");
         assert_eq!(e.to_string(), "port 3 is not in the port_map of leaf1");
         assert!(t.reserved_ports().contains(&68) && t.reserved_ports().contains(&320));
         // No map: device ports are configured as they are.
         let t = tofino("target: tofino, cpu_port: 64").expect("valid");
+        assert!(!t.has_port_map());
         assert_eq!(
             (t.device_port(9).expect("same"), t.config_port(9)),
             (9, Some(9))
@@ -326,6 +339,7 @@ mod tests {
             ("target: tofino, cpu_port: 64, port_map: {1: 64}", "the CPU port"),
             ("target: tofino, cpu_port: 64, port_map: {64: 4}", "the CPU port's number"),
             ("target: tofino, cpu_port: 64, port_map: {1: 4, 2: 4}", "both map to device port 4"),
+            ("target: tofino, cpu_port: 64, port_map: {4294967295: 4}", "4294967295 is reserved"),
             ("target: tofino, cpu_port: 64, port_map: {1: {device_port: 4, name: a}, 2: {device_port: 5, name: a}}", "both named"),
             ("target: tofino, cpu_port: 64, port_map: {1: {device_port: 4, name: ' '}}", "empty name"),
             ("target: tofino, cpu_port: 64, fabric_ports: [2], port_map: {1: 4}", "fabric port 2"),

@@ -147,3 +147,67 @@ fn learning_digest_and_idle_timeout_decode() {
     assert_eq!(p.on_event("leaf1", &idle, t0), vec![Action::HostsChanged]);
     assert_eq!(p.learned_hosts().len(), 1);
 }
+
+/// A switch with a port map: what it reports comes to the protocols on
+/// configured ports (device 132 is configured 1, 140 is 2), what they
+/// send goes out on device ports; a device port outside the map drops the
+/// packet-in, or the one learn row or idle entry, and is returned.
+#[test]
+fn switch_events_and_packet_outs_through_a_port_map() {
+    let to_config = |p: PortNum| {
+        [(132, 1), (140, 2)]
+            .into_iter()
+            .find(|(d, _)| *d == p)
+            .map(|(_, c)| c)
+    };
+    let pin = |ingress_port| Event::PacketIn {
+        ingress_port,
+        punt_reason: punt::DISCOVERY,
+        payload: vec![1],
+    };
+    assert_eq!(pin(140).map_ports(to_config), (Some(pin(2)), vec![]));
+    assert_eq!(pin(7).map_ports(to_config), (None, vec![7]));
+    let learn = |ingress_port, lag_id| MacLearn {
+        vlan: 10,
+        mac: mac("02:00:00:00:00:06"),
+        ingress_port,
+        lag_id,
+    };
+    // Port 0 beside a LAG id is the LAG's.
+    let rows = Event::Learn(vec![learn(132, 0), learn(9, 0), learn(0, 7)]);
+    assert_eq!(
+        rows.map_ports(to_config),
+        (Some(Event::Learn(vec![learn(1, 0), learn(0, 7)])), vec![9])
+    );
+    assert_eq!(
+        Event::Learn(vec![learn(0, 0)]).map_ports(to_config),
+        (None, vec![0])
+    );
+    let idle = |ingress_port| IdleEntry {
+        vlan: 10,
+        mac: mac("02:00:00:00:00:06"),
+        ingress_port,
+        lag_id: 0,
+    };
+    assert_eq!(
+        Event::IdleTimeout(vec![idle(140), idle(3)]).map_ports(to_config),
+        (Some(Event::IdleTimeout(vec![idle(2)])), vec![3])
+    );
+    let to_device = |p: PortNum| match p {
+        1 => Ok(132),
+        2 => Ok(140),
+        p => Err(p),
+    };
+    let out = PacketOut::direct(&PortRef::new("leaf1", 2), vec![9]);
+    let dev = out.clone().map_ports(to_device).expect("mapped");
+    assert_eq!((dev.egress_port, dev.ingress_port), (140, 0));
+    let fwd = PacketOut {
+        do_forwarding: true,
+        ingress_port: 1,
+        ..out.clone()
+    };
+    let dev = fwd.map_ports(to_device).expect("mapped");
+    assert_eq!((dev.egress_port, dev.ingress_port), (140, 132));
+    let lost = PacketOut::direct(&PortRef::new("leaf1", 5), vec![9]);
+    assert_eq!(lost.map_ports(to_device), Err(5));
+}
