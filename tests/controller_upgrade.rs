@@ -6,9 +6,9 @@
 //! finds every probe delivered — during the roll-out (but for the hosts
 //! attached to the leaf being reloaded alone) and after it.
 //!
-//! The second pipeline is the checked-in build with another `program`
-//! string in its bmv2 JSON: another cookie, the same program (p4c was not
-//! available to compile one with an added table). The drained switch gets
+//! The second pipeline is p4/testing/build/fabric_v2.*: the fabric program
+//! plus one table (`testkit::second_pipeline`), another P4Info and cookie.
+//! The drained switch gets
 //! it with VERIFY_AND_COMMIT, which empties the in-process switch too, so
 //! the sampled checker sees a reloading leaf's single-homed hosts cut off
 //! for a moment (allowed); packet loss is measured on bmv2
@@ -131,7 +131,7 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
     assert!(!status(&store).await.contains_key("upgrade"));
 
     let v2 = tempfile::tempdir().expect("tempdir");
-    p4fabric::testkit::relabelled_pipeline(v2.path()).expect("second build");
+    p4fabric::testkit::second_pipeline(v2.path()).expect("second build");
     let new = Pipeline::load(v2.path(), "fabric").expect("new build");
     assert_ne!(new.cookie, old.cookie);
 
@@ -298,7 +298,7 @@ async fn a_controller_restart_mid_rollout_resumes_from_the_switches_cookies() {
         .map(|(n, t)| (n.clone(), t.stats().pipeline_pushes))
         .collect();
     let v2 = tempfile::tempdir().expect("tempdir");
-    p4fabric::testkit::relabelled_pipeline(v2.path()).expect("second build");
+    p4fabric::testkit::second_pipeline(v2.path()).expect("second build");
     let new = Pipeline::load(v2.path(), "fabric").expect("new build");
     let etcd_args = EtcdArgs::plain(&etcd.endpoint());
     p4fabric::cli::upgrade::run(&UpgradeArgs {
