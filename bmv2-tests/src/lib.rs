@@ -105,7 +105,7 @@ impl MeshTraffic {
         self.0.into_iter().flat_map(Traffic::stop).collect()
     }
 
-    /// "48 flows every 50 ms, and 12 of them every 10 ms" for `probes`.
+    /// "48 flows every 100 ms, and 5 of them every 10 ms" for `probes`.
     pub fn describe(run: &LabRun, probes: &[Probe]) -> String {
         let mesh = format!(
             "{} flows every {} ms",

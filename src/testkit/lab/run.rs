@@ -539,7 +539,7 @@ impl Traffic {
 
 /// The echoes answered, and the transmitted count from the summary line.
 fn read_ping(out: impl std::io::Read) -> (Vec<Reply>, Option<u32>) {
-    let mut seqs = Vec::new();
+    let mut replies = Vec::new();
     let mut transmitted = None;
     for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
         if let Some(seq) = line
@@ -552,13 +552,13 @@ fn read_ping(out: impl std::io::Read) -> (Vec<Reply>, Option<u32>) {
                     .strip_prefix('[')
                     .and_then(|l| l.split_once(']'))
                     .and_then(|(t, _)| t.parse().ok());
-                seqs.push((seq, at));
+                replies.push((seq, at));
             }
         } else if let Some((n, _)) = line.split_once(" packets transmitted") {
             transmitted = n.trim().parse().ok();
         }
     }
-    (seqs, transmitted)
+    (replies, transmitted)
 }
 
 /// One flow's figures from its answered echoes. `started`: when the pings
