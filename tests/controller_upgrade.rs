@@ -78,9 +78,11 @@ async fn upgrade_status(
     }
 }
 
-/// Prints what the sampler saw; the flows between hosts that are not
-/// single-homed are asserted only with `P4F_STRICT_ROLLOUT=1` (see the
-/// first test).
+/// Prints what the sampler saw, and checks that every failure of a probe
+/// between hosts that are not single-homed happened at a switch being
+/// reloaded (holding fewer entities than at the end); that no such probe
+/// fails at all is asserted only with `P4F_STRICT_ROLLOUT=1` (it does not
+/// hold: see the first test).
 fn report_samples(test: &str, lab: &SimFabric, seen: &Samples) {
     let alone = lab.single_homed();
     let dual = seen.not_single_homed(&alone);
@@ -102,10 +104,10 @@ fn report_samples(test: &str, lab: &SimFabric, seen: &Samples) {
             format!("FAILED {dual:?} (samples: {when:?})")
         }
     );
-    // Each such failure, explained or not: dropped at a leaf that held
+    // Each such failure, explained or not: dropped at a switch that held
     // fewer entities then than at the end (it was being reloaded: emptied
-    // by VERIFY_AND_COMMIT, not yet rewritten), the probe entering through
-    // the static bond's member there.
+    // by VERIFY_AND_COMMIT, not yet rewritten) — in practice a leaf, the
+    // probe entering through the static bond's member there.
     let end: BTreeMap<&String, usize> = lab
         .targets
         .iter()
@@ -153,7 +155,13 @@ fn report_samples(test: &str, lab: &SimFabric, seen: &Samples) {
         );
     }
     println!(
-        "{test}: failures of probes between hosts that are not single-homed not at a leaf being reloaded: {unexplained:?}"
+        "{test}: failures of probes between hosts that are not single-homed not at a switch being reloaded: {unexplained:?}"
+    );
+    // Always: such a probe fails only at a switch being reloaded (held in
+    // 10 runs of every roll-out test, 2026-12-05).
+    assert!(
+        unexplained.is_empty(),
+        "{test}: probes between hosts that are not single-homed failed elsewhere than at a switch being reloaded: {unexplained:?}"
     );
     assert!(seen.samples > 10, "only {} samples", seen.samples);
     if std::env::var_os("P4F_STRICT_ROLLOUT").is_some() {
@@ -247,11 +255,12 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
         lab.targets.len(),
         took.as_secs_f64()
     );
-    // Not asserted by default: in one CI run at load (2026-12-05) one
-    // sample saw every flow fail at once, srv1 <-> srv1-web included, and
-    // it is not diagnosed whether that is the sampler reading the switches
-    // mid-write or a real window (#20, docs/operations.md). The end state
-    // is always checked.
+    // That no probe between hosts that are not single-homed fails is not
+    // asserted by default: a sample now and then catches a leaf emptied
+    // by VERIFY_AND_COMMIT and not yet rewritten, and the checker enters
+    // through srv1's static bond member there (in one CI run, 2026-12-05,
+    // every flow through leaf1 failed in one sample; docs/operations.md).
+    // That they fail only there is always asserted.
     report_samples("roll-out", &lab, &seen);
 
     // Upgrading again to the same build changes nothing.
@@ -268,6 +277,11 @@ enum Loss {
     Restart,
     /// The leader of an HA pair killed; the standby takes over.
     Failover,
+    /// The leader of an HA pair deposed but alive: its election lease
+    /// revoked (what a standby does when it takes a slow leader's
+    /// heartbeat for its death); the standby takes over, the deposed
+    /// instance waits as a standby.
+    Deposed,
 }
 
 /// Where in the roll-out the controller goes away: `switch` in `phase`
@@ -292,7 +306,7 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
     };
     let mut instances = match at.loss {
         Loss::Restart => vec![("up-a", lab.controller("up-a").await.expect("controller"))],
-        Loss::Failover => vec![
+        Loss::Failover | Loss::Deposed => vec![
             ("ha-a", lab.controller_ha("ha-a").await.expect("instance a")),
             ("ha-b", lab.controller_ha("ha-b").await.expect("instance b")),
         ],
@@ -342,13 +356,22 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
         Duration::from_secs(120),
         &format!("{} {}", at.switch, at.phase),
         |s| {
+            // The stalled switch adopted as done: another instance took
+            // over before the planned loss (a standby taking a slow
+            // leader's heartbeat for its death, under load), and the stall
+            // keeps the switch from converging. Say so, not "timed out".
+            let stalled = lab.targets[at.switch]
+                .since_push()
+                .is_some_and(|(_, refused)| refused > 0);
+            assert!(
+                !(stalled && s.switch.as_deref() != Some(at.switch)),
+                "{test}: {} stalled while loading but the roll-out moved on: a takeover before the planned loss? {s:?}",
+                at.switch
+            );
             s.switch.as_deref() == Some(at.switch)
                 && s.phase.as_deref() == Some(at.phase)
                 && !s.done.is_empty()
-                && (!loading
-                    || lab.targets[at.switch]
-                        .since_push()
-                        .is_some_and(|(_, refused)| refused > 0))
+                && (!loading || stalled)
         },
     )
     .await;
@@ -356,7 +379,7 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
     // replaced meanwhile).
     let leader = match at.loss {
         Loss::Restart => 0,
-        Loss::Failover => instances
+        Loss::Failover | Loss::Deposed => instances
             .iter()
             .position(|(_, c)| c.leading())
             .unwrap_or(first),
@@ -370,10 +393,29 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
         .flatten();
     let lost_at = Instant::now();
     let lost_after = lost_at - sampler.started;
-    match at.loss {
-        Loss::Restart => lost.stop().await,
-        Loss::Failover => lost.kill().await,
-    }
+    let deposed = match at.loss {
+        Loss::Restart => {
+            lost.stop().await;
+            None
+        }
+        Loss::Failover => {
+            lost.kill().await;
+            None
+        }
+        Loss::Deposed => {
+            let name = p4fabric::ha::HaOptions::new(lab.store.prefix(), lost_id).name;
+            let mut client = lab.store.client();
+            let lease = client
+                .leader(name.as_str())
+                .await
+                .expect("leader")
+                .kv()
+                .map(|kv| kv.lease())
+                .expect("a leader key");
+            client.lease_revoke(lease).await.expect("revoke");
+            Some(lost)
+        }
+    };
     if loading {
         let t = &lab.targets[at.switch];
         let (applied, refused) = t.since_push().expect("pushed");
@@ -418,7 +460,7 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
             "{n}: one push of the new build, none of the old"
         );
     }
-    if at.loss == Loss::Failover {
+    if at.loss != Loss::Restart {
         assert!(successor.leading());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -436,6 +478,10 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Which leaders wrote (more than two: leadership moved again).
+        let writers: std::collections::BTreeSet<u128> =
+            lab.targets.values().flat_map(|t| t.write_log()).collect();
+        println!("{test}: election ids that wrote: {writers:?}");
         for (n, t) in lab.targets.iter() {
             let log = t.write_log();
             assert!(
@@ -472,6 +518,9 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
     );
     report_samples(test, &lab, &seen);
     successor.stop().await;
+    if let Some(d) = deposed {
+        d.stop().await;
+    }
 }
 
 /// A controller stopped in the middle of a roll-out (after the first
@@ -519,6 +568,24 @@ async fn a_leader_killed_while_a_leaf_drains_the_standby_finishes_the_rollout() 
             loss: Loss::Failover,
             switch: "leaf1",
             phase: "draining",
+        },
+    )
+    .await;
+}
+
+/// The leader of an HA pair deposed while spine2 undrains (its election
+/// lease revoked, the instance alive: a standby's false alarm); the other
+/// instance finishes, and the deposed one leaves no maintenance status
+/// behind (its status lease lives on: it removes what it published when
+/// its term ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_deposed_while_a_spine_undrains_leaves_no_maintenance_status() {
+    lose_the_controller_mid_rollout(
+        "deposed while undraining",
+        MidWay {
+            loss: Loss::Deposed,
+            switch: "spine2",
+            phase: "undraining",
         },
     )
     .await;

@@ -137,6 +137,7 @@ impl SimFabric {
             move || {
                 while !stop.load(Ordering::Relaxed) {
                     let at = started.elapsed();
+                    let before = held(&targets);
                     let fails = failing(&fabric, &targets);
                     let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
                     s.samples += 1;
@@ -144,10 +145,10 @@ impl SimFabric {
                         *s.failed.entry(p.clone()).or_default() += 1;
                     }
                     if !fails.is_empty() {
-                        let held = targets
-                            .iter()
-                            .map(|(n, t)| (n.clone(), t.entities().len()))
-                            .collect();
+                        let mut held = held(&targets);
+                        for (n, h) in held.iter_mut() {
+                            *h = (*h).min(before.get(n).copied().unwrap_or(0));
+                        }
                         s.timeline.push(Failed {
                             at,
                             probes: fails,
@@ -163,7 +164,7 @@ impl SimFabric {
             started,
             stop,
             seen,
-            task,
+            task: Some(task),
         }
     }
 
@@ -178,6 +179,14 @@ impl SimFabric {
             })
             .collect()
     }
+}
+
+/// How many entities each switch holds.
+fn held(targets: &BTreeMap<String, SimSwitch>) -> BTreeMap<String, usize> {
+    targets
+        .iter()
+        .map(|(n, t)| (n.clone(), t.entities().len()))
+        .collect()
 }
 
 /// The probes that fail, and why (the checker's account).
@@ -210,8 +219,8 @@ pub struct Failed {
     pub at: Duration,
     /// Which probes, with the checker's reason.
     pub probes: Vec<(Probe, String)>,
-    /// How many entities each switch held just after (a switch being
-    /// reloaded holds few).
+    /// How many entities each switch held, the fewer of just before and
+    /// just after the check (a switch being reloaded holds few).
     pub held: BTreeMap<String, usize>,
 }
 
@@ -266,7 +275,7 @@ pub struct Sampler {
     pub started: Instant,
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Samples>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Sampler {
@@ -276,10 +285,19 @@ impl Sampler {
     }
 
     /// Stops sampling; what it saw.
-    pub async fn stop(self) -> Samples {
+    pub async fn stop(mut self) -> Samples {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.clone()
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.seen()
+    }
+}
+
+impl Drop for Sampler {
+    /// A test that fails before `stop` must not hang: the runtime waits
+    /// for its blocking tasks when it shuts down.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
