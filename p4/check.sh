@@ -1,7 +1,7 @@
 #!/bin/sh
 # Recompile the pipeline into a temporary directory and fail if the
 # checked-in outputs differ:
-#   v1model   p4/build/fabric.* and p4/testing/build/p4rt_test.*
+#   v1model   p4/build/fabric.* and p4/testing/build/{p4rt_test,fabric_v2}.*
 #   typecheck p4/tna/fabric_tna.p4 through p4test, Tofino and Tofino 2
 #   tofino    p4/build/tofino/   (bf-p4c, --target tofino --arch tna)
 #   tofino2   p4/build/tofino2/  (bf-p4c, --target tofino2 --arch t2na)
@@ -62,7 +62,8 @@ report() {
 # --- v1model -----------------------------------------------------------
 if run v1model "$TMP/v1model.log" "$TMP/v1model"; then
     for f in fabric.json fabric.p4info.txt fabric.p4info.bin \
-             testing/p4rt_test.json testing/p4rt_test.p4info.txt testing/p4rt_test.p4info.bin; do
+             testing/p4rt_test.json testing/p4rt_test.p4info.txt testing/p4rt_test.p4info.bin \
+             testing/fabric_v2.json testing/fabric_v2.p4info.txt testing/fabric_v2.p4info.bin; do
         case "$f" in
             testing/*) checked="p4/testing/build/${f#testing/}" ;;
             *) checked="p4/build/$f" ;;

@@ -4,7 +4,9 @@
 #   p4/compile.sh            v1model: p4/fabric.p4 -> p4/build/fabric.{json,
 #                            p4info.txt,p4info.bin} and p4/testing/build/
 #                            p4rt_test.{...} (the small program of the
-#                            P4Runtime client tests)
+#                            P4Runtime client tests) and fabric_v2.{...}
+#                            (the fabric plus one table: the second build
+#                            of the rolling-upgrade tests)
 #   p4/compile.sh DIR        the same into DIR and DIR/testing (p4/check.sh)
 #   p4/compile.sh tna [DIR]  Tofino:   p4/tna/fabric_tna.p4 -> p4/build/tofino
 #   p4/compile.sh t2na [DIR] Tofino 2: p4/tna/fabric_tna.p4 -> p4/build/tofino2
@@ -97,9 +99,13 @@ compile_v1model() {
         --p4runtime-files "$TOUT/p4rt_test.p4info.txt,$TOUT/p4rt_test.p4info.bin" \
         -o "$TOUT/p4rt_test.json" \
         p4/testing/p4rt_test.p4
+    "$P4C_BIN" --arch v1model --std p4-16 \
+        --p4runtime-files "$TOUT/fabric_v2.p4info.txt,$TOUT/fabric_v2.p4info.bin" \
+        -o "$TOUT/fabric_v2.json" \
+        p4/testing/fabric_v2.p4
     { set +x; } 2>/dev/null
     # Make source_info independent of the p4c installation directory.
-    for j in "$OUT/fabric.json" "$TOUT/p4rt_test.json"; do
+    for j in "$OUT/fabric.json" "$TOUT/p4rt_test.json" "$TOUT/fabric_v2.json"; do
         sed -i -e 's#"[^"]*/p4include/\([^"/]*\.p4\)"#"<p4include>/\1"#g' "$j"
     done
 }

@@ -28,6 +28,9 @@
 #include "ingress/lag.p4"
 #include "ingress/flood.p4"
 #include "ingress/fabric.p4"
+#ifdef FABRIC_V2
+#include "testing/upgrade_probe.p4"
+#endif
 
 #include "egress/prune.p4"
 #include "egress/vlan_out.p4"
@@ -48,6 +51,9 @@ control FabricIngress(inout headers_t hdr,
     FabricLabelFwd() fabric_label_fwd;
     Acl() acl;
     Learning() learning;
+#ifdef FABRIC_V2
+    UpgradeProbe() upgrade_probe;
+#endif
 
     apply {
         meta.ingress_port = standard_metadata.ingress_port;
@@ -85,6 +91,9 @@ control FabricIngress(inout headers_t hdr,
             /* ACL and punts last, on the frame as received (meta.lkp). */
             acl.apply(hdr, meta);
             learning.apply(hdr, meta);
+#ifdef FABRIC_V2
+            upgrade_probe.apply(hdr, meta);
+#endif
         }
 
         /* v1model glue. */

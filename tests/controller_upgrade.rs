@@ -9,9 +9,9 @@
 //! draining, or loading: pushed and partly written), a new controller or
 //! the HA standby finishes it, every switch pushed exactly once.
 //!
-//! The second pipeline is the checked-in build with another `program`
-//! string in its bmv2 JSON: another cookie, the same program (p4c was not
-//! available to compile one with an added table). The drained switch gets
+//! The second pipeline is p4/testing/build/fabric_v2.*: the fabric program
+//! plus one table (`testkit::second_pipeline`), another P4Info and cookie.
+//! The drained switch gets
 //! it with VERIFY_AND_COMMIT, which empties the in-process switch too, so
 //! the sampled checker sees a reloading leaf's single-homed hosts cut off
 //! for a moment (allowed); packet loss is measured on bmv2
@@ -50,7 +50,7 @@ async fn upgrade(lab: &SimFabric, dir: &std::path::Path, wait: Option<u64>) -> a
 /// The second build, in a temporary directory.
 fn second_build() -> (tempfile::TempDir, Pipeline) {
     let v2 = tempfile::tempdir().expect("tempdir");
-    p4fabric::testkit::relabelled_pipeline(v2.path()).expect("second build");
+    p4fabric::testkit::second_pipeline(v2.path()).expect("second build");
     let new = Pipeline::load(v2.path(), "fabric").expect("new build");
     (v2, new)
 }

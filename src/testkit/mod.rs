@@ -47,21 +47,21 @@ pub async fn within(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Du
     }
 }
 
-/// Writes into `dir` a second build of the compiled fabric pipeline: a copy
-/// of `p4/build` whose bmv2 JSON names another program. Same program, new
-/// cookie: what the rolling-upgrade tests roll out (bmv2 really reloads).
-pub fn relabelled_pipeline(dir: &std::path::Path) -> anyhow::Result<()> {
-    use anyhow::{ensure, Context};
-    let src = crate::p4rt::Pipeline::default_dir();
-    for f in ["fabric.json", "fabric.p4info.txt"] {
-        std::fs::copy(src.join(f), dir.join(f)).with_context(|| format!("copy {f}"))?;
+/// Writes into `dir` the second build of the fabric pipeline, as a
+/// pipeline directory named `fabric`: p4/testing/build/fabric_v2.*, the
+/// same program plus one table (p4/testing/upgrade_probe.p4, compiled by
+/// p4/compile.sh). A real new version — another P4Info and bmv2 JSON,
+/// another cookie — made the way a rollable change must be (an addition
+/// that forwards as before): what the rolling-upgrade tests roll out.
+pub fn second_pipeline(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("p4/testing/build");
+    for (from, to) in [
+        ("fabric_v2.json", "fabric.json"),
+        ("fabric_v2.p4info.txt", "fabric.p4info.txt"),
+    ] {
+        std::fs::copy(src.join(from), dir.join(to))
+            .with_context(|| format!("copy {}", src.join(from).display()))?;
     }
-    let json = std::fs::read_to_string(dir.join("fabric.json")).context("read fabric.json")?;
-    let changed = json.replacen(
-        "\"program\" : \"p4/fabric.p4\"",
-        "\"program\" : \"p4/fabric.p4 (upgrade test v2)\"",
-        1,
-    );
-    ensure!(changed != json, "the bmv2 JSON names its program");
-    std::fs::write(dir.join("fabric.json"), changed).context("write fabric.json")
+    Ok(())
 }

@@ -481,12 +481,23 @@ impl LabController {
 pub struct Traffic {
     flows: Vec<Flow>,
     interval: Duration,
+    /// When the pings started (seconds since the Unix epoch, as `ping -D`).
+    started: f64,
 }
+
+fn unix_secs(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// An answered echo: its sequence number and, with `ping -D`, when the
+/// reply arrived (seconds since the Unix epoch).
+type Reply = (u32, Option<f64>);
 
 struct Flow {
     probe: Probe,
     child: Child,
-    reader: std::thread::JoinHandle<(Vec<u32>, Option<u32>)>,
+    reader: std::thread::JoinHandle<(Vec<Reply>, Option<u32>)>,
 }
 
 /// One flow's result.
@@ -553,7 +564,9 @@ impl Traffic {
                 .get(&p.from)
                 .and_then(|h| h.ips.iter().find(|ip| ip.is_ipv6() == p.ip.is_ipv6()));
             let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &ns.name, "ping", "-n", "-W"])
+            // -D: each reply carries its arrival time, so an outage is
+            // placed in time even when ping cannot keep its interval.
+            cmd.args(["netns", "exec", &ns.name, "ping", "-n", "-D", "-W"])
                 .arg(REPLY_TIMEOUT.as_secs().to_string())
                 .arg("-i")
                 .arg(format!("{:.3}", interval.as_secs_f64()));
@@ -574,7 +587,11 @@ impl Traffic {
                 reader,
             });
         }
-        Ok(Traffic { flows, interval })
+        Ok(Traffic {
+            flows,
+            interval,
+            started: unix_secs(std::time::SystemTime::now()),
+        })
     }
 
     /// Stops every ping (SIGINT, so it prints its summary) and reports.
@@ -587,17 +604,22 @@ impl Traffic {
         }
         let mut out = Vec::new();
         for mut f in self.flows {
-            let (seqs, transmitted) = f.reader.join().unwrap_or_default();
+            let (replies, transmitted) = f.reader.join().unwrap_or_default();
             let _ = f.child.wait();
-            out.push(report(f.probe, &seqs, transmitted, self.interval));
+            out.push(report(
+                f.probe,
+                &replies,
+                transmitted,
+                self.interval,
+                Some(self.started),
+            ));
         }
         out
     }
 }
 
-/// The echo sequence numbers answered, and the transmitted count from the
-/// summary line.
-fn read_ping(out: impl std::io::Read) -> (Vec<u32>, Option<u32>) {
+/// The echoes answered, and the transmitted count from the summary line.
+fn read_ping(out: impl std::io::Read) -> (Vec<Reply>, Option<u32>) {
     let mut seqs = Vec::new();
     let mut transmitted = None;
     for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
@@ -607,7 +629,11 @@ fn read_ping(out: impl std::io::Read) -> (Vec<u32>, Option<u32>) {
             .and_then(|s| s.parse().ok())
         {
             if line.contains("bytes from") {
-                seqs.push(seq);
+                let at = line
+                    .strip_prefix('[')
+                    .and_then(|l| l.split_once(']'))
+                    .and_then(|(t, _)| t.parse().ok());
+                seqs.push((seq, at));
             }
         } else if let Some((n, _)) = line.split_once(" packets transmitted") {
             transmitted = n.trim().parse().ok();
@@ -616,10 +642,20 @@ fn read_ping(out: impl std::io::Read) -> (Vec<u32>, Option<u32>) {
     (seqs, transmitted)
 }
 
-fn report(probe: Probe, seqs: &[u32], transmitted: Option<u32>, interval: Duration) -> FlowReport {
-    let mut seqs = seqs.to_vec();
-    seqs.sort_unstable();
-    seqs.dedup();
+/// One flow's figures from its answered echoes. `started`: when the pings
+/// started (Unix seconds); with reply times the outage is placed by the
+/// last reply before it, else by sequence number x interval (which runs
+/// late when ping cannot keep its interval on a loaded machine).
+fn report(
+    probe: Probe,
+    replies: &[Reply],
+    transmitted: Option<u32>,
+    interval: Duration,
+    started: Option<f64>,
+) -> FlowReport {
+    let mut replies = replies.to_vec();
+    replies.sort_unstable_by_key(|r| r.0);
+    replies.dedup_by_key(|r| r.0);
     // Echoes sent within the reply timeout (`-W 1`) before ping was
     // stopped may still have been in flight: they count as sent only if a
     // later one was answered. (At a 20 ms interval and a loaded machine the
@@ -628,31 +664,35 @@ fn report(probe: Probe, seqs: &[u32], transmitted: Option<u32>, interval: Durati
     let sent = transmitted
         .unwrap_or(0)
         .saturating_sub(in_flight)
-        .max(seqs.last().copied().unwrap_or(0));
+        .max(replies.last().map_or(0, |r| r.0));
     // Missing runs: before the first answer, between answers, after the
     // last one (ping numbers echoes from 1).
     let mut longest = 0u32;
-    let mut outage_after = None;
-    let mut prev = 0u32;
-    for &s in &seqs {
-        let gap = s.saturating_sub(prev + 1);
+    let mut outage_after: Option<Reply> = None;
+    let mut prev: Reply = (0, started);
+    for &r in &replies {
+        let gap = r.0.saturating_sub(prev.0 + 1);
         if gap > longest {
             longest = gap;
             outage_after = Some(prev);
         }
-        prev = s;
+        prev = r;
     }
-    if sent.saturating_sub(prev) > longest {
-        longest = sent.saturating_sub(prev);
+    if sent.saturating_sub(prev.0) > longest {
+        longest = sent.saturating_sub(prev.0);
         outage_after = Some(prev);
     }
+    let placed = |(seq, at): Reply| match (at, started) {
+        (Some(at), Some(start)) => Duration::from_secs_f64((at - start).max(0.0)),
+        _ => interval * seq,
+    };
     FlowReport {
         probe,
         interval,
         sent,
-        received: seqs.len() as u32,
+        received: replies.len() as u32,
         longest_outage: interval * longest,
-        outage_started: outage_after.map(|s| interval * s),
+        outage_started: outage_after.map(placed),
     }
 }
 
@@ -682,14 +722,16 @@ mod tests {
             64 bytes from 10.0.0.2: icmp_seq=8 ttl=64 time=0.1 ms\n\
             \n--- 10.0.0.2 ping statistics ---\n\
             9 packets transmitted, 4 received, 55% packet loss, time 400ms\n";
-        let (seqs, tx) = read_ping(out.as_bytes());
+        let (replies, tx) = read_ping(out.as_bytes());
+        let seqs: Vec<u32> = replies.iter().map(|r| r.0).collect();
         assert_eq!(seqs, vec![1, 2, 6, 8]);
         assert_eq!(tx, Some(9));
         let r = report(
             probe("a", "b", "10.0.0.2".parse().unwrap()),
-            &seqs,
+            &replies,
             tx,
             Duration::from_millis(50),
+            None,
         );
         // The 9th echo may have been in flight: 8 count as sent.
         assert_eq!((r.sent, r.received, r.lost()), (8, 4, 4));
@@ -697,13 +739,36 @@ mod tests {
         assert_eq!(r.longest_outage, Duration::from_millis(150));
         assert_eq!(r.outage_started, Some(Duration::from_millis(100)));
         // At 20 ms, two echoes unanswered at the stop were in flight.
-        let seqs: Vec<u32> = (1..=98).collect();
+        let replies: Vec<Reply> = (1..=98).map(|s| (s, None)).collect();
         let r = report(
             probe("a", "b", "10.0.0.2".parse().unwrap()),
-            &seqs,
+            &replies,
             Some(100),
             Duration::from_millis(20),
+            None,
         );
         assert_eq!((r.sent, r.lost()), (98, 0));
+    }
+
+    #[test]
+    fn reply_times_place_the_outage() {
+        // ping -D, 10 ms, but the machine ran it late: echo 3 answered at
+        // 0.5 s, then 4 and 5 lost.
+        let out = "[1000.100000] 64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.1 ms\n\
+            [1000.300000] 64 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=0.1 ms\n\
+            [1000.500000] 64 bytes from 10.0.0.2: icmp_seq=3 ttl=64 time=0.1 ms\n\
+            [1000.900000] 64 bytes from 10.0.0.2: icmp_seq=6 ttl=64 time=0.1 ms\n";
+        let (replies, _) = read_ping(out.as_bytes());
+        assert_eq!(replies[2], (3, Some(1000.5)));
+        let r = report(
+            probe("a", "b", "10.0.0.2".parse().unwrap()),
+            &replies,
+            Some(6),
+            Duration::from_millis(10),
+            Some(1000.0),
+        );
+        assert_eq!(r.longest_outage, Duration::from_millis(20));
+        let at = r.outage_started.expect("placed");
+        assert!((at.as_secs_f64() - 0.5).abs() < 1e-6, "{at:?}");
     }
 }
