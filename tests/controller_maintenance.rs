@@ -10,13 +10,10 @@ use std::time::{Duration, Instant};
 use p4fabric::cli::drain::{DrainArgs, UndrainArgs};
 use p4fabric::cli::EtcdArgs;
 use p4fabric::compile::names::P_FABRIC;
-use p4fabric::config::etcd::{EtcdOptions, EtcdStore};
 use p4fabric::config::status::{MaintenanceState, MaintenanceStatus};
 use p4fabric::p4rt::entity::Entity;
 use p4fabric::p4rt::SwitchEntities;
-use p4fabric::testkit::lab::run::LabController;
-use p4fabric::testkit::sim::SimSwitch;
-use p4fabric::testkit::EtcdServer;
+use p4fabric::testkit::SimFabric;
 
 /// The ports of each fabric-selector group a switch holds (member id = port).
 fn fabric_groups(e: &SwitchEntities) -> BTreeMap<u32, Vec<u32>> {
@@ -26,17 +23,6 @@ fn fabric_groups(e: &SwitchEntities) -> BTreeMap<u32, Vec<u32>> {
                 Some((g.group_id, g.members.iter().map(|m| m.member_id).collect()))
             }
             _ => None,
-        })
-        .collect()
-}
-
-async fn status(store: &EtcdStore) -> BTreeMap<String, serde_json::Value> {
-    let snap = store.get_dir("status/").await.expect("status");
-    snap.kvs
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let rel = k.strip_prefix("status/")?.to_string();
-            Some((rel, serde_json::from_slice(&v).ok()?))
         })
         .collect()
 }
@@ -54,31 +40,15 @@ async fn until<T>(timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> O
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_key_moves_traffic_and_reports_status() {
-    let Some(etcd) = EtcdServer::start_or_skip().await else {
+    let fabric = p4fabric::testkit::lab::run::demo_fabric().expect("example");
+    let Some(lab) = SimFabric::start(fabric).await.expect("sim fabric") else {
         return;
     };
-    let mut fabric = p4fabric::testkit::lab::run::demo_fabric().expect("example");
-    let mut targets = BTreeMap::new();
-    for (name, sw) in fabric.switches.iter_mut() {
-        let t = SimSwitch::start(sw.device_id).await.expect("sim switch");
-        sw.address = t.addr().to_string();
-        targets.insert(name.clone(), t);
-    }
-    let store = EtcdOptions::new([etcd.endpoint()])
-        .connect()
-        .await
-        .expect("etcd");
-    let keys: Vec<(String, Vec<u8>)> = p4fabric::config::keys::encode(&fabric)
-        .into_iter()
-        .collect();
-    store.commit(keys, vec![]).await.expect("config");
-    let ctl = LabController::start(&etcd.endpoint(), "maint")
-        .await
-        .expect("controller");
-    let etcd_args = EtcdArgs::plain(&etcd.endpoint());
+    let (targets, store) = (&*lab.targets, &lab.store);
+    let ctl = lab.controller("maint").await.expect("controller");
+    let etcd_args = EtcdArgs::plain(&lab.endpoint());
     // Every leaf spreads over both spines (leaf port 1: spine1, 2: spine2).
     let spread = |ports: &[u32]| {
-        let targets = &targets;
         let ports = ports.to_vec();
         move || {
             ["leaf1", "leaf2", "leaf3", "leaf4"].iter().all(|l| {
@@ -114,8 +84,9 @@ async fn drain_key_moves_traffic_and_reports_status() {
         .await
         .expect("put");
     let err = until(Duration::from_secs(10), async || {
-        status(&store)
+        lab.status()
             .await
+            .expect("status")
             .get("config/maintenance/spine2")
             .cloned()
     })
@@ -143,7 +114,7 @@ async fn drain_key_moves_traffic_and_reports_status() {
         "the drained spine's unicast entries changed"
     );
     let s: MaintenanceStatus =
-        serde_json::from_value(status(&store).await["maintenance/spine1"].clone())
+        serde_json::from_value(lab.status().await.expect("status")["maintenance/spine1"].clone())
             .expect("maintenance status");
     assert_eq!(s.state, MaintenanceState::Drained);
     assert!(s.detail.contains("counters not available"), "{}", s.detail);
@@ -168,7 +139,12 @@ async fn drain_key_moves_traffic_and_reports_status() {
         .await
         .expect("put");
     let refused = until(Duration::from_secs(10), async || {
-        let v = status(&store).await.get("maintenance/spine2").cloned()?;
+        let v = lab
+            .status()
+            .await
+            .expect("status")
+            .get("maintenance/spine2")
+            .cloned()?;
         let s: MaintenanceStatus = serde_json::from_value(v).ok()?;
         (s.state == MaintenanceState::Refused).then_some(s)
     })
@@ -205,6 +181,10 @@ async fn drain_key_moves_traffic_and_reports_status() {
     .await
     .expect("undrain spine1");
     assert!(spread(&[1, 2])(), "spine1 not back in the groups");
-    assert!(!status(&store).await.contains_key("maintenance/spine1"));
+    assert!(!lab
+        .status()
+        .await
+        .expect("status")
+        .contains_key("maintenance/spine1"));
     ctl.stop().await;
 }

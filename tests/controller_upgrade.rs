@@ -1,10 +1,13 @@
 //! Rolling pipeline upgrade through the real etcd API (`upgrade`, `p4fabric
-//! upgrade`) against a controller and in-process switches
+//! upgrade`) against controllers and in-process switches
 //! (examples/fabric.yaml): every switch ends on the new pipeline's cookie,
 //! one switch out of service at a time, status says which pipeline each
 //! switch runs, and the forwarding checker over what the switches hold
 //! finds every probe delivered — during the roll-out (but for the hosts
-//! attached to the leaf being reloaded alone) and after it.
+//! attached to the leaf being reloaded alone) and after it. And the
+//! roll-out survives its controller: stopped or killed mid-way (a switch
+//! draining, or loading: pushed and partly written), a new controller or
+//! the HA standby finishes it, every switch pushed exactly once.
 //!
 //! The second pipeline is p4/testing/build/fabric_v2.*: the fabric program
 //! plus one table (`testkit::second_pipeline`), another P4Info and cookie.
@@ -14,58 +17,163 @@
 //! for a moment (allowed); packet loss is measured on bmv2
 //! (bmv2-tests/tests/upgrade.rs).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use p4fabric::cli::upgrade::UpgradeArgs;
 use p4fabric::cli::EtcdArgs;
-use p4fabric::config::etcd::{EtcdOptions, EtcdStore};
 use p4fabric::config::status::{UpgradeState, UpgradeStatus};
-use p4fabric::config::{Attachment, Fabric};
-use p4fabric::p4rt::{Pipeline, SwitchEntities};
-use p4fabric::testkit::lab::reach;
-use p4fabric::testkit::lab::run::LabController;
-use p4fabric::testkit::sim::SimSwitch;
-use p4fabric::testkit::EtcdServer;
-use p4fabric::topo::{ObservedState, Topology};
+use p4fabric::p4rt::Pipeline;
+use p4fabric::testkit::sim::Faults;
+use p4fabric::testkit::sim_fabric::{demo_fabric_static_lags, Samples};
+use p4fabric::testkit::SimFabric;
 
-async fn status(store: &EtcdStore) -> BTreeMap<String, serde_json::Value> {
-    let snap = store.get_dir("status/").await.expect("status");
-    snap.kvs
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let rel = k.strip_prefix("status/")?.to_string();
-            Some((rel, serde_json::from_slice(&v).ok()?))
-        })
-        .collect()
+/// The demo fabric on in-process switches, static bonds (no LACP partner
+/// on a simulated switch).
+async fn demo() -> Option<SimFabric> {
+    let fabric = demo_fabric_static_lags().expect("example");
+    SimFabric::start(fabric).await.expect("sim fabric")
 }
 
-/// The probes that fail on what the switches hold now.
-fn failing(fabric: &Fabric, targets: &BTreeMap<String, SimSwitch>) -> Vec<reach::Probe> {
-    let held: BTreeMap<String, SwitchEntities> = targets
+/// Writes the `upgrade` key with the CLI (`wait`: for it to finish).
+async fn upgrade(lab: &SimFabric, dir: &std::path::Path, wait: Option<u64>) -> anyhow::Result<()> {
+    p4fabric::cli::upgrade::run(&UpgradeArgs {
+        pipeline_dir: dir.to_path_buf(),
+        version: Some("v2".into()),
+        force: false,
+        wait,
+        etcd: EtcdArgs::plain(&lab.endpoint()),
+    })
+    .await
+}
+
+/// The second build, in a temporary directory.
+fn second_build() -> (tempfile::TempDir, Pipeline) {
+    let v2 = tempfile::tempdir().expect("tempdir");
+    p4fabric::testkit::second_pipeline(v2.path()).expect("second build");
+    let new = Pipeline::load(v2.path(), "fabric").expect("new build");
+    (v2, new)
+}
+
+/// Polls `status/upgrade` until `f` holds (then that status).
+async fn upgrade_status(
+    lab: &SimFabric,
+    timeout: Duration,
+    what: &str,
+    f: impl Fn(&UpgradeStatus) -> bool,
+) -> UpgradeStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = p4fabric::cli::upgrade::read_status(&lab.store)
+            .await
+            .expect("status");
+        if let Some(s) = s.as_ref().filter(|s| f(s)) {
+            return s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?}; last status/upgrade: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Prints what the sampler saw, and checks that every failure of a probe
+/// between hosts that are not single-homed happened at a switch being
+/// reloaded (holding fewer entities than at the end); that no such probe
+/// fails at all is asserted only with `P4F_STRICT_ROLLOUT=1` (it does not
+/// hold: see the first test).
+fn report_samples(test: &str, lab: &SimFabric, seen: &Samples) {
+    let alone = lab.single_homed();
+    let dual = seen.not_single_homed(&alone);
+    let dual_homed = |p: &p4fabric::testkit::lab::reach::Probe| {
+        !alone.contains_key(&p.from) && !alone.contains_key(&p.to)
+    };
+    let when: Vec<String> = seen
+        .not_single_homed_at(&alone)
         .iter()
-        .map(|(n, t)| (n.clone(), t.entities()))
+        .map(|(at, n)| format!("{n} at {:.2} s", at.as_secs_f64()))
         .collect();
-    let topo = Topology::build(fabric, &ObservedState::default(), None);
-    reach::check_all(&held, &topo, fabric, &reach::probes(fabric))
-        .into_iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(p, _)| p)
-        .collect()
-}
-
-/// Hosts attached to one leaf alone (a port there).
-fn single_homed(fabric: &Fabric) -> BTreeMap<String, String> {
-    fabric
-        .hosts
+    println!(
+        "{test}: {} forwarding samples; failing probes (samples): {:?}; not single-homed: {}",
+        seen.samples,
+        seen.describe_failed(),
+        if dual.is_empty() {
+            "none failed".to_string()
+        } else {
+            format!("FAILED {dual:?} (samples: {when:?})")
+        }
+    );
+    // Each such failure, explained or not: dropped at a switch that held
+    // fewer entities then than at the end (it was being reloaded: emptied
+    // by VERIFY_AND_COMMIT, not yet rewritten) — in practice a leaf, the
+    // probe entering through the static bond's member there.
+    let end: BTreeMap<&String, usize> = lab
+        .targets
         .iter()
-        .filter_map(|(n, h)| match &h.attachment {
-            Attachment::Port(p) => Some((n.clone(), p.switch.clone())),
-            Attachment::Lag(_) => None,
-        })
-        .collect()
+        .map(|(n, t)| (n, t.entities().len()))
+        .collect();
+    let mut unexplained = Vec::new();
+    for f in &seen.timeline {
+        for (p, why) in f.probes.iter().filter(|(p, _)| dual_homed(p)) {
+            let at_switch = why
+                .split_once("dropped at ")
+                .and_then(|(_, rest)| rest.split(':').next());
+            let reloading = at_switch.is_some_and(|sw| {
+                f.held.get(sw).copied().unwrap_or(0)
+                    < end.get(&sw.to_string()).copied().unwrap_or(0)
+            });
+            if !reloading {
+                unexplained.push(format!(
+                    "at {:.2} s {} -> {} {}: {why} (held {:?})",
+                    f.at.as_secs_f64(),
+                    p.from,
+                    p.to,
+                    p.ip,
+                    f.held
+                ));
+            }
+        }
+    }
+    if let Some(f) = seen
+        .timeline
+        .iter()
+        .find(|f| f.probes.iter().any(|(p, _)| dual_homed(p)))
+    {
+        let (p, why) = f
+            .probes
+            .iter()
+            .find(|(p, _)| dual_homed(p))
+            .expect("found above");
+        println!(
+            "{test}: first at {:.2} s {} -> {} {}: {why}; entities held then {:?}, at the end {end:?}",
+            f.at.as_secs_f64(),
+            p.from,
+            p.to,
+            p.ip,
+            f.held
+        );
+    }
+    println!(
+        "{test}: failures of probes between hosts that are not single-homed not at a switch being reloaded: {unexplained:?}"
+    );
+    // Always: such a probe fails only at a switch being reloaded (held in
+    // 10 runs of every roll-out test, 2026-12-05).
+    assert!(
+        unexplained.is_empty(),
+        "{test}: probes between hosts that are not single-homed failed elsewhere than at a switch being reloaded: {unexplained:?}"
+    );
+    assert!(seen.samples > 10, "only {} samples", seen.samples);
+    if std::env::var_os("P4F_STRICT_ROLLOUT").is_some() {
+        assert!(
+            dual.is_empty(),
+            "flows between hosts that are not single-homed failed during the roll-out: {dual:?}"
+        );
+    } else if !dual.is_empty() {
+        println!(
+            "NOT CHECKED (set P4F_STRICT_ROLLOUT=1): flows between hosts that are not single-homed failed in a sample during the roll-out"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,109 +182,45 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let Some(etcd) = EtcdServer::start_or_skip().await else {
+    let Some(lab) = demo().await else {
         return;
     };
-    let mut fabric = p4fabric::testkit::lab::run::demo_fabric().expect("example");
-    // A simulated switch passes no frames: no LACP partner, so the bond
-    // runs static (as `p4fabric demo --simulate` does).
-    for lag in fabric.lags.values_mut() {
-        lag.protocol = p4fabric::config::LagMode::Static;
-    }
-    let mut targets = BTreeMap::new();
-    for (name, sw) in fabric.switches.iter_mut() {
-        let t = SimSwitch::start(sw.device_id).await.expect("sim switch");
-        sw.address = t.addr().to_string();
-        targets.insert(name.clone(), t);
-    }
-    let store = EtcdOptions::new([etcd.endpoint()])
-        .connect()
-        .await
-        .expect("etcd");
-    let keys: Vec<(String, Vec<u8>)> = p4fabric::config::keys::encode(&fabric)
-        .into_iter()
-        .collect();
-    store.commit(keys, vec![]).await.expect("config");
-    let ctl = LabController::start(&etcd.endpoint(), "upgrade")
-        .await
-        .expect("controller");
+    let ctl = lab.controller("upgrade").await.expect("controller");
     let old = Pipeline::load(&Pipeline::default_dir(), "fabric").expect("old build");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !(ctl.agents_converged(targets.len()) && failing(&fabric, &targets).is_empty()) {
-        assert!(
-            Instant::now() < deadline,
-            "never converged: agents {}, failing {:?}",
-            ctl.agents_converged(targets.len()),
-            failing(&fabric, &targets)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(targets
+    lab.wait_serving(&ctl, Duration::from_secs(30))
+        .await
+        .expect("serving");
+    assert!(lab
+        .targets
         .values()
         .all(|t| t.pipeline_cookie() == Some(old.cookie)));
 
     // A build that does not load: refused by the CLI, nothing written.
     let empty = tempfile::tempdir().expect("tempdir");
-    let etcd_args = EtcdArgs::plain(&etcd.endpoint());
-    let e = p4fabric::cli::upgrade::run(&UpgradeArgs {
-        pipeline_dir: empty.path().to_path_buf(),
-        version: Some("broken".into()),
-        force: false,
-        wait: None,
-        etcd: etcd_args.clone(),
-    })
-    .await
-    .expect_err("no pipeline there");
+    let e = upgrade(&lab, empty.path(), None)
+        .await
+        .expect_err("no pipeline there");
     assert!(e.to_string().contains("nothing written"), "{e}");
-    assert!(!status(&store).await.contains_key("upgrade"));
+    assert!(!lab.status().await.expect("status").contains_key("upgrade"));
 
-    let v2 = tempfile::tempdir().expect("tempdir");
-    p4fabric::testkit::second_pipeline(v2.path()).expect("second build");
-    let new = Pipeline::load(v2.path(), "fabric").expect("new build");
+    let (v2, new) = second_build();
     assert_ne!(new.cookie, old.cookie);
 
     // Forwarding sampled through the roll-out; the switches out of
     // service (cookie mid-change) sampled too.
-    let fabric = Arc::new(fabric);
-    let targets = Arc::new(targets);
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<(usize, BTreeMap<String, usize>)>> = Arc::default();
-    let sampler = {
-        let (fabric, targets, stop, seen) =
-            (fabric.clone(), targets.clone(), stop.clone(), seen.clone());
-        tokio::task::spawn_blocking(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let fails = failing(&fabric, &targets);
-                let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
-                s.0 += 1;
-                for p in fails {
-                    *s.1.entry(format!("{} -> {} {}", p.from, p.to, p.ip))
-                        .or_default() += 1;
-                }
-                drop(s);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let sampler = lab.sample_forwarding(Duration::from_millis(100));
     let started = Instant::now();
-    p4fabric::cli::upgrade::run(&UpgradeArgs {
-        pipeline_dir: v2.path().to_path_buf(),
-        version: Some("v2".into()),
-        force: false,
-        wait: Some(240),
-        etcd: etcd_args.clone(),
-    })
-    .await
-    .expect("upgrade done");
+    upgrade(&lab, v2.path(), Some(240))
+        .await
+        .expect("upgrade done");
     let took = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    sampler.await.expect("sampler");
+    let seen = sampler.stop().await;
 
-    // Every switch on the new cookie, each pushed once more.
-    for (n, t) in targets.iter() {
+    // Every switch on the new cookie.
+    for (n, t) in lab.targets.iter() {
         assert_eq!(t.pipeline_cookie(), Some(new.cookie), "{n}");
     }
-    let st = status(&store).await;
+    let st = lab.status().await.expect("status");
     let up: UpgradeStatus = serde_json::from_value(st["upgrade"].clone()).expect("status/upgrade");
     assert_eq!(up.state, UpgradeState::Done);
     assert_eq!(
@@ -187,8 +231,8 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
     let want_cookie = format!("{:#018x}", new.cookie);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let st = status(&store).await;
-        let ok = targets.keys().all(|n| {
+        let st = lab.status().await.expect("status");
+        let ok = lab.targets.keys().all(|n| {
             let s = &st[&format!("switches/{n}")];
             s["pipeline_cookie"] == want_cookie.as_str() && s["pipeline_version"] == "v2"
         });
@@ -203,58 +247,280 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
 
     // Forwarding complete at the end, and during the roll-out only
     // probes from or to a single-homed host failed (their leaf reloads).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !failing(&fabric, &targets).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "forwarding incomplete after the upgrade: {:?}",
-            failing(&fabric, &targets)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let alone = single_homed(&fabric);
-    let (samples, fails) = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    lab.wait_serving(&ctl, Duration::from_secs(10))
+        .await
+        .expect("forwarding complete after the upgrade");
     println!(
-        "upgrade of {} switches took {:.1} s; {samples} forwarding samples; failing probes: {fails:?}",
-        targets.len(),
+        "upgrade of {} switches took {:.1} s",
+        lab.targets.len(),
         took.as_secs_f64()
     );
-    assert!(samples > 10, "only {samples} samples");
-    let dual: BTreeSet<&String> = fails
-        .keys()
-        .filter(|k| {
-            let (from, rest) = k.split_once(" -> ").unwrap_or((k, ""));
-            let to = rest.split(' ').next().unwrap_or("");
-            !alone.contains_key(from) && !alone.contains_key(to)
-        })
-        .collect();
-    // Not asserted by default: in one CI run at load (2026-12-05) one
-    // sample saw every flow fail at once, srv1 <-> srv1-web included, and
-    // it is not diagnosed whether that is the sampler reading the switches
-    // mid-write or a real window (#20, docs/operations.md). The end state
-    // below is always checked.
-    if std::env::var_os("P4F_STRICT_ROLLOUT").is_some() {
-        assert!(
-            dual.is_empty(),
-            "flows between hosts that are not single-homed failed during the roll-out: {dual:?}"
-        );
-    } else if !dual.is_empty() {
-        println!(
-            "NOT CHECKED (set P4F_STRICT_ROLLOUT=1): flows between hosts that are not single-homed failed in a sample during the roll-out: {dual:?}"
-        );
-    }
+    // That no probe between hosts that are not single-homed fails is not
+    // asserted by default: a sample now and then catches a leaf emptied
+    // by VERIFY_AND_COMMIT and not yet rewritten, and the checker enters
+    // through srv1's static bond member there (in one CI run, 2026-12-05,
+    // every flow through leaf1 failed in one sample; docs/operations.md).
+    // That they fail only there is always asserted.
+    report_samples("roll-out", &lab, &seen);
 
     // Upgrading again to the same build changes nothing.
-    p4fabric::cli::upgrade::run(&UpgradeArgs {
-        pipeline_dir: v2.path().to_path_buf(),
-        version: Some("v2".into()),
-        force: false,
-        wait: Some(10),
-        etcd: etcd_args.clone(),
-    })
-    .await
-    .expect("already done");
+    upgrade(&lab, v2.path(), Some(10))
+        .await
+        .expect("already done");
     ctl.stop().await;
+}
+
+/// How the controller leading a roll-out goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loss {
+    /// Stopped (graceful), and a new controller started.
+    Restart,
+    /// The leader of an HA pair killed; the standby takes over.
+    Failover,
+    /// The leader of an HA pair deposed but alive: its election lease
+    /// revoked (what a standby does when it takes a slow leader's
+    /// heartbeat for its death); the standby takes over, the deposed
+    /// instance waits as a standby.
+    Deposed,
+}
+
+/// Where in the roll-out the controller goes away: `switch` in `phase`
+/// (`status/upgrade`); `loading` means pushed and partly written (the
+/// simulated switch stalls after half of its entities,
+/// `Faults::stall_after_push`, until the controller is gone).
+struct MidWay {
+    loss: Loss,
+    switch: &'static str,
+    phase: &'static str,
+}
+
+/// Starts a roll-out, takes its controller away at `at`, and checks that
+/// the successor finishes it: every switch on the new cookie, pushed
+/// exactly once (the new build: no switch on the new one reloaded, none
+/// sent back to the old one), `status/upgrade` done by the successor, no
+/// maintenance left, every probe delivered; in HA, writes on every switch
+/// in election-id order (never two primaries interleaved).
+async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
+    let Some(lab) = demo().await else {
+        return;
+    };
+    let mut instances = match at.loss {
+        Loss::Restart => vec![("up-a", lab.controller("up-a").await.expect("controller"))],
+        Loss::Failover | Loss::Deposed => vec![
+            ("ha-a", lab.controller_ha("ha-a").await.expect("instance a")),
+            ("ha-b", lab.controller_ha("ha-b").await.expect("instance b")),
+        ],
+    };
+    // Serving, led by one instance (under load a standby may take a slow
+    // leader's heartbeat for its death and take over: the one that leads
+    // when it serves is the one taken away below).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        let leader = instances
+            .iter()
+            .position(|(_, c)| at.loss == Loss::Restart || c.leading());
+        if let Some(i) = leader {
+            if lab
+                .wait_serving(&instances[i].1, Duration::from_secs(5))
+                .await
+                .is_ok()
+                && (at.loss == Loss::Restart || instances[i].1.leading())
+            {
+                break i;
+            }
+        }
+        assert!(Instant::now() < deadline, "never served by one leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let loading = at.phase == "loading";
+    if loading {
+        let held = lab.targets[at.switch].entities().len() as u64;
+        assert!(held > 10, "{}: {held} entities", at.switch);
+        lab.targets[at.switch].set_faults(Faults {
+            stall_after_push: Some(held / 2),
+            ..Faults::default()
+        });
+    }
+    let pushes_before: BTreeMap<String, u64> = lab
+        .targets
+        .iter()
+        .map(|(n, t)| (n.clone(), t.stats().pipeline_pushes))
+        .collect();
+    let (v2, new) = second_build();
+    let sampler = lab.sample_forwarding(Duration::from_millis(100));
+    upgrade(&lab, v2.path(), None).await.expect("upgrade key");
+
+    // Wait for the moment, then take the controller away.
+    let before = upgrade_status(
+        &lab,
+        Duration::from_secs(120),
+        &format!("{} {}", at.switch, at.phase),
+        |s| {
+            // The stalled switch adopted as done: another instance took
+            // over before the planned loss (a standby taking a slow
+            // leader's heartbeat for its death, under load), and the stall
+            // keeps the switch from converging. Say so, not "timed out".
+            let stalled = lab.targets[at.switch]
+                .since_push()
+                .is_some_and(|(_, refused)| refused > 0);
+            assert!(
+                !(stalled && s.switch.as_deref() != Some(at.switch)),
+                "{test}: {} stalled while loading but the roll-out moved on: a takeover before the planned loss? {s:?}",
+                at.switch
+            );
+            s.switch.as_deref() == Some(at.switch)
+                && s.phase.as_deref() == Some(at.phase)
+                && !s.done.is_empty()
+                && (!loading || stalled)
+        },
+    )
+    .await;
+    // The instance leading now is taken away (a slow leader may have been
+    // replaced meanwhile).
+    let leader = match at.loss {
+        Loss::Restart => 0,
+        Loss::Failover | Loss::Deposed => instances
+            .iter()
+            .position(|(_, c)| c.leading())
+            .unwrap_or(first),
+    };
+    let (lost_id, lost) = instances.remove(leader);
+    let lost_election_id = lab
+        .targets
+        .values()
+        .map(|t| t.primary_election_id())
+        .max()
+        .flatten();
+    let lost_at = Instant::now();
+    let lost_after = lost_at - sampler.started;
+    let deposed = match at.loss {
+        Loss::Restart => {
+            lost.stop().await;
+            None
+        }
+        Loss::Failover => {
+            lost.kill().await;
+            None
+        }
+        Loss::Deposed => {
+            let name = p4fabric::ha::HaOptions::new(lab.store.prefix(), lost_id).name;
+            let mut client = lab.store.client();
+            let lease = client
+                .leader(name.as_str())
+                .await
+                .expect("leader")
+                .kv()
+                .map(|kv| kv.lease())
+                .expect("a leader key");
+            client.lease_revoke(lease).await.expect("revoke");
+            Some(lost)
+        }
+    };
+    if loading {
+        let t = &lab.targets[at.switch];
+        let (applied, refused) = t.since_push().expect("pushed");
+        assert_eq!(t.pipeline_cookie(), Some(new.cookie), "{}", at.switch);
+        println!(
+            "{test}: controller gone while {} was loading: new build pushed, {applied} updates written, {refused} refused",
+            at.switch
+        );
+        // What stalled it was the controller going away: the switch takes
+        // writes again.
+        t.set_faults(Faults::default());
+    }
+    let (successor_id, successor) = match instances.pop() {
+        Some(standby) => standby,
+        None => (
+            "up-b",
+            lab.controller("up-b").await.expect("second controller"),
+        ),
+    };
+    let done = upgrade_status(
+        &lab,
+        Duration::from_secs(240),
+        "finished by the successor",
+        |s| {
+            s.controller == successor_id
+                && matches!(s.state, UpgradeState::Done | UpgradeState::Failed)
+        },
+    )
+    .await;
+    let took = lost_at.elapsed();
+    let seen = sampler.stop().await;
+    assert_eq!(done.state, UpgradeState::Done, "{done:?}");
+    assert_eq!(
+        done.done,
+        ["spine1", "spine2", "leaf1", "leaf2", "leaf3", "leaf4"].map(String::from)
+    );
+    for (n, t) in lab.targets.iter() {
+        assert_eq!(t.pipeline_cookie(), Some(new.cookie), "{n}");
+        assert_eq!(
+            t.stats().pipeline_pushes - pushes_before[n],
+            1,
+            "{n}: one push of the new build, none of the old"
+        );
+    }
+    if at.loss != Loss::Restart {
+        assert!(successor.leading());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ids: BTreeMap<&String, Option<u128>> = lab
+                .targets
+                .iter()
+                .map(|(n, t)| (n, t.primary_election_id()))
+                .collect();
+            if ids.values().all(|id| *id > lost_election_id) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the standby is not primary everywhere ({lost_id} was {lost_election_id:?}): {ids:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Which leaders wrote (more than two: leadership moved again).
+        let writers: std::collections::BTreeSet<u128> =
+            lab.targets.values().flat_map(|t| t.write_log()).collect();
+        println!("{test}: election ids that wrote: {writers:?}");
+        for (n, t) in lab.targets.iter() {
+            let log = t.write_log();
+            assert!(
+                log.windows(2).all(|w| w[0] <= w[1]),
+                "{n}: writes of two primaries interleaved: {log:?}"
+            );
+        }
+    }
+    lab.wait_serving(&successor, Duration::from_secs(20))
+        .await
+        .expect("forwarding complete after the resumed upgrade");
+    // No drain left: neither the successor's nor the lost controller's
+    // (its status expires with its lease, 10 s, when it was killed).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = lab.status().await.expect("status");
+        let left: Vec<&String> = st
+            .keys()
+            .filter(|k| k.starts_with("maintenance/"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "maintenance left: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "{test}: {lost_id} lost at {} {} (done {:?}) {:.2} s into sampling; {successor_id} finished {:.1} s later",
+        at.switch,
+        at.phase,
+        before.done,
+        lost_after.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    report_samples(test, &lab, &seen);
+    successor.stop().await;
+    if let Some(d) = deposed {
+        d.stop().await;
+    }
 }
 
 /// A controller stopped in the middle of a roll-out (after the first
@@ -264,102 +530,79 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
 /// all), finds the switches done from their cookies, and finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_restart_mid_rollout_resumes_from_the_switches_cookies() {
-    let Some(etcd) = EtcdServer::start_or_skip().await else {
-        return;
-    };
-    let mut fabric = p4fabric::testkit::lab::run::demo_fabric().expect("example");
-    for lag in fabric.lags.values_mut() {
-        lag.protocol = p4fabric::config::LagMode::Static;
-    }
-    let mut targets = BTreeMap::new();
-    for (name, sw) in fabric.switches.iter_mut() {
-        let t = SimSwitch::start(sw.device_id).await.expect("sim switch");
-        sw.address = t.addr().to_string();
-        targets.insert(name.clone(), t);
-    }
-    let store = EtcdOptions::new([etcd.endpoint()])
-        .connect()
-        .await
-        .expect("etcd");
-    let keys: Vec<(String, Vec<u8>)> = p4fabric::config::keys::encode(&fabric)
-        .into_iter()
-        .collect();
-    store.commit(keys, vec![]).await.expect("config");
-    let ctl = LabController::start(&etcd.endpoint(), "up-a")
-        .await
-        .expect("controller");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !(ctl.agents_converged(targets.len()) && failing(&fabric, &targets).is_empty()) {
-        assert!(Instant::now() < deadline, "never converged");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let pushes_before: BTreeMap<String, u64> = targets
-        .iter()
-        .map(|(n, t)| (n.clone(), t.stats().pipeline_pushes))
-        .collect();
-    let v2 = tempfile::tempdir().expect("tempdir");
-    p4fabric::testkit::second_pipeline(v2.path()).expect("second build");
-    let new = Pipeline::load(v2.path(), "fabric").expect("new build");
-    let etcd_args = EtcdArgs::plain(&etcd.endpoint());
-    p4fabric::cli::upgrade::run(&UpgradeArgs {
-        pipeline_dir: v2.path().to_path_buf(),
-        version: Some("v2".into()),
-        force: false,
-        wait: None,
-        etcd: etcd_args.clone(),
-    })
-    .await
-    .expect("upgrade key");
-    // Stop once spine1 is done and spine2 is on its way.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = p4fabric::cli::upgrade::read_status(&store)
-            .await
-            .expect("status");
-        if s.is_some_and(|s| s.switch.as_deref() == Some("spine2")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "spine2 never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    ctl.stop().await;
-    let ctl = LabController::start(&etcd.endpoint(), "up-b")
-        .await
-        .expect("second controller");
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let done = loop {
-        let s = p4fabric::cli::upgrade::read_status(&store)
-            .await
-            .expect("status");
-        if let Some(s) = s.filter(|s| s.controller == "up-b") {
-            if matches!(s.state, UpgradeState::Done | UpgradeState::Failed) {
-                break s;
-            }
-        }
-        assert!(Instant::now() < deadline, "not finished after the restart");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(done.state, UpgradeState::Done, "{done:?}");
-    for (n, t) in &targets {
-        assert_eq!(t.pipeline_cookie(), Some(new.cookie), "{n}");
-        assert_eq!(
-            t.stats().pipeline_pushes - pushes_before[n],
-            1,
-            "{n}: one push of the new build, none of the old"
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(ctl.agents_converged(targets.len()) && failing(&fabric, &targets).is_empty()) {
-        assert!(
-            Instant::now() < deadline,
-            "forwarding incomplete after the resumed upgrade: {:?}",
-            failing(&fabric, &targets)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!status(&store)
-        .await
-        .keys()
-        .any(|k| k.starts_with("maintenance/")));
-    ctl.stop().await;
+    lose_the_controller_mid_rollout(
+        "restart while draining",
+        MidWay {
+            loss: Loss::Restart,
+            switch: "spine2",
+            phase: "draining",
+        },
+    )
+    .await;
+}
+
+/// A controller stopped while a switch is loading — the new build pushed,
+/// half of its entities written — and a new one started: it adopts the
+/// switch on the new build (no second push), writes the rest and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_stopped_while_a_switch_loads_resumes_and_writes_the_rest() {
+    lose_the_controller_mid_rollout(
+        "restart while loading",
+        MidWay {
+            loss: Loss::Restart,
+            switch: "spine2",
+            phase: "loading",
+        },
+    )
+    .await;
+}
+
+/// Two controllers (HA, `p4fabric run`'s election): the leader killed
+/// while a leaf drains, after both spines are done; the standby takes
+/// over and finishes the roll-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_while_a_leaf_drains_the_standby_finishes_the_rollout() {
+    lose_the_controller_mid_rollout(
+        "failover while draining",
+        MidWay {
+            loss: Loss::Failover,
+            switch: "leaf1",
+            phase: "draining",
+        },
+    )
+    .await;
+}
+
+/// The leader of an HA pair deposed while spine2 undrains (its election
+/// lease revoked, the instance alive: a standby's false alarm); the other
+/// instance finishes, and the deposed one leaves no maintenance status
+/// behind (its status lease lives on: it removes what it published when
+/// its term ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_deposed_while_a_spine_undrains_leaves_no_maintenance_status() {
+    lose_the_controller_mid_rollout(
+        "deposed while undraining",
+        MidWay {
+            loss: Loss::Deposed,
+            switch: "spine2",
+            phase: "undraining",
+        },
+    )
+    .await;
+}
+
+/// The leader of an HA pair killed while a leaf loads (pushed, half
+/// written): the standby adopts it on the new build, writes the rest and
+/// finishes the roll-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_while_a_leaf_loads_the_standby_finishes_the_rollout() {
+    lose_the_controller_mid_rollout(
+        "failover while loading",
+        MidWay {
+            loss: Loss::Failover,
+            switch: "leaf1",
+            phase: "loading",
+        },
+    )
+    .await;
 }

@@ -128,11 +128,44 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mut ha_opts = HaOptions::new(store.prefix(), &id);
     ha_opts.ttl = Duration::from_secs(args.lease_ttl.max(1));
     ha_opts.liveness = args.ha_listen.0;
-    let config = watch.subscribe();
+    lead_while_elected(
+        &store,
+        watch.subscribe(),
+        &me,
+        opts,
+        ha_opts,
+        status.clone(),
+        metrics.clone(),
+        shutdown_signal(),
+    )
+    .await;
+    drop(watch);
+    if let Ok(w) = Arc::try_unwrap(status) {
+        let _ = w.shutdown().await;
+    }
+    Ok(())
+}
+
+/// What `p4fabric run` does with etcd once connected: campaigns, and for
+/// every term it wins runs a controller on the term's election id (marked
+/// leader in `status/controllers/<id>` and the `p4fabric_leader` metric
+/// meanwhile); a standby between terms.
+/// Until `shutdown` (then it resigns). The test kit runs HA pairs through
+/// this too (`testkit::lab::run::LabController::start_ha`).
+pub async fn lead_while_elected(
+    store: &crate::config::etcd::EtcdStore,
+    config: tokio::sync::watch::Receiver<crate::config::watch::ConfigUpdate>,
+    me: &ControllerStatus,
+    opts: ControllerOptions,
+    ha_opts: HaOptions,
+    status: Arc<StatusWriter>,
+    metrics: crate::controller::SharedMetrics,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     ha::run(
         store.client(),
         ha_opts,
-        shutdown_signal(),
+        shutdown,
         |election_id, mut stop| {
             let mut opts = opts.clone();
             opts.election_id = election_id;
@@ -140,6 +173,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .with_metrics(metrics.clone());
             let status = status.clone();
             let me = me.clone();
+            let metrics = metrics.clone();
             async move {
                 let mut leader = me.clone();
                 leader.leader = true;
@@ -154,6 +188,13 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                         let _ = stop.wait_for(|s| *s).await;
                     })
                     .await;
+                // A standby again: `p4fabric_leader` is 0 until the next
+                // term (it stayed 1 after a lost term before).
+                metrics
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .controller
+                    .leader = false;
                 let _ = status
                     .set(&crate::config::status::paths::controller(&me.id), &me)
                     .await;
@@ -161,14 +202,4 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         },
     )
     .await;
-    metrics
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .controller
-        .leader = false;
-    drop(watch);
-    if let Ok(w) = Arc::try_unwrap(status) {
-        let _ = w.shutdown().await;
-    }
-    Ok(())
 }

@@ -414,6 +414,16 @@ impl Maintenance {
         }
         self.published = paths;
     }
+
+    /// Removes every status key `publish` wrote (the end of a term).
+    pub fn unpublish(&mut self, writer: Option<&Arc<StatusWriter>>) {
+        let Some(w) = writer else {
+            return;
+        };
+        for path in std::mem::take(&mut self.published) {
+            w.remove_later(&path);
+        }
+    }
 }
 
 fn set(e: &mut Entry, phase: Phase) {

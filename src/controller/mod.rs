@@ -326,6 +326,11 @@ impl Controller {
             }
         }
         tracing::info!("shutting down; switches keep their forwarding state");
+        // A term that ends with the instance alive (deposed, a standby
+        // again) keeps its status lease: what it said about maintenance
+        // would outlive it, and a successor that never drains those
+        // switches never overwrites it.
+        self.maintenance.unpublish(self.status_writer.as_ref());
         self.agents.stop().await;
         self.port_watchers.stop();
     }

@@ -13,7 +13,9 @@
 //!   server (simulated switches, bmv2);
 //! - `lab`: real bmv2 switches, veths and namespaces, the end-to-end
 //!   harness;
-//! - `etcd`: a real etcd server started for a test; `within`.
+//! - `etcd`: a real etcd server started for a test; `within`;
+//! - `sim_fabric`: simulated switches for a whole fabric with its
+//!   configuration in a real etcd, and the forwarding checker sampling it.
 //!
 //! May use every production module; none of them may use it.
 
@@ -23,8 +25,10 @@ pub mod conformance;
 pub mod etcd;
 pub mod lab;
 pub mod sim;
+pub mod sim_fabric;
 
 pub use etcd::EtcdServer;
+pub use sim_fabric::SimFabric;
 
 use std::time::{Duration, Instant};
 

@@ -70,6 +70,10 @@ struct State {
     digest_acks: Vec<(u32, u64)>,
     /// Election id of every Write that changed something, in order.
     write_log: Vec<u128>,
+    /// Updates applied since the last pipeline push, and refused there by
+    /// `Faults::stall_after_push` (none before a push since the faults
+    /// were last set).
+    since_push: Option<(u64, u64)>,
 }
 
 /// TLS settings of a simulated switch (PEM contents).
@@ -90,6 +94,11 @@ pub struct Faults {
     pub update_failure_rate: f64,
     /// Delay before answering each RPC.
     pub delay: std::time::Duration,
+    /// After a pipeline push, apply this many updates, then refuse every
+    /// further one (UNAVAILABLE) while set: a switch caught *loading*, its
+    /// new pipeline pushed and partly written (the rolling-upgrade tests
+    /// stop the controller in that window).
+    pub stall_after_push: Option<u64>,
 }
 
 struct Shared {
@@ -242,8 +251,19 @@ impl SimSwitch {
         self.shared.lock().digest_acks.clone()
     }
 
+    /// Sets the faults in force; `stall_after_push` counts from the next
+    /// pipeline push on.
     pub fn set_faults(&self, faults: Faults) {
+        let mut st = self.shared.lock();
         *self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+        st.since_push = None;
+    }
+
+    /// Since its last pipeline push: (updates applied, updates refused by
+    /// `Faults::stall_after_push`); none before a push since the faults
+    /// were last set (or the switch restarted).
+    pub fn since_push(&self) -> Option<(u64, u64)> {
+        self.shared.lock().since_push
     }
 
     /// Reseeds the random choices of injected update failures.
@@ -276,6 +296,7 @@ impl SimSwitch {
         st.pipeline = None;
         st.entities.clear();
         st.table_counts.clear();
+        st.since_push = None;
         st.primary = None;
         for c in st.conns.drain(..) {
             let _ = c.tx.try_send(Err(Status::unavailable("switch restarted")));
@@ -643,8 +664,20 @@ impl P4Runtime for Service {
                 let mut rng = self.shared.rng.lock().unwrap_or_else(|p| p.into_inner());
                 rng.random::<f64>() < faults.update_failure_rate
             };
+            let stalled = match (faults.stall_after_push, st.since_push.as_mut()) {
+                (Some(n), Some((applied, refused))) if *applied >= n => {
+                    *refused += 1;
+                    true
+                }
+                _ => false,
+            };
             let r = if injected {
                 Err((Code::ResourceExhausted, "injected fault".to_string()))
+            } else if stalled {
+                Err((
+                    Code::Unavailable,
+                    "injected fault: stalled after the pipeline push".to_string(),
+                ))
             } else {
                 match &u.entity {
                     Some(e) => {
@@ -661,6 +694,9 @@ impl P4Runtime for Service {
             match r {
                 Ok(()) => {
                     st.stats.updates_applied += 1;
+                    if let Some((applied, _)) = st.since_push.as_mut() {
+                        *applied += 1;
+                    }
                     errors.push(None);
                 }
                 Err(e) => {
@@ -783,6 +819,7 @@ impl P4Runtime for Service {
         }
         st.table_counts.clear();
         st.stats.pipeline_pushes += 1;
+        st.since_push = Some((0, 0));
         st.pipeline = Some(Pipeline { registry, config });
         Ok(Response::new(Default::default()))
     }

@@ -331,33 +331,114 @@ pub struct LabController {
     _status: Arc<crate::config::status::StatusWriter>,
 }
 
-impl LabController {
-    pub async fn start(endpoint: &str, id: &str) -> Result<LabController> {
+/// What every controller instance here starts from: its configuration
+/// watch, a store, its status (10 s lease), its options (status every
+/// 200 ms).
+struct Parts {
+    watch: ConfigWatch,
+    store: EtcdStore,
+    me: crate::config::status::ControllerStatus,
+    status: Arc<crate::config::status::StatusWriter>,
+    opts: ControllerOptions,
+}
+
+impl Parts {
+    async fn new(endpoint: &str, id: &str) -> Result<Parts> {
         let watch = ConfigWatch::etcd(EtcdOptions::new([endpoint.to_string()]), Tuning::default());
         let store = EtcdOptions::new([endpoint.to_string()]).connect().await?;
+        let me = crate::config::status::ControllerStatus::this_process(id);
         let status = Arc::new(
-            crate::config::status::StatusWriter::start(
-                &store,
-                &crate::config::status::ControllerStatus::this_process(id),
-                Duration::from_secs(10),
-            )
-            .await?,
+            crate::config::status::StatusWriter::start(&store, &me, Duration::from_secs(10))
+                .await?,
         );
         let mut opts = ControllerOptions::new(id);
         opts.status_interval = Duration::from_millis(200);
-        let c = Controller::new(opts, watch.subscribe(), Some(status.clone()));
+        Ok(Parts {
+            watch,
+            store,
+            me,
+            status,
+            opts,
+        })
+    }
+}
+
+/// Resolves when a `LabController` is stopped.
+type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl LabController {
+    pub async fn start(endpoint: &str, id: &str) -> Result<LabController> {
+        let p = Parts::new(endpoint, id).await?;
+        let c = Controller::new(p.opts, p.watch.subscribe(), Some(p.status.clone()));
         let metrics = c.metrics();
+        Ok(Self::spawn(p.watch, p.status, metrics, |stopped| {
+            c.run(stopped)
+        }))
+    }
+
+    /// A controller instance as `p4fabric run` runs one with etcd
+    /// (`cli::run::lead_while_elected`): it campaigns and leads (a
+    /// controller on the term's election id) or waits as a standby,
+    /// watching the leader's liveness port. Start two for an HA pair; the
+    /// lease TTL is `p4fabric run`'s default (3 s).
+    pub async fn start_ha(endpoint: &str, id: &str) -> Result<LabController> {
+        let p = Parts::new(endpoint, id).await?;
+        let ha_opts = crate::ha::HaOptions::new(p.store.prefix(), id);
+        let metrics = SharedMetrics::default();
+        let (store, config, me, opts) = (p.store, p.watch.subscribe(), p.me, p.opts);
+        let (status, m) = (p.status.clone(), metrics.clone());
+        Ok(Self::spawn(
+            p.watch,
+            p.status,
+            metrics,
+            |stopped| async move {
+                crate::cli::run::lead_while_elected(
+                    &store, config, &me, opts, ha_opts, status, m, stopped,
+                )
+                .await
+            },
+        ))
+    }
+
+    /// Runs `run(shutdown)` as the instance's task.
+    fn spawn<F>(
+        watch: ConfigWatch,
+        status: Arc<crate::config::status::StatusWriter>,
+        metrics: SharedMetrics,
+        run: impl FnOnce(Shutdown) -> F,
+    ) -> LabController
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let (stop, stopped) = oneshot::channel::<()>();
-        let join = tokio::spawn(c.run(async move {
+        let join = tokio::spawn(run(Box::pin(async move {
             let _ = stopped.await;
-        }));
-        Ok(LabController {
+        })));
+        LabController {
             stop,
             join,
             metrics,
             _watch: watch,
             _status: status,
-        })
+        }
+    }
+
+    /// Does this `start_ha` instance lead now (a term runs)?
+    pub fn leading(&self) -> bool {
+        let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        m.controller.leader
+    }
+
+    /// The failure of a process (kill -9) as far as one process can play
+    /// it: the controller's task is dropped where it stands — no
+    /// resignation, no goodbye to its switches, its liveness port closes,
+    /// its status stays until its lease (10 s) runs out. Its agents get
+    /// their stop signal as their handles drop (a killed process stops
+    /// them at once; a write in flight may still land, and the switches
+    /// fence it by the successor's higher election id).
+    pub async fn kill(mut self) {
+        self.join.abort();
+        let _ = (&mut self.join).await;
     }
 
     /// Graceful stop: switches keep their forwarding state.
