@@ -270,6 +270,68 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
     ctl.stop().await;
 }
 
+/// A new build that silently loses a table's entries on the first switch
+/// it reaches (spine1 acknowledges its label-forwarding inserts and keeps
+/// none; its agent, trusting the acknowledgements, converges): the verify
+/// step reads spine1 back, finds the entries missing, and the roll-out
+/// stops there, saying so; spine1 goes back to the old pipeline and into
+/// service, and no other switch is loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_losing_entries_fails_verification_and_the_switch_goes_back() {
+    let Some(lab) = demo().await else {
+        return;
+    };
+    let ctl = lab.controller("verify").await.expect("controller");
+    let old = Pipeline::load(&Pipeline::default_dir(), "fabric").expect("old build");
+    lab.wait_serving(&ctl, Duration::from_secs(30))
+        .await
+        .expect("serving");
+    let (v2, new) = second_build();
+    let table = p4fabric::compile::names::T_LABEL_FWD;
+    lab.targets["spine1"].set_faults(Faults {
+        forget_table: Some((new.cookie, table)),
+        ..Faults::default()
+    });
+    upgrade(&lab, v2.path(), None)
+        .await
+        .expect("upgrade written");
+    let verifying = upgrade_status(&lab, Duration::from_secs(120), "spine1 verified", |s| {
+        s.phase.as_deref() == Some("verifying") || s.state == UpgradeState::Failed
+    })
+    .await;
+    assert_eq!(verifying.switch.as_deref(), Some("spine1"), "{verifying:?}");
+    let stopped = upgrade_status(
+        &lab,
+        Duration::from_secs(120),
+        "stopped and spine1 back",
+        |s| s.state == UpgradeState::Failed && s.phase.is_none(),
+    )
+    .await;
+    assert_eq!(stopped.switch.as_deref(), Some("spine1"), "{stopped:?}");
+    let why = stopped.failure.clone().unwrap_or_default();
+    assert!(
+        why.contains("read back differs")
+            && why.contains(&format!("missing {table}["))
+            && why.contains("back on the old pipeline, in service again"),
+        "{why}"
+    );
+    assert!(stopped.done.is_empty(), "{stopped:?}");
+    for (n, t) in lab.targets.iter() {
+        assert_eq!(t.pipeline_cookie(), Some(old.cookie), "{n}");
+    }
+    // spine1 was loaded once and went back once; nothing else reloaded.
+    for (n, t) in lab.targets.iter() {
+        let want = if n == "spine1" { 3 } else { 1 };
+        assert_eq!(t.stats().pipeline_pushes, want, "{n}");
+    }
+    lab.wait_serving(&ctl, Duration::from_secs(30))
+        .await
+        .expect("forwarding complete on the old pipeline");
+    let st = lab.status().await.expect("status");
+    assert!(!st.keys().any(|k| k.starts_with("maintenance/")), "{st:?}");
+    ctl.stop().await;
+}
+
 /// How the controller leading a roll-out goes away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Loss {

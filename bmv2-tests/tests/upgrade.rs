@@ -94,6 +94,9 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
     // of the pings.
     let mut timeline: Vec<(Duration, String)> = Vec::new();
     let mut last_phase: Option<(String, Option<String>)> = None;
+    // Switches the verify step passed (read back from bmv2 and the
+    // forwarding checker), as status shows while each comes back.
+    let mut verified: std::collections::BTreeSet<String> = Default::default();
     let deadline = Instant::now() + Duration::from_secs(600);
     let final_state = loop {
         let s = p4fabric::cli::upgrade::read_status(&store)
@@ -111,6 +114,12 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
                     p4fabric::cli::upgrade::describe(s)
                 );
                 last_phase = Some(phase);
+            }
+            if s.phase.as_deref() == Some("undraining")
+                && s.detail.contains("verified (")
+                && verified.insert(at.clone())
+            {
+                eprintln!("[upgrade] {at}: {}", s.detail);
             }
             if timeline.last().map(|(_, w)| w) != Some(&at) {
                 timeline.push((t0.elapsed() + Duration::from_secs(1), at));
@@ -133,6 +142,17 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
     match &final_state {
         Some(s) if s.state == UpgradeState::Done => {}
         other => problems.push(format!("upgrade not done: {other:?}")),
+    }
+    let unverified: Vec<&String> = run
+        .fabric()
+        .switches
+        .keys()
+        .filter(|n| !verified.contains(*n))
+        .collect();
+    if !unverified.is_empty() {
+        problems.push(format!(
+            "not seen verified (read-back + forwarding checker) in status/upgrade: {unverified:?}"
+        ));
     }
     // Asked of each switch itself, not of the controller's status.
     for (name, sw) in &run.fabric().switches {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use p4runtime_proto::v1 as p4;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::session::Agent;
@@ -210,6 +210,10 @@ impl SwitchEvent {
     }
 }
 
+/// Where the agent answers a `read_switch` request: what the switch holds
+/// (configured port numbers), or why it could not be read.
+pub type ReadReply = oneshot::Sender<Result<Arc<SharedEntities>, String>>;
+
 /// What the controller sends on a switch's stream.
 #[derive(Debug, Clone)]
 pub(super) enum Outbound {
@@ -226,6 +230,8 @@ pub struct AgentHandle {
     /// Discovery / LACP packet-outs and digest acks: a queue of their own,
     /// served first.
     control_out: mpsc::Sender<Outbound>,
+    /// Requests to read the switch back now (`read_switch`).
+    reads: mpsc::Sender<ReadReply>,
     shutdown: watch::Sender<bool>,
     join: Option<JoinHandle<()>>,
 }
@@ -272,6 +278,16 @@ impl AgentHandle {
             .is_ok()
     }
 
+    /// Asks the agent to read everything p4fabric writes back from the
+    /// switch, as it holds it now (the upgrade's verify step). Served by a
+    /// primary session between passes; `None` when a request is already
+    /// queued or the agent is gone.
+    pub fn read_switch(&self) -> Option<oneshot::Receiver<Result<Arc<SharedEntities>, String>>> {
+        let (tx, rx) = oneshot::channel();
+        self.reads.try_send(tx).ok()?;
+        Some(rx)
+    }
+
     /// Waits until the switch holds the desired state of `generation` or
     /// newer.
     pub async fn wait_converged(&self, generation: u64, timeout: Duration) -> bool {
@@ -310,6 +326,7 @@ pub fn spawn(cfg: AgentConfig, events: mpsc::Sender<SwitchEvent>) -> AgentHandle
     let (status_tx, status_rx) = watch::channel(AgentStatus::new(&cfg.name));
     let (packet_tx, packet_rx) = mpsc::channel(1024);
     let (control_tx, control_rx) = mpsc::channel(256);
+    let (reads_tx, reads_rx) = mpsc::channel(1);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let name = cfg.name.clone();
     let agent = Agent {
@@ -319,6 +336,7 @@ pub fn spawn(cfg: AgentConfig, events: mpsc::Sender<SwitchEvent>) -> AgentHandle
         events,
         packet_out: packet_rx,
         control_out: control_rx,
+        reads: reads_rx,
         shutdown: shutdown_rx,
         installed: Installed::Read(Arc::default()),
     };
@@ -329,6 +347,7 @@ pub fn spawn(cfg: AgentConfig, events: mpsc::Sender<SwitchEvent>) -> AgentHandle
         status: status_rx,
         packet_out: packet_tx,
         control_out: control_tx,
+        reads: reads_tx,
         shutdown: shutdown_tx,
         join: Some(join),
     }

@@ -13,9 +13,12 @@ use p4runtime_proto::v1::set_forwarding_pipeline_config_request::Action as Pipel
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::handle::{AgentConfig, AgentStatus, Outbound, ReadBack, SessionState, SwitchEvent};
+use super::handle::{
+    AgentConfig, AgentStatus, Outbound, ReadBack, ReadReply, SessionState, SwitchEvent,
+};
 use super::scheduler::{ReadBackWait, Scheduler, Step};
 use super::snapshot::{Desired, Installed};
+use crate::p4rt::intern::SharedEntities;
 use crate::p4rt::switch::{read_all_shared, ReadError};
 use crate::p4rt::{Client, ClientError, Mastership, StreamEvent};
 use crate::target::ports::ReadBackMap;
@@ -27,6 +30,7 @@ pub(super) struct Agent {
     pub(super) events: mpsc::Sender<SwitchEvent>,
     pub(super) packet_out: mpsc::Receiver<Outbound>,
     pub(super) control_out: mpsc::Receiver<Outbound>,
+    pub(super) reads: mpsc::Receiver<ReadReply>,
     pub(super) shutdown: watch::Receiver<bool>,
     /// What we believe the switch holds: read back at session start and
     /// after failures, updated with every successful write, and the
@@ -231,8 +235,18 @@ impl Agent {
     }
 
     async fn read_back(&mut self, client: &Client) -> Result<(), SessionEnd> {
+        let read = self.read_switch(client).await.map_err(SessionEnd::Read)?;
+        let n = read.len();
+        self.installed = Installed::Read(Arc::new(read));
+        self.update_status(|s| s.installed = n);
+        Ok(())
+    }
+
+    /// Everything p4fabric writes, as the switch holds it, in configured
+    /// port numbers.
+    async fn read_switch(&self, client: &Client) -> Result<SharedEntities, ReadError> {
         let reg = self.cfg.pipeline.registry.clone();
-        let read = match self.cfg.ports.clone() {
+        match self.cfg.ports.clone() {
             None => read_all_shared(client, &reg, None).await,
             Some(t) => {
                 // Configured numbers, as the desired state has them.
@@ -247,11 +261,6 @@ impl Agent {
                 read
             }
         }
-        .map_err(SessionEnd::Read)?;
-        let n = read.len();
-        self.installed = Installed::Read(Arc::new(read));
-        self.update_status(|s| s.installed = n);
-        Ok(())
     }
 
     /// Hands the session's read-back to the controller; returns the
@@ -353,6 +362,7 @@ impl Agent {
                         }
                     }
                     Some(out) = self.control_out.recv() => Wake::Outbound(out),
+                    Some(reply) = self.reads.recv() => Wake::Read(reply),
                     r = self.desired.changed() => {
                         if r.is_err() { Wake::Shutdown } else { Wake::Desired }
                     }
@@ -390,6 +400,13 @@ impl Agent {
                         tracing::warn!(switch = %self.cfg.name, "no desired state yet after read-back; writing nothing until there is one")
                     }
                 },
+                Wake::Read(reply) => {
+                    // Answers only; what the agent believes the switch
+                    // holds stays as it is (the scheduler's own read-backs
+                    // update it).
+                    let read = self.read_switch(client).await;
+                    let _ = reply.send(read.map(Arc::new).map_err(|e| e.to_string()));
+                }
                 Wake::Retry => schedule.retry_due(),
                 Wake::Resync => {
                     schedule.resync_due(Instant::now(), jittered(self.resync_interval()))
@@ -411,6 +428,8 @@ enum Wake {
     Nothing,
     Desired,
     ReadBackWait,
+    /// The controller asks for what the switch holds (`read_switch`).
+    Read(ReadReply),
     Permit(tokio::sync::OwnedSemaphorePermit),
     Outbound(Outbound),
     Retry,

@@ -19,10 +19,10 @@ use anyhow::{bail, Context};
 
 use super::demo::SIMULATED;
 use super::EtcdArgs;
+use crate::compile::reach::{check_probe, Probe};
 use crate::config::keys::STATUS_DIR;
 use crate::config::{ConfigState, Fabric, LagMode, DEFAULT_PREFIX};
 use crate::p4rt::Pipeline;
-use crate::testkit::lab::reach::{check_probe, Probe};
 use crate::testkit::lab::readback;
 use crate::testkit::lab::run::{read_status, wait_converged_with_status, LabController};
 use crate::testkit::sim::SimSwitch;

@@ -33,16 +33,56 @@ impl DataPlane for BTreeMap<String, SwitchEntities> {
     }
 
     fn table(&self, switch: &str, table: &'static str) -> Vec<&TableEntry> {
-        let Some(m) = self.get(switch) else {
-            return Vec::new();
-        };
-        let start = EntityKey::Table(TableKey::new(table).priority(i32::MIN));
-        m.range(start..)
-            .map_while(|(_, e)| match e {
-                Entity::Table(t) if t.key.table == table => Some(t),
-                _ => None,
-            })
-            .collect()
+        self.get(switch)
+            .map_or_else(Vec::new, |m| table_entries(m, table))
+    }
+}
+
+/// The entries of one table in one switch's entities.
+pub fn table_entries<'a>(m: &'a SwitchEntities, table: &'static str) -> Vec<&'a TableEntry> {
+    let start = EntityKey::Table(TableKey::new(table).priority(i32::MIN));
+    m.range(start..)
+        .map_while(|(_, e)| match e {
+            Entity::Table(t) if t.key.table == table => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+impl DataPlane for super::view::FabricView {
+    fn get(&self, switch: &str, key: &EntityKey) -> Option<&Entity> {
+        super::view::FabricView::get(self, switch, key)
+    }
+
+    fn table(&self, switch: &str, table: &'static str) -> Vec<&TableEntry> {
+        self.table_entries(switch, table)
+    }
+}
+
+/// A fabric's desired entities with one switch's replaced by what it holds
+/// (read back): "what the switches hold" when the others hold what they
+/// should (their agents converged).
+pub struct WithHeld<'a, D: DataPlane> {
+    pub rest: &'a D,
+    pub switch: &'a str,
+    pub held: &'a SwitchEntities,
+}
+
+impl<D: DataPlane> DataPlane for WithHeld<'_, D> {
+    fn get(&self, switch: &str, key: &EntityKey) -> Option<&Entity> {
+        if switch == self.switch {
+            self.held.get(key)
+        } else {
+            self.rest.get(switch, key)
+        }
+    }
+
+    fn table(&self, switch: &str, table: &'static str) -> Vec<&TableEntry> {
+        if switch == self.switch {
+            table_entries(self.held, table)
+        } else {
+            self.rest.table(switch, table)
+        }
     }
 }
 

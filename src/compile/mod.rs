@@ -20,6 +20,7 @@ mod ids;
 mod infra;
 mod l3;
 pub mod names;
+pub mod reach;
 pub mod reconfig;
 pub mod sample;
 mod state;

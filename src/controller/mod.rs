@@ -48,6 +48,7 @@ mod recovery;
 mod rollout;
 mod status;
 pub mod upgrade;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -125,6 +126,8 @@ pub struct Controller {
     maintenance: Maintenance,
     /// The rolling pipeline upgrade (`upgrade` key).
     upgrade: upgrade::Upgrade,
+    /// The upgrade's verify step for the switch being loaded or verified.
+    verification: Option<verify::Verification>,
     status_writer: Option<Arc<StatusWriter>>,
     /// Discovery, LACP, ARP/ND, learning; created with the first config.
     protocols: Option<Protocols>,
@@ -237,6 +240,7 @@ impl Controller {
             ),
             maintenance: Maintenance::default(),
             upgrade: upgrade::Upgrade::default(),
+            verification: None,
             status_writer: status,
             opts,
             config,

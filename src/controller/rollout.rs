@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 
 use super::upgrade::{self, SwitchView};
+use super::verify;
 use super::Controller;
 use crate::agent::SessionState;
+use crate::topo::Topology;
 
 impl Controller {
     /// Starts, restarts and stops agents for the configuration, each on
@@ -37,15 +39,82 @@ impl Controller {
             return;
         }
         let statuses = self.agents.statuses();
-        let views = self.upgrade_views(&statuses);
+        let mut views = self.upgrade_views(&statuses);
+        if let Some(v) = &self.verification {
+            if let Some(view) = views.get_mut(&v.baseline.switch) {
+                view.verified = v.verdict.clone();
+            }
+        }
         let order = upgrade::order(&self.fabric);
-        let changed = self.upgrade.step(&order, &views, std::time::Instant::now());
+        let now = std::time::Instant::now();
+        let changed = self.upgrade.step(&order, &views, now);
+        self.verify_tick(now);
         self.maintenance.set_internal(self.upgrade.drain_request());
         if changed.pipelines {
             self.sync_agents();
         }
         self.upgrade
             .publish(self.status_writer.as_ref(), &self.opts.controller_id);
+    }
+
+    /// The verify step's side: takes the baseline as a switch enters
+    /// loading (the fabric as the switches hold it, drained, before the
+    /// push), and while it is verified asks its agent for reads and checks
+    /// them (`verify`). The verdict reaches the upgrade on the next tick.
+    fn verify_tick(&mut self, now: std::time::Instant) {
+        let for_switch = |v: &Option<verify::Verification>, sw: &str| {
+            v.as_ref().is_some_and(|v| v.baseline.switch == sw)
+        };
+        if let Some(sw) = self.upgrade.loading().map(str::to_string) {
+            if !for_switch(&self.verification, &sw) {
+                let topo = self.topology();
+                let view = self.compiler.snapshot();
+                let baseline = verify::Baseline::take(&sw, view.as_ref(), &topo, &self.fabric);
+                tracing::info!(switch = %sw, probes = baseline.delivered.len(), links = baseline.links.len(), "upgrade: verify baseline taken before the load");
+                self.verification = Some(verify::Verification::new(baseline));
+            }
+            return;
+        }
+        let Some(sw) = self.upgrade.verifying().map(str::to_string) else {
+            self.verification = None;
+            return;
+        };
+        let topo = self.topology();
+        let view = self.compiler.snapshot();
+        let Some(v) = self
+            .verification
+            .as_mut()
+            .filter(|v| v.baseline.switch == sw)
+        else {
+            // Verifying without a baseline (the controller took over after
+            // the load): the fabric as it stands, this switch included, is
+            // the baseline. Weaker: only the read-back then tells.
+            let baseline = verify::Baseline::take(&sw, view.as_ref(), &topo, &self.fabric);
+            tracing::warn!(switch = %sw, "upgrade: no baseline from before the load; verifying against the fabric as it stands");
+            self.verification = Some(verify::Verification::new(baseline));
+            return;
+        };
+        match v.next(now, &topo) {
+            verify::Next::Wait => {}
+            verify::Next::Read => {
+                if let Some(rx) = self.agents.get(&sw).and_then(|a| a.read_switch()) {
+                    v.asked(rx);
+                }
+            }
+            verify::Next::Check(read) => {
+                let verdict = verify::check(&v.baseline, view.as_ref(), &read, &topo, &self.fabric);
+                match &verdict {
+                    Ok(what) => tracing::info!(switch = %sw, "upgrade: verified: {what}"),
+                    Err(why) => tracing::warn!(switch = %sw, "upgrade: verification failed: {why}"),
+                }
+                v.checked(now, verdict);
+            }
+        }
+    }
+
+    /// The topology the compiler works on now.
+    fn topology(&self) -> Topology {
+        Topology::build(&self.fabric, &self.observed, self.compiler.flood_tree())
     }
 
     /// What the upgrade needs to know of each configured switch.
@@ -69,6 +138,7 @@ impl Controller {
                     cookie: s.and_then(|s| s.pipeline_cookie),
                     converged: s.is_some_and(|s| s.converged()),
                     pipeline_error: s.and_then(|s| s.pipeline_error.clone()),
+                    verified: None,
                     target,
                     old,
                     maintenance: self.maintenance.state_of(name),

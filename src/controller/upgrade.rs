@@ -12,7 +12,13 @@
 //!    the cookie differs, so the agent pushes it (bmv2 reloads and starts
 //!    empty), reads back and writes its entities; done when the agent runs
 //!    the new cookie and holds its desired state with no failing write;
-//! 3. *undraining*: the drain request goes; done when maintenance has
+//! 3. *verifying*: still drained, the switch is read back and the
+//!    forwarding checker run over what the switches hold (`verify`: the
+//!    read-back must equal its desired state, and every probe delivered
+//!    just before the load must still be delivered); done when both pass,
+//!    failed when they do not within `VERIFY_TIMEOUT` (rolled back like a
+//!    refused push);
+//! 4. *undraining*: the drain request goes; done when maintenance has
 //!    brought it back (read-back, links heard again, groups restored).
 //!
 //! Stops at the first failure (drain refused or not done in time, push
@@ -45,6 +51,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest a drained switch may take to run the new pipeline and hold
 /// its entities (push, read-back, one full write).
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest the verify step may keep failing (a read racing a new
+/// desired state, links still being heard again) before the roll-out stops.
+pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest it may take to come back into service (read-back, links
 /// heard for a discovery miss window, LACP, groups restored).
 pub const UNDRAIN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -65,6 +74,9 @@ pub struct SwitchView {
     pub target: Result<u64, String>,
     /// The old pipeline's cookie (what a failed switch goes back to).
     pub old: Option<u64>,
+    /// The verify step's last verdict for this switch (`Ok`: what was
+    /// verified; `Err`: what failed), once it is being verified.
+    pub verified: Option<Result<String, String>>,
     /// Its maintenance state and detail (none: in service).
     pub maintenance: Option<(MaintenanceState, String)>,
     /// An operator's `maintenance/<switch>` key is present.
@@ -75,6 +87,8 @@ pub struct SwitchView {
 enum Phase {
     Draining,
     Loading,
+    /// Loaded: read back and checked before it goes back into service.
+    Verifying,
     Undraining,
     /// Failed while loading: back to the old pipeline, still drained.
     RollingBack,
@@ -87,6 +101,7 @@ impl Phase {
         match self {
             Phase::Draining => "draining",
             Phase::Loading => "loading",
+            Phase::Verifying => "verifying",
             Phase::Undraining => "undraining",
             Phase::RollingBack => "rolling_back",
             Phase::LeftDrained => "left_drained",
@@ -101,6 +116,8 @@ struct Current {
     phase: Phase,
     entered: Instant,
     since: u64,
+    /// What the verify step found (shown while it comes back).
+    verified: Option<String>,
 }
 
 /// What changed in a step: the controller re-runs maintenance (`drain`)
@@ -179,6 +196,23 @@ impl Upgrade {
         changed
     }
 
+    /// The switch being loaded (the verify step's baseline is taken as it
+    /// enters this phase, before its pipeline is pushed).
+    pub fn loading(&self) -> Option<&str> {
+        self.current
+            .as_ref()
+            .filter(|c| c.phase == Phase::Loading)
+            .map(|c| c.switch.as_str())
+    }
+
+    /// The switch being verified.
+    pub fn verifying(&self) -> Option<&str> {
+        self.current
+            .as_ref()
+            .filter(|c| c.phase == Phase::Verifying)
+            .map(|c| c.switch.as_str())
+    }
+
     /// The configured upgrade, if any.
     pub fn request(&self) -> Option<&Request> {
         self.request.as_ref()
@@ -218,7 +252,7 @@ impl Upgrade {
             .filter(|c| c.switch == switch)
             .map(|c| &c.phase);
         let (use_new, pinned) = match phase {
-            Some(Phase::Loading) => (true, true),
+            Some(Phase::Loading | Phase::Verifying) => (true, true),
             Some(Phase::RollingBack | Phase::LeftDrained) => (false, true),
             Some(Phase::Undraining) => (true, false),
             _ => (on_new, false),
@@ -312,7 +346,7 @@ impl Upgrade {
                         (Err(e), _) => Some(format!("cannot load the new pipeline: {e}")),
                         (_, Some(e)) => Some(format!("pipeline push refused: {e}")),
                         _ if on_new(v) && v.primary && v.converged => {
-                            next = Some(Phase::Undraining);
+                            next = Some(Phase::Verifying);
                             None
                         }
                         _ if elapsed >= LOAD_TIMEOUT => Some(format!(
@@ -322,6 +356,38 @@ impl Upgrade {
                         _ => {
                             detail = "waiting for it to run the new pipeline and hold its entities"
                                 .to_string();
+                            None
+                        }
+                    };
+                    if let Some(why) = why {
+                        self.failure = Some((c.switch.clone(), why));
+                        next = Some(Phase::RollingBack);
+                    }
+                }
+                Phase::Verifying => {
+                    let why = match (&v.pipeline_error, &v.verified) {
+                        (Some(e), _) => Some(format!("pipeline push refused: {e}")),
+                        (None, Some(Ok(what))) => {
+                            if let Some(cur) = self.current.as_mut() {
+                                cur.verified = Some(what.clone());
+                            }
+                            next = Some(Phase::Undraining);
+                            None
+                        }
+                        (None, Some(Err(e))) if elapsed >= VERIFY_TIMEOUT => Some(format!(
+                            "verification failed for {} s: {e}",
+                            VERIFY_TIMEOUT.as_secs()
+                        )),
+                        (None, Some(Err(e))) => {
+                            detail = format!("verifying (retrying): {e}");
+                            None
+                        }
+                        (None, None) if elapsed >= VERIFY_TIMEOUT => Some(format!(
+                            "not verified within {} s",
+                            VERIFY_TIMEOUT.as_secs()
+                        )),
+                        (None, None) => {
+                            detail = "verifying: reading it back".to_string();
                             None
                         }
                     };
@@ -348,7 +414,12 @@ impl Upgrade {
                         }
                         self.current = None;
                     } else {
-                        detail = "waiting for it to come back into service".to_string();
+                        detail = match &c.verified {
+                            Some(v) => {
+                                format!("verified ({v}); waiting for it to come back into service")
+                            }
+                            None => "waiting for it to come back into service".to_string(),
+                        };
                     }
                 }
                 Phase::RollingBack => {
@@ -395,6 +466,7 @@ impl Upgrade {
                         phase: Phase::Draining,
                         entered: now,
                         since: st::unix_now(),
+                        verified: None,
                     });
                     changed.drain = true;
                     detail = "waiting for it to drain".to_string();
@@ -484,6 +556,7 @@ impl Upgrade {
                 UpgradeState::Running,
                 match c.phase {
                     Phase::Loading => "drained; loading the new pipeline",
+                    Phase::Verifying => "loaded; verifying by read-back and the forwarding checker",
                     Phase::Undraining => "on the new pipeline; coming back into service",
                     _ => "in progress",
                 }
@@ -615,6 +688,7 @@ mod tests {
                         cookie: Some(OLD),
                         converged: true,
                         pipeline_error: None,
+                        verified: None,
                         target: Ok(NEW),
                         old: Some(OLD),
                         maintenance: None,
@@ -625,13 +699,23 @@ mod tests {
             .collect()
     }
 
+    /// `f` with an upgrade requested: its order, the upgrade that took the
+    /// request, every switch in service on `OLD`, the time.
+    fn started(f: &mut Fabric) -> (Vec<String>, Upgrade, BTreeMap<String, SwitchView>, Instant) {
+        f.upgrade = Some(request());
+        let mut u = Upgrade::default();
+        u.on_config(f);
+        (order(f), u, views(f), Instant::now())
+    }
+
     /// The switch the upgrade drains now, if any.
     fn draining(u: &Upgrade) -> Option<String> {
         u.drain_request().map(|(s, _)| s)
     }
 
-    /// Plays maintenance and the agent for the switch in progress, one
-    /// phase per call: drained, loaded (new cookie, converged), back.
+    /// Plays maintenance, the agent and the verify step for the switch in
+    /// progress, one phase per call: drained, loaded (new cookie,
+    /// converged), verified, back.
     fn advance(
         u: &mut Upgrade,
         order: &[String],
@@ -644,7 +728,11 @@ mod tests {
             match c.phase {
                 Phase::Draining => e.maintenance = Some((MaintenanceState::Drained, String::new())),
                 Phase::Loading => e.cookie = Some(NEW),
-                Phase::Undraining => e.maintenance = None,
+                Phase::Verifying => e.verified = Some(Ok("verified".into())),
+                Phase::Undraining => {
+                    e.maintenance = None;
+                    e.verified = None;
+                }
                 _ => {}
             }
         }
@@ -694,12 +782,7 @@ mod tests {
     #[test]
     fn the_switch_being_loaded_is_pinned_to_the_new_pipeline_the_rest_stay() {
         let mut f = leaf_spine(2, 2);
-        f.upgrade = Some(request());
-        let order = order(&f);
-        let mut u = Upgrade::default();
-        u.on_config(&f);
-        let mut v = views(&f);
-        let t = Instant::now();
+        let (order, mut u, mut v, t) = started(&mut f);
         let base = std::path::Path::new("/base");
         u.step(&order, &v, t);
         assert_eq!(draining(&u).as_deref(), Some("spine1"));
@@ -720,29 +803,78 @@ mod tests {
         assert!(!c.pinned && c.dir == base, "{c:?}");
         // Still drained while loading.
         assert_eq!(draining(&u).as_deref(), Some("spine1"));
-        // Loaded and converged: undrained, no longer pinned.
+        // Loaded and converged: verified while still drained and pinned.
         v.get_mut("spine1").expect("v").cookie = Some(NEW);
+        u.step(&order, &v, t);
+        assert_eq!(u.verifying(), Some("spine1"));
+        assert_eq!(draining(&u).as_deref(), Some("spine1"));
+        assert!(u.choice("spine1", true, base).pinned);
+        assert_eq!(u.status().expect("s").phase.as_deref(), Some("verifying"));
+        // Verified: undrained, no longer pinned.
+        v.get_mut("spine1").expect("v").verified = Some(Ok("verified".into()));
         u.step(&order, &v, t);
         assert_eq!(draining(&u), None);
         assert!(!u.choice("spine1", true, base).pinned);
         assert_eq!(u.status().expect("s").phase.as_deref(), Some("undraining"));
-        // spine2 waits until spine1 is back.
+        // spine2 waits until spine1 is back; status says what was verified.
         u.step(&order, &v, t);
         assert_eq!(draining(&u), None);
+        let d = &u.status().expect("s").detail;
+        assert!(d.contains("verified (verified)"), "{d}");
         v.get_mut("spine1").expect("v").maintenance = None;
         u.step(&order, &v, t);
         assert_eq!(draining(&u).as_deref(), Some("spine2"));
     }
 
     #[test]
+    fn a_failed_verification_is_retried_then_rolls_the_switch_back() {
+        let mut f = leaf_spine(2, 2);
+        let (order, mut u, mut v, t) = started(&mut f);
+        u.step(&order, &v, t);
+        let e = v.get_mut("spine1").expect("v");
+        e.maintenance = Some((MaintenanceState::Drained, String::new()));
+        u.step(&order, &v, t);
+        v.get_mut("spine1").expect("v").cookie = Some(NEW);
+        u.step(&order, &v, t);
+        assert_eq!(u.verifying(), Some("spine1"));
+        // A failing check within the timeout: retried, said so.
+        let why = "the forwarding checker no longer delivers 1 probes";
+        v.get_mut("spine1").expect("v").verified = Some(Err(why.into()));
+        u.step(&order, &v, t + Duration::from_secs(5));
+        assert_eq!(u.verifying(), Some("spine1"));
+        let s = u.status().expect("s");
+        assert_eq!(s.state, UpgradeState::Running);
+        assert!(
+            s.detail.contains("retrying") && s.detail.contains(why),
+            "{}",
+            s.detail
+        );
+        // Still failing at the timeout: back to the old pipeline, drained.
+        u.step(&order, &v, t + VERIFY_TIMEOUT);
+        assert_eq!(u.verifying(), None);
+        assert_eq!(draining(&u).as_deref(), Some("spine1"));
+        let c = u.choice("spine1", true, std::path::Path::new("/base"));
+        assert!(c.pinned && c.dir == std::path::Path::new("/base"), "{c:?}");
+        let s = u.status().expect("s");
+        assert_eq!(s.state, UpgradeState::Failed);
+        assert!(
+            s.failure.as_deref().is_some_and(|f| f.contains(why)),
+            "{:?}",
+            s.failure
+        );
+        // Back on the old pipeline: in service again, the rest untouched.
+        let e = v.get_mut("spine1").expect("v");
+        e.cookie = Some(OLD);
+        e.verified = None;
+        u.step(&order, &v, t + VERIFY_TIMEOUT);
+        assert_eq!(draining(&u), None);
+        assert!(v.iter().all(|(_, s)| s.cookie == Some(OLD)));
+    }
+
+    #[test]
     fn a_refused_push_stops_the_rollout_and_the_switch_goes_back() {
         let mut f = leaf_spine(2, 2);
-        f.upgrade = Some(request());
-        let order = order(&f);
-        let mut u = Upgrade::default();
-        u.on_config(&f);
-        let mut v = views(&f);
-        let t = Instant::now();
+        let (order, mut u, mut v, t) = started(&mut f);
         advance(&mut u, &order, &mut v, t); // spine1 draining
         advance(&mut u, &order, &mut v, t); // drained -> loading
         v.get_mut("spine1").expect("v").pipeline_error = Some("INVALID_ARGUMENT bad json".into());
@@ -785,12 +917,7 @@ mod tests {
     #[test]
     fn not_converged_in_time_rolls_back_and_a_failed_rollback_stays_drained() {
         let mut f = leaf_spine(1, 2);
-        f.upgrade = Some(request());
-        let order = order(&f);
-        let mut u = Upgrade::default();
-        u.on_config(&f);
-        let mut v = views(&f);
-        let t = Instant::now();
+        let (order, mut u, mut v, t) = started(&mut f);
         advance(&mut u, &order, &mut v, t);
         advance(&mut u, &order, &mut v, t);
         // On the new cookie but never converged.
@@ -820,12 +947,7 @@ mod tests {
     #[test]
     fn a_refused_drain_stops_without_loading_anything() {
         let mut f = leaf_spine(1, 1);
-        f.upgrade = Some(request());
-        let order = order(&f);
-        let mut u = Upgrade::default();
-        u.on_config(&f);
-        let mut v = views(&f);
-        let t = Instant::now();
+        let (order, mut u, mut v, t) = started(&mut f);
         u.step(&order, &v, t);
         v.get_mut("spine1").expect("v").maintenance = Some((
             MaintenanceState::Refused,

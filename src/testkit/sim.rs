@@ -99,6 +99,12 @@ pub struct Faults {
     /// new pipeline pushed and partly written (the rolling-upgrade tests
     /// stop the controller in that window).
     pub stall_after_push: Option<u64>,
+    /// While the switch runs the pipeline with this cookie, inserts into
+    /// this table are acknowledged but not kept: a pipeline build that
+    /// silently loses a table's entries (what the rolling upgrade's verify
+    /// step must catch; the agent, trusting its acknowledged writes,
+    /// believes it converged).
+    pub forget_table: Option<(u64, &'static str)>,
 }
 
 struct Shared {
@@ -671,8 +677,18 @@ impl P4Runtime for Service {
                 }
                 _ => false,
             };
+            let forgotten = kind == p4::update::Type::Insert
+                && faults.forget_table.is_some_and(|(cookie, table)| {
+                    let running = st.pipeline.as_ref().and_then(|p| p.config.cookie.as_ref());
+                    running.is_some_and(|c| c.cookie == cookie)
+                        && u.entity.as_ref().is_some_and(|e| {
+                            matches!(reg.decode_entity_key(e), Ok(EntityKey::Table(k)) if k.table == table)
+                        })
+                });
             let r = if injected {
                 Err((Code::ResourceExhausted, "injected fault".to_string()))
+            } else if forgotten {
+                Ok(())
             } else if stalled {
                 Err((
                     Code::Unavailable,

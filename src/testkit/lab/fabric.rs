@@ -27,7 +27,8 @@ use super::lacp_partner::{LacpPartner, PartnerConfig};
 use super::netns::offloads_off;
 use super::reach::{Probe, ProbeResult};
 use super::{unique_tag, Bmv2Switch, Netns, SwitchOptions};
-use crate::config::{Attachment, Fabric, Host, LacpRate, LagMode, PortNum, PortRef, VlanMode};
+pub use crate::compile::reach::{attachment_ports, host_tagged};
+use crate::config::{Attachment, Fabric, Host, LacpRate, LagMode, PortNum, PortRef};
 use crate::net::MacAddr;
 
 #[derive(Debug, Clone)]
@@ -94,28 +95,6 @@ pub fn switch_ports(fabric: &Fabric, switch: &str) -> Vec<PortNum> {
             .filter_map(mine),
     );
     ports.into_iter().collect()
-}
-
-/// The ports a host is reached through and how its attachment carries
-/// VLANs (`None`: an unconfigured port, treated as untagged).
-pub fn attachment_ports(fabric: &Fabric, host: &Host) -> (Vec<PortRef>, Option<VlanMode>) {
-    match &host.attachment {
-        Attachment::Port(p) => (
-            vec![p.clone()],
-            fabric.ports.get(p).map(|e| e.vlans.clone()),
-        ),
-        Attachment::Lag(l) => match fabric.lags.get(l) {
-            Some(lag) => (lag.members.clone(), Some(lag.vlans.clone())),
-            None => (Vec::new(), None),
-        },
-    }
-}
-
-/// Does `host`'s VLAN travel tagged on its attachment?
-pub fn host_tagged(fabric: &Fabric, host: &Host) -> bool {
-    attachment_ports(fabric, host)
-        .1
-        .is_some_and(|m| !m.is_untagged(host.vlan))
 }
 
 impl LabFabric {

@@ -1,144 +1,12 @@
-//! The reachability matrix: which host should reach which address, and the
-//! answer either from real pings (bmv2 lab) or from the forwarding checker
-//! walking the entities read back from the switches (simulated: no packet
-//! is sent, and everything that prints it says so).
+//! The reachability matrix: the probes of `compile::reach` answered either
+//! by real pings (bmv2 lab) or by the forwarding checker walking the
+//! entities read back from the switches (simulated: no packet is sent, and
+//! everything that prints it says so), and rendered as a table.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
-use std::net::IpAddr;
 
-use super::fabric::{attachment_ports, host_tagged};
-use crate::compile::check::{Checker, DataPlane, Frame, Outcome};
-use crate::config::{Fabric, Host};
-use crate::topo::Topology;
-
-/// "from should reach ip (an address of host to)".
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Probe {
-    pub from: String,
-    pub to: String,
-    pub ip: IpAddr,
-}
-
-/// The result of one probe: `Ok` or why not.
-pub type ProbeResult = (Probe, Result<(), String>);
-
-fn gateway_of(fabric: &Fabric, h: &Host, v6: bool) -> bool {
-    fabric.vlans.get(&h.vlan).is_some_and(|v| {
-        if v6 {
-            v.ipv6_gateway.is_some()
-        } else {
-            v.ipv4_gateway.is_some()
-        }
-    })
-}
-
-/// Every probe that must succeed: between hosts with an address of the
-/// same family, in the same VLAN, or routed between VLANs of one VRF whose
-/// subnets both have a gateway of that family.
-pub fn probes(fabric: &Fabric) -> Vec<Probe> {
-    let mut out = Vec::new();
-    for (an, a) in &fabric.hosts {
-        for (bn, b) in &fabric.hosts {
-            if an == bn {
-                continue;
-            }
-            for ip in &b.ips {
-                let v6 = ip.is_ipv6();
-                if !a.ips.iter().any(|i| i.is_ipv6() == v6) {
-                    continue;
-                }
-                let ok = if a.vlan == b.vlan {
-                    true
-                } else {
-                    let vrf = |h: &Host| fabric.vlans.get(&h.vlan).map(|v| v.vrf);
-                    vrf(a).is_some()
-                        && vrf(a) == vrf(b)
-                        && gateway_of(fabric, a, v6)
-                        && gateway_of(fabric, b, v6)
-                };
-                if ok {
-                    out.push(Probe {
-                        from: an.clone(),
-                        to: bn.clone(),
-                        ip: *ip,
-                    });
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Walks the probe's frame through `dp` from every port the source host
-/// may send on (every LAG member): each alternative must end at the
-/// destination host, addressed to it, tagged as its attachment expects.
-pub fn check_probe<D: DataPlane>(
-    checker: &Checker<'_, D>,
-    fabric: &Fabric,
-    p: &Probe,
-) -> Result<(), String> {
-    let (Some(a), Some(b)) = (fabric.hosts.get(&p.from), fabric.hosts.get(&p.to)) else {
-        return Err("unknown host".into());
-    };
-    let (a_ports, _) = attachment_ports(fabric, a);
-    let (b_ports, _) = attachment_ports(fabric, b);
-    let dst = crate::compile::check::first_hop_mac(fabric, a, b);
-    let frame = Frame {
-        dst,
-        src: a.mac,
-        vlan: host_tagged(fabric, a).then_some(a.vlan),
-        eth_type: if p.ip.is_ipv6() { 0x86dd } else { 0x0800 },
-        ip_dst: Some(p.ip),
-        ttl: 64,
-    };
-    let want_tag = host_tagged(fabric, b).then_some(b.vlan);
-    if a_ports.is_empty() {
-        return Err(format!("{} has no port", p.from));
-    }
-    for src in &a_ports {
-        let t = checker.trace(src, frame.clone());
-        if t.outcomes.is_empty() {
-            return Err(format!("from {src}: nothing happened"));
-        }
-        for o in &t.outcomes {
-            match o {
-                Outcome::Delivered { port, frame }
-                    if b_ports.contains(port) && frame.dst == b.mac && frame.vlan == want_tag => {}
-                other => return Err(format!("from {src}: {}", describe(other))),
-            }
-        }
-    }
-    Ok(())
-}
-
-fn describe(o: &Outcome) -> String {
-    match o {
-        Outcome::Delivered { port, frame } => {
-            format!(
-                "delivered at {port} to {} (vlan {:?})",
-                frame.dst, frame.vlan
-            )
-        }
-        Outcome::Punted { switch, reason } => format!("punted at {switch} (reason {reason})"),
-        Outcome::Dropped { switch, reason } => format!("dropped at {switch}: {reason}"),
-        Outcome::Loop { switch } => format!("looping at {switch}"),
-    }
-}
-
-/// The checker over every probe (simulated matrix).
-pub fn check_all<D: DataPlane>(
-    dp: &D,
-    topo: &Topology,
-    fabric: &Fabric,
-    probes: &[Probe],
-) -> Vec<ProbeResult> {
-    let c = Checker::new(dp, topo);
-    probes
-        .iter()
-        .map(|p| (p.clone(), check_probe(&c, fabric, p)))
-        .collect()
-}
+pub use crate::compile::reach::{check_all, check_probe, probes, Probe, ProbeResult};
 
 /// A matrix per address family: rows are sources, columns destinations;
 /// `ok`, `FAIL`, or `-` where no probe applies (no address of that family,
@@ -197,21 +65,6 @@ pub fn failures(results: &[ProbeResult]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn example() -> Fabric {
-        let text = include_str!("../../../examples/fabric.yaml");
-        serde_yaml::from_str(text).expect("example parses")
-    }
-
-    #[test]
-    fn example_probes_cover_every_host_pair_of_a_family() {
-        let f = example();
-        let p = probes(&f);
-        // 7 hosts with IPv4 (one address each): 7 * 6 pairs; 3 with IPv6.
-        assert_eq!(p.iter().filter(|p| p.ip.is_ipv4()).count(), 42);
-        assert_eq!(p.iter().filter(|p| p.ip.is_ipv6()).count(), 6);
-        assert!(!p.iter().any(|p| p.from == p.to));
-    }
 
     #[test]
     fn matrix_marks_failures_and_gaps() {
