@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use p4fabric::cli::upgrade::UpgradeArgs;
 use p4fabric::cli::EtcdArgs;
-use p4fabric::config::status::{UpgradeState, UpgradeStatus};
+use p4fabric::config::status::{MaintenanceState, MaintenanceStatus, UpgradeState, UpgradeStatus};
 use p4fabric::p4rt::Pipeline;
 use p4fabric::testkit::sim::Faults;
 use p4fabric::testkit::sim_fabric::{demo_fabric_static_lags, Samples};
@@ -453,6 +453,8 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
         .map(|t| t.primary_election_id())
         .max()
         .flatten();
+    // What the standby compiled in earlier terms, if any (it leads next).
+    let compiles_before = instances.first().map_or(0, |(_, c)| compiles(c));
     let lost_at = Instant::now();
     let lost_after = lost_at - sampler.started;
     let deposed = match at.loss {
@@ -486,9 +488,8 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
             "{test}: controller gone while {} was loading: new build pushed, {applied} updates written, {refused} refused",
             at.switch
         );
-        // What stalled it was the controller going away: the switch takes
-        // writes again.
-        t.set_faults(Faults::default());
+        // The stall stays past the successor's first desired state (see
+        // `kept_out_while_loading`).
     }
     let (successor_id, successor) = match instances.pop() {
         Some(standby) => standby,
@@ -497,6 +498,16 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
             lab.controller("up-b").await.expect("second controller"),
         ),
     };
+    if loading {
+        kept_out_while_loading(
+            test,
+            &lab,
+            at.switch,
+            (successor_id, &successor),
+            compiles_before,
+        )
+        .await;
+    }
     let done = upgrade_status(
         &lab,
         Duration::from_secs(240),
@@ -555,6 +566,16 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
     lab.wait_serving(&successor, Duration::from_secs(20))
         .await
         .expect("forwarding complete after the resumed upgrade");
+    if loading {
+        // Back in service: the fabric sends through it again (what
+        // `kept_out_while_loading` checked for is no vacuous "none").
+        let back = crossing(&lab, at.switch).await;
+        assert!(
+            !back.is_empty(),
+            "{test}: no probe crosses {} after the roll-out",
+            at.switch
+        );
+    }
     // No drain left: neither the successor's nor the lost controller's
     // (its status expires with its lease, 10 s, when it was killed).
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -583,6 +604,113 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
     if let Some(d) = deposed {
         d.stop().await;
     }
+}
+
+/// The compiles a controller handed out so far (its first desired state
+/// makes it 1).
+fn compiles(c: &p4fabric::testkit::lab::run::LabController) -> u64 {
+    c.metrics
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .controller
+        .compiles
+}
+
+/// The probes the switches send into `switch` now (the checker, off the
+/// test's runtime threads).
+async fn crossing(lab: &SimFabric, switch: &str) -> Vec<p4fabric::testkit::lab::reach::Probe> {
+    let (fabric, targets, switch) = (lab.fabric.clone(), lab.targets.clone(), switch.to_string());
+    tokio::task::spawn_blocking(move || {
+        p4fabric::testkit::sim_fabric::crossing(&fabric, &targets, &switch)
+    })
+    .await
+    .expect("checker")
+}
+
+/// A successor that finds `switch` loading (pushed, half of its entities
+/// written; still stalled by `Faults::stall_after_push`) keeps it out of
+/// service until its agent holds its entities. Checked every 50 ms from
+/// the successor's start: no probe (but those of hosts attached to it
+/// alone) is sent into it — through its own first desired state and 2 s
+/// past it, with the switch unable to take a write (a successor that put
+/// it back in service would be seen then), and after the stall is lifted
+/// until the successor's agent there is converged. Meanwhile the
+/// successor's `status/maintenance/<switch>` says it is drained, and its
+/// `status/upgrade` is at that switch, loading.
+async fn kept_out_while_loading(
+    test: &str,
+    lab: &SimFabric,
+    switch: &str,
+    (successor_id, successor): (&str, &p4fabric::testkit::lab::run::LabController),
+    compiles_before: u64,
+) {
+    let started = Instant::now();
+    let mut checks = 0;
+    let mut check = async |what: &str| {
+        let c = crossing(lab, switch).await;
+        checks += 1;
+        assert!(
+            c.is_empty(),
+            "{test}: {switch} back in service while loading ({what}), {:.2} s after the loss: {c:?}",
+            started.elapsed().as_secs_f64()
+        );
+    };
+    let mut compiled: Option<Instant> = None;
+    loop {
+        check("stalled: half of its entities").await;
+        if compiled.is_none() && compiles(successor) > compiles_before {
+            compiled = Some(Instant::now());
+        }
+        if compiled.is_some_and(|t| t.elapsed() >= Duration::from_secs(2)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{test}: the successor handed out no desired state in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first_compile = compiled.map(|t| t - started).unwrap_or_default();
+    let st = lab.status().await.expect("status");
+    let m: MaintenanceStatus = serde_json::from_value(
+        st.get(&format!("maintenance/{switch}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{test}: no status/maintenance/{switch}: in service")),
+    )
+    .expect("status/maintenance");
+    assert_eq!(m.controller, successor_id, "{test}: {m:?}");
+    assert!(
+        matches!(
+            m.state,
+            MaintenanceState::Drained | MaintenanceState::Draining
+        ),
+        "{test}: {m:?}"
+    );
+    let up: UpgradeStatus = serde_json::from_value(st["upgrade"].clone()).expect("status/upgrade");
+    assert_eq!(up.controller, successor_id, "{test}: {up:?}");
+    assert_eq!(up.switch.as_deref(), Some(switch), "{test}: {up:?}");
+    assert_eq!(up.phase.as_deref(), Some("loading"), "{test}: {up:?}");
+    // Lifted: the successor writes the rest, and only then undrains.
+    lab.targets[switch].set_faults(Faults::default());
+    let converged = |c: &p4fabric::testkit::lab::run::LabController| {
+        let m = c.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        m.agents.get(switch).is_some_and(|a| a.converged())
+    };
+    while !converged(successor) {
+        check("writing the rest").await;
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{test}: {switch} not converged in 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "{test}: {switch} kept out of service by {successor_id} ({:?}, {}) from its start until converged {:.2} s later; first desired state after {:.2} s; {checks} checks",
+        m.state,
+        m.detail,
+        started.elapsed().as_secs_f64(),
+        first_compile.as_secs_f64()
+    );
 }
 
 /// A controller stopped in the middle of a roll-out (after the first

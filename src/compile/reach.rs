@@ -4,6 +4,7 @@
 //! may send on). The lab's ping matrix, `p4fabric check`, the simulated
 //! demo and the rolling upgrade's verify step all ask the same question.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::check::{Checker, DataPlane, Frame, Outcome};
@@ -98,24 +99,12 @@ pub fn check_probe<D: DataPlane>(
     fabric: &Fabric,
     p: &Probe,
 ) -> Result<(), String> {
-    let (Some(a), Some(b)) = (fabric.hosts.get(&p.from), fabric.hosts.get(&p.to)) else {
+    let (a_ports, frame) = probe_frame(fabric, p)?;
+    let Some(b) = fabric.hosts.get(&p.to) else {
         return Err("unknown host".into());
     };
-    let (a_ports, _) = attachment_ports(fabric, a);
     let (b_ports, _) = attachment_ports(fabric, b);
-    let dst = crate::compile::check::first_hop_mac(fabric, a, b);
-    let frame = Frame {
-        dst,
-        src: a.mac,
-        vlan: host_tagged(fabric, a).then_some(a.vlan),
-        eth_type: if p.ip.is_ipv6() { 0x86dd } else { 0x0800 },
-        ip_dst: Some(p.ip),
-        ttl: 64,
-    };
     let want_tag = host_tagged(fabric, b).then_some(b.vlan);
-    if a_ports.is_empty() {
-        return Err(format!("{} has no port", p.from));
-    }
     for src in &a_ports {
         let t = checker.trace(src, frame.clone());
         if t.outcomes.is_empty() {
@@ -130,6 +119,44 @@ pub fn check_probe<D: DataPlane>(
         }
     }
     Ok(())
+}
+
+/// The ports the probe's source host sends on, and its frame.
+fn probe_frame(fabric: &Fabric, p: &Probe) -> Result<(Vec<PortRef>, Frame), String> {
+    let (Some(a), Some(b)) = (fabric.hosts.get(&p.from), fabric.hosts.get(&p.to)) else {
+        return Err("unknown host".into());
+    };
+    let (a_ports, _) = attachment_ports(fabric, a);
+    if a_ports.is_empty() {
+        return Err(format!("{} has no port", p.from));
+    }
+    let frame = Frame {
+        dst: super::check::first_hop_mac(fabric, a, b),
+        src: a.mac,
+        vlan: host_tagged(fabric, a).then_some(a.vlan),
+        eth_type: if p.ip.is_ipv6() { 0x86dd } else { 0x0800 },
+        ip_dst: Some(p.ip),
+        ttl: 64,
+    };
+    Ok((a_ports, frame))
+}
+
+/// The switches the probe's frame is sent to over a fabric link, on any
+/// of its alternatives (every source port, every selector member): a
+/// switch out of service must be none of them.
+pub fn switches_entered<D: DataPlane>(
+    checker: &Checker<'_, D>,
+    fabric: &Fabric,
+    p: &Probe,
+) -> BTreeSet<String> {
+    let Ok((ports, frame)) = probe_frame(fabric, p) else {
+        return BTreeSet::new();
+    };
+    ports
+        .iter()
+        .flat_map(|src| checker.trace(src, frame.clone()).hops)
+        .map(|h| h.to.switch)
+        .collect()
 }
 
 fn describe(o: &Outcome) -> String {

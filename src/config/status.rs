@@ -1,7 +1,9 @@
 //! Status written back to etcd under `<prefix>status/`: per-key validation
 //! errors, switch sessions, observed links, learned hosts and the
 //! controller instances. Every status key is attached to this controller's
-//! lease, so a dead controller's status expires with it.
+//! lease, so a dead controller's status expires with it — but for the
+//! durable ones a successor needs after it stopped or died (`set_durable`:
+//! the LACP partners heard, the rolling upgrade's `status/upgrade`).
 //!
 //! The writer keeps what it wrote in memory: when etcd comes back or the
 //! lease had expired, everything is written again under a fresh lease.
@@ -298,6 +300,8 @@ pub mod paths {
         }
     }
 
+    /// Durable (`StatusWriter::set_durable`): a controller taking over
+    /// resumes the roll-out where it says (`controller::upgrade`).
     pub const UPGRADE: &str = "upgrade";
 
     pub const MAINTENANCE: &str = "maintenance/";

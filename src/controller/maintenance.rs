@@ -29,6 +29,11 @@
 //! use, or after `LACP_RETURN` — its own LAG groups deliver on them again,
 //! and once every switch holds that, the fabric stops routing around it.
 //!
+//! A controller taking over mid-upgrade adopts the switch its predecessor
+//! had drained for it as drained at once (`adopt_drained`): the switches
+//! hold that compile already, and the first desired state must not put
+//! it back in service.
+//!
 //! A drain that would cut traffic off is refused unless forced: the last
 //! spine in service, or a leaf with hosts attached to it alone (named in
 //! the status). Pure state machine plus the status it writes.
@@ -81,6 +86,8 @@ struct Entry {
     force_note: Option<String>,
     reason: Option<String>,
     since: u64,
+    /// Drained by the previous leader (`adopt_drained`).
+    taken_over: bool,
 }
 
 /// What changed in a step: the controller recompiles (`routed`) and
@@ -110,9 +117,21 @@ pub struct Maintenance {
     /// A drain the controller itself asks for (a rolling upgrade), served
     /// like an operator's `maintenance/<switch>` (which wins if both).
     internal: Option<(String, Request)>,
+    /// A switch the previous leader had drained (`adopt_drained`), for
+    /// the next `on_config`.
+    adopted: Option<String>,
 }
 
 impl Maintenance {
+    /// A controller taking over mid-upgrade: `switch` was drained by the
+    /// previous leader (`upgrade::Upgrade::resume`). If the next
+    /// `on_config` starts a drain of it, that drain starts *drained*, not
+    /// routing around: the switches hold that compile already, and a
+    /// leaf's LACP actor must be out of sync from its first LACPDU on.
+    pub fn adopt_drained(&mut self, switch: &str) {
+        self.adopted = Some(switch.to_string());
+    }
+
     /// Sets (or clears) the controller's own drain request; applied by
     /// the next `on_config`.
     pub fn set_internal(&mut self, request: Option<(String, Request)>) {
@@ -203,17 +222,25 @@ impl Maintenance {
                 }
             }
             let routed = self.routed();
-            let (phase, force_note) = match refusal(fabric, hosts, name, sw.role, &routed) {
+            let (mut phase, force_note) = match refusal(fabric, hosts, name, sw.role, &routed) {
                 None => (Phase::RoutingAround(None), None),
                 Some(why) if m.force => (Phase::RoutingAround(None), Some(why)),
                 Some(why) => (Phase::Refused(why), None),
             };
+            let taken_over = current.is_none()
+                && phase == Phase::RoutingAround(None)
+                && self.adopted.as_ref() == Some(name);
+            if taken_over {
+                phase = Phase::Drained;
+                changed.lacp |= sw.role == Role::Leaf;
+            }
             let entry = self.switches.entry(name.clone()).or_insert_with(|| Entry {
                 phase: phase.clone(),
                 role: sw.role,
                 force_note: None,
                 reason: None,
                 since: st::unix_now(),
+                taken_over,
             });
             if entry.phase != phase {
                 set(entry, phase);
@@ -221,6 +248,8 @@ impl Maintenance {
             entry.force_note = force_note;
             entry.reason = m.reason.clone();
         }
+        // Only the first configuration after a takeover.
+        self.adopted = None;
         changed.routed |= before != (self.routed(), self.handed_over());
         changed
     }
@@ -429,6 +458,7 @@ impl Maintenance {
 fn set(e: &mut Entry, phase: Phase) {
     e.phase = phase;
     e.since = st::unix_now();
+    e.taken_over = false;
 }
 
 fn describe(e: &Entry) -> (MaintenanceState, String) {
@@ -453,6 +483,13 @@ fn describe(e: &Entry) -> (MaintenanceState, String) {
                 "groups moved{}; waiting {} s for traffic in flight (counters not available){forced}",
                 lacp_note(e),
                 QUIESCE.as_secs()
+            ),
+        ),
+        Phase::Drained if e.taken_over => (
+            MaintenanceState::Drained,
+            format!(
+                "drained by the previous leader, taken over as such; no switch forwards through it{}{forced}",
+                lacp_note(e)
             ),
         ),
         Phase::Drained => (
@@ -799,6 +836,59 @@ mod tests {
         assert_eq!(
             m.state_of("spine1").map(|s| s.0),
             Some(MaintenanceState::Undraining)
+        );
+    }
+
+    #[test]
+    fn a_drain_taken_over_starts_drained_with_lacp_out_of_sync() {
+        let f = leaf_spine(2, 2);
+        let mut m = Maintenance::default();
+        let upgrade = Request {
+            drain: true,
+            force: true,
+            reason: Some("pipeline upgrade to v2".into()),
+        };
+        m.adopt_drained("leaf01");
+        m.set_internal(Some(("leaf01".into(), upgrade)));
+        let c = m.on_config(&f, &Hosts::new());
+        assert!(c.routed && c.lacp, "{c:?}");
+        let leaf01 = BTreeSet::from(["leaf01".to_string()]);
+        // The first compile routes around it and hands its LAGs over, as
+        // the previous leader's last one did; LACP out of sync at once.
+        assert_eq!(m.routed(), leaf01);
+        assert_eq!(m.handed_over(), leaf01);
+        assert_eq!(m.lacp_drained(), leaf01);
+        let s = &m.status("c2")["leaf01"];
+        assert_eq!(s.state, MaintenanceState::Drained);
+        assert!(s.detail.contains("previous leader"), "{}", s.detail);
+        // Released: the ordinary undrain (read-back, links, LACP).
+        m.set_internal(None);
+        m.on_config(&f, &Hosts::new());
+        let s = &m.status("c2")["leaf01"];
+        assert_eq!(s.state, MaintenanceState::Undraining);
+        assert!(!s.detail.contains("previous leader"), "{}", s.detail);
+        assert_eq!(
+            m.lacp_drained(),
+            leaf01,
+            "LACP comes back after the read-back"
+        );
+        // Only the first configuration after the takeover: a later drain
+        // goes the make-before-break way.
+        let mut m = Maintenance::default();
+        m.adopt_drained("spine1");
+        m.on_config(&f, &Hosts::new());
+        m.set_internal(Some((
+            "spine1".into(),
+            Request {
+                drain: true,
+                force: false,
+                reason: None,
+            },
+        )));
+        m.on_config(&f, &Hosts::new());
+        assert_eq!(
+            m.state_of("spine1").map(|s| s.0),
+            Some(MaintenanceState::Draining)
         );
     }
 }

@@ -357,7 +357,13 @@ impl Controller {
         }
         self.port_watchers.sync(&self.fabric);
         self.agents.forget_failed_pipelines();
+        let first = self.protocols.is_none();
         self.upgrade.on_config(&self.fabric);
+        if first {
+            // Before the first drain request: a switch the previous leader
+            // had out of service stays so from the first compile on.
+            self.resume_upgrade().await;
+        }
         self.maintenance.set_internal(self.upgrade.drain_request());
         self.sync_agents();
         let now = std::time::Instant::now();

@@ -30,12 +30,48 @@ impl Controller {
         self.agents.sync(&self.fabric, choice);
     }
 
+    /// A controller's first configuration (start, restart, HA takeover):
+    /// resumes the roll-out at the switch the previous leader's
+    /// `status/upgrade` names as out of service, so that the internal
+    /// drain covers it from the first desired state on — before its agent
+    /// holds its entities, it must not be put back in service. Awaits one
+    /// etcd read (start-up only).
+    pub(super) async fn resume_upgrade(&mut self) {
+        let Some(previous) = self.status.read_upgrade().await else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        match self.upgrade.resume(&previous, &self.fabric, now) {
+            Some(r) => {
+                tracing::info!(
+                    switch = %r.switch,
+                    phase = r.phase,
+                    drained = r.drained,
+                    previous = %previous.controller,
+                    "rolling upgrade resumed where the previous leader was: kept out of service"
+                );
+                if r.drained {
+                    self.maintenance.adopt_drained(&r.switch);
+                }
+            }
+            None => tracing::debug!(
+                state = ?previous.state,
+                switch = ?previous.switch,
+                phase = ?previous.phase,
+                "previous status/upgrade: no switch to keep out of service"
+            ),
+        }
+    }
+
     /// The upgrade's step on the status tick (before maintenance's): hands
     /// maintenance its drain request and re-syncs the agents' pipelines
     /// when that changed.
     pub(super) fn upgrade_tick(&mut self) {
         if self.upgrade.request().is_none() && self.upgrade.status().is_none() {
             self.maintenance.set_internal(self.upgrade.drain_request());
+            // A previous leader's status of an upgrade since removed goes.
+            self.upgrade
+                .publish(self.status_writer.as_ref(), &self.opts.controller_id);
             return;
         }
         let statuses = self.agents.statuses();

@@ -108,6 +108,30 @@ impl StatusPublisher {
         tree.filter(|t| !t.links.is_empty())
     }
 
+    /// The rolling upgrade's status as the previous leader left it
+    /// (`status/upgrade`, durable: it outlives its writer), for
+    /// `upgrade::Upgrade::resume`; none without status, without the key,
+    /// or on any error (then the roll-out resumes from the switches'
+    /// cookies alone).
+    pub(super) async fn read_upgrade(&self) -> Option<st::UpgradeStatus> {
+        let w = self.writer.as_ref()?;
+        let kvs = match w.read_dir(st::paths::UPGRADE).await {
+            Ok(kvs) => kvs,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the previous leader's status/upgrade");
+                return None;
+            }
+        };
+        let v = kvs.get(st::paths::UPGRADE)?;
+        match serde_json::from_slice(v) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "status/upgrade unreadable; not resumed from it");
+                None
+            }
+        }
+    }
+
     /// Writes each switch's session state, entity count, errors and
     /// pipeline (cookie, and its label from `labels`).
     pub(super) fn switches(

@@ -22,18 +22,33 @@
 //!    brought it back (read-back, links heard again, groups restored).
 //!
 //! Stops at the first failure (drain refused or not done in time, push
-//! refused, not converged in time, not back in time), saying why in
+//! refused, not converged in time, not verified in time, not back in time), saying why in
 //! status; a switch that failed while loading goes back to the old
 //! pipeline first (drained meanwhile), or stays drained if that fails too.
 //! The switches not reached keep the old pipeline.
 //!
-//! Nothing of the progress is kept but what the switches report: which
-//! switches are done is read from their agents' cookies, every tick. A
-//! controller restart or failover mid-way loses only the internal drain;
-//! the switch it was on is adopted on whatever pipeline it runs (old or
-//! new, see `AgentConfig::accept`) and the roll-out goes on from the
-//! first switch not on the new cookie. Pure state machine plus the status
-//! it writes.
+//! Which switches are done is read from their agents' cookies, every
+//! tick. Which one is in progress, and its phase, a controller taking over
+//! (start, restart, HA failover) reads from the previous leader's
+//! `status/upgrade`, written without a lease so that it outlives a stopped
+//! or dead controller (`resume`, before the first drain request): a
+//! switch named *draining*, *loading*, *verifying*, *rolling_back* or
+//! *left_drained* for this very upgrade is the current one again, in that phase, so it
+//! is out of service from the successor's first desired state on — one
+//! being loaded (pushed, partly written) until its agent runs the new
+//! cookie and holds its entities and it is verified (without the baseline
+//! from before the load, which went with the previous leader: against the
+//! fabric as it stands, so only the read-back can fail), then back through maintenance's undrain
+//! (read-back, links heard, LACP); one the previous leader had drained is
+//! taken as drained at once (`Maintenance::adopt_drained`: a leaf's LACP
+//! stays out of sync); one left drained stays so; a failure stays one. A
+//! status of another upgrade (the key changed or went), a finished one,
+//! *undraining* or a switch no longer configured resumes nothing. Without
+//! that status (a file configuration: no etcd) the switch in progress is
+//! adopted in service on whatever pipeline it runs (old or new, see
+//! `AgentConfig::accept`). Either way the roll-out goes on from the first
+//! switch not on the new cookie. Pure state machine plus the status it
+//! writes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -97,6 +112,20 @@ enum Phase {
 }
 
 impl Phase {
+    /// The phase `as_str` names (`status/upgrade`'s `phase`).
+    fn parse(s: &str) -> Option<Phase> {
+        [
+            Phase::Draining,
+            Phase::Loading,
+            Phase::Verifying,
+            Phase::Undraining,
+            Phase::RollingBack,
+            Phase::LeftDrained,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+
     fn as_str(&self) -> &'static str {
         match self {
             Phase::Draining => "draining",
@@ -138,6 +167,17 @@ pub struct PipelineChoice {
     /// A running agent on another directory is restarted on `dir` (only
     /// the drained switch being loaded or rolled back).
     pub pinned: bool,
+}
+
+/// The switch a takeover resumed the roll-out at (`Upgrade::resume`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    pub switch: String,
+    /// Its phase (`status/upgrade`'s name for it).
+    pub phase: &'static str,
+    /// It was drained already (the previous leader had moved on from
+    /// draining it): maintenance may take it as drained at once.
+    pub drained: bool,
 }
 
 /// Why no switch is picked.
@@ -211,6 +251,62 @@ impl Upgrade {
             .as_ref()
             .filter(|c| c.phase == Phase::Verifying)
             .map(|c| c.switch.as_str())
+    }
+
+    /// A controller taking over (start, restart, HA failover) picks the
+    /// roll-out up where the previous leader's `status/upgrade` says it
+    /// was, when that is this upgrade (same `pipeline_dir` and `version`)
+    /// at a configured switch out of service — *draining*, *loading*, *verifying*,
+    /// *rolling_back* or *left_drained*: that switch is the current one
+    /// again, in that phase (its timeout counted from now), so
+    /// `drain_request` keeps it out of service from the successor's first
+    /// desired state on (a switch being loaded holds a part of its
+    /// entities). A failure stays one. Anything else resumes nothing: no
+    /// upgrade, another one, done, waiting, *undraining* (the switch holds
+    /// its entities), a switch no longer configured; the switches' cookies
+    /// say the rest. Call after the first `on_config`, before the first
+    /// `drain_request`.
+    pub fn resume(
+        &mut self,
+        previous: &UpgradeStatus,
+        fabric: &Fabric,
+        now: Instant,
+    ) -> Option<Resumed> {
+        // Whatever it says, it is this controller's to rewrite or remove
+        // (it outlives its writer, see `publish`).
+        self.published = true;
+        let request = self.request.as_ref()?;
+        let ours =
+            previous.pipeline_dir == request.pipeline_dir && previous.version == request.version;
+        if !ours || self.current.is_some() || self.failure.is_some() {
+            return None;
+        }
+        let switch = previous.switch.clone()?;
+        let role = fabric.switches.get(&switch)?.role;
+        if previous.state == UpgradeState::Failed {
+            let why = previous.failure.clone().unwrap_or_default();
+            self.failure = Some((switch.clone(), why));
+        }
+        let phase = previous.phase.as_deref().and_then(Phase::parse)?;
+        let drained = match phase {
+            Phase::Draining => false,
+            Phase::Loading | Phase::Verifying | Phase::RollingBack | Phase::LeftDrained => true,
+            Phase::Undraining => return None,
+        };
+        let resumed = Resumed {
+            switch: switch.clone(),
+            phase: phase.as_str(),
+            drained,
+        };
+        self.current = Some(Current {
+            switch,
+            role,
+            phase,
+            entered: now,
+            since: previous.since,
+            verified: None,
+        });
+        Some(resumed)
     }
 
     /// The configured upgrade, if any.
@@ -604,7 +700,8 @@ impl Upgrade {
     }
 
     /// Hands `status/upgrade` to the write-behind queue (removed when the
-    /// key goes).
+    /// key goes). Durable (no lease): a successor started after this
+    /// controller stopped or died reads it (`resume`).
     pub fn publish(&mut self, writer: Option<&Arc<StatusWriter>>, controller: &str) {
         let Some(w) = writer else {
             return;
@@ -613,7 +710,7 @@ impl Upgrade {
             Some(s) => {
                 let mut s = s.clone();
                 s.controller = controller.to_string();
-                w.set_later(st::paths::UPGRADE, &s);
+                w.set_durable_later(st::paths::UPGRADE, &s);
                 self.published = true;
             }
             None if self.published => {
@@ -996,5 +1093,184 @@ mod tests {
         u.step(&order, &v, t);
         assert_eq!(draining(&u), None);
         assert!(u.status().expect("s").detail.contains("maintenance"));
+    }
+
+    /// What a previous leader left in `status/upgrade`: `switch` in
+    /// `phase`, upgrading to `request()`.
+    fn left(state: UpgradeState, switch: Option<&str>, phase: Option<&str>) -> UpgradeStatus {
+        UpgradeStatus {
+            state,
+            version: Some("v2".into()),
+            pipeline_dir: "/tmp/v2".into(),
+            switch: switch.map(String::from),
+            phase: phase.map(String::from),
+            detail: String::new(),
+            done: Vec::new(),
+            remaining: Vec::new(),
+            failure: None,
+            controller: "c0".into(),
+            since: 1,
+        }
+    }
+
+    #[test]
+    fn a_takeover_keeps_the_switch_being_loaded_drained_until_it_holds_its_entities() {
+        let mut f = leaf_spine(2, 2);
+        f.upgrade = Some(request());
+        let order = order(&f);
+        let mut v = views(&f);
+        // spine1 done; spine2 pushed (the new cookie), partly written.
+        v.get_mut("spine1").expect("v").cookie = Some(NEW);
+        let e = v.get_mut("spine2").expect("v");
+        e.cookie = Some(NEW);
+        e.converged = false;
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        let t = Instant::now();
+        let prev = left(UpgradeState::Running, Some("spine2"), Some("loading"));
+        let r = u.resume(&prev, &f, t).expect("resumed");
+        assert_eq!(
+            r,
+            Resumed {
+                switch: "spine2".into(),
+                phase: "loading",
+                drained: true
+            }
+        );
+        // Drained before any step, and pinned to the new pipeline.
+        assert_eq!(draining(&u).as_deref(), Some("spine2"));
+        let c = u.choice("spine2", true, std::path::Path::new("/b"));
+        assert!(
+            c.pinned && c.dir == std::path::Path::new("/tmp/v2"),
+            "{c:?}"
+        );
+        // On the new cookie but not converged: still drained (without the
+        // resume it would count as done and be in service).
+        for i in 0..3 {
+            u.step(&order, &v, t + Duration::from_secs(i));
+            assert_eq!(draining(&u).as_deref(), Some("spine2"));
+        }
+        let s = u.status().expect("s");
+        assert_eq!(s.state, UpgradeState::Running);
+        assert_eq!(s.phase.as_deref(), Some("loading"));
+        assert_eq!(
+            s.since, 1,
+            "the phase's start as the previous leader saw it"
+        );
+        // Converged: verified (still drained), undrained, then the
+        // roll-out goes on.
+        v.get_mut("spine2").expect("v").converged = true;
+        u.step(&order, &v, t);
+        assert_eq!(u.verifying(), Some("spine2"));
+        assert_eq!(draining(&u).as_deref(), Some("spine2"));
+        v.get_mut("spine2").expect("v").verified = Some(Ok("verified".into()));
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u), None);
+        assert_eq!(u.status().expect("s").phase.as_deref(), Some("undraining"));
+        u.step(&order, &v, t);
+        assert_eq!(draining(&u).as_deref(), Some("leaf01"));
+        // The load timeout counts from the takeover.
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        v.get_mut("spine2").expect("v").converged = false;
+        u.resume(&prev, &f, t + Duration::from_secs(100));
+        u.step(&order, &v, t + Duration::from_secs(100) + LOAD_TIMEOUT / 2);
+        assert!(u.status().expect("s").failure.is_none());
+    }
+
+    #[test]
+    fn a_takeover_resumes_draining_rolling_back_and_left_drained_too() {
+        let mut f = leaf_spine(2, 2);
+        f.upgrade = Some(request());
+        let t = Instant::now();
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        let r = u.resume(
+            &left(UpgradeState::Running, Some("leaf01"), Some("draining")),
+            &f,
+            t,
+        );
+        assert_eq!(
+            r.map(|r| (r.switch, r.drained)),
+            Some(("leaf01".into(), false))
+        );
+        let (sw, req) = u.drain_request().expect("drain");
+        assert!(sw == "leaf01" && req.force, "leaves are drained forced");
+        for phase in ["rolling_back", "left_drained"] {
+            let mut u = Upgrade::default();
+            u.on_config(&f);
+            let mut prev = left(UpgradeState::Failed, Some("spine1"), Some(phase));
+            prev.failure = Some("pipeline push refused: bad json".into());
+            let r = u.resume(&prev, &f, t).expect("resumed");
+            assert!(r.drained, "{phase}");
+            assert_eq!(draining(&u).as_deref(), Some("spine1"), "{phase}");
+            // Pinned to the old pipeline; the failure stands.
+            let c = u.choice("spine1", true, std::path::Path::new("/b"));
+            assert!(c.pinned && c.dir == std::path::Path::new("/b"), "{c:?}");
+            let order = order(&f);
+            let mut v = views(&f);
+            v.get_mut("spine1").expect("v").cookie = Some(NEW);
+            u.step(&order, &v, t);
+            let s = u.status().expect("s");
+            assert_eq!(s.state, UpgradeState::Failed, "{phase}");
+            assert!(s.detail.contains("bad json"), "{}", s.detail);
+            assert_eq!(draining(&u).as_deref(), Some("spine1"), "{phase}");
+        }
+        // A failure where the switch came back: nothing drained, stopped.
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        let mut prev = left(UpgradeState::Failed, Some("spine1"), None);
+        prev.failure = Some("drain refused: last spine".into());
+        assert!(u.resume(&prev, &f, t).is_none());
+        u.step(&order(&f), &views(&f), t);
+        assert_eq!(draining(&u), None);
+        let s = u.status().expect("s");
+        assert!(s.detail.contains("stopped at spine1"), "{}", s.detail);
+    }
+
+    #[test]
+    fn a_stale_or_foreign_status_resumes_nothing() {
+        let mut f = leaf_spine(2, 2);
+        f.upgrade = Some(request());
+        let t = Instant::now();
+        let loading = left(UpgradeState::Running, Some("spine2"), Some("loading"));
+        let resumes = |f: &Fabric, prev: &UpgradeStatus| {
+            let mut u = Upgrade::default();
+            u.on_config(f);
+            let r = u.resume(prev, f, t);
+            assert_eq!(r.is_some(), draining(&u).is_some());
+            r.is_some()
+        };
+        assert!(resumes(&f, &loading));
+        // Finished, or between switches: nothing named out of service.
+        assert!(!resumes(&f, &left(UpgradeState::Done, None, None)));
+        assert!(!resumes(&f, &left(UpgradeState::Waiting, None, None)));
+        // Undraining: the switch holds its entities.
+        let undraining = left(UpgradeState::Running, Some("spine2"), Some("undraining"));
+        assert!(!resumes(&f, &undraining));
+        // Another upgrade (the key changed since), or none any more.
+        let mut other = loading.clone();
+        other.version = Some("v1.9".into());
+        assert!(!resumes(&f, &other));
+        let mut other = loading.clone();
+        other.pipeline_dir = "/tmp/v3".into();
+        assert!(!resumes(&f, &other));
+        let mut none = f.clone();
+        none.upgrade = None;
+        assert!(!resumes(&none, &loading));
+        // A switch removed from the configuration.
+        let mut gone = f.clone();
+        gone.switches.remove("spine2");
+        assert!(!resumes(&gone, &loading));
+        // A phase this version does not know.
+        let odd = left(UpgradeState::Running, Some("spine2"), Some("warp"));
+        assert!(!resumes(&f, &odd));
+        // Only at a takeover: not over a switch already in progress.
+        let mut u = Upgrade::default();
+        u.on_config(&f);
+        u.step(&order(&f), &views(&f), t);
+        assert_eq!(draining(&u).as_deref(), Some("spine1"));
+        assert!(u.resume(&loading, &f, t).is_none());
+        assert_eq!(draining(&u).as_deref(), Some("spine1"));
     }
 }

@@ -168,6 +168,14 @@ impl SimFabric {
         }
     }
 
+    /// The probes whose frames the switches, as they hold their entities
+    /// now, send into `switch` over a fabric link (any alternative),
+    /// but for those from or to a host attached to it alone: none while it
+    /// is out of service.
+    pub fn crossing(&self, switch: &str) -> Vec<Probe> {
+        crossing(&self.fabric, &self.targets, switch)
+    }
+
     /// Hosts attached to one leaf alone (a port there), with that leaf.
     pub fn single_homed(&self) -> BTreeMap<String, String> {
         self.fabric
@@ -199,6 +207,31 @@ fn failing(fabric: &Fabric, targets: &BTreeMap<String, SimSwitch>) -> Vec<(Probe
     reach::check_all(&held, &topo, fabric, &reach::probes(fabric))
         .into_iter()
         .filter_map(|(p, r)| r.err().map(|why| (p, why)))
+        .collect()
+}
+
+/// `SimFabric::crossing`.
+pub fn crossing(
+    fabric: &Fabric,
+    targets: &BTreeMap<String, SimSwitch>,
+    switch: &str,
+) -> Vec<Probe> {
+    let held: BTreeMap<String, SwitchEntities> = targets
+        .iter()
+        .map(|(n, t)| (n.clone(), t.entities()))
+        .collect();
+    let topo = Topology::build(fabric, &ObservedState::default(), None);
+    let checker = crate::compile::check::Checker::new(&held, &topo);
+    let alone = |host: &str| {
+        fabric
+            .hosts
+            .get(host)
+            .is_some_and(|h| matches!(&h.attachment, Attachment::Port(p) if p.switch == switch))
+    };
+    reach::probes(fabric)
+        .into_iter()
+        .filter(|p| !alone(&p.from) && !alone(&p.to))
+        .filter(|p| reach::switches_entered(&checker, fabric, p).contains(switch))
         .collect()
 }
 

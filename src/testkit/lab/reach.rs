@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-pub use crate::compile::reach::{check_all, check_probe, probes, Probe, ProbeResult};
+pub use crate::compile::reach::{
+    check_all, check_probe, probes, switches_entered, Probe, ProbeResult,
+};
 
 /// A matrix per address family: rows are sources, columns destinations;
 /// `ok`, `FAIL`, or `-` where no probe applies (no address of that family,
