@@ -61,13 +61,8 @@ pub async fn run(args: &UpgradeArgs) -> anyhow::Result<()> {
     let running = previous
         .map(|p| PathBuf::from(&p.pipeline_dir))
         .unwrap_or_else(Pipeline::default_dir);
-    let not_found = check(&fabric, &running, &dir)?;
-    if let Some((name, why)) = not_found.first() {
-        let names: Vec<&str> = not_found.iter().map(|(n, _)| n.as_str()).collect();
-        println!(
-            "could not find the running build to compare; the controller checks it before draining anything (not compared for {}: {name}: {why})",
-            names.join(", ")
-        );
+    if let Some(note) = not_compared(&check(&fabric, &running, &dir)?) {
+        println!("{note}");
     }
     let version = args
         .version
@@ -139,6 +134,16 @@ pub fn check(fabric: &Fabric, running: &Path, new: &Path) -> anyhow::Result<Vec<
         }
     }
     Ok(not_found)
+}
+
+/// What to say of the switches `check` could not compare (none: nothing).
+fn not_compared(not_found: &[(String, String)]) -> Option<String> {
+    let (name, why) = not_found.first()?;
+    let names: Vec<&str> = not_found.iter().map(|(n, _)| n.as_str()).collect();
+    Some(format!(
+        "could not find the running build to compare; the controller checks it before draining anything (not compared for {}: {name}: {why})",
+        names.join(", ")
+    ))
 }
 
 /// Polls `status/upgrade` until the roll-out of `value` is done or failed.
@@ -268,6 +273,13 @@ mod tests {
             not_found[0].1.contains("fabric.p4info.txt"),
             "{not_found:?}"
         );
+        let note = not_compared(&not_found).expect("a note");
+        assert!(
+            note.starts_with("could not find the running build to compare; the controller checks it before draining anything")
+                && names.iter().all(|n| note.contains(n)),
+            "{note}"
+        );
+        assert_eq!(not_compared(&[]), None);
         let e = check(&f, &Pipeline::default_dir(), none.path()).expect_err("no new build");
         assert!(e.to_string().contains("nothing written"), "{e}");
     }

@@ -352,7 +352,7 @@ fn tables(old: &Build, new: &Build, out: &mut Vec<Incompatibility>) {
             r.changed("idle timeout", "NOTIFY_CONTROL", "NO_TIMEOUT");
         }
         if !t.is_const_table && n.is_const_table {
-            r.changed("entries", "writable", "const");
+            r.changed("the table", "writable", "const (is_const_table)");
         }
         r.same(
             "default action",
@@ -888,6 +888,46 @@ mod tests {
             [
                 "action profile FabricIngress.routing.ecmp_selector: max group size is 64 members in the running build, 8 members in the new one",
                 "meter FabricIngress.acl.punt_meter: spec is PACKETS, TWO_RATE_THREE_COLOR in the running build, BYTES, TWO_RATE_THREE_COLOR in the new one",
+            ]
+        );
+    }
+
+    /// The rest of a table's and a profile's properties, and a meter
+    /// dropped; a limit on group size lifted is not reported.
+    #[test]
+    fn other_table_and_profile_changes_are_reported() {
+        let known_source =
+            id_of(&action(&mut v1(), "FabricIngress.learning.known_source").preamble);
+        let got = changed(|p| {
+            table(p, "FabricIngress.routing.nexthops").implementation_id = 0;
+            let t = table(p, "FabricIngress.learning.src_mac");
+            t.size = 1024;
+            t.idle_timeout_behavior = p4i::table::IdleTimeoutBehavior::NoTimeout as i32;
+            t.is_const_table = true;
+            t.const_default_action_id = known_source;
+            t.initial_default_action = Some(p4i::TableActionCall {
+                action_id: known_source,
+                arguments: vec![],
+            });
+            for s in &mut p.action_profiles {
+                match name_of(&s.preamble) {
+                    "FabricIngress.routing.ecmp_selector" => s.with_selector = false,
+                    "FabricIngress.lag.lag_selector" => s.max_group_size = 0,
+                    _ => {}
+                }
+            }
+            p.meters.clear();
+        });
+        assert_eq!(
+            got,
+            [
+                "table FabricIngress.routing.nexthops: implementation is FabricIngress.routing.ecmp_selector in the running build, none in the new one",
+                "table FabricIngress.learning.src_mac: size is 16384 entries in the running build, 1024 entries in the new one",
+                "table FabricIngress.learning.src_mac: idle timeout is NOTIFY_CONTROL in the running build, NO_TIMEOUT in the new one",
+                "table FabricIngress.learning.src_mac: the table is writable in the running build, const (is_const_table) in the new one",
+                "table FabricIngress.learning.src_mac: default action is NoAction() (const) in the running build, FabricIngress.learning.known_source() (const) in the new one",
+                "action profile FabricIngress.routing.ecmp_selector: kind is an action selector in the running build, an action profile in the new one",
+                "meter FabricIngress.acl.punt_meter is in the running build, not in the new one",
             ]
         );
     }
