@@ -7,7 +7,10 @@
 //! attached to the leaf being reloaded alone) and after it. And the
 //! roll-out survives its controller: stopped or killed mid-way (a switch
 //! draining, or loading: pushed and partly written), a new controller or
-//! the HA standby finishes it, every switch pushed exactly once.
+//! the HA standby finishes it, every switch pushed exactly once. A build
+//! that is not rollable from the running one (`p4rt::compat`) is refused
+//! by the CLI and, its key written anyway, by the controller before
+//! anything is drained.
 //!
 //! The second pipeline is p4/testing/build/fabric_v2.*: the fabric program
 //! plus one table (`testkit::second_pipeline`), another P4Info and cookie.
@@ -22,8 +25,11 @@ use std::time::{Duration, Instant};
 
 use p4fabric::cli::upgrade::UpgradeArgs;
 use p4fabric::cli::EtcdArgs;
+use p4fabric::config::keys::ConfigKey;
 use p4fabric::config::status::{MaintenanceState, MaintenanceStatus, UpgradeState, UpgradeStatus};
+use p4fabric::config::Upgrade;
 use p4fabric::p4rt::Pipeline;
+use p4fabric::testkit::lab::run::LabController;
 use p4fabric::testkit::sim::Faults;
 use p4fabric::testkit::sim_fabric::{demo_fabric_static_lags, Samples};
 use p4fabric::testkit::SimFabric;
@@ -33,6 +39,26 @@ use p4fabric::testkit::SimFabric;
 async fn demo() -> Option<SimFabric> {
     let fabric = demo_fabric_static_lags().expect("example");
     SimFabric::start(fabric).await.expect("sim fabric")
+}
+
+/// The demo fabric served by controller `id`, every switch on the old
+/// build (returned with them).
+async fn serving(id: &str) -> Option<(SimFabric, LabController, Pipeline)> {
+    let lab = demo().await?;
+    let ctl = lab.controller(id).await.expect("controller");
+    let old = Pipeline::load(&Pipeline::default_dir(), "fabric").expect("old build");
+    lab.wait_serving(&ctl, Duration::from_secs(30))
+        .await
+        .expect("serving");
+    Some((lab, ctl, old))
+}
+
+/// How many times each switch was pushed a pipeline.
+fn pushes(lab: &SimFabric) -> BTreeMap<String, u64> {
+    lab.targets
+        .iter()
+        .map(|(n, t)| (n.clone(), t.stats().pipeline_pushes))
+        .collect()
 }
 
 /// Writes the `upgrade` key with the CLI (`wait`: for it to finish).
@@ -278,14 +304,9 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
 /// service, and no other switch is loaded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_losing_entries_fails_verification_and_the_switch_goes_back() {
-    let Some(lab) = demo().await else {
+    let Some((lab, ctl, old)) = serving("verify").await else {
         return;
     };
-    let ctl = lab.controller("verify").await.expect("controller");
-    let old = Pipeline::load(&Pipeline::default_dir(), "fabric").expect("old build");
-    lab.wait_serving(&ctl, Duration::from_secs(30))
-        .await
-        .expect("serving");
     let (v2, new) = second_build();
     let table = p4fabric::compile::names::T_LABEL_FWD;
     lab.targets["spine1"].set_faults(Faults {
@@ -329,6 +350,104 @@ async fn a_build_losing_entries_fails_verification_and_the_switch_goes_back() {
         .expect("forwarding complete on the old pipeline");
     let st = lab.status().await.expect("status");
     assert!(!st.keys().any(|k| k.starts_with("maintenance/")), "{st:?}");
+    ctl.stop().await;
+}
+
+/// A new build that is not rollable from the running one: the table the
+/// spines' label forwarding is written to renamed (the compiler still
+/// writes the old name). The CLI refuses it, naming the incompatibility,
+/// and writes nothing; written anyway (directly, as a script may), the
+/// controller refuses it before anything is drained: `status/upgrade`
+/// failed at the first switch with the incompatibility, no switch pushed
+/// or drained, forwarding untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_that_is_not_rollable_is_refused_before_anything_is_drained() {
+    let Some((lab, ctl, old)) = serving("rollable").await else {
+        return;
+    };
+    let pushes_before = pushes(&lab);
+    let table = p4fabric::compile::names::T_LABEL_FWD;
+    let bad = tempfile::tempdir().expect("tempdir");
+    p4fabric::testkit::changed_pipeline(bad.path(), |p| {
+        let t = p
+            .tables
+            .iter_mut()
+            .filter_map(|t| t.preamble.as_mut())
+            .find(|pre| pre.name == table)
+            .expect("label_fwd");
+        t.name = format!("{table}_v2");
+    })
+    .expect("changed build");
+    let removed = format!("table {table} is in the running build, not in the new one");
+
+    // The CLI: refused, nothing written.
+    let e = upgrade(&lab, bad.path(), None)
+        .await
+        .expect_err("not rollable")
+        .to_string();
+    assert!(
+        e.contains("not rollable from the running build")
+            && e.contains(&removed)
+            && e.contains("nothing written"),
+        "{e}"
+    );
+    println!("the CLI: {e}");
+    let key = ConfigKey::Upgrade.to_string();
+    assert!(!lab
+        .store
+        .get_dir(&key)
+        .await
+        .expect("get")
+        .kvs
+        .contains_key(&key));
+
+    // The key written directly: the controller refuses it at spine1,
+    // before draining it.
+    let value = Upgrade {
+        pipeline_dir: bad.path().display().to_string(),
+        version: Some("bad".into()),
+        from_dir: None,
+        from_version: None,
+        force: false,
+    };
+    lab.store
+        .commit(
+            vec![(key, serde_json::to_vec(&value).expect("json"))],
+            vec![],
+        )
+        .await
+        .expect("write the key");
+    let failed = upgrade_status(&lab, Duration::from_secs(30), "refused", |s| {
+        s.state == UpgradeState::Failed
+    })
+    .await;
+    println!("the controller: {}", failed.detail);
+    assert_eq!(failed.switch.as_deref(), Some("spine1"), "{failed:?}");
+    assert_eq!(failed.phase, None, "{failed:?}");
+    assert!(failed.done.is_empty(), "{failed:?}");
+    let why = failed.failure.clone().unwrap_or_default();
+    assert!(
+        why.starts_with("cannot load the new pipeline: not rollable from the running build: ")
+            && why.contains(&removed),
+        "{why}"
+    );
+    assert!(
+        failed.detail.contains("stopped at spine1") && failed.detail.contains(&removed),
+        "{failed:?}"
+    );
+    // A few status ticks later: still nothing drained or pushed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = lab.status().await.expect("status");
+    assert!(!st.keys().any(|k| k.starts_with("maintenance/")), "{st:?}");
+    let up: UpgradeStatus = serde_json::from_value(st["upgrade"].clone()).expect("status/upgrade");
+    assert_eq!(up.state, UpgradeState::Failed, "{up:?}");
+    for (n, t) in lab.targets.iter() {
+        assert_eq!(t.pipeline_cookie(), Some(old.cookie), "{n}");
+        assert_eq!(t.stats().pipeline_pushes, pushes_before[n], "{n}: pushed");
+    }
+    lab.wait_serving(&ctl, Duration::from_secs(10))
+        .await
+        .expect("forwarding untouched");
     ctl.stop().await;
 }
 
@@ -403,11 +522,7 @@ async fn lose_the_controller_mid_rollout(test: &str, at: MidWay) {
             ..Faults::default()
         });
     }
-    let pushes_before: BTreeMap<String, u64> = lab
-        .targets
-        .iter()
-        .map(|(n, t)| (n.clone(), t.stats().pipeline_pushes))
-        .collect();
+    let pushes_before = pushes(&lab);
     let (v2, new) = second_build();
     let sampler = lab.sample_forwarding(Duration::from_millis(100));
     upgrade(&lab, v2.path(), None).await.expect("upgrade key");

@@ -176,6 +176,11 @@ impl Agents {
         self.pipelines.load(dir, switch, sw)
     }
 
+    /// Whether a roll-out may go from `old` to `new` (`PipelineCache::rollable`).
+    pub(super) fn rollable(&mut self, old: &Pipeline, new: &Pipeline) -> Result<(), String> {
+        self.pipelines.rollable(old, new)
+    }
+
     pub(super) fn statuses(&self) -> BTreeMap<String, AgentStatus> {
         self.running
             .iter()

@@ -6,7 +6,9 @@
 //! Uses the switch's target (`target::for_switch`) and `Pipeline::load_for`
 //! to load them and, for simulated switches without a compiled fabric
 //! pipeline of their target, the bmv2 one or the contract's P4Info (in its
-//! TNA form for Tofino targets, `compile::contract`).
+//! TNA form for Tofino targets, `compile::contract`). And whether a
+//! roll-out may go from one loaded pipeline to another (`p4rt::compat`),
+//! decided once per pair.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 
 use crate::compile;
 use crate::config::{DeviceConfigFormat, Switch};
-use crate::p4rt::Pipeline;
+use crate::p4rt::{compat, Pipeline};
 use crate::target;
 
 /// Which loaded pipeline: directory, target, device-config format,
@@ -33,6 +35,9 @@ pub(super) struct PipelineCache {
     /// upgrade asks every status tick; a broken directory must not be
     /// re-read that often).
     failed: BTreeMap<Key, String>,
+    /// `rollable`'s answers by (old cookie, new cookie): the upgrade asks
+    /// every status tick.
+    rollable: BTreeMap<(u64, u64), Result<(), String>>,
 }
 
 impl PipelineCache {
@@ -42,6 +47,7 @@ impl PipelineCache {
             simulated,
             loaded: BTreeMap::new(),
             failed: BTreeMap::new(),
+            rollable: BTreeMap::new(),
         }
     }
 
@@ -63,6 +69,27 @@ impl PipelineCache {
                 None
             }
         }
+    }
+
+    /// Whether switches running `old` may be rolled to `new` (the rule of
+    /// a rollable change, `p4rt::compat`); why not, naming the first
+    /// incompatibilities.
+    pub(super) fn rollable(&mut self, old: &Pipeline, new: &Pipeline) -> Result<(), String> {
+        if old.cookie == new.cookie {
+            return Ok(());
+        }
+        self.rollable
+            .entry((old.cookie, new.cookie))
+            .or_insert_with(|| {
+                let found = compat::rollable(old.registry.p4info(), new.registry.p4info());
+                if found.is_empty() {
+                    return Ok(());
+                }
+                let why = compat::summary(&found, 3);
+                tracing::warn!(old = %format!("{:#x}", old.cookie), new = %format!("{:#x}", new.cookie), incompatibilities = found.len(), "new pipeline not rollable: {why}");
+                Err(format!("not rollable from the running build: {why}"))
+            })
+            .clone()
     }
 
     /// The controller's own directory (`--pipeline-dir`).

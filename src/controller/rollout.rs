@@ -1,6 +1,7 @@
 //! The controller's side of a rolling upgrade (`upgrade`): gathers what
 //! the state machine needs about each switch (its agent's cookie and
-//! convergence, the old and new pipelines' cookies, its maintenance
+//! convergence, the old and new pipelines' cookies — the new one refused
+//! where it is not rollable from the old, `p4rt::compat` — its maintenance
 //! state), and carries out what it decides — the internal drain request
 //! to `maintenance`, the pipeline each agent runs. Uses `upgrade`,
 //! `maintenance`, `agents`.
@@ -164,8 +165,17 @@ impl Controller {
         let mut out = BTreeMap::new();
         for (name, sw) in &self.fabric.switches {
             let s = statuses.get(name);
-            let target = self.agents.load(&new_dir, name, sw).map(|p| p.cookie);
-            let old = self.agents.load(&old_dir, name, sw).ok().map(|p| p.cookie);
+            // A new build not rollable from the old one is as good as
+            // one that does not load: the roll-out stops before a drain.
+            let old = self.agents.load(&old_dir, name, sw).ok();
+            let target = self
+                .agents
+                .load(&new_dir, name, sw)
+                .and_then(|new| match &old {
+                    Some(old) => self.agents.rollable(old, &new).map(|()| new.cookie),
+                    None => Ok(new.cookie),
+                });
+            let old = old.map(|p| p.cookie);
             out.insert(
                 name.clone(),
                 SwitchView {

@@ -85,7 +85,8 @@ pub struct SwitchView {
     pub converged: bool,
     /// The last pipeline push refused.
     pub pipeline_error: Option<String>,
-    /// The new pipeline's cookie for this switch, or why it cannot load.
+    /// The new pipeline's cookie for this switch, or why it cannot be
+    /// used: it does not load, or is not rollable from the old one.
     pub target: Result<u64, String>,
     /// The old pipeline's cookie (what a failed switch goes back to).
     pub old: Option<u64>,

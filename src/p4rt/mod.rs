@@ -1,11 +1,13 @@
-//! P4Runtime: entities by name, the P4Info registry, value encoding, and the
-//! switch client (batched writes, reads); `UpdateKind`, the project's one
-//! update kind.
+//! P4Runtime: entities by name, the P4Info registry, value encoding, whether
+//! one build may be rolled out over another (`compat`), and the switch
+//! client (batched writes, reads); `UpdateKind`, the project's one update
+//! kind.
 //!
 //! May use: nothing of ours (the generated `p4runtime-proto`). The
 //! simulated switch that tests run it against is in the test kit.
 
 pub mod codec;
+pub mod compat;
 pub mod entity;
 pub mod intern;
 pub mod p4info;

@@ -470,7 +470,10 @@ fn new_type_width(p4info: &p4i::P4Info, name: &str) -> Option<i32> {
 }
 
 /// The bit fields of a digest's struct type, in order (ids count from 1).
-fn digest_fields(p4info: &p4i::P4Info, d: &p4i::Digest) -> Result<Vec<FieldInfo>, P4InfoError> {
+pub(super) fn digest_fields(
+    p4info: &p4i::P4Info,
+    d: &p4i::Digest,
+) -> Result<Vec<FieldInfo>, P4InfoError> {
     use p4i::p4_data_type_spec::TypeSpec;
     let name = d.preamble.as_ref().map(|p| p.name.as_str()).unwrap_or("?");
     let bad = |why: &str| P4InfoError::Invalid(format!("digest {name}: {why}"));
@@ -502,9 +505,9 @@ fn digest_fields(p4info: &p4i::P4Info, d: &p4i::Digest) -> Result<Vec<FieldInfo>
         .collect()
 }
 
-/// Parses P4Info in protobuf text format (what p4c writes with
-/// `--p4runtime-files x.p4info.txt`) by reflection over our descriptors.
-pub fn parse_text(text: &str) -> Result<p4i::P4Info, P4InfoError> {
+/// The P4Info message descriptor, from our descriptors (text format is
+/// read and written by reflection over it).
+fn p4info_descriptor() -> Result<prost_reflect::MessageDescriptor, P4InfoError> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     let pool = POOL
         .get_or_init(|| {
@@ -512,10 +515,38 @@ pub fn parse_text(text: &str) -> Result<p4i::P4Info, P4InfoError> {
         })
         .as_ref()
         .map_err(|e| P4InfoError::Text(format!("descriptor pool: {e}")))?;
-    let desc = pool
-        .get_message_by_name("p4.config.v1.P4Info")
-        .ok_or_else(|| P4InfoError::Text("P4Info descriptor missing".into()))?;
-    let dynamic = DynamicMessage::parse_text_format(desc, text)
+    pool.get_message_by_name("p4.config.v1.P4Info")
+        .ok_or_else(|| P4InfoError::Text("P4Info descriptor missing".into()))
+}
+
+/// Parses P4Info in protobuf text format (what p4c writes with
+/// `--p4runtime-files x.p4info.txt`).
+pub fn parse_text(text: &str) -> Result<p4i::P4Info, P4InfoError> {
+    let dynamic = DynamicMessage::parse_text_format(p4info_descriptor()?, text)
         .map_err(|e| P4InfoError::Text(e.to_string()))?;
     Ok(p4i::P4Info::decode(dynamic.encode_to_vec().as_slice())?)
+}
+
+/// P4Info in protobuf text format, as `parse_text` reads it (a build
+/// written by a tool or a test).
+pub fn to_text(p4info: &p4i::P4Info) -> Result<String, P4InfoError> {
+    let dynamic = DynamicMessage::decode(p4info_descriptor()?, p4info.encode_to_vec().as_slice())?;
+    Ok(dynamic.to_text_format())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `to_text` writes, `parse_text` reads back the same.
+    #[test]
+    fn text_format_round_trips() {
+        let path = crate::p4rt::Pipeline::default_dir().join("fabric.p4info.txt");
+        let p4info = P4InfoRegistry::load(&path)
+            .expect("p4/build")
+            .p4info()
+            .clone();
+        let text = to_text(&p4info).expect("to text");
+        assert_eq!(parse_text(&text).expect("parse"), p4info);
+    }
 }

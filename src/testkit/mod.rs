@@ -65,3 +65,24 @@ pub fn second_pipeline(dir: &std::path::Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Writes into `dir` a build of the fabric pipeline named `fabric`:
+/// p4/build's bmv2 JSON and its P4Info changed by `change` (written as
+/// text). Another cookie; a build that may break the rule of a rollable
+/// change (`p4rt::compat`), which nothing but the P4Info check notices
+/// before a switch is loaded with it.
+pub fn changed_pipeline(
+    dir: &std::path::Path,
+    change: impl FnOnce(&mut p4runtime_proto::config::v1::P4Info),
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let src = crate::p4rt::Pipeline::default_dir();
+    let mut p4info = crate::p4rt::P4InfoRegistry::load(&src.join("fabric.p4info.txt"))?
+        .p4info()
+        .clone();
+    change(&mut p4info);
+    let text = crate::p4rt::p4info::to_text(&p4info)?;
+    std::fs::write(dir.join("fabric.p4info.txt"), text).context("write P4Info")?;
+    std::fs::copy(src.join("fabric.json"), dir.join("fabric.json")).context("copy fabric.json")?;
+    Ok(())
+}
