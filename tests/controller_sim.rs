@@ -663,6 +663,33 @@ async fn tofino_port_maps_on_the_wire_with_discovery_and_a_restart() {
     for (t, b) in on_tofino.iter().zip(&on_bmv2) {
         assert_eq!(t, b);
     }
+    // `p4fabric trace` reads the Tofino switches as the controller does:
+    // decoded with the P4Info each switch says it runs (no build on disk
+    // here) and mapped back to configured ports; and traces over them.
+    let mut reachable = with_links.clone();
+    for (n, t) in &targets {
+        if let Some(sw) = reachable.switches.get_mut(n) {
+            sw.address = t.addr().to_string();
+        }
+    }
+    let nowhere = std::path::Path::new("/nonexistent/p4fabric-build");
+    let read = p4fabric::cli::trace::read_fabric(&reachable, nowhere).await;
+    assert_eq!(read, held_configured(&with_links, &targets));
+    let topo = Topology::build(&with_links, &ObservedState::default(), None);
+    // (Not the bonded servers: no LACP partner answers here, their LAGs
+    // carry nothing.)
+    for (from, to) in [("vm1", "vm4"), ("vm3", "vm5"), ("router", "vm1")] {
+        let report = p4fabric::cli::trace::trace_hosts(
+            &with_links,
+            &topo,
+            &read,
+            (from, &with_links.hosts[from]),
+            (to, &with_links.hosts[to]),
+            false,
+        )
+        .expect("trace");
+        assert!(report.ok(), "{from} -> {to}:\n{report}");
+    }
 }
 
 /// Host traces (`host_traces`) without the hops of floods (label

@@ -289,6 +289,14 @@ async fn rolling_upgrade_moves_every_switch_to_the_new_cookie_one_at_a_time() {
     // That they fail only there is always asserted.
     report_samples("roll-out", &lab, &seen);
 
+    // `p4fabric trace` reads each switch with the P4Info it says it runs
+    // (the new build now), not with a build on disk.
+    let nowhere = std::path::Path::new("/nonexistent/p4fabric-build");
+    let read = p4fabric::cli::trace::read_fabric(&lab.fabric, nowhere).await;
+    for (n, t) in lab.targets.iter() {
+        assert_eq!(read[n], t.entities(), "{n}");
+    }
+
     // Upgrading again to the same build changes nothing.
     upgrade(&lab, v2.path(), Some(10))
         .await

@@ -2,7 +2,10 @@
 //!
 //! Reads the entities *installed* on every switch (not what the controller
 //! meant to install) and walks them with the forwarding checker, hop by
-//! hop, to where the frame is delivered, punted or dropped — and why.
+//! hop, to where the frame is delivered, punted or dropped — and why. Each
+//! switch is read with the P4Info it says it runs (any target, any build:
+//! mid-upgrade switches run two), on configured port numbers (a Tofino
+//! switch's port map applied back).
 //!
 //! The walk needs the fabric as the controller sees it, not as configured:
 //! links discovery found (a fabric without `links:` has no other), ports
@@ -26,7 +29,9 @@ use crate::config::keys::{controller_owned, STATUS_DIR};
 use crate::config::{Attachment, ConfigState, Fabric, Host, PortRef, VlanMode};
 use crate::controller::observations;
 use crate::net::MacAddr;
-use crate::p4rt::{read_all, Client, ClientOptions, Pipeline, SwitchEntities};
+use crate::p4rt::switch::read_all_shared;
+use crate::p4rt::{read_all, Client, ClientOptions, P4InfoRegistry, Pipeline, SwitchEntities};
+use crate::target::ports::ReadBackMap;
 use crate::topo::{FloodTree, ObservedState, Topology};
 
 #[derive(Debug, clap::Args)]
@@ -187,15 +192,7 @@ pub async fn read_fabric(
 ) -> BTreeMap<String, SwitchEntities> {
     let mut out = BTreeMap::new();
     for (name, sw) in &fabric.switches {
-        let entities = async {
-            let pipeline = Pipeline::load(pipeline_dir, &sw.pipeline)?;
-            // Reads need no arbitration: election id 0, no stream opened.
-            let mut opts = ClientOptions::new(&sw.address, sw.device_id, 0);
-            opts.connect_timeout = Duration::from_secs(2);
-            let client = Client::connect(opts).await?;
-            anyhow::Ok(read_all(&client, &pipeline.registry).await?)
-        }
-        .await;
+        let entities = read_switch(name, sw, pipeline_dir).await;
         match entities {
             Ok(e) => {
                 out.insert(name.clone(), e);
@@ -207,6 +204,47 @@ pub async fn read_fabric(
         }
     }
     out
+}
+
+/// What one switch holds, on configured port numbers. Decoded with the
+/// P4Info the switch says it runs (mid-upgrade a switch may run another
+/// build than `pipeline_dir`'s, with other ids), else with the build in
+/// `pipeline_dir` for the switch's target; device ports mapped back
+/// through the switch's port map (Tofino).
+async fn read_switch(
+    name: &str,
+    sw: &crate::config::Switch,
+    pipeline_dir: &std::path::Path,
+) -> anyhow::Result<SwitchEntities> {
+    let target = crate::target::for_switch(name, sw)?;
+    // Reads need no arbitration: election id 0, no stream opened.
+    let mut opts = ClientOptions::new(&sw.address, sw.device_id, 0);
+    opts.connect_timeout = Duration::from_secs(2);
+    let client = Client::connect(opts).await?;
+    let registry = match client.pipeline_p4info().await {
+        Ok(Some((p4info, _))) => std::sync::Arc::new(P4InfoRegistry::new(p4info)?),
+        Ok(None) => bail!("the switch runs no pipeline"),
+        Err(e) => {
+            eprintln!(
+                "note: {name} does not say which P4Info it runs ({e}); using {}",
+                pipeline_dir.display()
+            );
+            Pipeline::load_for(pipeline_dir, &sw.pipeline, target.as_ref())?.registry
+        }
+    };
+    if !target.has_port_map() {
+        return Ok(read_all(&client, &registry).await?);
+    }
+    let mut to_config = ReadBackMap::new(target.as_ref());
+    let mut map = |e| to_config.entity(e);
+    let read = read_all_shared(&client, &registry, Some(&mut map)).await?;
+    if let (n @ 1.., Some(first)) = to_config.strays() {
+        eprintln!("warning: {name} holds {n} entities on device ports outside its port map (first: device port {first}); shown as read");
+    }
+    Ok(read
+        .into_iter()
+        .map(|(k, e)| ((*k).clone(), (*e).clone()))
+        .collect())
 }
 
 /// Where a host's frames enter the fabric: its port, or every member of its

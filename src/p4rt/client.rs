@@ -458,6 +458,29 @@ impl Client {
 
     /// The cookie of the installed pipeline; `None` when the switch runs no
     /// pipeline (bmv2 answers FAILED_PRECONDITION then, e.g. after a restart).
+    /// The P4Info and cookie of the pipeline the switch runs (`None`: it
+    /// runs none, or does not say which).
+    pub async fn pipeline_p4info(&self) -> Result<Option<(p4i::P4Info, Option<u64>)>, ClientError> {
+        let req = self.request(p4::GetForwardingPipelineConfigRequest {
+            device_id: self.opts.device_id,
+            response_type: p4::get_forwarding_pipeline_config_request::ResponseType::P4infoAndCookie
+                as i32,
+        });
+        match self.rpc.clone().get_forwarding_pipeline_config(req).await {
+            Ok(resp) => Ok(resp.into_inner().config.and_then(|c| {
+                let cookie = c.cookie.map(|c| c.cookie);
+                c.p4info.map(|p| (p, cookie))
+            })),
+            Err(s) if s.code() == Code::FailedPrecondition || s.code() == Code::NotFound => {
+                Ok(None)
+            }
+            Err(status) => Err(ClientError::Rpc {
+                op: "GetForwardingPipelineConfig",
+                status,
+            }),
+        }
+    }
+
     pub async fn pipeline_cookie(&self) -> Result<Option<u64>, ClientError> {
         let req = self.request(p4::GetForwardingPipelineConfigRequest {
             device_id: self.opts.device_id,
