@@ -339,6 +339,9 @@ struct Queue {
     /// What was last handed over per key, so an unchanged value costs
     /// neither a queue slot nor a write.
     handed: BTreeMap<String, Pending>,
+    /// Writes taken and not yet answered by etcd (a flush waits for them
+    /// too: taken is not written).
+    in_flight: usize,
     /// Keys written by the queue since start (for metrics and tests).
     written: u64,
     /// Transactions that failed (retried).
@@ -378,25 +381,34 @@ impl Queue {
                 }
             }
         }
+        self.in_flight += out.len();
         out
+    }
+
+    /// `n` taken writes were written.
+    fn written(&mut self, n: usize) {
+        self.in_flight = self.in_flight.saturating_sub(n);
+        self.written += n as u64;
     }
 
     /// Puts back writes that failed, unless a newer value came meanwhile.
     fn put_back(&mut self, ops: Vec<(String, Pending)>) {
+        self.in_flight = self.in_flight.saturating_sub(ops.len());
         for (path, op) in ops {
             self.bucket(&path).entry(path).or_insert(op);
         }
     }
 
+    /// Writes queued or being written.
     fn len(&self) -> usize {
-        self.urgent.len() + self.bulk.len()
+        self.urgent.len() + self.bulk.len() + self.in_flight
     }
 }
 
 /// Counters of the write-behind queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
-    /// Keys waiting to be written.
+    /// Keys waiting to be written, or being written.
     pub pending: usize,
     /// Keys written since start.
     pub written: u64,
@@ -740,7 +752,7 @@ async fn write_behind(
         let r = shared.lock().await.write_batch(&ops).await;
         match r {
             Ok(()) => {
-                queue.lock().unwrap_or_else(|p| p.into_inner()).written += n as u64;
+                queue.lock().unwrap_or_else(|p| p.into_inner()).written(n);
                 backoff = Duration::from_millis(100);
                 let budget = Duration::from_secs_f64(n as f64 / f64::from(MAX_KEYS_PER_SEC));
                 tokio::time::sleep_until(started + budget).await;
@@ -817,9 +829,10 @@ mod tests {
         let first = q.take(2);
         assert_eq!(first[0], ("links/leaf1/1".to_string(), put(1)));
         assert_eq!(first[1], ("hosts/10/a".to_string(), put(2)));
-        // Handing over an unchanged value queues nothing.
+        // Handing over an unchanged value queues nothing; the two taken
+        // count until they are answered (a flush waits for them).
         q.push("hosts/10/a", put(2));
-        assert_eq!(q.len(), 1);
+        assert_eq!(q.len(), 3);
         // A failed batch goes back, unless a newer value came meanwhile.
         q.push("hosts/10/a", put(3));
         q.put_back(first);
@@ -832,5 +845,9 @@ mod tests {
         q.push("hosts/10/a", Pending::Delete);
         q.push("hosts/10/a", put(4));
         assert_eq!(q.take(10), vec![("hosts/10/a".to_string(), put(4))]);
+        // Each answered write leaves the count.
+        let n = q.len();
+        q.written(1);
+        assert_eq!((q.len(), q.written), (n - 1, 1));
     }
 }
