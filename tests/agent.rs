@@ -138,6 +138,40 @@ async fn restarted_controller_writes_nothing_when_nothing_changed() {
     );
 }
 
+/// A rolling upgrade's rollback (`AgentConfig::push_once`): the switch
+/// reports the agent's cookie, yet the pipeline is pushed again — once:
+/// the agent's later sessions adopt it as usual — and the entries are
+/// written again.
+#[tokio::test]
+async fn push_once_reloads_a_switch_reporting_our_cookie_once() {
+    let t = SimSwitch::start(1).await.unwrap();
+    let want = Arc::new(desired(30, 0));
+    let (a, _) = start_agent(&t, 10);
+    desire(&a, 1, &want);
+    assert!(a.wait_converged(1, Duration::from_secs(5)).await);
+    a.stop().await;
+    let before = t.stats();
+    let mut cfg = agent_config(&t, 11);
+    cfg.push_once = true;
+    cfg.reconnect = backoff::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
+    let (tx, _rx) = tokio::sync::mpsc::channel(1024);
+    let b = p4fabric::agent::spawn(cfg, tx);
+    desire(&b, 1, &want);
+    assert!(b.wait_converged(1, Duration::from_secs(5)).await);
+    assert_eq!(t.stats().pipeline_pushes, before.pipeline_pushes + 1);
+    assert!(
+        t.entities() == *want,
+        "{}",
+        difference(&t.entities(), &want)
+    );
+    // A new session of the same agent adopts the pipeline.
+    t.drop_streams();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.wait_converged(1, Duration::from_secs(5)).await);
+    assert_eq!(t.stats().pipeline_pushes, before.pipeline_pushes + 1);
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn switch_restart_is_restored_and_strays_are_removed() {
     let t = SimSwitch::start(1).await.unwrap();

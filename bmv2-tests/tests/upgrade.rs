@@ -244,6 +244,129 @@ async fn rolling_upgrade_loses_nothing_between_dual_homed_hosts() {
             ));
         }
     }
+
+    refused_build_goes_back(&run, &probes, v2.path(), new.cookie, &mut problems).await;
     ctl.stop().await;
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// The failure path on bmv2: a third build whose P4Info is the running
+/// one's (rollable, so the CLI and the controller take it) and whose bmv2
+/// JSON is not JSON. spine1 is drained, its push refused by bmv2 (which
+/// keeps running the build it had, with its entries), the roll-out stops
+/// there and spine1 goes back: its agent adopts the running build, and it
+/// comes back into service. Under the same traffic, nothing may be lost on
+/// any flow (only a spine left service), every switch still runs the
+/// second build, and no maintenance is left.
+async fn refused_build_goes_back(
+    run: &LabRun,
+    probes: &[p4fabric::testkit::lab::reach::Probe],
+    v2: &std::path::Path,
+    running: u64,
+    problems: &mut Vec<String>,
+) {
+    let v3 = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        v2.join("fabric.p4info.txt"),
+        v3.path().join("fabric.p4info.txt"),
+    )
+    .expect("P4Info");
+    std::fs::write(v3.path().join("fabric.json"), "not a bmv2 JSON\n").expect("json");
+    let etcd = EtcdArgs::plain(&run.endpoint());
+    let store = etcd.connect().await.expect("etcd");
+    let traffic = MeshTraffic::start(run, probes).expect("traffic");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let written = p4fabric::cli::upgrade::run(&UpgradeArgs {
+        pipeline_dir: v3.path().to_path_buf(),
+        version: Some("v3-broken".into()),
+        force: false,
+        wait: None,
+        etcd,
+    })
+    .await;
+    if let Err(e) = written {
+        problems.push(format!("the broken build's key not written: {e:#}"));
+        traffic.stop();
+        return;
+    }
+    // Stopped, and spine1 back (no phase left).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let last = loop {
+        let s = p4fabric::cli::upgrade::read_status(&store)
+            .await
+            .ok()
+            .flatten();
+        let stopped = s.as_ref().is_some_and(|s| {
+            s.version.as_deref() == Some("v3-broken")
+                && s.state == UpgradeState::Failed
+                && s.phase.is_none()
+        });
+        if stopped || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reports = traffic.stop();
+    eprintln!(
+        "[refused build] {:.1} s: {:?}",
+        took.as_secs_f64(),
+        last.as_ref().map(p4fabric::cli::upgrade::describe)
+    );
+    match &last {
+        Some(s)
+            if s.state == UpgradeState::Failed
+                && s.phase.is_none()
+                && s.switch.as_deref() == Some("spine1")
+                && s.failure.as_deref().is_some_and(|f| {
+                    f.contains("pipeline push refused")
+                        && f.contains("back on the old pipeline, in service again")
+                }) => {}
+        other => problems.push(format!(
+            "the broken build did not stop at spine1 and go back: {other:?}"
+        )),
+    }
+    for (name, sw) in &run.fabric().switches {
+        let opts = p4fabric::p4rt::ClientOptions::new(&sw.address, sw.device_id, 1);
+        let cookie = match p4fabric::p4rt::Client::connect(opts).await {
+            Ok(c) => c.pipeline_cookie().await.ok().flatten(),
+            Err(_) => None,
+        };
+        if cookie != Some(running) {
+            problems.push(format!(
+                "after the refused build {name} runs {cookie:?}, not {running:#x}"
+            ));
+        }
+    }
+    let status = store
+        .get_dir(p4fabric::config::keys::STATUS_DIR)
+        .await
+        .map(|s| s.kvs)
+        .unwrap_or_default();
+    let left: Vec<&String> = status
+        .keys()
+        .filter(|k| k.contains("maintenance/"))
+        .collect();
+    if !left.is_empty() {
+        problems.push(format!(
+            "maintenance left after the refused build: {left:?}"
+        ));
+    }
+    let c = run.wait_converged(Duration::from_secs(60)).await;
+    if !c.converged() {
+        problems.push(format!(
+            "not converged after the refused build: {:?}",
+            c.pending
+        ));
+    }
+    let lost: u32 = reports.iter().map(|r| r.lost()).sum();
+    let pings: u32 = reports.iter().map(|r| r.sent).sum();
+    eprintln!("[refused build] {pings} pings, {lost} lost");
+    for r in reports.iter().filter(|r| r.lost() > 0 || r.received == 0) {
+        problems.push(format!(
+            "lost pings while spine1 was refused and went back: {r}"
+        ));
+    }
 }

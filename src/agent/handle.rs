@@ -64,6 +64,11 @@ pub struct AgentConfig {
     /// upgrade's drained switch). bmv2 refuses to reconcile a changed
     /// JSON ("Error when reconciling config").
     pub full_commit: bool,
+    /// Push the pipeline even when the switch reports its cookie, once per
+    /// agent: a rolling upgrade's rollback after a refused push, when the
+    /// switch's state is in doubt (bmv2 keeps reporting the old cookie
+    /// after refusing a new JSON, but then fails every table read).
+    pub push_once: bool,
     /// The switch's target where its configured port numbers are not its
     /// device ports (`SwitchTarget::has_port_map`): writes go through
     /// `target::ports::op_to_device`, read-backs through
@@ -88,6 +93,7 @@ impl AgentConfig {
             bulk_permits: None,
             accept: Vec::new(),
             full_commit: false,
+            push_once: false,
             ports: None,
         }
     }

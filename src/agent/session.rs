@@ -186,13 +186,18 @@ impl Agent {
 
     async fn ensure_pipeline(&mut self, client: &Client) -> Result<(), SessionEnd> {
         let cookie = client.pipeline_cookie().await?;
-        if cookie == Some(self.cfg.pipeline.cookie) {
+        if cookie == Some(self.cfg.pipeline.cookie) && !self.cfg.push_once {
             self.update_status(|s| s.pipeline_cookie = cookie);
             return Ok(());
         }
         // A pipeline the controller also accepts (mid-upgrade): adopt it,
         // so a controller restart never reloads a switch in service.
-        if let Some(p) = self.cfg.accept.iter().find(|p| Some(p.cookie) == cookie) {
+        if let Some(p) = self
+            .cfg
+            .accept
+            .iter()
+            .find(|p| Some(p.cookie) == cookie && !self.cfg.push_once)
+        {
             tracing::info!(switch = %self.cfg.name, cookie = p.cookie, "switch runs an accepted pipeline; adopted");
             self.cfg.pipeline = p.clone();
             self.update_status(|s| s.pipeline_cookie = cookie);
@@ -226,6 +231,7 @@ impl Agent {
             return Err(e.into());
         }
         let new = p.cookie;
+        self.cfg.push_once = false;
         self.update_status(|s| {
             s.counters.pipeline_pushes += 1;
             s.pipeline_cookie = Some(new);

@@ -262,6 +262,7 @@ impl Agents {
             cfg.accept = pipelines[1..].to_vec();
             // Pinned: the drained switch of a rolling upgrade.
             cfg.full_commit = choice.pinned;
+            cfg.push_once = choice.push;
             cfg.ports = ports.clone();
             let handle = agent::spawn(cfg, self.channels.events.clone());
             let started = Running {

@@ -168,6 +168,9 @@ pub struct PipelineChoice {
     /// A running agent on another directory is restarted on `dir` (only
     /// the drained switch being loaded or rolled back).
     pub pinned: bool,
+    /// Pushed even where the switch reports `dir`'s cookie (a rollback:
+    /// after a refused push the switch's state is in doubt).
+    pub push: bool,
 }
 
 /// The switch a takeover resumed the roll-out at (`Upgrade::resume`).
@@ -341,6 +344,7 @@ impl Upgrade {
                 dir: default_dir.to_path_buf(),
                 accept: Vec::new(),
                 pinned: false,
+                push: false,
             };
         };
         let phase = self
@@ -365,6 +369,7 @@ impl Upgrade {
             dir: if use_new { new } else { old },
             accept,
             pinned,
+            push: phase == Some(&Phase::RollingBack),
         }
     }
 
@@ -984,9 +989,10 @@ mod tests {
             s.failure.as_deref().is_some_and(|f| f.contains("bad json")),
             "{s:?}"
         );
-        // Rolled back: pinned to the old pipeline, still drained.
+        // Rolled back: pinned to the old pipeline and pushed even where the
+        // switch reports it (its state is in doubt), still drained.
         let c = u.choice("spine1", false, std::path::Path::new("/base"));
-        assert!(c.pinned && c.dir == std::path::Path::new("/base"));
+        assert!(c.pinned && c.push && c.dir == std::path::Path::new("/base"));
         assert_eq!(draining(&u).as_deref(), Some("spine1"));
         // The agent runs the old one again: undrained, and nothing else starts.
         let e = v.get_mut("spine1").expect("v");
