@@ -110,8 +110,13 @@ async fn latest_desired_state_wins_and_stale_ones_are_skipped() {
     assert!(t.entities() == want, "{}", difference(&t.entities(), &want));
 }
 
-#[tokio::test]
-async fn restarted_controller_writes_nothing_when_nothing_changed() {
+/// A switch holding 30 entries written by an agent (election id 10) that
+/// has stopped since; the switch's counters then.
+async fn installed_by_a_stopped_agent() -> (
+    SimSwitch,
+    Arc<SwitchEntities>,
+    p4fabric::testkit::sim::SimStats,
+) {
     let t = SimSwitch::start(1).await.unwrap();
     let want = Arc::new(desired(30, 0));
     let (a, _) = start_agent(&t, 10);
@@ -119,6 +124,12 @@ async fn restarted_controller_writes_nothing_when_nothing_changed() {
     assert!(a.wait_converged(1, Duration::from_secs(5)).await);
     a.stop().await;
     let before = t.stats();
+    (t, want, before)
+}
+
+#[tokio::test]
+async fn restarted_controller_writes_nothing_when_nothing_changed() {
+    let (t, want, before) = installed_by_a_stopped_agent().await;
     let (b, _) = start_agent(&t, 11);
     desire(&b, 1, &want);
     assert!(b.wait_converged(1, Duration::from_secs(5)).await);
@@ -144,13 +155,7 @@ async fn restarted_controller_writes_nothing_when_nothing_changed() {
 /// written again.
 #[tokio::test]
 async fn push_once_reloads_a_switch_reporting_our_cookie_once() {
-    let t = SimSwitch::start(1).await.unwrap();
-    let want = Arc::new(desired(30, 0));
-    let (a, _) = start_agent(&t, 10);
-    desire(&a, 1, &want);
-    assert!(a.wait_converged(1, Duration::from_secs(5)).await);
-    a.stop().await;
-    let before = t.stats();
+    let (t, want, before) = installed_by_a_stopped_agent().await;
     let mut cfg = agent_config(&t, 11);
     cfg.push_once = true;
     cfg.reconnect = backoff::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
