@@ -19,9 +19,9 @@ use super::handle::{
 use super::scheduler::{ReadBackWait, Scheduler, Step};
 use super::snapshot::{Desired, Installed};
 use crate::p4rt::intern::SharedEntities;
-use crate::p4rt::switch::{read_all_shared, ReadError};
+use crate::p4rt::switch::ReadError;
 use crate::p4rt::{Client, ClientError, Mastership, StreamEvent};
-use crate::target::ports::ReadBackMap;
+use crate::target::read_configured;
 
 pub(super) struct Agent {
     pub(super) cfg: AgentConfig,
@@ -251,22 +251,13 @@ impl Agent {
     /// Everything p4fabric writes, as the switch holds it, in configured
     /// port numbers.
     async fn read_switch(&self, client: &Client) -> Result<SharedEntities, ReadError> {
-        let reg = self.cfg.pipeline.registry.clone();
-        match self.cfg.ports.clone() {
-            None => read_all_shared(client, &reg, None).await,
-            Some(t) => {
-                // Configured numbers, as the desired state has them.
-                let mut to_config = ReadBackMap::new(t.as_ref());
-                let mut map = |e| to_config.entity(e);
-                let read = read_all_shared(client, &reg, Some(&mut map)).await;
-                if let (n @ 1.., Some(first)) = to_config.strays() {
-                    // Once per read-back: the next pass rewrites or
-                    // deletes them.
-                    tracing::warn!(switch = %self.cfg.name, ports = n, first_device_port = first, "read back entities on device ports outside the port map; rewriting or deleting them");
-                }
-                read
-            }
+        let reg = &self.cfg.pipeline.registry;
+        let (read, strays) = read_configured(client, reg, self.cfg.ports.as_deref()).await?;
+        if let (n @ 1.., Some(first)) = strays {
+            // Once per read-back: the next pass rewrites or deletes them.
+            tracing::warn!(switch = %self.cfg.name, ports = n, first_device_port = first, "read back entities on device ports outside the port map; rewriting or deleting them");
         }
+        Ok(read)
     }
 
     /// Hands the session's read-back to the controller; returns the

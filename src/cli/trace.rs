@@ -29,9 +29,7 @@ use crate::config::keys::{controller_owned, STATUS_DIR};
 use crate::config::{Attachment, ConfigState, Fabric, Host, PortRef, VlanMode};
 use crate::controller::observations;
 use crate::net::MacAddr;
-use crate::p4rt::switch::read_all_shared;
-use crate::p4rt::{read_all, Client, ClientOptions, P4InfoRegistry, Pipeline, SwitchEntities};
-use crate::target::ports::ReadBackMap;
+use crate::p4rt::{Client, ClientOptions, P4InfoRegistry, Pipeline, SwitchEntities};
 use crate::topo::{FloodTree, ObservedState, Topology};
 
 #[derive(Debug, clap::Args)]
@@ -232,19 +230,12 @@ async fn read_switch(
             Pipeline::load_for(pipeline_dir, &sw.pipeline, target.as_ref())?.registry
         }
     };
-    if !target.has_port_map() {
-        return Ok(read_all(&client, &registry).await?);
-    }
-    let mut to_config = ReadBackMap::new(target.as_ref());
-    let mut map = |e| to_config.entity(e);
-    let read = read_all_shared(&client, &registry, Some(&mut map)).await?;
-    if let (n @ 1.., Some(first)) = to_config.strays() {
+    let (read, strays) =
+        crate::target::read_configured(&client, &registry, Some(target.as_ref())).await?;
+    if let (n @ 1.., Some(first)) = strays {
         eprintln!("warning: {name} holds {n} entities on device ports outside its port map (first: device port {first}); shown as read");
     }
-    Ok(read
-        .into_iter()
-        .map(|(k, e)| ((*k).clone(), (*e).clone()))
-        .collect())
+    Ok(crate::p4rt::intern::unshared(&read))
 }
 
 /// Where a host's frames enter the fabric: its port, or every member of its

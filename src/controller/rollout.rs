@@ -76,12 +76,7 @@ impl Controller {
             return;
         }
         let statuses = self.agents.statuses();
-        let mut views = self.upgrade_views(&statuses);
-        if let Some(v) = &self.verification {
-            if let Some(view) = views.get_mut(&v.baseline.switch) {
-                view.verified = v.verdict.clone();
-            }
-        }
+        let views = self.upgrade_views(&statuses);
         let order = upgrade::order(&self.fabric);
         let now = std::time::Instant::now();
         let changed = self.upgrade.step(&order, &views, now);
@@ -99,35 +94,34 @@ impl Controller {
     /// push), and while it is verified asks its agent for reads and checks
     /// them (`verify`). The verdict reaches the upgrade on the next tick.
     fn verify_tick(&mut self, now: std::time::Instant) {
-        let for_switch = |v: &Option<verify::Verification>, sw: &str| {
-            v.as_ref().is_some_and(|v| v.baseline.switch == sw)
-        };
-        if let Some(sw) = self.upgrade.loading().map(str::to_string) {
-            if !for_switch(&self.verification, &sw) {
-                let topo = self.topology();
-                let view = self.compiler.snapshot();
-                let baseline = verify::Baseline::take(&sw, view.as_ref(), &topo, &self.fabric);
-                tracing::info!(switch = %sw, probes = baseline.delivered.len(), links = baseline.links.len(), "upgrade: verify baseline taken before the load");
-                self.verification = Some(verify::Verification::new(baseline));
+        let (sw, loading) = match (self.upgrade.loading(), self.upgrade.verifying()) {
+            (Some(sw), _) => (sw.to_string(), true),
+            (None, Some(sw)) => (sw.to_string(), false),
+            (None, None) => {
+                self.verification = None;
+                return;
             }
+        };
+        let has_baseline = self
+            .verification
+            .as_ref()
+            .is_some_and(|v| v.baseline.switch == sw);
+        if loading && has_baseline {
             return;
         }
-        let Some(sw) = self.upgrade.verifying().map(str::to_string) else {
-            self.verification = None;
-            return;
-        };
         let topo = self.topology();
         let view = self.compiler.snapshot();
-        let Some(v) = self
-            .verification
-            .as_mut()
-            .filter(|v| v.baseline.switch == sw)
-        else {
-            // Verifying without a baseline (the controller took over after
-            // the load): the fabric as it stands, this switch included, is
-            // the baseline. Weaker: only the read-back then tells.
+        let Some(v) = self.verification.as_mut().filter(|_| has_baseline) else {
             let baseline = verify::Baseline::take(&sw, view.as_ref(), &topo, &self.fabric);
-            tracing::warn!(switch = %sw, "upgrade: no baseline from before the load; verifying against the fabric as it stands");
+            if loading {
+                tracing::info!(switch = %sw, probes = baseline.delivered.len(), links = baseline.links.len(), "upgrade: verify baseline taken before the load");
+            } else {
+                // Verifying without a baseline (the controller took over
+                // after the load): the fabric as it stands, this switch
+                // included, is the baseline. Weaker: only the read-back
+                // then tells.
+                tracing::warn!(switch = %sw, "upgrade: no baseline from before the load; verifying against the fabric as it stands");
+            }
             self.verification = Some(verify::Verification::new(baseline));
             return;
         };
@@ -184,7 +178,12 @@ impl Controller {
                     cookie: s.and_then(|s| s.pipeline_cookie),
                     converged: s.is_some_and(|s| s.converged()),
                     pipeline_error: s.and_then(|s| s.pipeline_error.clone()),
-                    verified: None,
+                    // The verify step's last verdict, for the switch it is on.
+                    verified: self
+                        .verification
+                        .as_ref()
+                        .filter(|v| v.baseline.switch == *name)
+                        .and_then(|v| v.verdict.clone()),
                     target,
                     old,
                     maintenance: self.maintenance.state_of(name),

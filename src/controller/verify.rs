@@ -153,10 +153,7 @@ pub fn check(
     topo: &Topology,
     fabric: &Fabric,
 ) -> Result<String, String> {
-    let held: SwitchEntities = held
-        .iter()
-        .map(|(k, e)| ((**k).clone(), (**e).clone()))
-        .collect();
+    let held = crate::p4rt::intern::unshared(held);
     let diff = read_back_differences(desired, &baseline.switch, &held);
     if !diff.is_empty() {
         return Err(format!(

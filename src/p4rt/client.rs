@@ -456,43 +456,37 @@ impl Client {
         Ok(())
     }
 
-    /// The cookie of the installed pipeline; `None` when the switch runs no
-    /// pipeline (bmv2 answers FAILED_PRECONDITION then, e.g. after a restart).
     /// The P4Info and cookie of the pipeline the switch runs (`None`: it
     /// runs none, or does not say which).
     pub async fn pipeline_p4info(&self) -> Result<Option<(p4i::P4Info, Option<u64>)>, ClientError> {
-        let req = self.request(p4::GetForwardingPipelineConfigRequest {
-            device_id: self.opts.device_id,
-            response_type: p4::get_forwarding_pipeline_config_request::ResponseType::P4infoAndCookie
-                as i32,
-        });
-        match self.rpc.clone().get_forwarding_pipeline_config(req).await {
-            Ok(resp) => Ok(resp.into_inner().config.and_then(|c| {
-                let cookie = c.cookie.map(|c| c.cookie);
-                c.p4info.map(|p| (p, cookie))
-            })),
-            Err(s) if s.code() == Code::FailedPrecondition || s.code() == Code::NotFound => {
-                Ok(None)
-            }
-            Err(status) => Err(ClientError::Rpc {
-                op: "GetForwardingPipelineConfig",
-                status,
-            }),
-        }
+        use p4::get_forwarding_pipeline_config_request::ResponseType;
+        let config = self.pipeline_config(ResponseType::P4infoAndCookie).await?;
+        Ok(config.and_then(|c| {
+            let cookie = c.cookie.map(|c| c.cookie);
+            c.p4info.map(|p| (p, cookie))
+        }))
     }
 
+    /// The cookie of the installed pipeline; `None` when the switch runs no
+    /// pipeline (bmv2 answers FAILED_PRECONDITION then, e.g. after a restart).
     pub async fn pipeline_cookie(&self) -> Result<Option<u64>, ClientError> {
+        use p4::get_forwarding_pipeline_config_request::ResponseType;
+        let config = self.pipeline_config(ResponseType::CookieOnly).await?;
+        Ok(config.and_then(|c| c.cookie).map(|c| c.cookie))
+    }
+
+    /// GetForwardingPipelineConfig: the parts `response_type` asks for;
+    /// `None` when the switch runs no pipeline.
+    async fn pipeline_config(
+        &self,
+        response_type: p4::get_forwarding_pipeline_config_request::ResponseType,
+    ) -> Result<Option<p4::ForwardingPipelineConfig>, ClientError> {
         let req = self.request(p4::GetForwardingPipelineConfigRequest {
             device_id: self.opts.device_id,
-            response_type: p4::get_forwarding_pipeline_config_request::ResponseType::CookieOnly
-                as i32,
+            response_type: response_type as i32,
         });
         match self.rpc.clone().get_forwarding_pipeline_config(req).await {
-            Ok(resp) => Ok(resp
-                .into_inner()
-                .config
-                .and_then(|c| c.cookie)
-                .map(|c| c.cookie)),
+            Ok(resp) => Ok(resp.into_inner().config),
             Err(s) if s.code() == Code::FailedPrecondition || s.code() == Code::NotFound => {
                 Ok(None)
             }

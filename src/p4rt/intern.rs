@@ -17,6 +17,13 @@ use super::entity::{Entity, EntityKey};
 /// in the process: an entry costs a B-tree slot.
 pub type SharedEntities = BTreeMap<Arc<EntityKey>, Arc<Entity>>;
 
+/// A plain copy of shared entities (for what works on `SwitchEntities`).
+pub fn unshared(s: &SharedEntities) -> super::SwitchEntities {
+    s.iter()
+        .map(|(k, e)| ((**k).clone(), (**e).clone()))
+        .collect()
+}
+
 static INTERNED: LazyLock<Mutex<(Interner<EntityKey>, Interner<Entity>)>> =
     LazyLock::new(|| Mutex::new((Interner::new(), Interner::new())));
 

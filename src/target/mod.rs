@@ -146,6 +146,29 @@ pub fn for_switch(name: &str, sw: &Switch) -> Result<Box<dyn SwitchTarget>, Targ
     }
 }
 
+/// Port values outside a switch's port map found by a read-back: how
+/// many, and the first device port.
+pub type Strays = (usize, Option<PortNum>);
+
+/// Everything p4fabric writes, read from the switch on configured port
+/// numbers: through `t`'s port map where it has one (`ports::ReadBackMap`:
+/// device ports outside the map come back as strays, counted), as read
+/// otherwise. The agent's read-backs and `p4fabric trace` read this way.
+pub async fn read_configured(
+    client: &crate::p4rt::Client,
+    reg: &crate::p4rt::P4InfoRegistry,
+    t: Option<&dyn SwitchTarget>,
+) -> Result<(crate::p4rt::intern::SharedEntities, Strays), crate::p4rt::switch::ReadError> {
+    use crate::p4rt::switch::read_all_shared;
+    let Some(t) = t.filter(|t| t.has_port_map()) else {
+        return Ok((read_all_shared(client, reg, None).await?, (0, None)));
+    };
+    let mut to_config = ports::ReadBackMap::new(t);
+    let mut map = |e| to_config.entity(e);
+    let read = read_all_shared(client, reg, Some(&mut map)).await?;
+    Ok((read, to_config.strays()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
