@@ -533,12 +533,18 @@ pub fn tna_p4info(arch: &str) -> p4i::P4Info {
 }
 
 /// The fabric pipeline for simulated switches of architecture `arch`
-/// without their target's compiled one: the TNA form of the contract's
-/// P4Info for `tna` / `t2na` (no device config), else `simulation_pipeline`.
-/// The flag says the contract stands in.
+/// without their target's device config: for `tna` / `t2na` bf-p4c's
+/// P4Info where `dir` holds it (`p4/compile.sh tna|t2na`), else the TNA
+/// form of the contract's P4Info (no device config either way); for
+/// v1model `simulation_pipeline`. The flag says the contract stands in.
 pub fn simulation_pipeline_for(dir: &std::path::Path, arch: &str) -> (crate::p4rt::Pipeline, bool) {
     if arch == "v1model" {
         return simulation_pipeline(dir);
+    }
+    if let Some(reg) = crate::target::tofino::compiled_p4info(dir, arch)
+        .and_then(|path| crate::p4rt::P4InfoRegistry::load(&path).ok())
+    {
+        return (crate::p4rt::Pipeline::new("fabric", reg, Vec::new()), false);
     }
     let reg = crate::p4rt::P4InfoRegistry::new(tna_p4info(arch))
         .expect("the TNA form of the contract P4Info is well formed (tested)");

@@ -19,7 +19,7 @@
 //! `.at()`), leaving its group state half-updated; clearing the watch port
 //! first avoids that path on any target.
 
-use crate::p4rt::entity::{ActionProfileGroup, Entity, GroupMember, SwitchEntities};
+use crate::p4rt::entity::{ActionProfileGroup, Entity, EntityKey, GroupMember, SwitchEntities};
 
 /// The compiler's name for the one update kind (`p4rt::entity::UpdateKind`).
 pub use crate::p4rt::entity::UpdateKind as OpKind;
@@ -237,6 +237,45 @@ pub fn staged<'a>(
 /// The plan that turns `installed` into `desired`.
 pub fn diff(desired: &SwitchEntities, installed: &SwitchEntities) -> Plan {
     Plan::from_changes(merge_join(installed.iter(), desired.iter()))
+}
+
+/// How one entity a switch holds (read back) differs from what it should
+/// hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// Wanted, not held.
+    Missing,
+    /// Held, not wanted.
+    Extra,
+    /// Held, but not as wanted (`Entity::same_on_switch`).
+    Differs,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mismatch::Missing => "missing",
+            Mismatch::Extra => "extra",
+            Mismatch::Differs => "differs",
+        })
+    }
+}
+
+/// Every entity where `held` (read back from a switch) is not `want`, in
+/// key order: the wanted entity where there is one, else the held one.
+/// Both sequences key-sorted.
+pub fn mismatches<'a>(
+    want: impl Iterator<Item = (&'a EntityKey, &'a Entity)>,
+    held: impl Iterator<Item = (&'a EntityKey, &'a Entity)>,
+) -> Vec<(Mismatch, &'a Entity)> {
+    merge_join(want, held)
+        .filter_map(|pair| match pair {
+            (Some(w), None) => Some((Mismatch::Missing, w)),
+            (None, Some(h)) => Some((Mismatch::Extra, h)),
+            (Some(w), Some(h)) if !h.same_on_switch(w) => Some((Mismatch::Differs, w)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Pairs two key-sorted sequences by key: (left value, right value).

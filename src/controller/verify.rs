@@ -94,17 +94,10 @@ pub fn read_back_differences(
     switch: &str,
     held: &SwitchEntities,
 ) -> Vec<String> {
-    let mut out = Vec::new();
-    let pairs = crate::compile::diff::merge_join(held.iter(), desired.iter_switch(switch));
-    for (h, d) in pairs {
-        match (h, d) {
-            (Some(h), None) => out.push(format!("extra {}", h.key())),
-            (None, Some(d)) => out.push(format!("missing {}", d.key())),
-            (Some(h), Some(d)) if !h.same_on_switch(d) => out.push(format!("differs {}", d.key())),
-            _ => {}
-        }
-    }
-    out
+    crate::compile::diff::mismatches(desired.iter_switch(switch), held.iter())
+        .into_iter()
+        .map(|(m, e)| format!("{m} {}", e.key()))
+        .collect()
 }
 
 /// The baseline's probes the fabric no longer delivers with `held` on the

@@ -36,6 +36,14 @@ impl Chip {
         }
     }
 
+    /// The P4 architecture its pipeline is written for.
+    pub fn arch(self) -> &'static str {
+        match self {
+            Chip::Tofino1 => "tna",
+            Chip::Tofino2 => "t2na",
+        }
+    }
+
     /// bf-p4c's name for the binary under `pipe/`.
     pub fn binary(self) -> &'static str {
         match self {
@@ -55,6 +63,16 @@ impl Chip {
             .flat_map(|pipe| per_pipe.clone().map(move |p| pipe * 128 + p))
             .collect()
     }
+}
+
+/// bf-p4c's P4Info of the fabric pipeline for architecture `arch` (`tna`,
+/// `t2na`) in build directory `dir`, where it has been compiled.
+pub fn compiled_p4info(dir: &Path, arch: &str) -> Option<std::path::PathBuf> {
+    let chip = [Chip::Tofino1, Chip::Tofino2]
+        .into_iter()
+        .find(|c| c.arch() == arch)?;
+    let path = p4info_path(&dir.join(chip.name()), "");
+    path.exists().then_some(path)
 }
 
 /// The P4Runtime server's device-config format.
@@ -202,10 +220,7 @@ impl SwitchTarget for Tofino {
     }
 
     fn arch(&self) -> &'static str {
-        match self.chip {
-            Chip::Tofino1 => "tna",
-            Chip::Tofino2 => "t2na",
-        }
+        self.chip.arch()
     }
 
     /// bf-p4c's output directory as `p4/compile.sh tna|t2na` writes it:

@@ -74,29 +74,25 @@ pub async fn read_fabric(
 /// How far `got` is from `want`: counts of missing, stale (not wanted)
 /// and different entities, with one example key of each.
 pub fn difference(want: &SwitchEntities, got: &SwitchEntities) -> Option<String> {
-    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-    let stale: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-    let changed: Vec<_> = want
-        .iter()
-        .filter(|(k, v)| got.get(*k).is_some_and(|g| !g.same_on_switch(v)))
-        .map(|(k, _)| k)
-        .collect();
-    if missing.is_empty() && stale.is_empty() && changed.is_empty() {
+    use crate::compile::diff::{mismatches, Mismatch};
+    let found = mismatches(want.iter(), got.iter());
+    if found.is_empty() {
         return None;
     }
-    let first = |v: &[&crate::p4rt::EntityKey]| {
-        v.first()
-            .map(|k| format!(" (e.g. {k})"))
-            .unwrap_or_default()
+    let kind = |which: Mismatch, label: &str| {
+        let mut of = found.iter().filter(|(m, _)| *m == which);
+        let example = of
+            .next()
+            .map(|(_, e)| format!(" (e.g. {})", e.key()))
+            .unwrap_or_default();
+        let n = of.count() + usize::from(!example.is_empty());
+        format!("{n} {label}{example}")
     };
     Some(format!(
-        "{} missing{}, {} stale{}, {} different{}",
-        missing.len(),
-        first(&missing),
-        stale.len(),
-        first(&stale),
-        changed.len(),
-        first(&changed)
+        "{}, {}, {}",
+        kind(Mismatch::Missing, "missing"),
+        kind(Mismatch::Extra, "stale"),
+        kind(Mismatch::Differs, "different")
     ))
 }
 
