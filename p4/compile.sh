@@ -121,12 +121,14 @@ compile_tofino() {
     mkdir -p "$OUT"
     echo "+ $DRV --version: $("$DRV" --target "$1" --arch "$2" --version 2>&1 | tail -n 1)" >&2
     set -x
+    # A failing compile exits 1 whatever the driver returns: status 3 means
+    # "compiler missing" to p4/check.sh.
     "$DRV" --target "$1" --arch "$2" --std p4-16 -g \
         -DCPU_PORT_ID="$3" \
         --p4runtime-files "$OUT/p4info.txt,$OUT/p4info.bin" \
         --p4runtime-force-std-externs \
         -o "$OUT" \
-        p4/tna/fabric_tna.p4
+        p4/tna/fabric_tna.p4 || { rc=$?; { set +x; } 2>/dev/null; echo "FAILED: $DRV exited with $rc" >&2; exit 1; }
     { set +x; } 2>/dev/null
 }
 

@@ -48,4 +48,7 @@ const bit<2> METER_COLOR_RED    = 2;
  * the whole metadata struct). */
 #define FABRIC_ARCH_HEADERS
 
+/* Metadata only an architecture's glue uses (none on v1model). */
+#define FABRIC_ARCH_METADATA
+
 #endif /* _FABRIC_ARCH_V1MODEL_P4_ */

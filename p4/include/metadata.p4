@@ -87,6 +87,8 @@ struct fabric_metadata_t {
     mac_addr_t    port_dmac;
 
     lookup_metadata_t lkp;
+
+    FABRIC_ARCH_METADATA  /* arch_*.p4: what only an architecture's glue uses */
 }
 
 #endif /* _FABRIC_METADATA_P4_ */

@@ -112,14 +112,20 @@ control PortClassify(inout headers_t hdr, inout fabric_metadata_t meta) {
             } else {
                 vlans.apply();
                 if (meta.vlan_ok) {
+                    /* Push a tag on an untagged frame. In three steps
+                     * because on Tofino an action writing part of a PHV
+                     * container (the tag's 32 bits) may read at most one
+                     * other field with constants, two without. */
                     if (!hdr.vlan.isValid()) {
                         hdr.vlan.setValid();
-                        hdr.vlan.pcp = 0;
-                        hdr.vlan.dei = 0;
                         hdr.vlan.ether_type = hdr.ethernet.ether_type;
                         hdr.ethernet.ether_type = ETHERTYPE_VLAN;
                     }
                     hdr.vlan.vlan_id = meta.vlan_id;
+                    if (meta.vlan_valid == 0) {
+                        hdr.vlan.pcp = 0;
+                        hdr.vlan.dei = 0;
+                    }
                     meta.lkp.vlan_id = meta.vlan_id;
                     meta.mpls_ttl = MPLS_DEFAULT_TTL;
                     meta.fwd_type = FWD_BRIDGE;

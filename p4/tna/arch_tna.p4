@@ -81,7 +81,15 @@ const bit<2> METER_COLOR_RED = 3;
  * ingress hands to egress in front of the frame, and what the CPU mirror
  * carries. Neither is emitted on a port. */
 #define FABRIC_ARCH_HEADERS \
+    bridged_kind_h      bridged_kind; \
+    bridged_mpls_h      bridged_mpls; \
     bridged_md_h        bridged; \
     cpu_mirror_h        cpu_mirror;
+
+/* Metadata only the TNA glue uses: the mirror session of a CPU mirror
+ * (the deparser's Mirror.emit takes the session from a field, not a
+ * constant). */
+#define FABRIC_ARCH_METADATA \
+    MirrorId_t          mirror_session;
 
 #endif /* _FABRIC_ARCH_TNA_P4_ */

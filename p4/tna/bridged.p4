@@ -17,18 +17,38 @@
 const bit<8> EGRESS_MD_BRIDGED    = 1;  /* the frame, with bridged_md_h  */
 const bit<8> EGRESS_MD_CPU_MIRROR = 2;  /* a punt/copy, with cpu_mirror_h */
 
+/* The first byte in front of a bridged frame: EGRESS_MD_BRIDGED (the
+ * egress parser looks at it; a CPU mirror starts with its own `kind`). */
+header bridged_kind_h {
+    bit<8> kind;
+}
+
 /* What the egress controls read of fabric_metadata_t, carried from
- * ingress in front of the frame (bmv2 keeps the whole metadata struct;
- * Tofino carries only these bits). 176 bits. */
+ * ingress in front of the frame after bridged_kind_h (bmv2 keeps the whole
+ * metadata struct; Tofino carries only these bits), in two headers.
+ *
+ * bridged_mpls_h has the MPLS label's layout: the label in the top 20 bits
+ * of a 32-bit word like in the MPLS header, and the source LAG id where a
+ * flood label's low 16 bits are (FabricMplsIn copies them from the label).
+ * bf-p4c allocates a field copied from another at the same offset within
+ * its container. Padding is never written (@padding). */
+header bridged_mpls_h {
+    mpls_label_t mpls_label;
+    @padding bit<12> _pad0;
+    @padding bit<4> _pad1;
+    lag_id_t     src_lag_id;
+    @padding bit<12> _pad2;
+}
+
+/* The rest: @flexible, so bf-p4c lays the fields out (and pads them) as
+ * its PHV allocation needs, the same for the ingress deparser and the
+ * egress parser. */
+@flexible
 header bridged_md_h {
-    bit<8>       kind;              /* EGRESS_MD_BRIDGED */
     port_t       ingress_port;
     bit<1>       routed;
     bit<1>       fabric_unicast;
     bit<1>       outer_set;
-    bit<4>       _pad0;
-    lag_id_t     src_lag_id;
-    mpls_label_t mpls_label;
     vlan_id_t    vlan_id;
     bit<8>       mpls_ttl;
     mac_addr_t   outer_smac;
@@ -37,12 +57,14 @@ header bridged_md_h {
 
 /* Prepended by the ingress mirror (punts and copies to the CPU): what
  * PacketInEgress needs. The mirrored frame itself is the frame as
- * received, like bmv2's I2E clone. */
+ * received, like bmv2's I2E clone. Port, reason and padding sit where
+ * they sit in packet_in_header_t (the low 24 bits), so that egress copies
+ * them into packet_in without shifting. */
 header cpu_mirror_h {
     bit<8>        kind;             /* EGRESS_MD_CPU_MIRROR */
     port_t        ingress_port;
-    bit<7>        _pad0;
     punt_reason_t punt_reason;
+    @padding bit<7> _pad0;
 }
 
 #endif /* _FABRIC_TNA_BRIDGED_P4_ */

@@ -40,6 +40,9 @@
 #include "../egress/fabric_out.p4"
 #include "../egress/packet_in.p4"
 
+/* The MPLS TTL in a container of its own: FabricMplsIn's `ttl - 1` writes
+ * a whole container, and bf-p4c must not share it with the label. */
+@pa_container_size("ingress", "hdr.mpls.ttl", 8)
 control FabricIngress(inout headers_t hdr,
                       inout fabric_metadata_t meta,
                       in ingress_intrinsic_metadata_t ig_intr_md,
@@ -102,13 +105,13 @@ control FabricIngress(inout headers_t hdr,
          * session), with what packet_in needs. */
         if (meta.to_cpu) {
             ig_dprsr_md.mirror_type = CPU_MIRROR_TYPE;
+            meta.mirror_session = CPU_MIRROR_SESSION_ID;
 #if __TARGET_TOFINO__ == 2
             ig_dprsr_md.mirror_io_select = 0;   /* the incoming frame */
 #endif
             hdr.cpu_mirror.setValid();
             hdr.cpu_mirror.kind = EGRESS_MD_CPU_MIRROR;
             hdr.cpu_mirror.ingress_port = meta.ingress_port;
-            hdr.cpu_mirror._pad0 = 0;
             hdr.cpu_mirror.punt_reason = meta.punt_reason;
         }
         if (meta.learn) {
@@ -121,15 +124,16 @@ control FabricIngress(inout headers_t hdr,
             ig_tm_md.ucast_egress_port = (PortId_t) meta.egress_port;
             ig_tm_md.bypass_egress = 1;
         } else {
+            hdr.bridged_kind.setValid();
+            hdr.bridged_kind.kind = EGRESS_MD_BRIDGED;
             hdr.bridged.setValid();
-            hdr.bridged.kind = EGRESS_MD_BRIDGED;
+            hdr.bridged_mpls.setValid();
             hdr.bridged.ingress_port = meta.ingress_port;
             hdr.bridged.routed = (bit<1>) meta.routed;
             hdr.bridged.fabric_unicast = (bit<1>) meta.fabric_unicast;
             hdr.bridged.outer_set = (bit<1>) meta.outer_set;
-            hdr.bridged._pad0 = 0;
-            hdr.bridged.src_lag_id = meta.src_lag_id;
-            hdr.bridged.mpls_label = meta.mpls_label;
+            hdr.bridged_mpls.src_lag_id = meta.src_lag_id;
+            hdr.bridged_mpls.mpls_label = meta.mpls_label;
             hdr.bridged.vlan_id = meta.vlan_id;
             hdr.bridged.mpls_ttl = meta.mpls_ttl;
             hdr.bridged.outer_smac = meta.outer_smac;
@@ -173,8 +177,8 @@ control FabricEgress(inout headers_t hdr,
             meta.routed = (bool) hdr.bridged.routed;
             meta.fabric_unicast = (bool) hdr.bridged.fabric_unicast;
             meta.outer_set = (bool) hdr.bridged.outer_set;
-            meta.src_lag_id = hdr.bridged.src_lag_id;
-            meta.mpls_label = hdr.bridged.mpls_label;
+            meta.src_lag_id = hdr.bridged_mpls.src_lag_id;
+            meta.mpls_label = hdr.bridged_mpls.mpls_label;
             meta.vlan_id = hdr.bridged.vlan_id;
             meta.mpls_ttl = hdr.bridged.mpls_ttl;
             meta.outer_smac = hdr.bridged.outer_smac;

@@ -148,7 +148,7 @@ control FabricIngressDeparser(packet_out packet,
      * is named after its struct). */
     @name(".mac_learn_digest_t")
     Digest<mac_learn_digest_t>(MAC_LEARN_DIGEST_TYPE) mac_learn_digest;
-    Mirror(CPU_MIRROR_TYPE) cpu_mirror;
+    Mirror() cpu_mirror;
 
     apply {
         /* Routing decremented the TTL: recompute the header checksum (the
@@ -175,8 +175,10 @@ control FabricIngressDeparser(packet_out packet,
                                    meta.src_lag_id});
         }
         if (ig_dprsr_md.mirror_type == CPU_MIRROR_TYPE) {
-            cpu_mirror.emit<cpu_mirror_h>(CPU_MIRROR_SESSION_ID, hdr.cpu_mirror);
+            cpu_mirror.emit<cpu_mirror_h>(meta.mirror_session, hdr.cpu_mirror);
         }
+        packet.emit(hdr.bridged_kind);
+        packet.emit(hdr.bridged_mpls);
         packet.emit(hdr.bridged);
         FABRIC_EMIT_FRAME(packet, hdr);
     }
@@ -204,6 +206,8 @@ parser FabricEgressParser(packet_in packet,
     }
 
     state parse_bridged {
+        packet.extract(hdr.bridged_kind);
+        packet.extract(hdr.bridged_mpls);
         packet.extract(hdr.bridged);
         frame_parser.apply(packet, hdr);
         transition accept;
