@@ -3,8 +3,9 @@
  *
  * bmv2 gives egress the whole metadata struct; on Tofino the ingress
  * deparser must put whatever egress needs in front of the frame, and the
- * egress parser takes it off again. Normal frames carry bridged_md_h, punt
- * and copy mirrors carry cpu_mirror_h; the first byte says which.
+ * egress parser takes it off again. Normal frames carry bridged_kind_h,
+ * bridged_mpls_h and bridged_md_h, punt and copy mirrors carry
+ * cpu_mirror_h; the first byte says which.
  */
 #ifndef _FABRIC_TNA_BRIDGED_P4_
 #define _FABRIC_TNA_BRIDGED_P4_
@@ -14,7 +15,7 @@
 /* ---------------------------------------------------------------------- */
 
 /* First byte of what the egress parser sees before the frame. */
-const bit<8> EGRESS_MD_BRIDGED    = 1;  /* the frame, with bridged_md_h  */
+const bit<8> EGRESS_MD_BRIDGED    = 1;  /* the frame, with bridged_*_h    */
 const bit<8> EGRESS_MD_CPU_MIRROR = 2;  /* a punt/copy, with cpu_mirror_h */
 
 /* The first byte in front of a bridged frame: EGRESS_MD_BRIDGED (the

@@ -36,6 +36,21 @@ impl Chip {
         }
     }
 
+    /// Both chips.
+    pub const ALL: [Chip; 2] = [Chip::Tofino1, Chip::Tofino2];
+
+    /// Where `p4/compile.sh tna|t2na` puts bf-p4c's outputs for `pipeline`
+    /// under `build_dir`: `<build_dir>/<chip>/` for the fabric pipeline,
+    /// `<build_dir>/<chip>/<pipeline>/` for any other.
+    pub fn out_dir(self, build_dir: &Path, pipeline: &str) -> std::path::PathBuf {
+        let out = build_dir.join(self.name());
+        if pipeline == DEFAULT_PIPELINE {
+            out
+        } else {
+            out.join(pipeline)
+        }
+    }
+
     /// The P4 architecture its pipeline is written for.
     pub fn arch(self) -> &'static str {
         match self {
@@ -68,10 +83,8 @@ impl Chip {
 /// bf-p4c's P4Info of the fabric pipeline for architecture `arch` (`tna`,
 /// `t2na`) in build directory `dir`, where it has been compiled.
 pub fn compiled_p4info(dir: &Path, arch: &str) -> Option<std::path::PathBuf> {
-    let chip = [Chip::Tofino1, Chip::Tofino2]
-        .into_iter()
-        .find(|c| c.arch() == arch)?;
-    let path = p4info_path(&dir.join(chip.name()), "");
+    let chip = Chip::ALL.into_iter().find(|c| c.arch() == arch)?;
+    let path = p4info_path(&chip.out_dir(dir, DEFAULT_PIPELINE), "");
     path.exists().then_some(path)
 }
 
@@ -229,10 +242,7 @@ impl SwitchTarget for Tofino {
     /// `pipe/tofino2.bin`), `pipe/context.json`, and for Stratum
     /// `bfrt.json`.
     fn artifacts(&self, build_dir: &Path, pipeline: &str) -> Artifacts {
-        let mut out = build_dir.join(self.chip.name());
-        if pipeline != DEFAULT_PIPELINE {
-            out = out.join(pipeline);
-        }
+        let out = self.chip.out_dir(build_dir, pipeline);
         let required = |path| Artifact {
             path,
             required: true,

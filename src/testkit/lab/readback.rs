@@ -80,13 +80,12 @@ pub fn difference(want: &SwitchEntities, got: &SwitchEntities) -> Option<String>
         return None;
     }
     let kind = |which: Mismatch, label: &str| {
-        let mut of = found.iter().filter(|(m, _)| *m == which);
-        let example = of
+        let of = || found.iter().filter(move |(m, _)| *m == which);
+        let example = of()
             .next()
             .map(|(_, e)| format!(" (e.g. {})", e.key()))
             .unwrap_or_default();
-        let n = of.count() + usize::from(!example.is_empty());
-        format!("{n} {label}{example}")
+        format!("{} {label}{example}", of().count())
     };
     Some(format!(
         "{}, {}, {}",
