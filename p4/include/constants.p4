@@ -104,13 +104,13 @@ const bit<8> IP_PROTO_ICMPV6 = 58;
 /* ---------------------------------------------------------------------- */
 /* Fabric label space                                                      */
 /* ---------------------------------------------------------------------- */
-/* Switch (node) labels: 16 .. 0xEFFFF.
- * Flood labels: 0xF0000 | source LAG id (0 when the source is not a LAG),
- * i.e. 0xF0000 .. 0xFFFFF; match them with value 0xF0000 mask 0xF0000.   */
-#define SWITCH_LABEL_MIN 16
-#define SWITCH_LABEL_MAX 0xEFFFF
-const mpls_label_t FLOOD_LABEL_BASE = 0xF0000;
-#define FLOOD_LABEL_MASK 0xF0000
+/* Flood labels: (source LAG id << 4) | 0xF (LAG id 0 when the source is
+ * not a LAG); match them with value 0xF mask 0xF. The LAG id sits in the
+ * label's top 16 bits, the first two bytes of the MPLS header, because
+ * Tofino moves header fields in whole bytes: a 16-bit id at any other
+ * offset cannot be taken out of (or put into) the label. Switch (node)
+ * labels are therefore 16 .. 0xFFFFE and never end in hex F. */
+const bit<4> FLOOD_LABEL_MARKER = 0xF;
 /* TTL of the MPLS header pushed by the ingress leaf. */
 const bit<8>       MPLS_DEFAULT_TTL = 64;
 

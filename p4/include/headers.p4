@@ -14,21 +14,24 @@
 
 #include "constants.p4"
 
-/* Controller packet I/O. Both are 3 bytes on the CPU port. */
+/* Controller packet I/O: packet_in is 3 bytes, packet_out 4 bytes on the
+ * CPU port. Every port field ends on a byte boundary: Tofino moves them in
+ * whole bytes. */
 
 @controller_header("packet_in")
 header packet_in_header_t {
+    bit<7>        _pad;
     port_t        ingress_port;   /* physical port the frame came in on   */
     punt_reason_t punt_reason;
-    bit<7>        _pad;
 }
 
 @controller_header("packet_out")
 header packet_out_header_t {
+    bit<7>  _pad0;
     port_t  egress_port;    /* do_forwarding = 0: send straight out here  */
+    bit<6>  _pad1;
     bit<1>  do_forwarding;  /* 1: run the pipeline as if from ingress_port */
     port_t  ingress_port;
-    bit<5>  _pad;
 }
 
 header ethernet_t {

@@ -6,7 +6,7 @@
  *     pop_to_bridge()        own label (exact): pop outer Ethernet + MPLS,
  *                            bridge the inner frame on its VLAN; it never
  *                            goes back to the fabric;
- *     flood_pop()            flood label on a leaf (0xF0000/0xF0000): pop,
+ *     flood_pop()            flood label on a leaf (0xF/0xF): pop,
  *                            flood in the inner VLAN (flood.vlan_flood),
  *                            pruning the source LAG carried in the label
  *                            and the ingress port; copies to other
@@ -40,7 +40,7 @@ control FabricMplsIn(inout headers_t hdr, inout fabric_metadata_t meta) {
 
     action flood_pop() {
         meta.mpls_label = hdr.mpls.label;
-        meta.src_lag_id = (lag_id_t) hdr.mpls.label;   /* low 16 bits */
+        meta.src_lag_id = hdr.mpls.label[19:4];   /* (LAG id << 4) | 0xF */
         hdr.outer_eth.setInvalid();
         hdr.mpls.setInvalid();
         meta.fwd_type = FWD_FLOOD;
@@ -48,7 +48,7 @@ control FabricMplsIn(inout headers_t hdr, inout fabric_metadata_t meta) {
 
     action flood_transit(group_id_t group) {
         meta.mpls_label = hdr.mpls.label;
-        meta.src_lag_id = (lag_id_t) hdr.mpls.label;
+        meta.src_lag_id = hdr.mpls.label[19:4];
         meta.mcast_grp = group;
         meta.fwd_type = FWD_MCAST;
     }

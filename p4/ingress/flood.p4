@@ -8,7 +8,7 @@
  *               fabric ports. Miss: drop.
  *
  * A flood that leaves through a fabric port carries the flood label
- * 0xF0000 | source LAG id; egress prune drops the copy for the ingress
+ * (source LAG id << 4) | 0xF (include/constants.p4); egress prune drops the copy for the ingress
  * port and for members of the source LAG.
  */
 #ifndef _FABRIC_INGRESS_FLOOD_P4_
@@ -38,7 +38,7 @@ control Flood(inout headers_t hdr, inout fabric_metadata_t meta) {
             if (!meta.from_fabric) {
                 /* Ingress leaf: label the flood with its source LAG. On a
                  * leaf re-flooding a fabric flood, flood_pop kept the label. */
-                meta.mpls_label = FLOOD_LABEL_BASE | (mpls_label_t) meta.src_lag_id;
+                meta.mpls_label = meta.src_lag_id ++ FLOOD_LABEL_MARKER;
             }
         } else {
             meta.drop = true;
