@@ -11,7 +11,7 @@
 #   p4/compile.sh tna [DIR]  Tofino:   p4/tna/fabric_tna.p4 -> p4/build/tofino
 #   p4/compile.sh t2na [DIR] Tofino 2: p4/tna/fabric_tna.p4 -> p4/build/tofino2
 #                            (P4Info, bfrt.json, context.json, tofino.bin and
-#                            the compiler's logs, resource summary included)
+#                            bf-p4c's resource and table summaries; nothing else)
 #   p4/compile.sh typecheck  p4c's front and mid end (p4test) over the TNA
 #                            source for both targets, against the TNA
 #                            include files of the installed compiler
@@ -110,7 +110,7 @@ compile_v1model() {
     done
 }
 
-# compile_tofino tofino|tofino2 tna|t2na CPU_PORT OUT
+# compile_tofino tofino|tofino2 tna|t2na CPU_PORT OUT EXTRA-FLAGS
 compile_tofino() {
     if ! DRV=$(tofino_driver); then
         echo "SKIPPED: no p4c driver with the Tofino back end (p4c + p4c-barefoot/bf-p4c; set P4C_DRIVER)" >&2
@@ -124,12 +124,24 @@ compile_tofino() {
     # A failing compile exits 1 whatever the driver returns: status 3 means
     # "compiler missing" to p4/check.sh.
     "$DRV" --target "$1" --arch "$2" --std p4-16 -g \
-        -DCPU_PORT_ID="$3" \
+        -DCPU_PORT_ID="$3" $5 \
         --p4runtime-files "$OUT/p4info.txt,$OUT/p4info.bin" \
         --p4runtime-force-std-externs \
         -o "$OUT" \
         p4/tna/fabric_tna.p4 || { rc=$?; { set +x; } 2>/dev/null; echo "FAILED: $DRV exited with $rc" >&2; exit 1; }
     { set +x; } 2>/dev/null
+    # Keep what a switch loads and what docs/pipeline.md quotes: P4Info,
+    # bfrt.json, context.json, the binary and the compiler's resource and
+    # table summaries. The rest (IR dumps, assembly, graphs, other logs)
+    # is intermediate and large.
+    find "$OUT" -type f | while read -r f; do
+        case "${f#"$OUT"/}" in
+            p4info.txt|p4info.bin|bfrt.json|pipe/context.json|pipe/tofino.bin|pipe/tofino2.bin) ;;
+            pipe/logs/mau.resources.log|pipe/logs/mau.characterize.log|pipe/logs/table_summary.log) ;;
+            *) rm -f "$f" ;;
+        esac
+    done
+    find "$OUT" -depth -type d -empty -delete
 }
 
 typecheck() {
@@ -152,8 +164,10 @@ typecheck() {
 
 cd "$ROOT"
 case "${1:-}" in
-    tna)       compile_tofino tofino tna "${TOFINO_CPU_PORT:-320}" "${2:-p4/build/tofino}" ;;
-    t2na)      compile_tofino tofino2 t2na "${TOFINO2_CPU_PORT:-0}" "${2:-p4/build/tofino2}" ;;
+    tna)       compile_tofino tofino tna "${TOFINO_CPU_PORT:-320}" "${2:-p4/build/tofino}" "" ;;
+    # Tofino 2 without CLOTs: with them, bf-p4c 1.2.5.16's assembler
+    # rejects the egress deparser it generates ("No length for clot N").
+    t2na)      compile_tofino tofino2 t2na "${TOFINO2_CPU_PORT:-0}" "${2:-p4/build/tofino2}" "-Xp4c=--no-clot" ;;
     typecheck) typecheck ;;
     v1model)   compile_v1model "${2:-}" ;;
     *)         compile_v1model "${1:-}" ;;

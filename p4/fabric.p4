@@ -7,7 +7,8 @@
  *
  * This file holds the v1model glue: it copies what the controls need from
  * standard_metadata into fabric_metadata_t and turns their decisions
- * (meta.drop, egress_port, mcast_grp, to_cpu, learn) into v1model calls.
+ * (meta.drop / meta.deny, egress_port, mcast_grp, to_cpu and the punt
+ * meter's colour, learn) into v1model calls.
  * The controls under ingress/ and egress/ do not touch standard_metadata.
  */
 #include <core.p4>
@@ -43,14 +44,15 @@ control FabricIngress(inout headers_t hdr,
 
     PacketIoIngress() packet_io;
     PortClassify() port_classify;
+    AclLookup() acl;
+    Learning() learning;
     FabricMplsIn() fabric;
     Routing() routing;
     Bridging() bridging;
     Lag() lag;
     Flood() flood;
     FabricLabelFwd() fabric_label_fwd;
-    Acl() acl;
-    Learning() learning;
+    AclVerdict() acl_verdict;
 #ifdef FABRIC_V2
     UpgradeProbe() upgrade_probe;
 #endif
@@ -64,8 +66,13 @@ control FabricIngress(inout headers_t hdr,
             packet_io.apply(hdr, meta);
         }
 
+        /* The stage sequence; p4/tna/fabric_tna.p4 has the same. The ACL
+         * lookup and learning come first: they read only what
+         * port_classify decided and the frame as received (meta.lkp). */
         if (!meta.drop && !meta.bypass) {
             port_classify.apply(hdr, meta);
+            acl.apply(hdr, meta);
+            learning.apply(hdr, meta);
 
             /* Forwarding: each stage refines meta.fwd_type. */
             if (!meta.drop) {
@@ -78,26 +85,26 @@ control FabricIngress(inout headers_t hdr,
             if (!meta.drop && meta.fwd_type == FWD_BRIDGE) {
                 bridging.apply(hdr, meta);
             }
-            if (!meta.drop && meta.fwd_type == FWD_LAG) {
-                lag.apply(hdr, meta);
-            }
-            if (!meta.drop && meta.fwd_type == FWD_FLOOD) {
-                flood.apply(hdr, meta);
+            if (!meta.drop) {
+                if (meta.fwd_type == FWD_LAG) {
+                    lag.apply(hdr, meta);
+                } else if (meta.fwd_type == FWD_FLOOD) {
+                    flood.apply(hdr, meta);
+                }
             }
             if (!meta.drop && meta.fwd_type == FWD_FABRIC) {
                 fabric_label_fwd.apply(hdr, meta);
             }
 
-            /* ACL and punts last, on the frame as received (meta.lkp). */
-            acl.apply(hdr, meta);
-            learning.apply(hdr, meta);
+            /* Punts, copies and policy drops (meta.deny) last. */
+            acl_verdict.apply(hdr, meta);
 #ifdef FABRIC_V2
             upgrade_probe.apply(hdr, meta);
 #endif
         }
 
         /* v1model glue. */
-        if (meta.to_cpu) {
+        if (meta.to_cpu && meta.punt_color != METER_COLOR_RED) {
             clone_preserving_field_list(CloneType.I2E, CPU_CLONE_SESSION_ID,
                                         CPU_CLONE_FIELD_LIST);
         }
@@ -105,7 +112,7 @@ control FabricIngress(inout headers_t hdr,
             digest<mac_learn_digest_t>(MAC_LEARN_DIGEST_RECEIVER,
                 {meta.lkp.vlan_id, meta.lkp.eth_src, meta.ingress_port, meta.src_lag_id});
         }
-        if (meta.drop) {
+        if (meta.drop || meta.deny) {
             mark_to_drop(standard_metadata);
         } else if (meta.fwd_type == FWD_PORT) {
             standard_metadata.egress_spec = meta.egress_port;

@@ -51,4 +51,8 @@ const bit<2> METER_COLOR_RED    = 2;
 /* Metadata only an architecture's glue uses (none on v1model). */
 #define FABRIC_ARCH_METADATA
 
+/* Route tables: plain LPM on bmv2. */
+#define FABRIC_IPV4_ROUTES_IMPL
+#define FABRIC_IPV6_ROUTES_IMPL
+
 #endif /* _FABRIC_ARCH_V1MODEL_P4_ */

@@ -78,6 +78,10 @@ struct fabric_metadata_t {
     bool          to_cpu;         /* clone to the CPU */
     bit<2>        punt_color;
     bool          learn;          /* send mac_learn_digest_t */
+    bool          source_locked;  /* locked_sources hit (used on a src_mac miss) */
+    bool          deny;           /* dropped by policy (ACL drop or punt, locked
+                                     source); kept apart from meta.drop so that
+                                     forwarding does not wait for the ACL */
     port_t        learn_port;     /* src_mac key: ingress port, 0 on a LAG */
 
     /* egress */

@@ -64,6 +64,8 @@ parser FabricParser(packet_in packet,
 
     state parse_vlan {
         packet.extract(hdr.vlan);
+        meta.vlan_valid = 1;
+        meta.in_vlan_id = hdr.vlan.vlan_id;
         transition select(hdr.vlan.ether_type) {
             ETHERTYPE_IPV4: parse_ipv4;
             ETHERTYPE_IPV6: parse_ipv6;

@@ -1,8 +1,9 @@
 /*
- * Ingress ACL and punt.
+ * Ingress ACL and punt, in two controls.
  *
- * Applied last in ingress, on the lookup fields captured before routing
- * rewrote anything (meta.lkp), so it sees the frame as received:
+ * AclLookup (instance "acl"), right after port classification, on the
+ * lookup fields captured before routing rewrites anything (meta.lkp), so
+ * it sees the frame as received:
  *
  *   punt(reason)        to the CPU only (also for frames the VLAN check or
  *                       the fabric-port check dropped: LACP, discovery)
@@ -15,17 +16,20 @@
  * encapsulated from the fabric (the ingress leaf already ran the ACL), or
  * frames from unconfigured ports.
  *
- * Routing's punts (TTL_EXPIRED, GLEAN, FOR_ROUTER) are taken here when the
- * ACL did not punt, copy or drop the frame itself. Every frame to the CPU
- * passes punt_meter, indexed by the punt reason; red -> not sent to the CPU
- * (the original frame is still forwarded or dropped as decided).
+ * AclVerdict (instance "acl_verdict"; its meter keeps the P4Runtime name
+ * FabricIngress.acl.punt_meter), last in ingress, acts on the verdict:
+ * a drop or punt sets meta.deny (forwarding has run; the glue drops the
+ * frame), and routing's punts (TTL_EXPIRED, GLEAN, FOR_ROUTER) are taken
+ * when the ACL did not punt, copy or drop the frame itself. Every frame
+ * to the CPU passes punt_meter, indexed by the punt reason; red -> the
+ * glue sends no copy (the original frame is still forwarded or dropped as
+ * decided). Split in two so that on Tofino the lookup and learning run in
+ * the first stages, beside forwarding rather than after it.
  */
 #ifndef _FABRIC_INGRESS_ACL_P4_
 #define _FABRIC_INGRESS_ACL_P4_
 
-control Acl(inout headers_t hdr, inout fabric_metadata_t meta) {
-
-    FABRIC_PUNT_METER(punt_meter);
+control AclLookup(inout headers_t hdr, inout fabric_metadata_t meta) {
 
     action punt(punt_reason_t reason) {
         meta.acl_verdict = ACL_PUNT;
@@ -72,16 +76,30 @@ control Acl(inout headers_t hdr, inout fabric_metadata_t meta) {
     }
 
     apply {
+        /* Not on frames from the controller, from unconfigured ports or
+         * encapsulated from the fabric (meta.from_fabric, spelled out from
+         * what it is made of so that the lookup need not wait for it). */
+        bool encapsulated = meta.port_type == PORT_TYPE_FABRIC
+                && hdr.mpls.isValid() && hdr.mpls.bos == 1;
+        if (!meta.from_cpu && meta.port_type != PORT_TYPE_NONE && !encapsulated) {
+            acl.apply();
+        }
+    }
+}
+
+control AclVerdict(inout headers_t hdr, inout fabric_metadata_t meta) {
+
+    @name(".FabricIngress.acl.punt_meter")
+    FABRIC_PUNT_METER(punt_meter);
+
+    apply {
         if (!meta.from_cpu) {
-            if (!meta.from_fabric && meta.port_type != PORT_TYPE_NONE) {
-                acl.apply();
-            }
             if (meta.acl_verdict == ACL_PUNT) {
                 meta.to_cpu = true;
                 meta.punt_reason = meta.acl_reason;
-                meta.drop = true;
+                meta.deny = true;
             } else if (meta.acl_verdict == ACL_DROP) {
-                meta.drop = true;
+                meta.deny = true;
             } else if (meta.acl_verdict == ACL_COPY && meta.vlan_ok) {
                 meta.to_cpu = true;
                 meta.punt_reason = meta.acl_reason;
@@ -90,10 +108,9 @@ control Acl(inout headers_t hdr, inout fabric_metadata_t meta) {
                 meta.punt_reason = meta.punt_req;
             }
             if (meta.to_cpu) {
+                /* Red: the architecture glue sends no copy (checked there,
+                 * not by clearing to_cpu here: one stage less on Tofino). */
                 FABRIC_METER_EXECUTE(punt_meter, meta.punt_reason, meta.punt_color);
-                if (meta.punt_color == METER_COLOR_RED) {
-                    meta.to_cpu = false;
-                }
             }
         }
     }

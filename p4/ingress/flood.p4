@@ -8,8 +8,8 @@
  *               fabric ports. Miss: drop.
  *
  * A flood that leaves through a fabric port carries the flood label
- * (source LAG id << 4) | 0xF (include/constants.p4); egress prune drops the copy for the ingress
- * port and for members of the source LAG.
+ * (source LAG id << 4) | 0xF (include/constants.p4); egress prune drops
+ * the copy for the ingress port and for members of the source LAG.
  */
 #ifndef _FABRIC_INGRESS_FLOOD_P4_
 #define _FABRIC_INGRESS_FLOOD_P4_

@@ -11,7 +11,7 @@
  *
  * Port security: locked_sources holds the attachments (same (port, lag_id)
  * key) that reached their learned-MAC limit. There a src_mac miss drops
- * the frame and sends no digest: a flooding host neither reaches the other
+ * the frame (meta.deny) and sends no digest: a flooding host neither reaches the other
  * hosts with new sources nor keeps the controller busy. Known sources go
  * on; punted frames (ARP, ND) still reach the controller through the ACL.
  */
@@ -40,7 +40,7 @@ control Learning(inout headers_t hdr, inout fabric_metadata_t meta) {
     }
 
     action drop_unknown_source() {
-        meta.drop = true;
+        meta.source_locked = true;
     }
 
     table locked_sources {
@@ -57,19 +57,25 @@ control Learning(inout headers_t hdr, inout fabric_metadata_t meta) {
     }
 
     apply {
+        if (meta.src_lag_id == 0) {
+            meta.learn_port = meta.ingress_port;
+        } else {
+            meta.learn_port = NO_PORT;
+        }
         if (meta.port_type == PORT_TYPE_EDGE
                 && !meta.from_cpu
                 && meta.vlan_ok
                 && meta.acl_verdict != ACL_DROP
                 && meta.acl_verdict != ACL_PUNT
                 && meta.lkp.eth_src[40:40] == 0) {
-            if (meta.src_lag_id == 0) {
-                meta.learn_port = meta.ingress_port;
-            } else {
-                meta.learn_port = NO_PORT;
-            }
-            if (!src_mac.apply().hit) {
-                if (!locked_sources.apply().hit) {
+            /* Both looked up at once (one stage on Tofino); the lock only
+             * matters for an unknown source. */
+            bool known = src_mac.apply().hit;
+            locked_sources.apply();
+            if (!known) {
+                if (meta.source_locked) {
+                    meta.deny = true;
+                } else {
                     meta.learn = true;
                 }
             }

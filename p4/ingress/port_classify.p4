@@ -23,8 +23,10 @@
 
 control PortClassify(inout headers_t hdr, inout fabric_metadata_t meta) {
 
+    /* Neither table sets meta.drop itself (on Tofino two tables writing
+     * one field cannot share a stage): a ports miss leaves port_type NONE,
+     * a vlans miss leaves vlan_ok false, and apply drops either below. */
     action drop() {
-        meta.drop = true;
     }
 
     action set_edge_port(lag_id_t lag_id) {
@@ -56,6 +58,7 @@ control PortClassify(inout headers_t hdr, inout fabric_metadata_t meta) {
 
     action set_vlan(vlan_id_t vlan_id, vrf_id_t vrf_id) {
         meta.vlan_id = vlan_id;
+        meta.lkp.vlan_id = vlan_id;   /* the ACL and learning key on it */
         meta.vrf_id = vrf_id;
         meta.vlan_ok = true;
     }
@@ -78,11 +81,13 @@ control PortClassify(inout headers_t hdr, inout fabric_metadata_t meta) {
         /* Lookup fields (inner frame for fabric frames). */
         meta.lkp.eth_src = hdr.ethernet.src_addr;
         meta.lkp.eth_dst = hdr.ethernet.dst_addr;
-        meta.lkp.eth_type = hdr.ethernet.ether_type;
+        /* meta.vlan_valid / meta.in_vlan_id come from the parser so that
+         * vlans can look up in the first stage on Tofino; each lkp field
+         * is written once (an overwrite costs a stage there). */
         if (hdr.vlan.isValid()) {
-            meta.vlan_valid = 1;
-            meta.in_vlan_id = hdr.vlan.vlan_id;
             meta.lkp.eth_type = hdr.vlan.ether_type;
+        } else {
+            meta.lkp.eth_type = hdr.ethernet.ether_type;
         }
         if (hdr.ipv4.isValid()) {
             meta.lkp.ip_proto = hdr.ipv4.protocol;
@@ -104,32 +109,37 @@ control PortClassify(inout headers_t hdr, inout fabric_metadata_t meta) {
         }
 
         ports.apply();
+        /* vlans beside ports, not after it (one stage on Tofino): only
+         * edge and CPU ports have entries, and what it decides is used
+         * below only for them. */
+        bool plain = hdr.ethernet.isValid() && !hdr.mpls.isValid();
+        if (plain) {
+            vlans.apply();
+        }
 
         if (meta.port_type == PORT_TYPE_EDGE || meta.port_type == PORT_TYPE_CPU) {
-            if (hdr.mpls.isValid() || !hdr.ethernet.isValid()) {
+            if (!plain) {
                 /* MPLS from a server (or a truncated frame): not ours. */
                 meta.drop = true;
+            } else if (!meta.vlan_ok) {
+                meta.drop = true;   /* VLAN not allowed on the port */
             } else {
-                vlans.apply();
-                if (meta.vlan_ok) {
-                    /* Push a tag on an untagged frame. In three steps
-                     * because on Tofino an action writing part of a PHV
-                     * container (the tag's 32 bits) may read at most one
-                     * other field with constants, two without. */
-                    if (!hdr.vlan.isValid()) {
-                        hdr.vlan.setValid();
-                        hdr.vlan.ether_type = hdr.ethernet.ether_type;
-                        hdr.ethernet.ether_type = ETHERTYPE_VLAN;
-                    }
-                    hdr.vlan.vlan_id = meta.vlan_id;
-                    if (meta.vlan_valid == 0) {
-                        hdr.vlan.pcp = 0;
-                        hdr.vlan.dei = 0;
-                    }
-                    meta.lkp.vlan_id = meta.vlan_id;
-                    meta.mpls_ttl = MPLS_DEFAULT_TTL;
-                    meta.fwd_type = FWD_BRIDGE;
+                /* Push a tag on an untagged frame. In three steps
+                 * because on Tofino an action writing part of a PHV
+                 * container (the tag's 32 bits) may read at most one
+                 * other field with constants, two without. */
+                if (!hdr.vlan.isValid()) {
+                    hdr.vlan.setValid();
+                    hdr.vlan.ether_type = hdr.ethernet.ether_type;
+                    hdr.ethernet.ether_type = ETHERTYPE_VLAN;
                 }
+                hdr.vlan.vlan_id = meta.vlan_id;
+                if (meta.vlan_valid == 0) {
+                    hdr.vlan.pcp = 0;
+                    hdr.vlan.dei = 0;
+                }
+                meta.mpls_ttl = MPLS_DEFAULT_TTL;
+                meta.fwd_type = FWD_BRIDGE;
             }
         } else if (meta.port_type == PORT_TYPE_FABRIC) {
             if (hdr.mpls.isValid() && hdr.mpls.bos == 1) {
@@ -139,6 +149,8 @@ control PortClassify(inout headers_t hdr, inout fabric_metadata_t meta) {
                  * label stacks (bos = 0) are not ours either. */
                 meta.drop = true;
             }
+        } else {
+            meta.drop = true;   /* unconfigured port */
         }
     }
 }

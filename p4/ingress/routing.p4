@@ -67,6 +67,7 @@ control Routing(inout headers_t hdr, inout fabric_metadata_t meta) {
         meta.drop = true;
     }
 
+    FABRIC_IPV4_ROUTES_IMPL
     table ipv4 {
         key = {
             meta.vrf_id       : exact @name("vrf_id");
@@ -83,6 +84,7 @@ control Routing(inout headers_t hdr, inout fabric_metadata_t meta) {
         size = IPV4_ROUTE_TABLE_SIZE;
     }
 
+    FABRIC_IPV6_ROUTES_IMPL
     table ipv6 {
         key = {
             meta.vrf_id       : exact @name("vrf_id");
@@ -131,11 +133,14 @@ control Routing(inout headers_t hdr, inout fabric_metadata_t meta) {
             if (meta.use_nexthop) {
                 nexthops.apply();   /* miss: route_fwd stays false -> drop */
             }
+            /* Decided after the last route lookup: meta.deny, not
+             * meta.drop, so that bridging need not wait for it (on
+             * Tofino it looks up in the same stage). */
             if (meta.route_fwd) {
                 if (v4) {
                     if (hdr.ipv4.ttl <= 1) {
                         meta.punt_req = PUNT_TTL_EXPIRED;
-                        meta.drop = true;
+                        meta.deny = true;
                     } else {
                         hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
                         meta.ipv4_update = true;
@@ -143,13 +148,13 @@ control Routing(inout headers_t hdr, inout fabric_metadata_t meta) {
                 } else {
                     if (hdr.ipv6.hop_limit <= 1) {
                         meta.punt_req = PUNT_TTL_EXPIRED;
-                        meta.drop = true;
+                        meta.deny = true;
                     } else {
                         hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
                     }
                 }
             } else if (meta.punt_req == 0) {
-                meta.drop = true;   /* drop route, route miss, nexthop miss */
+                meta.deny = true;   /* drop route, route miss, nexthop miss */
             }
         }
     }

@@ -74,6 +74,11 @@ const bit<2> METER_COLOR_RED = 3;
     ActionSelector(name, name##_hash, SelectorMode_t.FAIR, max_group, groups) name##_sel
 #define FABRIC_SELECTOR_IMPL(name) name##_sel
 
+/* Route tables: algorithmic LPM (a TCAM pre-classifier picks a partition,
+ * SRAM holds the prefixes), sizes in sizes_tofino*.p4. */
+#define FABRIC_IPV4_ROUTES_IMPL @alpm(1) @alpm_partitions(IPV4_ALPM_PARTITIONS)
+#define FABRIC_IPV6_ROUTES_IMPL @alpm(1) @alpm_partitions(IPV6_ALPM_PARTITIONS)
+
 /* Table property for idle-timeout support. */
 #define FABRIC_IDLE_TIMEOUT idle_timeout
 

@@ -29,16 +29,16 @@ header bridged_kind_h {
  * metadata struct; Tofino carries only these bits), in two headers.
  *
  * bridged_mpls_h has the MPLS label's layout: the label in the top 20 bits
- * of a 32-bit word like in the MPLS header, and the source LAG id where a
- * flood label's low 16 bits are (FabricMplsIn copies them from the label).
- * bf-p4c allocates a field copied from another at the same offset within
- * its container. Padding is never written (@padding). */
+ * of a 32-bit word like in the MPLS header, and the source LAG id in the
+ * top 16 bits of the next word, where a flood label carries it
+ * (label[19:4]; FabricMplsIn copies it from there). bf-p4c allocates a
+ * field copied from another at the same offset within its container.
+ * Padding is never written (@padding). */
 header bridged_mpls_h {
     mpls_label_t mpls_label;
     @padding bit<12> _pad0;
-    @padding bit<4> _pad1;
     lag_id_t     src_lag_id;
-    @padding bit<12> _pad2;
+    @padding bit<16> _pad1;
 }
 
 /* The rest: @flexible, so bf-p4c lays the fields out (and pads them) as
@@ -63,9 +63,9 @@ header bridged_md_h {
  * them into packet_in without shifting. */
 header cpu_mirror_h {
     bit<8>        kind;             /* EGRESS_MD_CPU_MIRROR */
+    @padding bit<7> _pad0;
     port_t        ingress_port;
     punt_reason_t punt_reason;
-    @padding bit<7> _pad0;
 }
 
 #endif /* _FABRIC_TNA_BRIDGED_P4_ */

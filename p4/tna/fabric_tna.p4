@@ -25,7 +25,6 @@
 #include "../include/metadata.p4"
 #include "parser_tna.p4"
 
-#include "../ingress/packet_io.p4"
 #include "../ingress/port_classify.p4"
 #include "../ingress/acl.p4"
 #include "../ingress/learning.p4"
@@ -50,29 +49,27 @@ control FabricIngress(inout headers_t hdr,
                       inout ingress_intrinsic_metadata_for_deparser_t ig_dprsr_md,
                       inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
 
-    PacketIoIngress() packet_io;
     PortClassify() port_classify;
+    AclLookup() acl;
+    Learning() learning;
     FabricMplsIn() fabric;
     Routing() routing;
     Bridging() bridging;
     Lag() lag;
     Flood() flood;
     FabricLabelFwd() fabric_label_fwd;
-    Acl() acl;
-    Learning() learning;
+    AclVerdict() acl_verdict;
 
     apply {
-        meta.ingress_port = (port_t) ig_intr_md.ingress_port;
-
-        if (ig_prsr_md.parser_err != PARSER_ERROR_OK) {
-            meta.drop = true;
-        } else {
-            packet_io.apply(hdr, meta);
-        }
+        /* meta.ingress_port and the packet_out decisions (PacketIoIngress
+         * on v1model) are set by the parser. */
+        bool parsed = ig_prsr_md.parser_err == PARSER_ERROR_OK;
 
         /* The same stage sequence as FabricIngress in p4/fabric.p4. */
-        if (!meta.drop && !meta.bypass) {
+        if (parsed && !meta.bypass) {
             port_classify.apply(hdr, meta);
+            acl.apply(hdr, meta);
+            learning.apply(hdr, meta);
 
             /* Forwarding: each stage refines meta.fwd_type. */
             if (!meta.drop) {
@@ -85,25 +82,25 @@ control FabricIngress(inout headers_t hdr,
             if (!meta.drop && meta.fwd_type == FWD_BRIDGE) {
                 bridging.apply(hdr, meta);
             }
-            if (!meta.drop && meta.fwd_type == FWD_LAG) {
-                lag.apply(hdr, meta);
-            }
-            if (!meta.drop && meta.fwd_type == FWD_FLOOD) {
-                flood.apply(hdr, meta);
+            if (!meta.drop) {
+                if (meta.fwd_type == FWD_LAG) {
+                    lag.apply(hdr, meta);
+                } else if (meta.fwd_type == FWD_FLOOD) {
+                    flood.apply(hdr, meta);
+                }
             }
             if (!meta.drop && meta.fwd_type == FWD_FABRIC) {
                 fabric_label_fwd.apply(hdr, meta);
             }
 
-            /* ACL and punts last, on the frame as received (meta.lkp). */
-            acl.apply(hdr, meta);
-            learning.apply(hdr, meta);
+            /* Punts, copies and drops from the ACL and routing last. */
+            acl_verdict.apply(hdr, meta);
         }
 
         /* TNA glue. Punts and copies: ingress mirror of the frame as
          * received to CPU_MIRROR_SESSION_ID (the controller's clone
          * session), with what packet_in needs. */
-        if (meta.to_cpu) {
+        if (meta.to_cpu && meta.punt_color != METER_COLOR_RED) {
             ig_dprsr_md.mirror_type = CPU_MIRROR_TYPE;
             meta.mirror_session = CPU_MIRROR_SESSION_ID;
 #if __TARGET_TOFINO__ == 2
@@ -139,7 +136,7 @@ control FabricIngress(inout headers_t hdr,
             hdr.bridged.outer_smac = meta.outer_smac;
             hdr.bridged.outer_dmac = meta.outer_dmac;
 
-            if (meta.drop) {
+            if (meta.drop || meta.deny || !parsed) {
                 ig_dprsr_md.drop_ctl = 1;   /* the mirror still goes */
             } else if (meta.fwd_type == FWD_PORT) {
                 ig_tm_md.ucast_egress_port = (PortId_t) meta.egress_port;

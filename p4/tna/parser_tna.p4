@@ -19,7 +19,7 @@
 #ifndef _FABRIC_TNA_PARSER_P4_
 #define _FABRIC_TNA_PARSER_P4_
 
-parser FabricFrameParser(packet_in packet, inout headers_t hdr) {
+parser FabricFrameParser(packet_in packet, inout headers_t hdr, inout fabric_metadata_t meta) {
 
     /* MPLS as the first Ethernet type: a fabric frame, whose first
      * Ethernet header is the outer one. */
@@ -52,6 +52,8 @@ parser FabricFrameParser(packet_in packet, inout headers_t hdr) {
 
     state parse_vlan {
         packet.extract(hdr.vlan);
+        meta.vlan_valid = 1;
+        meta.in_vlan_id = hdr.vlan.vlan_id;
         transition select(hdr.vlan.ether_type) {
             ETHERTYPE_IPV4: parse_ipv4;
             ETHERTYPE_IPV6: parse_ipv6;
@@ -123,17 +125,43 @@ parser FabricIngressParser(packet_in packet,
         packet.advance(PORT_METADATA_SIZE);
         transition select(ig_intr_md.ingress_port) {
             CPU_PORT: parse_packet_out;
-            default: parse_frame;
+            default: parse_port;
         }
     }
 
+    state parse_port {
+        meta.ingress_port = (port_t) ig_intr_md.ingress_port;
+        transition parse_frame;
+    }
+
+    /* What PacketIoIngress does on v1model, here so that the ingress
+     * port is known from the first stage on. Each path writes
+     * meta.ingress_port once (a bypassed frame needs none). */
     state parse_packet_out {
+        transition select(packet.lookahead<packet_out_header_t>().do_forwarding) {
+            0: packet_out_direct;
+            default: packet_out_forward;
+        }
+    }
+
+    state packet_out_direct {
         packet.extract(hdr.packet_out);
+        meta.from_cpu = true;
+        meta.bypass = true;
+        meta.egress_port = hdr.packet_out.egress_port;
+        meta.fwd_type = FWD_PORT;
+        transition parse_frame;
+    }
+
+    state packet_out_forward {
+        packet.extract(hdr.packet_out);
+        meta.from_cpu = true;
+        meta.ingress_port = hdr.packet_out.ingress_port;
         transition parse_frame;
     }
 
     state parse_frame {
-        frame_parser.apply(packet, hdr);
+        frame_parser.apply(packet, hdr, meta);
         transition accept;
     }
 }
@@ -209,7 +237,7 @@ parser FabricEgressParser(packet_in packet,
         packet.extract(hdr.bridged_kind);
         packet.extract(hdr.bridged_mpls);
         packet.extract(hdr.bridged);
-        frame_parser.apply(packet, hdr);
+        frame_parser.apply(packet, hdr, meta);
         transition accept;
     }
 }

@@ -23,6 +23,8 @@
 #define ROUTER_MAC_TABLE_SIZE     4096
 #define IPV4_ROUTE_TABLE_SIZE     16384   /* TCAM: hosts' /32 + subnets   */
 #define IPV6_ROUTE_TABLE_SIZE     8192    /* TCAM: 144-bit key, 4 wide    */
+#define IPV4_ALPM_PARTITIONS      2048
+#define IPV6_ALPM_PARTITIONS      1024
 #define NEXTHOP_TABLE_SIZE        4096
 #define ECMP_SELECTOR_SIZE        8192    /* members                      */
 #define ECMP_MAX_GROUP_SIZE       64
