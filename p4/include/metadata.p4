@@ -79,9 +79,10 @@ struct fabric_metadata_t {
     bit<2>        punt_color;
     bool          learn;          /* send mac_learn_digest_t */
     bool          source_locked;  /* locked_sources hit (used on a src_mac miss) */
-    bool          deny;           /* dropped by policy (ACL drop or punt, locked
-                                     source); kept apart from meta.drop so that
-                                     forwarding does not wait for the ACL */
+    bool          deny;           /* dropped after forwarding decided: ACL drop
+                                     or punt, locked source, expired TTL,
+                                     route miss. Apart from meta.drop so that
+                                     no forwarding table waits for it */
     port_t        learn_port;     /* src_mac key: ingress port, 0 on a LAG */
 
     /* egress */

@@ -11,8 +11,8 @@
  *
  * Port security: locked_sources holds the attachments (same (port, lag_id)
  * key) that reached their learned-MAC limit. There a src_mac miss drops
- * the frame (meta.deny) and sends no digest: a flooding host neither reaches the other
- * hosts with new sources nor keeps the controller busy. Known sources go
+ * the frame (meta.deny) and sends no digest: a flooding host neither
+ * reaches the other hosts with new sources nor keeps the controller busy. Known sources go
  * on; punted frames (ARP, ND) still reach the controller through the ACL.
  */
 #ifndef _FABRIC_INGRESS_LEARNING_P4_

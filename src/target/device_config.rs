@@ -34,6 +34,19 @@ pub struct TofinoFiles<'a> {
     pub bfrt: &'a [u8],
 }
 
+/// The program name bf-p4c wrote at the top of `context.json`
+/// (`"program_name": "fabric_tna"`), which the driver registers the
+/// program under; `None` if the first 4 KiB do not name it.
+pub fn compiled_program_name(context: &[u8]) -> Option<&str> {
+    let head = &context[..context.len().min(4096)];
+    let key = b"\"program_name\"";
+    let at = head.windows(key.len()).position(|w| w == key)? + key.len();
+    let rest = &head[at..];
+    let open = rest.iter().position(|&b| b == b'"')? + 1;
+    let len = rest[open..].iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&rest[open..open + len]).ok()
+}
+
 /// The PI packing `bf_switchd --p4rt-server` takes.
 pub fn bf_switchd(f: &TofinoFiles) -> Result<Vec<u8>, DeviceConfigError> {
     let parts: [(&'static str, &[u8]); 3] = [
@@ -98,6 +111,14 @@ mod tests {
         .expect("encode");
         assert_eq!(&out[10..14], &[0x02, 0x01, 0x00, 0x00]);
         assert_eq!(out.len(), 4 + 6 + 4 + 0x0102 + 4 + 2);
+    }
+
+    #[test]
+    fn program_name_from_context_json() {
+        let ctx = b"{\n  \"build_date\": \"x\",\n  \"program_name\": \"fabric_tna\",\n";
+        assert_eq!(compiled_program_name(ctx), Some("fabric_tna"));
+        assert_eq!(compiled_program_name(b"{}"), None);
+        assert_eq!(compiled_program_name(b"{\"program_name\": \"cut"), None);
     }
 
     /// BfPipelineConfig { p4_name: 1, bfruntime_info: 2, profiles: 3 {

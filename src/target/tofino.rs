@@ -262,8 +262,10 @@ impl SwitchTarget for Tofino {
 
     fn device_config(&self, pipeline: &str, files: &[Vec<u8>]) -> Result<Vec<u8>, TargetError> {
         let file = |i: usize| files.get(i).map(Vec::as_slice).unwrap_or_default();
+        // The driver knows the program by the name bf-p4c gave it (the
+        // source file's: `fabric_tna`), not by our pipeline name.
         let f = TofinoFiles {
-            program: pipeline,
+            program: device_config::compiled_program_name(file(1)).unwrap_or(pipeline),
             binary: file(0),
             context: file(1),
             bfrt: file(2),
@@ -416,5 +418,52 @@ mod tests {
             bfrt: b"{\"t\":1}",
         });
         assert_eq!(s.device_config("fabric", &files).expect("encode"), want);
+    }
+
+    /// Both device-config encodings from the checked-in bf-p4c builds
+    /// (p4/build/tofino*/), byte for byte: the PI packing is the program
+    /// name bf-p4c gave, the binary and context.json, each after its
+    /// length; Stratum's config decodes back to the same files.
+    #[test]
+    fn device_configs_from_the_checked_in_builds() {
+        use prost::Message;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("p4/build");
+        for (yaml, chip) in [
+            ("target: tofino, device_config: bf_switchd", Chip::Tofino1),
+            ("target: tofino2, device_config: bf_switchd", Chip::Tofino2),
+        ] {
+            let out = chip.out_dir(&dir, "fabric");
+            if !out.join("pipe/context.json").exists() {
+                println!("SKIPPED: {} not compiled (p4/compile.sh {})", out.display(), chip.arch());
+                continue;
+            }
+            let read = |p: &str| std::fs::read(out.join(p)).expect("checked-in file");
+            let binary = read(&format!("pipe/{}", chip.binary()));
+            let context = read("pipe/context.json");
+            let bfrt = read("bfrt.json");
+            let t = tofino(yaml).expect("valid");
+            let pi = t
+                .device_config("fabric", &[binary.clone(), context.clone()])
+                .expect("pack");
+            let mut want = Vec::new();
+            for part in [b"fabric_tna".as_slice(), &binary, &context] {
+                want.extend_from_slice(&u32::try_from(part.len()).expect("len").to_le_bytes());
+                want.extend_from_slice(part);
+            }
+            assert!(pi == want, "{}: PI packing differs", chip.name());
+            let s = tofino(&yaml.replace("bf_switchd", "stratum_bfrt")).expect("valid");
+            let cfg = s
+                .device_config("fabric", &[binary.clone(), context.clone(), bfrt.clone()])
+                .expect("encode");
+            let back = p4runtime_proto::stratum::hal::barefoot::BfPipelineConfig::decode(
+                cfg.as_slice(),
+            )
+            .expect("decode");
+            assert_eq!(back.p4_name, "fabric_tna");
+            assert!(back.bfruntime_info == bfrt);
+            assert_eq!(back.profiles.len(), 1);
+            assert_eq!(back.profiles[0].profile_name, device_config::PROFILE_NAME);
+            assert!(back.profiles[0].context == context && back.profiles[0].binary == binary);
+        }
     }
 }
