@@ -1,5 +1,6 @@
 //! Small network values shared by every layer: MAC addresses, the
-//! ethertypes the fabric handles, which frames are control frames.
+//! ethertypes the fabric handles, which frames are control frames, the
+//! fabric's MPLS label space (which labels are flood labels).
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,6 +23,33 @@ pub fn is_control_frame(frame: &[u8]) -> bool {
         frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]])),
         Some(ETH_LLDP | ETH_SLOW)
     )
+}
+
+/// The largest MPLS label (labels have 20 bits).
+pub const MAX_LABEL: u32 = 0xF_FFFF;
+/// The hex digit every flood label ends in. A flood label is `(source LAG
+/// id << 4) | FLOOD_LABEL_MARKER` (p4/include/constants.p4): the LAG id
+/// fills the label's top 16 bits, the first two bytes of the MPLS header,
+/// because Tofino moves header fields in whole bytes. Switch labels must
+/// therefore never end in hex F (config validation).
+pub const FLOOD_LABEL_MARKER: u32 = 0xF;
+/// The ternary match (value, mask) of every flood label (`mpls_in`).
+pub const FLOOD_LABEL_MATCH: (u32, u32) = (FLOOD_LABEL_MARKER, 0xF);
+
+/// The flood label of a flood from source LAG `src_lag` (0: the source
+/// port is not in a LAG).
+pub const fn flood_label(src_lag: u16) -> u32 {
+    ((src_lag as u32) << 4) | FLOOD_LABEL_MARKER
+}
+
+/// Whether `label` is a flood label (what `FLOOD_LABEL_MATCH` takes).
+pub const fn is_flood_label(label: u32) -> bool {
+    label & FLOOD_LABEL_MATCH.1 == FLOOD_LABEL_MATCH.0
+}
+
+/// The source LAG id a flood label carries (the pipeline's `label[19:4]`).
+pub const fn flood_label_lag(label: u32) -> u16 {
+    ((label & MAX_LABEL) >> 4) as u16
 }
 
 /// An Ethernet MAC address, written `aa:bb:cc:dd:ee:ff` in config and logs.
@@ -120,6 +148,22 @@ mod tests {
         assert_eq!(m.as_u64(), 0x020a_0000_00ff);
         assert!(!m.is_multicast());
         assert!(MacAddr::BROADCAST.is_multicast());
+    }
+
+    #[test]
+    fn flood_labels_carry_the_lag_id_above_the_marker() {
+        assert_eq!(flood_label(0), 0x0000F);
+        assert_eq!(flood_label(7), 0x0007F);
+        assert_eq!(flood_label(u16::MAX), 0xFFFFF);
+        for lag in [0, 1, 7, 0x1234, u16::MAX] {
+            assert!(is_flood_label(flood_label(lag)));
+            assert_eq!(flood_label_lag(flood_label(lag)), lag);
+        }
+        // Switch labels: anything not ending in hex F, the old flood range
+        // included.
+        for label in [16, 101, 0xF0000, 0xFFFFE] {
+            assert!(!is_flood_label(label), "{label:#x}");
+        }
     }
 
     #[test]

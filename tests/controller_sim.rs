@@ -692,8 +692,8 @@ async fn tofino_port_maps_on_the_wire_with_discovery_and_a_restart() {
     }
 }
 
-/// Host traces (`host_traces`) without the hops of floods (label
-/// `0xF0000 | source LAG`), each trace's lines after its first sorted:
+/// Host traces (`host_traces`) without the hops of floods (flood labels,
+/// `(source LAG << 4) | 0xF`), each trace's lines after its first sorted:
 /// where every frame ends up, and the unicast paths it takes.
 fn without_flood_hops(traces: Vec<String>) -> Vec<String> {
     let flood_hop = |l: &str| {
@@ -702,7 +702,7 @@ fn without_flood_hops(traces: Vec<String>) -> Vec<String> {
             .and_then(|h| h.rsplit(" label 0x").next());
         label
             .and_then(|x| u32::from_str_radix(x, 16).ok())
-            .is_some_and(|v| v & 0xF0000 == 0xF0000)
+            .is_some_and(compile::names::is_flood_label)
     };
     traces
         .iter()

@@ -56,6 +56,13 @@ pub const LABEL_S1: u32 = 201;
 /// Ports of fixture A: 1..=7 as in the plan, 8 left unconfigured.
 pub const LEAF_PORTS: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 pub const LEAF_LAG: u32 = 7;
+/// The flood label of a flood from no LAG (0x0000F).
+pub const FLOOD_NO_LAG: u32 = flood_label(0);
+/// The flood label of a flood from `LEAF_LAG` (0x0007F).
+pub const FLOOD_LEAF_LAG: u32 = flood_label(LEAF_LAG as u16);
+/// A LAG id that uses all 16 bits, for the cases that give fixture A's
+/// LAG this id: the flood label carries it in its top 16 bits (0xA5C3F).
+pub const WIDE_LAG: u32 = 0xA5C3;
 /// Ports of fixture B.
 pub const SPINE_PORTS: [u32; 4] = [1, 2, 3, 4];
 
@@ -466,7 +473,12 @@ pub fn leaf_fixture() -> Vec<Vec<Entity>> {
         mcast(20, &[2, 3, 6]),
         cpu_clone_session(),
         mpls_in(LABEL_L1, LABEL_MASK, 20, act(A_POP_TO_BRIDGE, &[])),
-        mpls_in(FLOOD_LABEL, FLOOD_LABEL_MASK, 10, act(A_FLOOD_POP, &[])),
+        mpls_in(
+            FLOOD_LABEL_MATCH.0,
+            FLOOD_LABEL_MATCH.1,
+            10,
+            act(A_FLOOD_POP, &[]),
+        ),
         member(P_FABRIC, 1, to_fabric_port(6, L1, S1)),
         member(P_FABRIC, 2, to_fabric_port(7, L1, S2)),
         member(P_LAG, 1, act(A_TO_MEMBER, &[(P_PORT, 4)])),
@@ -497,8 +509,8 @@ pub fn spine_fixture() -> Vec<Vec<Entity>> {
         fabric_port_encap(3, S1, L2),
         fabric_port_encap(4, S1, L3),
         mpls_in(
-            FLOOD_LABEL,
-            FLOOD_LABEL_MASK,
+            FLOOD_LABEL_MATCH.0,
+            FLOOD_LABEL_MATCH.1,
             10,
             act(A_FLOOD_TRANSIT, &[(P_GROUP, SPINE_FLOOD_GROUP.into())]),
         ),
@@ -574,7 +586,7 @@ pub fn leaf_fabric_out(port: u32, vlan: u16, untagged: &[u8], label: u32, ttl: u
 /// Every copy fixture A makes when it floods `untagged` (a frame of
 /// `vlan`) that came in on `in_port` from source LAG `src_lag` (0: none):
 /// the VLAN's group minus the ingress port and the LAG's members, fabric
-/// copies with the flood label `0xF0000 | src_lag` and MPLS TTL `ttl`.
+/// copies with the flood label `flood_label(src_lag)` and MPLS TTL `ttl`.
 pub fn leaf_flood(
     untagged: &[u8],
     vlan: u16,
@@ -582,12 +594,13 @@ pub fn leaf_flood(
     src_lag: u32,
     ttl: u8,
 ) -> Vec<(u32, Vec<u8>)> {
+    let label = flood_label(u16::try_from(src_lag).expect("LAG ids have 16 bits"));
     leaf_flood_group(vlan)
         .iter()
         .filter(|p| **p != in_port && !(src_lag == LEAF_LAG && (**p == 4 || **p == 5)))
         .map(|p| {
             let f = if *p == 6 || *p == 7 {
-                leaf_fabric_out(*p, vlan, untagged, FLOOD_LABEL | src_lag, ttl)
+                leaf_fabric_out(*p, vlan, untagged, label, ttl)
             } else {
                 leaf_edge_out(*p, vlan, untagged)
             };

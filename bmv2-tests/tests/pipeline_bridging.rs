@@ -86,8 +86,8 @@ async fn cases(rig: &mut Rig) -> Result<()> {
     let want = leaf_flood(&b4, 10, 4, LEAF_LAG, 64);
     ensure!(want.len() == 4, "fixture: 1, 2, 3, 6");
     ensure!(
-        want.contains(&(6, leaf_fabric_out(6, 10, &b4, 0xF0007, 64))),
-        "fixture: flood label 0xF0007"
+        want.contains(&(6, leaf_fabric_out(6, 10, &b4, 0x0007F, 64))),
+        "fixture: flood label 0x0007F"
     );
     rig.check("46 broadcast from a LAG", 4, &b4, &want, &[])
         .await?;
@@ -97,6 +97,29 @@ async fn cases(rig: &mut Rig) -> Result<()> {
     rig.check("46b both members in the group", 5, &b4, &want, &[])
         .await?;
     rig.modify(&[mcast(10, &[1, 2, 3, 4, 6])]).await?;
+    // 46c. A LAG id using all 16 bits fills the label's top 16 bits:
+    // (id << 4) | 0xF.
+    let wide = [
+        port_edge(4, WIDE_LAG),
+        port_lag(4, WIDE_LAG),
+        port_lag(5, WIDE_LAG),
+    ];
+    rig.modify(&wide).await?;
+    let want_wide: Vec<(u32, Vec<u8>)> = want
+        .iter()
+        .map(|(p, f)| match p {
+            6 => (6, leaf_fabric_out(6, 10, &b4, 0xA5C3F, 64)),
+            _ => (*p, f.clone()),
+        })
+        .collect();
+    rig.check("46c 16-bit LAG id in the label", 4, &b4, &want_wide, &[])
+        .await?;
+    let back = [
+        port_edge(4, LEAF_LAG),
+        port_lag(4, LEAF_LAG),
+        port_lag(5, LEAF_LAG),
+    ];
+    rig.modify(&back).await?;
 
     // 47. vlan_flood miss: VLAN 20 without a flood entry drops floods.
     let b20 = push_vlan(&bcast_udp(H2, [10, 0, 20, 12]), 20);

@@ -22,17 +22,29 @@ async fn leaf_cases(rig: &mut Rig) -> Result<()> {
 
     // 48. flood_pop: a broadcast from the fabric is delivered to the local
     // ports of the VLAN, not back to the fabric.
-    let flood0 = fab(L1, S1, FLOOD_LABEL, 63, 10, &b9);
+    let flood0 = fab(L1, S1, FLOOD_NO_LAG, 63, 10, &b9);
     let want = leaf_flood(&b9, 10, 6, 0, 62);
     ensure!(want.len() == 4, "fixture: 1, 2, 3, 4");
     rig.check("48 flood from the fabric", 6, &flood0, &want, &[])
         .await?;
 
     // 49. The source LAG in the flood label prunes that LAG's members.
-    let flood7 = fab(L1, S1, FLOOD_LABEL | LEAF_LAG, 63, 10, &b9);
+    let flood7 = fab(L1, S1, FLOOD_LEAF_LAG, 63, 10, &b9);
     let want7 = leaf_flood(&b9, 10, 6, LEAF_LAG, 62);
     ensure!(want7.len() == 3, "fixture: 1, 2, 3");
     rig.check("49 source LAG pruned", 6, &flood7, &want7, &[])
+        .await?;
+    // 49b. A LAG id using all 16 bits is taken from the label's top 16
+    // bits: the LAG's members pruned, and no longer for LAG 7's label.
+    rig.modify(&[port_lag(4, WIDE_LAG), port_lag(5, WIDE_LAG)])
+        .await?;
+    let wide = fab(L1, S1, flood_label(WIDE_LAG as u16), 63, 10, &b9);
+    rig.check("49b 16-bit source LAG pruned", 6, &wide, &want7, &[])
+        .await?;
+    let want0 = leaf_flood(&b9, 10, 6, 0, 62);
+    rig.check("49c another LAG's label", 6, &flood7, &want0, &[])
+        .await?;
+    rig.modify(&[port_lag(4, LEAF_LAG), port_lag(5, LEAF_LAG)])
         .await?;
 
     // 50. Interior node of the flood tree: port 7 in the group gets the
@@ -40,14 +52,14 @@ async fn leaf_cases(rig: &mut Rig) -> Result<()> {
     // TTL 1 (the edge copies still go).
     rig.modify(&[mcast(10, &[1, 2, 3, 4, 6, 7])]).await?;
     let mut want = leaf_flood(&b9, 10, 6, 0, 62);
-    want.push((7, leaf_fabric_out(7, 10, &b9, FLOOD_LABEL, 62)));
+    want.push((7, leaf_fabric_out(7, 10, &b9, FLOOD_NO_LAG, 62)));
     rig.check("50 flood tree interior", 6, &flood0, &want, &[])
         .await?;
     let mut want = leaf_flood(&b9, 10, 6, LEAF_LAG, 62);
-    want.push((7, leaf_fabric_out(7, 10, &b9, FLOOD_LABEL | LEAF_LAG, 62)));
+    want.push((7, leaf_fabric_out(7, 10, &b9, FLOOD_LEAF_LAG, 62)));
     rig.check("50b interior, LAG label", 6, &flood7, &want, &[])
         .await?;
-    let ttl1 = fab(L1, S1, FLOOD_LABEL, 1, 10, &b9);
+    let ttl1 = fab(L1, S1, FLOOD_NO_LAG, 1, 10, &b9);
     rig.check(
         "50c MPLS TTL 1",
         6,
@@ -243,7 +255,7 @@ async fn spine_cases(rig: &mut Rig) -> Result<()> {
     // 58. flood_transit: replicated to the spine's flood-tree ports except
     // the ingress, label kept, TTL decremented.
     let b = bcast_udp(H1, IP_H1);
-    let label = FLOOD_LABEL | LEAF_LAG;
+    let label = FLOOD_LEAF_LAG;
     rig.check(
         "58 flood transit",
         1,
@@ -343,7 +355,7 @@ async fn chain_cases(l1: &mut Rig, s1: &mut Rig) -> Result<()> {
         "chain: {} flood copies on port 6",
         copies.len()
     );
-    let label = FLOOD_LABEL;
+    let label = FLOOD_NO_LAG;
     s1.check(
         "chain: S1 floods L1's broadcast",
         1,

@@ -525,7 +525,7 @@ impl<'a, D: DataPlane> Checker<'a, D> {
         let Some(Entity::Multicast(g)) = self.dp.get(sw, &EntityKey::Multicast(group)) else {
             return self.drop(t, sw, format!("multicast group {group} missing"));
         };
-        let flood_label = FLOOD_LABEL | u32::from(pkt.src_lag);
+        let label = flood_label(pkt.src_lag);
         for r in &g.replicas {
             if r.port == in_port {
                 continue;
@@ -538,7 +538,7 @@ impl<'a, D: DataPlane> Checker<'a, D> {
             if lag != 0 && lag == pkt.src_lag {
                 continue; // source pruning: never back into the sender's LAG
             }
-            self.egress(t, sw, r.port, pkt.clone(), Some(flood_label));
+            self.egress(t, sw, r.port, pkt.clone(), Some(label));
         }
     }
 
@@ -623,11 +623,11 @@ impl<'a, D: DataPlane> Checker<'a, D> {
         match a.name {
             A_POP_TO_BRIDGE => self.bridge(t, sw, at.port, pkt, true),
             A_FLOOD_POP => {
-                pkt.src_lag = (label & 0xffff) as u16;
+                pkt.src_lag = flood_label_lag(label);
                 self.flood_vlan(t, sw, at.port, pkt);
             }
             A_FLOOD_TRANSIT => {
-                pkt.src_lag = (label & 0xffff) as u16;
+                pkt.src_lag = flood_label_lag(label);
                 self.replicate(t, sw, at.port, param(&a, P_GROUP) as u32, pkt);
             }
             A_TRANSIT => self.to_label(t, sw, label, pkt),

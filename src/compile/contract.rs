@@ -412,19 +412,22 @@ pub fn fabric_p4info() -> p4i::P4Info {
             })
             .collect(),
     };
+    // Every port ends on a byte boundary (Tofino moves header fields in
+    // whole bytes): packet_in is 3 bytes, packet_out 4.
     info.controller_packet_metadata.push(header(
         0x0400_0001,
         "packet_in",
-        &[("ingress_port", PORT), ("punt_reason", REASON), ("_pad", 7)],
+        &[("_pad", 7), ("ingress_port", PORT), ("punt_reason", REASON)],
     ));
     info.controller_packet_metadata.push(header(
         0x0400_0002,
         "packet_out",
         &[
+            ("_pad0", 7),
             ("egress_port", PORT),
+            ("_pad1", 6),
             ("do_forwarding", 1),
             ("ingress_port", PORT),
-            ("_pad", 5),
         ],
     ));
     info.digests.push(p4i::Digest {

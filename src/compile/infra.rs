@@ -331,7 +331,8 @@ fn mpls_in(sw: &SwitchNode, out: &mut SwitchEntities) {
         Role::Leaf => ActionCall::new(A_FLOOD_POP),
         Role::Spine => ActionCall::new(A_FLOOD_TRANSIT).param(P_GROUP, SPINE_FLOOD_GROUP),
     };
-    put(out, direct(key(FLOOD_LABEL, FLOOD_LABEL_MASK, 20), flood));
+    let (value, mask) = FLOOD_LABEL_MATCH;
+    put(out, direct(key(value, mask, 20), flood));
     // Every other label transits: the label is a don't-care field (P4Runtime
     // leaves a ternary field with an all-zero mask out of the entry).
     put(

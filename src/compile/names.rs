@@ -96,10 +96,11 @@ pub const CPU_PORT: u32 = crate::target::bmv2::CPU_PORT;
 pub const CPU_CLONE_SESSION: u32 = 511;
 /// Multicast group of a spine (its flood-tree ports); leaves use the VLAN id.
 pub const SPINE_FLOOD_GROUP: u32 = 4095;
-/// Flood labels are `FLOOD_LABEL | source LAG id`.
-pub const FLOOD_LABEL: u32 = 0xF0000;
-pub const FLOOD_LABEL_MASK: u32 = 0xF0000;
-pub const LABEL_MASK: u32 = 0xF_FFFF;
+/// Flood labels are `(source LAG id << 4) | 0xF`; `mpls_in` takes them
+/// all with `FLOOD_LABEL_MATCH` (defined in `net`, beside the label space
+/// config validation keeps switch labels out of).
+pub use crate::net::{flood_label, flood_label_lag, is_flood_label, FLOOD_LABEL_MATCH};
+pub const LABEL_MASK: u32 = crate::net::MAX_LABEL;
 
 pub const ETH_TYPE_LLDP: u16 = 0x88cc;
 pub const ETH_TYPE_SLOW: u16 = 0x8809;

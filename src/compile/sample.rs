@@ -2,8 +2,9 @@
 //!
 //! Naming: `spine1..`, `leaf01..` (zero-padded so name order is index
 //! order). Leaf `i` uplink to spine `s` is leaf port `s` (1-based) and
-//! spine port `i`; edge ports start at 10. Labels: leaves 100 + i, spines
-//! 1000 + s.
+//! spine port `i`; edge ports start at 10. Labels: leaves 101.., spines
+//! 1001.., counting up and skipping labels that end in hex F (flood
+//! labels): leaves 101..=110, 112.., spines 1001..=1006, 1008...
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -49,6 +50,15 @@ pub fn with_two_leaf_lag(mut f: Fabric) -> Fabric {
     f
 }
 
+/// The `n`th (0-based) switch label from `first` on, skipping labels
+/// that end in hex F: those are flood labels (`net::is_flood_label`).
+pub fn switch_label(first: u32, n: usize) -> u32 {
+    (first..)
+        .filter(|l| !crate::net::is_flood_label(*l))
+        .nth(n)
+        .expect("the label space holds every sample fabric")
+}
+
 /// A full mesh of `spines` x `leaves` links, no edge ports yet.
 pub fn leaf_spine(spines: usize, leaves: usize) -> Fabric {
     let mut f = Fabric::default();
@@ -67,12 +77,16 @@ pub fn leaf_spine(spines: usize, leaves: usize) -> Fabric {
         port_map: Default::default(),
     };
     for s in 1..=spines {
-        f.switches
-            .insert(spine_name(s), switch(Role::Spine, 1000 + s as u32, s));
+        f.switches.insert(
+            spine_name(s),
+            switch(Role::Spine, switch_label(1001, s - 1), s),
+        );
     }
     for l in 1..=leaves {
-        f.switches
-            .insert(leaf_name(l), switch(Role::Leaf, 100 + l as u32, 100 + l));
+        f.switches.insert(
+            leaf_name(l),
+            switch(Role::Leaf, switch_label(101, l - 1), 100 + l),
+        );
         for s in 1..=spines {
             f.links.insert(
                 format!("{}-{}", spine_name(s), leaf_name(l)),

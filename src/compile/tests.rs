@@ -533,3 +533,24 @@ fn a_port_at_its_mac_limit_is_locked_on_its_leaf_only_and_incrementally() {
     assert_eq!(plans["leaf01"].len(), 1, "{plans:?}");
     assert_eq!(c.materialize(), compile(&f, &open, &Hosts::new()));
 }
+
+/// Sample fabrics of any size keep their switch labels off the flood
+/// labels (which end in hex F), unique, and the small ones unchanged.
+#[test]
+fn sample_switch_labels_are_never_flood_labels() {
+    use super::names::is_flood_label;
+    let f = leaf_spine(8, 40);
+    let labels: Vec<u32> = f.switches.values().map(|s| s.label).collect();
+    assert!(labels.iter().all(|l| !is_flood_label(*l)), "{labels:?}");
+    let unique: std::collections::BTreeSet<_> = labels.iter().collect();
+    assert_eq!(unique.len(), labels.len(), "{labels:?}");
+    let label = |name: &str| f.switches[name].label;
+    assert_eq!(
+        [label("leaf01"), label("leaf10"), label("leaf11")],
+        [101, 110, 112]
+    );
+    assert_eq!(
+        [label("spine1"), label("spine6"), label("spine7")],
+        [1001, 1006, 1008]
+    );
+}

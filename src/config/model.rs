@@ -247,7 +247,8 @@ pub struct Switch {
     pub device_id: u64,
     pub role: Role,
     /// The fabric (MPLS) label naming this switch, unique in the fabric,
-    /// 16..=1048575 (0..15 are reserved by MPLS).
+    /// 16..=0xFFFFE and not ending in hex F (0..15 are reserved by MPLS;
+    /// labels ending in hex F are flood labels, `net::is_flood_label`).
     pub label: u32,
     #[serde(default)]
     pub target: Target,

@@ -275,6 +275,38 @@ mod tests {
         assert_eq!(f.vlans[&10].name, "fixed");
     }
 
+    /// A switch relabelled to a flood label (one ending in hex F) keeps its
+    /// last good label. A fresh start on such a key has no good value: the
+    /// switch, and the keys that refer to it, stay out until it is fixed.
+    #[test]
+    fn a_switch_label_ending_in_hex_f_is_rejected() {
+        let flood = SW.replace(r#""label":101"#, r#""label":111"#);
+        let mut s = ConfigState::new();
+        s.apply([
+            Change::put("switches/leaf1", SW),
+            Change::put("vlans/10", VLAN10),
+        ]);
+        let (f, e) = s.apply([Change::put("switches/leaf1", flood.clone())]);
+        assert_eq!(err_keys(&e), ["switches/leaf1"]);
+        assert!(
+            e[0].reason.contains("label 111 (0x6f) ends in hex F"),
+            "{e:?}"
+        );
+        assert_eq!(f.switches["leaf1"].label, 101);
+
+        let mut fresh = ConfigState::new();
+        let (f, e) = fresh.apply([
+            Change::put("switches/leaf1", flood),
+            Change::put("vlans/10", VLAN10),
+            Change::put("ports/leaf1/3", PORT),
+        ]);
+        assert_eq!(err_keys(&e), ["ports/leaf1/3", "switches/leaf1"]);
+        assert!(f.switches.is_empty() && f.ports.is_empty());
+        let (f, e) = fresh.apply([Change::put("switches/leaf1", SW)]);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(f.ports.len(), 1);
+    }
+
     #[test]
     fn rejected_key_is_retried_when_its_dependency_arrives() {
         let mut s = ConfigState::new();

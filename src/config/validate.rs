@@ -10,12 +10,13 @@ use ipnet::IpNet;
 
 use super::keys::{valid_name, ConfigKey};
 use super::model::*;
-use crate::net::MacAddr;
+use crate::net::{is_flood_label, MacAddr, MAX_LABEL};
 
-/// Fabric labels at and above this value name flood trees, not switches.
-pub const FLOOD_LABEL_BASE: u32 = 0xF0000;
 /// MPLS reserves labels 0..=15.
 pub const MIN_SWITCH_LABEL: u32 = 16;
+/// The largest switch label: the largest MPLS label, 0xFFFFF, ends in hex
+/// F and so is a flood label.
+pub const MAX_SWITCH_LABEL: u32 = MAX_LABEL - 1;
 
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,14 +189,23 @@ impl<'a> Validator<'a> {
             if !valid_name(name) {
                 self.report(k.clone(), vec![], format!("invalid switch name {name:?}"));
             }
-            if !(MIN_SWITCH_LABEL..FLOOD_LABEL_BASE).contains(&s.label) {
+            let label = s.label;
+            // 0xFFFFF, the largest label, is reported as the flood label it is.
+            if !(MIN_SWITCH_LABEL..=MAX_LABEL).contains(&label) {
                 self.report(
                     k.clone(),
                     vec![],
                     format!(
-                        "label {} outside {MIN_SWITCH_LABEL}..={:#x} (0..15 are reserved by MPLS, {FLOOD_LABEL_BASE:#x}.. for flood trees)",
-                        s.label,
-                        FLOOD_LABEL_BASE - 1
+                        "label {label} ({label:#x}) outside {MIN_SWITCH_LABEL}..={MAX_SWITCH_LABEL:#x} (0..15 are reserved by MPLS, MPLS labels have 20 bits)"
+                    ),
+                );
+            } else if is_flood_label(label) {
+                // Every switch takes such a label for a flood (mpls_in).
+                self.report(
+                    k.clone(),
+                    vec![],
+                    format!(
+                        "label {label} ({label:#x}) ends in hex F: labels ending in hex F are flood labels ((source LAG id << 4) | 0xF), so no switch may use one"
                     ),
                 );
             }
@@ -732,6 +742,38 @@ hosts:
         );
     }
 
+    /// Switch labels: 16..=0xFFFFE, never ending in hex F (flood labels).
+    /// The old flood range 0xF0000.. is fine now where it does not.
+    #[test]
+    fn switch_labels_stay_off_flood_labels() {
+        let leaf1 = |label: u32| {
+            problems(&format!(
+                "switches: {{leaf1: {{address: '127.0.0.1:50001', device_id: 1, role: leaf, label: {label}, fabric_ports: [1]}}}}"
+            ))
+        };
+        for ok in [16, 0x6E, 0x70, 0xEFFFE, 0xF0000, 0xF0001, 0xFFFF0, 0xFFFFE] {
+            assert_eq!(leaf1(ok), Vec::<String>::new(), "{ok:#x}");
+        }
+        for flood in [0x1F, 0x6F, 0xEFFFF, 0xF000F, 0xFFFFF] {
+            let p = leaf1(flood);
+            assert!(
+                p.len() == 1
+                    && p[0].starts_with(&format!(
+                        "switches/leaf1: label {flood} ({flood:#x}) ends in hex F"
+                    ))
+                    && p[0].contains("flood labels"),
+                "{flood:#x}: {p:#?}"
+            );
+        }
+        for outside in [0, 15, 0x10_0000, u32::MAX] {
+            let p = leaf1(outside);
+            assert!(
+                p.len() == 1 && p[0].contains("outside 16..=0xffffe"),
+                "{outside:#x}: {p:#?}"
+            );
+        }
+    }
+
     /// A Tofino leaf with a port map beside the bmv2 base.
     const TOFINO: &str =
         "switches: {leaf3: {address: '127.0.0.1:50009', device_id: 9, role: leaf, label: 109, \
@@ -813,7 +855,9 @@ hosts:
             (leaf("leaf2", 2, 101, 50002), "switches/leaf2", "label 101"),
             (leaf("leaf2", 2, 102, 50001), "switches/leaf2", "address"),
             (leaf("leaf1", 1, 15, 50001), "switches/leaf1", "label 15"),
-            (leaf("leaf1", 1, 0xF0000, 50001), "switches/leaf1", "flood"),
+            (leaf("leaf1", 1, 0x6F, 50001), "switches/leaf1", "label 111 (0x6f) ends in hex F"),
+            (leaf("leaf1", 1, 0xFFFFF, 50001), "switches/leaf1", "are flood labels"),
+            (leaf("leaf1", 1, 0x10_0000, 50001), "switches/leaf1", "label 1048576 (0x100000) outside 16..=0xffffe"),
             ("ports: {leaf9/3: {mode: access, vlan: 10}}".into(), "ports/leaf9/3", "unknown switch"),
             ("ports: {leaf1/1: {mode: access, vlan: 10}}".into(), "ports/leaf1/1", "fabric port"),
             ("ports: {spine1/7: {mode: access, vlan: 10}}".into(), "ports/spine1/7", "spine"),

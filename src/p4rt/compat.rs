@@ -836,7 +836,7 @@ mod tests {
         });
         assert_eq!(
             got,
-            ["controller packet metadata packet_in: header is [ingress_port 9-bit, punt_reason 8-bit, _pad 7-bit] in the running build, [ingress_port 9-bit, punt_reason 8-bit, _pad 7-bit, vlan_id 12-bit] in the new one"]
+            ["controller packet metadata packet_in: header is [_pad 7-bit, ingress_port 9-bit, punt_reason 8-bit] in the running build, [_pad 7-bit, ingress_port 9-bit, punt_reason 8-bit, vlan_id 12-bit] in the new one"]
         );
         // Two fields swapped (ids kept with their names): reported.
         let got = changed(|p| {
@@ -846,8 +846,53 @@ mod tests {
         });
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(
-            got[0].contains("[punt_reason 8-bit, ingress_port 9-bit, _pad 7-bit] in the new one"),
+            got[0].contains("[ingress_port 9-bit, _pad 7-bit, punt_reason 8-bit] in the new one"),
             "{got:?}"
+        );
+    }
+
+    /// The release that byte-aligned the ports in packet_in / packet_out
+    /// (for Tofino) cannot be rolled onto switches running the build
+    /// before it: both headers are reported, nothing else (the flood
+    /// label changed too, but a P4Info does not show it).
+    #[test]
+    fn the_byte_aligned_controller_headers_are_not_rollable_from_the_old_layout() {
+        let mut old = v1();
+        let fields = |list: &[(&str, i32)]| -> Vec<p4i::controller_packet_metadata::Metadata> {
+            list.iter()
+                .zip(1..)
+                .map(
+                    |((name, bitwidth), id)| p4i::controller_packet_metadata::Metadata {
+                        id,
+                        name: (*name).into(),
+                        bitwidth: *bitwidth,
+                        ..Default::default()
+                    },
+                )
+                .collect()
+        };
+        for c in &mut old.controller_packet_metadata {
+            c.metadata = match name_of(&c.preamble) {
+                "packet_in" => fields(&[("ingress_port", 9), ("punt_reason", 8), ("_pad", 7)]),
+                "packet_out" => fields(&[
+                    ("egress_port", 9),
+                    ("do_forwarding", 1),
+                    ("ingress_port", 9),
+                    ("_pad", 5),
+                ]),
+                other => panic!("unexpected controller header {other}"),
+            };
+        }
+        let got: Vec<String> = rollable(&old, &v1())
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "controller packet metadata packet_in: header is [ingress_port 9-bit, punt_reason 8-bit, _pad 7-bit] in the running build, [_pad 7-bit, ingress_port 9-bit, punt_reason 8-bit] in the new one",
+                "controller packet metadata packet_out: header is [egress_port 9-bit, do_forwarding 1-bit, ingress_port 9-bit, _pad 5-bit] in the running build, [_pad0 7-bit, egress_port 9-bit, _pad1 6-bit, do_forwarding 1-bit, ingress_port 9-bit] in the new one",
+            ]
         );
     }
 

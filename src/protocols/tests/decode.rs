@@ -21,16 +21,17 @@ tables {
 actions { preamble { id: 16777217 name: "FabricIngress.learning.known_source" alias: "known_source" } }
 controller_packet_metadata {
   preamble { id: 67146229 name: "packet_in" alias: "packet_in" }
-  metadata { id: 1 name: "ingress_port" bitwidth: 9 }
-  metadata { id: 2 name: "punt_reason" bitwidth: 8 }
-  metadata { id: 3 name: "_pad" bitwidth: 7 }
+  metadata { id: 1 name: "_pad" bitwidth: 7 }
+  metadata { id: 2 name: "ingress_port" bitwidth: 9 }
+  metadata { id: 3 name: "punt_reason" bitwidth: 8 }
 }
 controller_packet_metadata {
   preamble { id: 67121543 name: "packet_out" alias: "packet_out" }
-  metadata { id: 1 name: "egress_port" bitwidth: 9 }
-  metadata { id: 2 name: "do_forwarding" bitwidth: 1 }
-  metadata { id: 3 name: "ingress_port" bitwidth: 9 }
-  metadata { id: 4 name: "_pad" bitwidth: 5 }
+  metadata { id: 1 name: "_pad0" bitwidth: 7 }
+  metadata { id: 2 name: "egress_port" bitwidth: 9 }
+  metadata { id: 3 name: "_pad1" bitwidth: 6 }
+  metadata { id: 4 name: "do_forwarding" bitwidth: 1 }
+  metadata { id: 5 name: "ingress_port" bitwidth: 9 }
 }
 digests {
   preamble { id: 385875969 name: "mac_learn_digest_t" alias: "mac_learn_digest_t" }
@@ -69,10 +70,14 @@ fn packet_in_decodes_and_packet_out_encodes() {
         metadata: vec![
             p4::PacketMetadata {
                 metadata_id: 1,
-                value: encode_value("p", 5, 9).unwrap(),
+                value: encode_value("p", 0, 7).unwrap(),
             },
             p4::PacketMetadata {
                 metadata_id: 2,
+                value: encode_value("p", 5, 9).unwrap(),
+            },
+            p4::PacketMetadata {
+                metadata_id: 3,
                 value: encode_value("p", 3, 8).unwrap(),
             },
         ],
@@ -89,7 +94,22 @@ fn packet_in_decodes_and_packet_out_encodes() {
     let out = PacketOut::direct(&PortRef::new("leaf1", 7), vec![9]);
     let po = r.packet_out(out.frame.clone(), &out.metadata()).unwrap();
     assert_eq!(po.payload, vec![9]);
-    assert_eq!(po.metadata.len(), 4);
+    let by_id: Vec<(u32, Vec<u8>)> = po
+        .metadata
+        .iter()
+        .map(|m| (m.metadata_id, m.value.clone()))
+        .collect();
+    let v = |value, width| encode_value("p", value, width).unwrap();
+    assert_eq!(
+        by_id,
+        [
+            (1, v(0, 7)), // _pad0
+            (2, v(7, 9)), // egress_port
+            (3, v(0, 6)), // _pad1
+            (4, v(0, 1)), // do_forwarding
+            (5, v(0, 9)), // ingress_port
+        ]
+    );
 }
 
 #[test]
