@@ -528,10 +528,11 @@ fn host_traces<D: compile::check::DataPlane>(f: &Fabric, dp: &D) -> Vec<String> 
 /// in-process switches, and forwards host to host exactly as the same
 /// fabric of bmv2 switches (forwarding checker over every host pair).
 ///
-/// The simulated switches run the contract's P4Info in its TNA form
-/// (32-bit translated ports) until bf-p4c's is checked in; they hold
-/// device ports (the port maps applied on the wire), which the checker
-/// reads back through the maps.
+/// The simulated switches are loaded with the compiled Tofino pipelines
+/// (bf-p4c's P4Info and device configs from `p4/build/tofino*/`; the
+/// contract's TNA form only where a build is missing); they hold device
+/// ports (the port maps applied on the wire), which the checker reads
+/// back through the maps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tofino_fabric_converges_and_forwards_like_bmv2() {
     let bmv2 = example();

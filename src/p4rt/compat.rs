@@ -966,11 +966,11 @@ mod tests {
         assert_eq!(
             got,
             [
-                "table FabricIngress.routing.nexthops: implementation is FabricIngress.routing.ecmp_selector in the running build, none in the new one",
                 "table FabricIngress.learning.src_mac: size is 16384 entries in the running build, 1024 entries in the new one",
                 "table FabricIngress.learning.src_mac: idle timeout is NOTIFY_CONTROL in the running build, NO_TIMEOUT in the new one",
                 "table FabricIngress.learning.src_mac: the table is writable in the running build, const (is_const_table) in the new one",
                 "table FabricIngress.learning.src_mac: default action is NoAction() (const) in the running build, FabricIngress.learning.known_source() (const) in the new one",
+                "table FabricIngress.routing.nexthops: implementation is FabricIngress.routing.ecmp_selector in the running build, none in the new one",
                 "action profile FabricIngress.routing.ecmp_selector: kind is an action selector in the running build, an action profile in the new one",
                 "meter FabricIngress.acl.punt_meter is in the running build, not in the new one",
             ]
