@@ -469,7 +469,7 @@ async fn a_port_map_writes_device_ports_and_reads_them_back_as_configured() {
             .expect("leaf"),
     );
     let t: Arc<dyn target::SwitchTarget> = target::for_switch(&name, &sw).expect("tofino").into();
-    assert!(t.has_port_map());
+    assert!(t.maps_entities());
     let on_device = ports::to_device(t.as_ref(), &want).expect("all mapped");
     let (pipeline, _) = compile::contract::simulation_pipeline_for(&Pipeline::default_dir(), "tna");
     let pipeline = Arc::new(pipeline);

@@ -39,7 +39,8 @@ typedef bit<2>   acl_verdict_t;
  *   CPU_MIRROR_SESSION_ID  TNA: ingress mirror session to the CPU port
  *   MAC_LEARN_DIGEST_*     v1model digest receiver / TNA digest type
  *   METER_COLOR_RED        the colour that stops a punt (v1model 2, TNA 3)
- *   NO_PORT                port 0 (the src_mac ingress_port key on a LAG)
+ *   NO_PORT                the learning tables' ingress_port key on a LAG
+ *                          (v1model 0, Tofino the CPU port)
  */
 
 /* Port types (port_classify.ports). */

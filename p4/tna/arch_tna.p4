@@ -23,7 +23,11 @@
  * translated; the v1model build keeps plain 9-bit ports. */
 @p4runtime_translation("tna/PortId_t", 32)
 type bit<9> port_t;
-#define NO_PORT ((port_t) 9w0)
+/* The learning tables' ingress_port key of a host behind a LAG. Not 0 as
+ * on v1model: under port translation the controller can only write ports
+ * the server maps, and the CPU port always is one (no host frame comes in
+ * on it). SwitchTarget::lag_key_port on the controller's side. */
+#define NO_PORT ((port_t) CPU_PORT_ID)
 
 /* The device's CPU (PCIe) port: packet_out frames arrive on it. It depends
  * on the chip and SKU (Tofino: 192 on 2-pipe parts, 320 on 4-pipe parts,

@@ -70,7 +70,7 @@ pub struct AgentConfig {
     /// after refusing a new JSON, but then fails every table read).
     pub push_once: bool,
     /// The switch's target where its configured port numbers are not its
-    /// device ports (`SwitchTarget::has_port_map`): writes go through
+    /// device ports (`SwitchTarget::maps_entities`): writes go through
     /// `target::ports::op_to_device`, read-backs through
     /// `target::ports::ReadBackMap`. `None`: the same numbers, nothing mapped.
     pub ports: Option<Arc<dyn SwitchTarget>>,

@@ -86,7 +86,7 @@ struct Running {
     /// The pipelines it may run, the one it pushes first (to decode its
     /// packet-ins etc.: the one whose cookie it reports).
     pipelines: Vec<Arc<Pipeline>>,
-    /// The switch's target where it maps ports (`SwitchTarget::has_port_map`).
+    /// The switch's target where it maps ports (`SwitchTarget::maps_entities`).
     ports: Option<Arc<dyn SwitchTarget>>,
 }
 
@@ -221,7 +221,7 @@ impl Agents {
             // to get here, the switch gets no agent (and no write on
             // unmapped ports), the others go on.
             let ports = match target::for_switch(name, sw) {
-                Ok(t) => t.has_port_map().then(|| Arc::<dyn SwitchTarget>::from(t)),
+                Ok(t) => t.maps_entities().then(|| Arc::<dyn SwitchTarget>::from(t)),
                 Err(e) => {
                     tracing::error!(switch = %name, error = %e, "invalid target settings");
                     continue;

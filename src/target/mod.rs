@@ -109,11 +109,22 @@ pub trait SwitchTarget: fmt::Debug + Send + Sync {
         vec![self.cpu_port()]
     }
 
-    /// Whether configured port numbers differ from device ports (a
-    /// non-empty `port_map`). Without one the agents and the controller's
-    /// packet I/O skip the mapping (no per-entity copy). Default: no.
-    fn has_port_map(&self) -> bool {
+    /// Whether the entities a switch holds differ from the configured ones
+    /// (`ports::to_device`): configured port numbers are not device ports
+    /// (a non-empty `port_map`), or the learning tables key hosts behind a
+    /// LAG on a port other than 0 (`lag_key_port`). Without either the
+    /// agents and the controller's packet I/O skip the mapping (no
+    /// per-entity copy). Default: no.
+    fn maps_entities(&self) -> bool {
         false
+    }
+
+    /// The `ingress_port` the learning tables (`src_mac`, `locked_sources`)
+    /// key a host behind a LAG on, beside its LAG id: the pipeline's
+    /// `NO_PORT`. The compiler writes 0 there; the port mapping puts this
+    /// value on the switch. Default: v1model's 0.
+    fn lag_key_port(&self) -> PortNum {
+        0
     }
 
     /// The device port of a configured port number. Default: the same
@@ -160,7 +171,7 @@ pub async fn read_configured(
     t: Option<&dyn SwitchTarget>,
 ) -> Result<(crate::p4rt::intern::SharedEntities, Strays), crate::p4rt::switch::ReadError> {
     use crate::p4rt::switch::read_all_shared;
-    let Some(t) = t.filter(|t| t.has_port_map()) else {
+    let Some(t) = t.filter(|t| t.maps_entities()) else {
         return Ok((read_all_shared(client, reg, None).await?, (0, None)));
     };
     let mut to_config = ports::ReadBackMap::new(t);

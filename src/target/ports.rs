@@ -5,10 +5,11 @@
 //! place that knows which fields carry ports (the `ingress_port` /
 //! `egress_port` match fields, the `port` action parameter, group members'
 //! watch ports, multicast and clone replicas). The CPU port is a device
-//! port already and passes as it is, and so does the learning table's
-//! `ingress_port` 0 beside a non-zero `lag_id` (the LAG stands for its
-//! ports there). Only switches with a map need any of it
-//! (`SwitchTarget::has_port_map`): the agents skip it for the others.
+//! port already and passes as it is. The learning tables' `ingress_port`
+//! beside a non-zero `lag_id` is no port (the LAG stands for its ports
+//! there): configured 0, on the switch the target's `lag_key_port`. Only
+//! switches that need any of it (`SwitchTarget::maps_entities`) get it:
+//! the agents skip it for the others.
 
 use std::borrow::Cow;
 
@@ -118,8 +119,18 @@ impl<'t> Mapper<'t> {
             .iter()
             .any(|(f, m)| *f == F_LAG_ID && *m != Match::Exact(0));
         let exact_mask = (1u128 << self.t.port_bits().min(64)) - 1;
+        let lag_port = Value::from(self.t.lag_key_port());
         for (field, m) in key.matches.iter_mut() {
-            if on_lag && *field == F_INGRESS_PORT && *m == Match::Exact(0) {
+            if on_lag && *field == F_INGRESS_PORT {
+                // Not a port but the pipeline's NO_PORT: configured 0, the
+                // target's `lag_key_port` on the switch.
+                match (self.way, *m) {
+                    (Way::ToDevice, Match::Exact(0)) => *m = Match::Exact(lag_port),
+                    (Way::ToConfig | Way::ReadBack, Match::Exact(v)) if v == lag_port => {
+                        *m = Match::Exact(0)
+                    }
+                    _ => {}
+                }
                 continue;
             }
             if *field == F_INGRESS_PORT || *field == F_EGRESS_PORT {
@@ -328,6 +339,67 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!("port 1 is not in the port_map of {name}")
+        );
+    }
+
+    /// The learning tables' key of a host behind a LAG: configured port 0
+    /// is the target's `lag_key_port` on the switch (a Tofino's CPU port,
+    /// with or without a port map) and back; a plain port's key is mapped
+    /// as a port; bmv2 keeps 0.
+    #[test]
+    fn lag_hosts_are_keyed_on_the_targets_no_port() {
+        use crate::compile::names::{F_ETH_SRC, F_VLAN_ID, T_LOCKED_SOURCES, T_SRC_MAC};
+        let key = |table: &'static str, port: Value, lag: Value| {
+            let mut k = TableKey::new(table);
+            if table == T_SRC_MAC {
+                k = k
+                    .exact(F_VLAN_ID, 10u16)
+                    .exact(F_ETH_SRC, 0x0200_0000_0001u64);
+            }
+            Entity::Table(crate::p4rt::entity::TableEntry {
+                key: k.exact(F_INGRESS_PORT, port).exact(F_LAG_ID, lag),
+                action: TableAction::Direct(ActionCall::new("a")),
+                idle_timeout_ns: 0,
+            })
+        };
+        let no_map: crate::config::Switch = serde_yaml::from_str(
+            "{address: 'h:1', device_id: 1, role: leaf, label: 101, target: tofino2, \
+             device_config: stratum_bfrt}",
+        )
+        .expect("switch");
+        let stratum = for_switch("leaf2", &no_map).expect("tofino2");
+        for t in [leaf(), stratum] {
+            let no_port = Value::from(t.lag_key_port());
+            assert_eq!(no_port, Value::from(t.cpu_port()));
+            assert!(t.maps_entities());
+            for table in [T_SRC_MAC, T_LOCKED_SOURCES] {
+                let dev = entity_to_device(t.as_ref(), &key(table, 0, 7)).expect("mapped");
+                assert_eq!(dev, key(table, no_port, 7), "{table}");
+                assert_eq!(
+                    entity_to_config(t.as_ref(), &dev).expect("back"),
+                    key(table, 0, 7)
+                );
+                let mut read = ReadBackMap::new(t.as_ref());
+                assert_eq!(read.entity(dev), key(table, 0, 7));
+                assert_eq!(read.strays(), (0, None));
+            }
+        }
+        // A plain port (LAG id 0) is a port: mapped through the map.
+        let t = leaf();
+        assert_eq!(
+            entity_to_device(t.as_ref(), &key(T_SRC_MAC, 2, 0)).expect("mapped"),
+            key(T_SRC_MAC, 140, 0)
+        );
+        // bmv2: 0 stays 0.
+        let bmv2: crate::config::Switch =
+            serde_yaml::from_str("{address: 'h:1', device_id: 1, role: leaf, label: 101}")
+                .expect("switch");
+        let b = for_switch("leaf3", &bmv2).expect("bmv2");
+        assert_eq!(b.lag_key_port(), 0);
+        assert!(!b.maps_entities());
+        assert_eq!(
+            entity_to_device(b.as_ref(), &key(T_SRC_MAC, 0, 7)).expect("same"),
+            key(T_SRC_MAC, 0, 7)
         );
     }
 

@@ -294,8 +294,15 @@ impl SwitchTarget for Tofino {
         v
     }
 
-    fn has_port_map(&self) -> bool {
-        !self.to_device.is_empty()
+    fn maps_entities(&self) -> bool {
+        !self.to_device.is_empty() || self.lag_key_port() != 0
+    }
+
+    /// The CPU port: the TNA build's `NO_PORT` (p4/tna/arch_tna.p4). Under
+    /// P4Runtime port translation 0 is no SDN port a server maps, while the
+    /// CPU port's id always is; no host frame comes in on it.
+    fn lag_key_port(&self) -> PortNum {
+        self.cpu_port
     }
 
     fn device_port(&self, port: PortNum) -> Result<PortNum, TargetError> {
@@ -345,13 +352,18 @@ mod tests {
         assert_eq!(t.device_port(2).expect("mapped"), 140);
         assert_eq!(t.config_port(132), Some(1));
         assert_eq!(t.config_port(133), None);
-        assert!(t.has_port_map());
+        assert!(t.maps_entities());
         let e = t.device_port(3).expect_err("unmapped");
         assert_eq!(e.to_string(), "port 3 is not in the port_map of leaf1");
         assert!(t.reserved_ports().contains(&68) && t.reserved_ports().contains(&320));
-        // No map: device ports are configured as they are.
+        // No map: device ports are configured as they are; entities are
+        // still mapped for the LAG key port (the CPU port, not 0)...
         let t = tofino("target: tofino, cpu_port: 64").expect("valid");
-        assert!(!t.has_port_map());
+        assert!(t.maps_entities());
+        assert_eq!(t.lag_key_port(), 64);
+        // ...unless the CPU port is 0 (Tofino 2 on bf_switchd).
+        let t2 = tofino("target: tofino2, cpu_port: 0").expect("valid");
+        assert!(!t2.maps_entities());
         assert_eq!(
             (t.device_port(9).expect("same"), t.config_port(9)),
             (9, Some(9))
