@@ -835,7 +835,7 @@ async fn gnmi_port_events_take_a_lag_member_and_a_fabric_link_out_of_service() {
 /// `p4/build/tofino2/` (told apart by the cookie each switch holds), and a
 /// switch whose target's build is missing gets no pipeline and no writes.
 /// (The "build" here is the contract's TNA-form P4Info with stand-in
-/// binaries: the TNA compiler's outputs are not checked in yet.)
+/// binaries in a temporary directory, so the test decides what is missing.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelines_are_loaded_by_target() {
     use p4fabric::config::Target;

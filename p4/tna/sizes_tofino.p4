@@ -7,8 +7,8 @@
  * well above what stratum/fabric-tna ships (1024 each for bridging, IPv4
  * and IPv6 routes and hashed next hops, 1024 selector members, groups of
  * at most 16). What limits each and what growing it would cost is in
- * docs/pipeline.md; the figures there are estimates until bf-p4c's
- * resource report for this build is checked in (p4/build/tofino/).
+ * docs/pipeline.md, with the figures of bf-p4c's resource report for
+ * this build (p4/build/tofino/pipe/logs/).
  */
 #ifndef _FABRIC_SIZES_TOFINO_P4_
 #define _FABRIC_SIZES_TOFINO_P4_

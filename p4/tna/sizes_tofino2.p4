@@ -6,8 +6,8 @@
  *
  * The host and route tables are twice the Tofino sizes (tna/sizes_tofino.p4),
  * the rest the same. What limits each and what growing it would cost is in
- * docs/pipeline.md; the figures there are estimates until bf-p4c's
- * resource report for this build is checked in (p4/build/tofino2/).
+ * docs/pipeline.md, with the figures of bf-p4c's resource report for
+ * this build (p4/build/tofino2/pipe/logs/).
  */
 #ifndef _FABRIC_SIZES_TOFINO2_P4_
 #define _FABRIC_SIZES_TOFINO2_P4_
