@@ -471,7 +471,8 @@ pub const SDN_PORT_WIDTH: i32 = 32;
 /// every port-valued field (the contract's 9-bit ones: match fields,
 /// action parameters, controller headers, digest members) the translated
 /// `port_t`, 32 bits. What simulated Tofino switches run where bf-p4c's
-/// P4Info for their chip is missing (a pipeline directory without it).
+/// P4Info for their chip is missing, or fails to load (logged as an error;
+/// `simulation_pipeline_for`).
 pub fn tna_p4info(arch: &str) -> p4i::P4Info {
     const PORT_TYPE: &str = "port_t";
     let port_type = || {
